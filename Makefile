@@ -1,0 +1,164 @@
+# libmetaprompt — build, test, install.
+# Targets: all (default), check, sanitize, valgrind, install, uninstall,
+# installcheck, abicheck, abi-baseline, examples, demo, bench, clean.
+
+VERSION_H := include/metaprompt/core.h
+MAJOR := $(shell sed -n 's/^\#define MP_VERSION_MAJOR \([0-9]*\).*/\1/p' $(VERSION_H))
+MINOR := $(shell sed -n 's/^\#define MP_VERSION_MINOR \([0-9]*\).*/\1/p' $(VERSION_H))
+PATCH := $(shell sed -n 's/^\#define MP_VERSION_PATCH \([0-9]*\).*/\1/p' $(VERSION_H))
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+# Build directory: lib/ for the normal build, lib/asan for the sanitizer run.
+BUILD ?= lib
+OPT ?= -O2
+# WERROR=1 turns warnings into errors (CI sets it).
+WERROR ?=
+SANFLAGS ?=
+
+DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas zlib)
+DEPS_LIBS := $(shell $(PKG_CONFIG) --libs openblas zlib) -lm -lpthread
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(if $(filter 1,$(WERROR)),-Werror)
+BASE_CFLAGS := -std=c11 -g $(OPT) $(WARN) $(SANFLAGS) -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(DEPS_CFLAGS)
+LIB_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden
+override CFLAGS_ALL = $(LIB_CFLAGS) $(CFLAGS)
+
+SRC := $(sort $(wildcard src/*/*.c))
+OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRC))
+HDR := include/metaprompt.h $(wildcard include/metaprompt/*.h) $(wildcard src/*/*.h)
+EXPORTS := $(sort $(wildcard src/*/exports.txt))
+
+STATIC := $(BUILD)/libmetaprompt.a
+SHARED_REAL := $(BUILD)/libmetaprompt.so.$(VERSION)
+SHARED_MAJOR := $(BUILD)/libmetaprompt.so.$(MAJOR)
+SHARED := $(BUILD)/libmetaprompt.so
+MAP := $(BUILD)/metaprompt.map
+PC := $(BUILD)/metaprompt.pc
+
+TEST_SRC := $(sort $(wildcard tests/*.c))
+TEST_BIN := $(BUILD)/tests/check_runner
+TEST_CFLAGS := $(BASE_CFLAGS) $(CHECK_CFLAGS) -Itests -DMP_SOURCE_DIR='"$(CURDIR)"' -DMP_BUILD_DIR='"$(CURDIR)/$(BUILD)"' -Wno-missing-prototypes
+
+.PHONY: all check check-build sanitize valgrind install uninstall installcheck abicheck \
+        abi-baseline examples demo bench clean
+.DELETE_ON_ERROR:
+
+all: $(STATIC) $(SHARED) $(PC)
+
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(STATIC): $(OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $(OBJ)
+
+# The version map is generated from per-module lists of exported names
+# (src/*/exports.txt); the symbol test checks it against the headers and nm.
+$(MAP): $(EXPORTS) Makefile
+	@mkdir -p $(dir $@)
+	{ printf 'METAPROMPT_%s {\n  global:\n' $(MAJOR); \
+	  cat $(EXPORTS) | sed -e 's/#.*//' -e '/^[[:space:]]*$$/d' -e 's/^[[:space:]]*/    /' -e 's/[[:space:]]*$$/;/'; \
+	  printf '  local:\n    *;\n};\n'; } > $@
+
+$(SHARED_REAL): $(OBJ) $(MAP)
+	$(CC) -shared $(SANFLAGS) -o $@ $(OBJ) -Wl,-soname,libmetaprompt.so.$(MAJOR) \
+	  -Wl,--version-script=$(MAP) -Wl,-z,defs -Wl,-z,noexecstack -Wl,-z,relro -Wl,-z,now $(DEPS_LIBS)
+
+$(SHARED_MAJOR): $(SHARED_REAL)
+	ln -sf $(notdir $<) $@
+$(SHARED): $(SHARED_MAJOR)
+	ln -sf $(notdir $<) $@
+
+# The .pc in the build directory is for uninstalled use; install writes its
+# own with the install-time paths.
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g'
+$(PC): src/metaprompt.pc.in $(VERSION_H)
+	@mkdir -p $(dir $@)
+	$(PC_SED) $< > $@
+
+# ---- tests -----------------------------------------------------------------
+$(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) $(SHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) $(TEST_SRC) -o $@ $(STATIC) $(CHECK_LIBS) $(DEPS_LIBS)
+
+check-build: all $(TEST_BIN)
+
+# One Check runner in fork mode, OpenBLAS single-threaded. SUITES= limits
+# the run to some suites (e.g. make check SUITES="core tape").
+check: check-build
+	OPENBLAS_NUM_THREADS=1 CK_FORK=yes $(TEST_BIN) $(SUITES)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+sanitize:
+	$(MAKE) BUILD=lib/asan OPT=-O1 SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" check-build
+	OPENBLAS_NUM_THREADS=1 CK_FORK=no ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  lib/asan/tests/check_runner $(SUITES)
+
+# A subset under valgrind memcheck (no fork, so leaks are seen).
+VALGRIND_SUITES ?= core
+valgrind: check-build
+	OPENBLAS_NUM_THREADS=1 CK_FORK=no valgrind --error-exitcode=99 --leak-check=full \
+	  --errors-for-leak-kinds=definite --track-origins=yes --quiet $(TEST_BIN) $(VALGRIND_SUITES)
+
+# ---- install -----------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/metaprompt $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libmetaprompt.a
+	install -m 755 $(SHARED_REAL) $(DESTDIR)$(LIBDIR)/libmetaprompt.so.$(VERSION)
+	ln -sf libmetaprompt.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libmetaprompt.so.$(MAJOR)
+	ln -sf libmetaprompt.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libmetaprompt.so
+	install -m 644 include/metaprompt.h $(DESTDIR)$(INCLUDEDIR)/metaprompt.h
+	install -m 644 include/metaprompt/*.h $(DESTDIR)$(INCLUDEDIR)/metaprompt/
+	$(PC_SED) src/metaprompt.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/metaprompt.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/metaprompt.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libmetaprompt.a $(DESTDIR)$(LIBDIR)/libmetaprompt.so \
+	  $(DESTDIR)$(LIBDIR)/libmetaprompt.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libmetaprompt.so.$(VERSION) \
+	  $(DESTDIR)$(INCLUDEDIR)/metaprompt.h $(DESTDIR)$(PKGCONFIGDIR)/metaprompt.pc
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/metaprompt/,$(notdir $(wildcard include/metaprompt/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/metaprompt 2>/dev/null
+
+# Installs into a scratch prefix, then builds and runs a program against it
+# with pkg-config alone, linked shared and linked static.
+installcheck:
+	tools/installcheck.sh
+
+# ---- ABI -----------------------------------------------------------------------
+ABI_BASELINE := tests/abi/libmetaprompt.abi
+abi-baseline: all
+	@mkdir -p $(dir $(ABI_BASELINE))
+	abidw --no-corpus-path --headers-dir include --out-file $(ABI_BASELINE) $(SHARED_REAL)
+
+abicheck: all
+	tools/abicheck.sh $(ABI_BASELINE) $(SHARED_REAL)
+
+# ---- examples, demo, benchmarks ------------------------------------------------
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $< -o $@ $(STATIC) $(DEPS_LIBS)
+examples: $(EXAMPLE_BIN)
+
+demo: all
+	@echo "make demo: the Fashion-MNIST meta-learning demo is not built yet (issue 7)."
+
+bench: all
+	@echo "make bench: no benchmarks yet."
+
+clean:
+	rm -rf lib

@@ -1,0 +1,85 @@
+/* Internal core helpers shared by every module. Not installed. */
+#ifndef MP_CORE_INTERNAL_H
+#define MP_CORE_INTERNAL_H
+
+#include "metaprompt.h"
+#include <stdarg.h>
+
+#define MP_ERRMSG_LEN 512
+
+#if defined(__GNUC__)
+#  define MP_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#  define MP_PRINTF(a, b)
+#endif
+
+/* Records a failure: formats the message into the thread-local last error
+ * and, when handle_err is not NULL, into the handle's message buffer
+ * (MP_ERRMSG_LEN bytes). Returns st so callers can `return mp__fail(...)`. */
+mp_status mp__fail(char *handle_err, mp_status st, const char *fmt, ...) MP_PRINTF(3, 4);
+mp_status mp__vfail(char *handle_err, mp_status st, const char *fmt, va_list ap);
+/* Copies the thread-local message into a handle's buffer (after a failing
+ * nested call that only wrote the thread-local message). Returns st. */
+mp_status mp__fail_propagate(char *handle_err, mp_status st);
+
+/* One-line checks. `herr` is the handle's message buffer or NULL. */
+#define MP_REQUIRE(cond, herr, st, ...)                                     \
+    do {                                                                    \
+        if (!(cond)) return mp__fail((herr), (st), __VA_ARGS__);            \
+    } while (0)
+#define MP_REQUIRE_PTR(p, herr, fn)                                          \
+    MP_REQUIRE((p) != NULL, (herr), MP_ERR_NULL_POINTER, "%s: argument '%s' is NULL", (fn), #p)
+#define MP_TRY(expr)                                                        \
+    do {                                                                    \
+        mp_status mp__st_ = (expr);                                         \
+        if (mp__st_ != MP_OK) return mp__st_;                               \
+    } while (0)
+
+/* Allocation through the installed hook. mp__alloc memory is 64-byte
+ * aligned. mp__calloc zeroes and checks n*size for overflow. */
+void *mp__alloc(size_t size);
+void *mp__calloc(size_t n, size_t size);
+void mp__free(void *p);
+/* Overflow-checked multiply: returns 0 and stores the product, or -1. */
+int mp__mul_size(size_t a, size_t b, size_t *out);
+
+/* Logging through the installed callback; a no-op without one. */
+void mp__log(int32_t level, const char *fmt, ...) MP_PRINTF(2, 3);
+
+/* ---- counter-based RNG ---------------------------------------------------
+ * xoshiro256** seeded by splitmix64 of (seed, stream): a stream is a pure
+ * function of its two words, so "episode i of seed s" never depends on
+ * call order or threads. */
+typedef struct { uint64_t s[4]; } mp__rng;
+void mp__rng_seed(mp__rng *r, uint64_t seed, uint64_t stream);
+uint64_t mp__rng_next(mp__rng *r);
+double mp__rng_uniform(mp__rng *r);          /* [0, 1) with 53 bits */
+double mp__rng_normal(mp__rng *r);           /* standard normal */
+uint64_t mp__rng_below(mp__rng *r, uint64_t n); /* uniform in [0, n), unbiased */
+void mp__rng_shuffle_i32(mp__rng *r, int32_t *a, size_t n);
+
+/* ---- configuration ------------------------------------------------------
+ * Each module owns a table of its keys (terminated by key == 0), defined in
+ * its own folder; config.c searches them all. */
+typedef struct {
+    int32_t key;
+    const char *name;
+    int32_t type;      /* MP_CFG_TYPE_INT or MP_CFG_TYPE_FLOAT */
+    double def, min, max;
+} mp__key_info;
+
+extern const mp__key_info mp__keys_core[];
+extern const mp__key_info mp__keys_model[];
+extern const mp__key_info mp__keys_data[];
+extern const mp__key_info mp__keys_meta[];
+
+const mp__key_info *mp__key_lookup(int32_t key);
+/* Value of a key, or its default when cfg is NULL or the key is unset. */
+int64_t mp__cfg_int(const mp_config *cfg, int32_t key);
+double mp__cfg_float(const mp_config *cfg, int32_t key);
+/* Enumerates the set keys of a config (for checkpoints): index i in
+ * [0, mp__cfg_count) gives key, type and value. */
+size_t mp__cfg_count(const mp_config *cfg);
+void mp__cfg_entry(const mp_config *cfg, size_t i, int32_t *key, int64_t *ival, double *fval);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs into a scratch prefix and builds examples/install_check.c against it
+# with pkg-config alone, linked shared and static; also checks DESTDIR
+# staging and uninstall.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD/lib/installcheck"
+rm -rf "$root"
+prefix="$root/prefix"
+make -s install PREFIX="$prefix"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+cc=${CC:-cc}
+pkg-config --exists metaprompt
+ver=$(pkg-config --modversion metaprompt)
+echo "installcheck: pkg-config finds metaprompt $ver"
+# shared
+$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c $(pkg-config --cflags --libs metaprompt) -o "$root/shared"
+LD_LIBRARY_PATH="$prefix/lib" "$root/shared"
+LD_LIBRARY_PATH="$prefix/lib" ldd "$root/shared" | grep -q "libmetaprompt.so.${ver%%.*} => $prefix/lib/"
+# static: the same flags with --static, the archive chosen over the .so
+libs=$(pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')
+$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c $(pkg-config --cflags metaprompt) $libs -o "$root/static"
+"$root/static"
+if ldd "$root/static" | grep -q libmetaprompt; then
+    echo "installcheck: static build still links libmetaprompt.so" >&2
+    exit 1
+fi
+# DESTDIR staging and uninstall
+make -s install DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc PKGCONFIGDIR=/usr/share/pkgconfig
+for f in usr/lib64/libmetaprompt.a usr/lib64/libmetaprompt.so usr/lib64/libmetaprompt.so.${ver%%.*} \
+         usr/lib64/libmetaprompt.so.$ver usr/inc/metaprompt.h usr/inc/metaprompt/core.h usr/share/pkgconfig/metaprompt.pc; do
+    [ -e "$root/stage/$f" ] || { echo "installcheck: missing $f after DESTDIR install" >&2; exit 1; }
+done
+grep -q '^libdir=/usr/lib64$' "$root/stage/usr/share/pkgconfig/metaprompt.pc"
+make -s uninstall DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc PKGCONFIGDIR=/usr/share/pkgconfig
+left=$(find "$root/stage" -type f -o -type l)
+[ -z "$left" ] || { echo "installcheck: uninstall left: $left" >&2; exit 1; }
+echo "installcheck: shared, static, DESTDIR and uninstall OK"
