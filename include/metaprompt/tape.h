@@ -1,10 +1,140 @@
-/* libmetaprompt — tape API (filled in by the tape issue). Include metaprompt.h. */
+/*
+ * libmetaprompt — the autodiff tape (advanced API).
+ *
+ * A tape records operations on 2-D float32 tensors (rows x cols; a vector is
+ * 1 x n, a scalar 1 x 1; images are rows of C*H*W values, channel-major).
+ * Variables are small integer ids (mp_var) valid on the tape that made them
+ * until mp_tape_reset or mp_tape_destroy. Tensors live on the tape's arena:
+ * after warm-up, recording allocates no heap memory.
+ *
+ * mp_tape_backward(loss, create_graph) computes gradients of a scalar loss
+ * with respect to every variable that requires a gradient and was used to
+ * compute it. Each op's backward is itself recorded as tape ops, so with
+ * create_graph = 1 the gradient variables are differentiable again
+ * (Hessian-vector products, gradients through an inner SGD step); with
+ * create_graph = 0 they are constants.
+ *
+ * Every op validates its inputs; on error it records nothing, leaves *out
+ * untouched and sets a message naming the op and the shapes.
+ * Thread safety: a tape is not thread-safe; distinct tapes may be used from
+ * distinct threads concurrently.
+ */
 #ifndef METAPROMPT_TAPE_H
 #define METAPROMPT_TAPE_H
 #include "metaprompt/core.h"
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef struct mp_tape mp_tape;
+/* A variable id; MP_VAR_NONE marks "no variable" (e.g. an optional bias). */
+typedef int32_t mp_var;
+#define MP_VAR_NONE (-1)
+
+/* Leaf flags (bit set). */
+#define MP_LEAF_REQUIRES_GRAD 1 /* gradients are computed for this leaf */
+#define MP_LEAF_BORROW        2 /* use the caller's buffer without copying: it must stay
+                                   valid and unchanged until reset/destroy */
+
+/* Reduction shapes for mp_sum / mp_mean. */
+#define MP_REDUCE_ALL     0 /* -> 1 x 1 */
+#define MP_REDUCE_PER_ROW 1 /* -> rows x 1 */
+#define MP_REDUCE_PER_COL 2 /* -> 1 x cols */
+
+/* Axes for concat / slice. */
+#define MP_AXIS_ROWS 0
+#define MP_AXIS_COLS 1
+
+/* Tape statistics for mp_tape_stat. */
+#define MP_TAPE_STAT_NODES        0 /* variables recorded since the last reset */
+#define MP_TAPE_STAT_ARENA_USED   1 /* bytes of arena in use */
+#define MP_TAPE_STAT_ARENA_HIGH   2 /* high-water mark of arena bytes since creation */
+#define MP_TAPE_STAT_HEAP_BYTES   3 /* bytes the tape holds from the allocator */
+
+/* ---- lifetime ------------------------------------------------------------ */
+MP_API mp_status mp_tape_create(mp_tape **out);
+MP_API void mp_tape_destroy(mp_tape *tape);
+/** Forgets every variable and rewinds the arena (memory is kept for reuse). */
+MP_API mp_status mp_tape_reset(mp_tape *tape);
+MP_API const char *mp_tape_error(const mp_tape *tape);
+MP_API mp_status mp_tape_stat(const mp_tape *tape, int32_t stat, int64_t *out);
+
+/* ---- leaves and reading ------------------------------------------------------ */
+/** A leaf of rows x cols from data (len must equal rows*cols). Copied unless
+ *  MP_LEAF_BORROW. */
+MP_API mp_status mp_tape_leaf(mp_tape *tape, int32_t rows, int32_t cols, const float *data,
+                              size_t len, int32_t flags, mp_var *out);
+/** A constant leaf filled with one value. */
+MP_API mp_status mp_tape_fill(mp_tape *tape, int32_t rows, int32_t cols, float value, mp_var *out);
+MP_API mp_status mp_tape_shape(const mp_tape *tape, mp_var v, int32_t *rows, int32_t *cols);
+/** Copies a variable's values into buf (len >= rows*cols, else
+ *  MP_ERR_BUFFER_TOO_SMALL naming the size needed). */
+MP_API mp_status mp_tape_read(const mp_tape *tape, mp_var v, float *buf, size_t len);
+/** Value of a 1 x 1 variable. */
+MP_API mp_status mp_tape_scalar(const mp_tape *tape, mp_var v, float *out);
+
+/* ---- differentiation ------------------------------------------------------- */
+/** Reverse sweep from a 1 x 1 loss. Replaces the gradients of any earlier
+ *  backward call. */
+MP_API mp_status mp_tape_backward(mp_tape *tape, mp_var loss, int32_t create_graph);
+/** Gradient variable of v from the last backward (same shape as v). A
+ *  variable the loss does not depend on gets a zero constant. */
+MP_API mp_status mp_tape_grad(mp_tape *tape, mp_var v, mp_var *out);
+
+/* ---- ops (each returns its result through *out) ---------------------------- */
+/* C = op(A) op(B) with op = transpose when the flag is 1 (cblas_sgemm). */
+MP_API mp_status mp_matmul(mp_tape *tape, mp_var a, mp_var b, int32_t trans_a, int32_t trans_b, mp_var *out);
+/* Element-wise with broadcasting: each operand is rows x cols, 1 x cols,
+ * rows x 1 or 1 x 1, and the shapes must agree dimension by dimension. */
+MP_API mp_status mp_add(mp_tape *tape, mp_var a, mp_var b, mp_var *out);
+MP_API mp_status mp_sub(mp_tape *tape, mp_var a, mp_var b, mp_var *out);
+MP_API mp_status mp_mul(mp_tape *tape, mp_var a, mp_var b, mp_var *out);
+MP_API mp_status mp_div(mp_tape *tape, mp_var a, mp_var b, mp_var *out);
+MP_API mp_status mp_scale(mp_tape *tape, mp_var a, float s, mp_var *out);
+MP_API mp_status mp_add_scalar(mp_tape *tape, mp_var a, float s, mp_var *out);
+MP_API mp_status mp_sum(mp_tape *tape, mp_var a, int32_t reduce, mp_var *out);
+MP_API mp_status mp_mean(mp_tape *tape, mp_var a, int32_t reduce, mp_var *out);
+MP_API mp_status mp_relu(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_tanh(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_sigmoid(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_gelu(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_exp(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_log(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_sqrt(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_square(mp_tape *tape, mp_var a, mp_var *out);
+/* Row-wise softmax / log-softmax (max taken per row; -inf entries give 0). */
+MP_API mp_status mp_softmax(mp_tape *tape, mp_var a, mp_var *out);
+MP_API mp_status mp_log_softmax(mp_tape *tape, mp_var a, mp_var *out);
+/* Mean over rows of -log softmax(logits)[row, labels[row]]; labels copied,
+ * n == rows, each in [0, cols). -> 1 x 1 */
+MP_API mp_status mp_cross_entropy(mp_tape *tape, mp_var logits, const int32_t *labels, size_t n, mp_var *out);
+/* Mean over all elements of (pred - target)^2. -> 1 x 1 */
+MP_API mp_status mp_mse(mp_tape *tape, mp_var pred, mp_var target, mp_var *out);
+/* Row-wise layer norm; gamma and beta are 1 x cols or MP_VAR_NONE. */
+MP_API mp_status mp_layer_norm(mp_tape *tape, mp_var x, mp_var gamma, mp_var beta, float eps, mp_var *out);
+/* out[i] = table[idx[i]] (embedding lookup); idx copied. -> n x cols */
+MP_API mp_status mp_gather_rows(mp_tape *tape, mp_var table, const int32_t *idx, size_t n, mp_var *out);
+MP_API mp_status mp_concat(mp_tape *tape, mp_var a, mp_var b, int32_t axis, mp_var *out);
+MP_API mp_status mp_slice(mp_tape *tape, mp_var a, int32_t axis, int32_t start, int32_t len, mp_var *out);
+MP_API mp_status mp_reshape(mp_tape *tape, mp_var a, int32_t rows, int32_t cols, mp_var *out);
+MP_API mp_status mp_transpose(mp_tape *tape, mp_var a, mp_var *out);
+/* x: N x (C*H*W); w: F x (C*k*k); bias: 1 x F or MP_VAR_NONE.
+ * -> N x (F*Ho*Wo), Ho = (H + 2*pad - k)/stride + 1. */
+MP_API mp_status mp_conv2d(mp_tape *tape, mp_var x, mp_var w, mp_var bias, int32_t channels,
+                           int32_t height, int32_t width, int32_t kernel, int32_t stride,
+                           int32_t pad, mp_var *out);
+/* 2x2 max-pool, stride 2, on N x (C*H*W) (H and W even). */
+MP_API mp_status mp_maxpool2d(mp_tape *tape, mp_var x, int32_t channels, int32_t height, int32_t width, mp_var *out);
+
+/* Batched matmul for attention: a holds `batch` stacked blocks of equal
+ * rows ((batch*m) x k, or (batch*k) x m when trans_a), b likewise; block i
+ * of the result is op(A_i) op(B_i). -> (batch*m) x n */
+MP_API mp_status mp_batch_matmul(mp_tape *tape, mp_var a, mp_var b, int32_t batch,
+                                 int32_t trans_a, int32_t trans_b, mp_var *out);
+/* (batch*seq) x (heads*dh) -> (batch*heads*seq) x dh, head-major per example. */
+MP_API mp_status mp_split_heads(mp_tape *tape, mp_var x, int32_t batch, int32_t seq, int32_t heads, mp_var *out);
+/* Inverse of mp_split_heads. */
+MP_API mp_status mp_merge_heads(mp_tape *tape, mp_var x, int32_t batch, int32_t seq, int32_t heads, mp_var *out);
 
 #ifdef __cplusplus
 }
