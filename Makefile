@@ -1,6 +1,7 @@
 # libmetaprompt — build, test, install.
 # Targets: all (default), check, sanitize, valgrind, install, uninstall,
-# installcheck, abicheck, abi-baseline, examples, demo, bench, clean.
+# installcheck, abicheck, abi-baseline, bindings-check, docs-check, examples,
+# demo, bench, clean.
 
 VERSION_H := include/metaprompt/core.h
 MAJOR := $(shell sed -n 's/^\#define MP_VERSION_MAJOR \([0-9]*\).*/\1/p' $(VERSION_H))
@@ -50,7 +51,7 @@ TEST_BIN := $(BUILD)/tests/check_runner
 TEST_CFLAGS := $(BASE_CFLAGS) $(CHECK_CFLAGS) -Itests -DMP_SOURCE_DIR='"$(CURDIR)"' -DMP_BUILD_DIR='"$(CURDIR)/$(BUILD)"' -Wno-missing-prototypes
 
 .PHONY: all check check-build sanitize valgrind install uninstall installcheck abicheck \
-        abi-baseline examples demo bench clean
+        abi-baseline bindings-check examples demo bench clean
 .DELETE_ON_ERROR:
 
 all: $(STATIC) $(SHARED) $(PC)
@@ -145,6 +146,21 @@ abi-baseline: all
 
 abicheck: all
 	tools/abicheck.sh $(ABI_BASELINE) $(SHARED_REAL)
+
+# ---- language bindings ---------------------------------------------------------
+# Python (ctypes) tests under Debian's interpreter and the Rust crate's tests,
+# both against the library in $(BUILD)/. Cargo builds under $(BUILD)/cargo so
+# nothing is written into examples/rust/.
+PYTHON ?= /usr/bin/python3
+CARGO ?= cargo
+bindings-check: all
+	cd examples/python && PYTHONDONTWRITEBYTECODE=1 OPENBLAS_NUM_THREADS=1 MP_LIBRARY_PATH= \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
+	@if [ -f examples/rust/Cargo.toml ]; then \
+	  echo "CARGO_TARGET_DIR=$(BUILD)/cargo $(CARGO) test --offline"; \
+	  CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) OPENBLAS_NUM_THREADS=1 \
+	    $(CARGO) test --offline --manifest-path examples/rust/Cargo.toml || exit 1; \
+	fi
 
 # ---- examples, demo, benchmarks ------------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))

@@ -1,0 +1,179 @@
+"""Errors, handle lifetime and numpy conversions shared by every wrapper."""
+import ctypes
+
+import numpy as np
+
+from metaprompt._lib import F
+
+__all__ = ["MetapromptError", "STATUS_NAMES", "OK"]  # + every ERR_* (below)
+
+# Status codes (core.h; pinned forever, append only).
+OK = 0
+ERR_INVALID_ARGUMENT = 1
+ERR_NULL_POINTER = 2
+ERR_OUT_OF_MEMORY = 3
+ERR_BUFFER_TOO_SMALL = 4
+ERR_SHAPE_MISMATCH = 5
+ERR_UNKNOWN_VARIABLE = 6
+ERR_IO = 7
+ERR_FORMAT = 8
+ERR_VERSION = 9
+ERR_CHECKSUM = 10
+ERR_NOT_FINITE = 11
+ERR_STATE = 12
+ERR_CANCELLED = 13
+ERR_NOT_FOUND = 14
+ERR_RANGE = 15
+ERR_UNSUPPORTED = 16
+ERR_INTERNAL = 17
+
+__all__ += [n for n in list(globals()) if n.startswith("ERR_")]
+
+STATUS_NAMES = {
+    OK: "MP_OK", ERR_INVALID_ARGUMENT: "MP_ERR_INVALID_ARGUMENT",
+    ERR_NULL_POINTER: "MP_ERR_NULL_POINTER", ERR_OUT_OF_MEMORY: "MP_ERR_OUT_OF_MEMORY",
+    ERR_BUFFER_TOO_SMALL: "MP_ERR_BUFFER_TOO_SMALL", ERR_SHAPE_MISMATCH: "MP_ERR_SHAPE_MISMATCH",
+    ERR_UNKNOWN_VARIABLE: "MP_ERR_UNKNOWN_VARIABLE", ERR_IO: "MP_ERR_IO",
+    ERR_FORMAT: "MP_ERR_FORMAT", ERR_VERSION: "MP_ERR_VERSION", ERR_CHECKSUM: "MP_ERR_CHECKSUM",
+    ERR_NOT_FINITE: "MP_ERR_NOT_FINITE", ERR_STATE: "MP_ERR_STATE",
+    ERR_CANCELLED: "MP_ERR_CANCELLED", ERR_NOT_FOUND: "MP_ERR_NOT_FOUND",
+    ERR_RANGE: "MP_ERR_RANGE", ERR_UNSUPPORTED: "MP_ERR_UNSUPPORTED",
+    ERR_INTERNAL: "MP_ERR_INTERNAL",
+}
+
+
+def _text(b):
+    return b.decode("utf-8", "replace") if b else ""
+
+
+class MetapromptError(Exception):
+    """A libmetaprompt call failed.
+
+    .status       the mp_status code (int)
+    .status_name  its constant name ("MP_ERR_RANGE")
+    .message      the library's message (names function, argument, expected
+                  vs. received)
+    """
+
+    def __init__(self, status, message):
+        self.status = int(status)
+        self.status_name = STATUS_NAMES.get(self.status, "MP_STATUS_%d" % self.status)
+        self.message = message
+        super().__init__("%s: %s" % (self.status_name, message))
+
+
+def check(st, handle=None):
+    """Raises MetapromptError for a non-zero status, taking the message from
+    the handle (mp_<type>_error) when there is one, else mp_last_error()."""
+    if st == OK:
+        return
+    msg = ""
+    if handle is not None and handle._ptr:
+        msg = _text(getattr(F, handle._error_fn)(handle._ptr))
+    if not msg:
+        msg = _text(F.mp_last_error())
+    if not msg:
+        msg = _text(F.mp_status_string(st))
+    raise MetapromptError(st, msg)
+
+
+class Handle:
+    """An owned C handle. Freed by close(), by leaving a `with` block, or when
+    garbage-collected. `_owners` keeps objects the C handle borrows alive
+    (e.g. a sampler's dataset) for as long as this handle lives."""
+
+    _destroy_fn = None  # name of mp_<type>_destroy
+    _error_fn = None    # name of mp_<type>_error
+
+    def __init__(self, ptr, owners=()):
+        self._ptr = ptr
+        self._owners = tuple(owners)
+
+    @classmethod
+    def _create(cls, fn, *args, owners=()):
+        """Calls fn(&out, *args) and wraps the result."""
+        out = ctypes.c_void_p()
+        check(fn(ctypes.byref(out), *args))
+        obj = cls.__new__(cls)
+        Handle.__init__(obj, out.value, owners)
+        return obj
+
+    @property
+    def ptr(self):
+        """The raw C pointer (int); raises if the handle was closed."""
+        p = self.__dict__.get("_ptr")
+        if not p:
+            raise MetapromptError(ERR_STATE, "%s: handle is closed" % type(self).__name__)
+        return p
+
+    @property
+    def closed(self):
+        return not self.__dict__.get("_ptr")
+
+    def error(self):
+        """The handle's last error message ("" if none)."""
+        return _text(getattr(F, self._error_fn)(self.ptr))
+
+    def _check(self, st):
+        check(st, self)
+
+    def close(self):
+        """Destroys the C object now; later calls raise MetapromptError."""
+        p = self.__dict__.get("_ptr")
+        if p:
+            self._ptr = None
+            getattr(F, self._destroy_fn)(p)
+        self._owners = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        # At interpreter exit module globals may be gone; never raise here.
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ---- numpy in/out ------------------------------------------------------------
+c_float_p = ctypes.POINTER(ctypes.c_float)
+c_int32_p = ctypes.POINTER(ctypes.c_int32)
+
+
+def as_f32(a):
+    """A C-contiguous float32 view of a, copying only when a is not one."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def as_i32(a):
+    """A C-contiguous int32 view of a; integer arrays only (no silent
+    truncation of floats)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iub" and arr.size:
+        raise TypeError("expected an integer array, got dtype %s" % arr.dtype)
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def fptr(arr):
+    return arr.ctypes.data_as(c_float_p)
+
+
+def iptr(arr):
+    return arr.ctypes.data_as(c_int32_p)
+
+
+def out_f32(shape, out=None):
+    """A buffer to write into: the caller's `out` (must be C-contiguous
+    float32 of the right size, written in place) or a new array."""
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float32
+            and out.flags.c_contiguous and out.flags.writeable):
+        raise TypeError("out must be a writeable C-contiguous float32 numpy array")
+    if out.size != int(np.prod(shape)):
+        raise ValueError("out has %d elements, %d needed" % (out.size, int(np.prod(shape))))
+    return out

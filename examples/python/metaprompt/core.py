@@ -1,0 +1,185 @@
+"""core.h: version, errors, logging, BLAS information, configurations."""
+import ctypes
+
+from metaprompt import _lib
+from metaprompt._lib import F
+from metaprompt._base import Handle, check, _text
+
+__all__ = ["CFG_SEED", "CFG_THREADS", "CFG_TYPE_INT", "CFG_TYPE_FLOAT", "LOG_DEBUG", "LOG_INFO",
+           "LOG_WARN", "LOG_ERROR", "version_number", "version_string", "status_string",
+           "last_error", "clear_error", "live_allocations", "blas_config", "blas_corename",
+           "blas_num_threads", "library_path", "library_found_by", "set_log_callback",
+           "key_name", "key_type", "key_by_name", "Config"]
+
+# Generic configuration keys and key types (core.h).
+CFG_SEED = 1
+CFG_THREADS = 2
+CFG_TYPE_INT = 1
+CFG_TYPE_FLOAT = 2
+
+LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR = 0, 1, 2, 3
+
+
+def version_number():
+    """MAJOR*10000 + MINOR*100 + PATCH of the loaded library."""
+    return F.mp_version_number()
+
+
+def version_string():
+    return _text(F.mp_version_string())
+
+
+def status_string(status):
+    """Static description of a status code."""
+    return _text(F.mp_status_string(int(status)))
+
+
+def last_error():
+    """The calling thread's last failure message ("" if none)."""
+    return _text(F.mp_last_error())
+
+
+def clear_error():
+    F.mp_clear_error()
+
+
+def live_allocations():
+    """Live allocations made through the library's allocator (leak checks)."""
+    return F.mp_live_allocations()
+
+
+def blas_config():
+    return _text(F.mp_blas_config())
+
+
+def blas_corename():
+    """OpenBLAS kernel core in use, e.g. "Haswell"."""
+    return _text(F.mp_blas_corename())
+
+
+def blas_num_threads():
+    return F.mp_blas_num_threads()
+
+
+def library_path():
+    """File name of the loaded shared library."""
+    return _lib.LIB_PATH
+
+
+def library_found_by():
+    """How the library was found: "MP_LIBRARY_PATH", "repository lib/",
+    "system loader", "ctypes.util.find_library" or "pkg-config libdir"."""
+    return _lib.LIB_HOW
+
+
+# The installed C callback must outlive its installation: keep it here.
+_log_cb = None
+
+
+def set_log_callback(fn, min_level=LOG_WARN):
+    """Installs fn(level:int, msg:str) as the process-wide log callback
+    (None silences). It may be called from the library's worker threads;
+    exceptions it raises are swallowed (they cannot cross C)."""
+    global _log_cb
+    if fn is None:
+        cb = ctypes.cast(None, _lib.LOG_FN)
+    else:
+        def trampoline(level, msg, _user):
+            try:
+                fn(level, _text(msg))
+            except Exception:
+                pass
+        cb = _lib.LOG_FN(trampoline)
+    check(F.mp_set_log_callback(cb, int(min_level), None))
+    _log_cb = cb if fn is not None else None
+
+
+def key_name(key):
+    """Name of a configuration key ("model.hidden_width") or None."""
+    n = F.mp_config_key_name(int(key))
+    return _text(n) if n else None
+
+
+def key_type(key):
+    """CFG_TYPE_INT, CFG_TYPE_FLOAT, or 0 for an unknown key."""
+    return F.mp_config_key_type(int(key))
+
+
+def key_by_name(name):
+    out = ctypes.c_int32()
+    check(F.mp_config_key_by_name(name.encode(), ctypes.byref(out)))
+    return out.value
+
+
+def _key(k):
+    return key_by_name(k) if isinstance(k, str) else int(k)
+
+
+class Config(Handle):
+    """A key/value configuration (mp_config). Keys are CFG_* integers or
+    their names ("meta.inner_steps"). Config(**{"model.hidden_width": 40})
+    or Config({CFG_SEED: 3}) sets values at creation."""
+
+    _destroy_fn = "mp_config_destroy"
+    _error_fn = "mp_config_error"
+
+    def __init__(self, values=None, **named):
+        out = ctypes.c_void_p()
+        check(F.mp_config_create(ctypes.byref(out)))
+        Handle.__init__(self, out.value)
+        for k, v in dict(values or {}, **named).items():
+            self.set(k, v)
+
+    def clone(self):
+        return Config._create(F.mp_config_clone, self.ptr)
+
+    def set(self, key, value):
+        """Sets an int or float key according to the key's type; returns self."""
+        k = _key(key)
+        if key_type(k) == CFG_TYPE_FLOAT:
+            self._check(F.mp_config_set_float(self.ptr, k, float(value)))
+        else:
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError("key %s is an integer key; got %r" % (key, value))
+            self._check(F.mp_config_set_int(self.ptr, k, int(value)))
+        return self
+
+    def set_int(self, key, value):
+        self._check(F.mp_config_set_int(self.ptr, _key(key), int(value)))
+        return self
+
+    def set_float(self, key, value):
+        self._check(F.mp_config_set_float(self.ptr, _key(key), float(value)))
+        return self
+
+    def get_int(self, key):
+        out = ctypes.c_int64()
+        self._check(F.mp_config_get_int(self.ptr, _key(key), ctypes.byref(out)))
+        return out.value
+
+    def get_float(self, key):
+        out = ctypes.c_double()
+        self._check(F.mp_config_get_float(self.ptr, _key(key), ctypes.byref(out)))
+        return out.value
+
+    def get(self, key):
+        k = _key(key)
+        return self.get_float(k) if key_type(k) == CFG_TYPE_FLOAT else self.get_int(k)
+
+    def is_set(self, key):
+        return bool(F.mp_config_is_set(self.ptr, _key(key)))
+
+    __getitem__ = get
+    __setitem__ = set
+
+
+def config_ptr(cfg):
+    """Pointer for an optional Config argument: None -> NULL (defaults); a
+    dict is turned into a temporary Config (returned to keep it alive)."""
+    if cfg is None:
+        return None, None
+    if isinstance(cfg, dict):
+        cfg = Config(cfg)
+    if not isinstance(cfg, Config):
+        raise TypeError("expected a metaprompt.Config, a dict or None")
+    return cfg.ptr, cfg

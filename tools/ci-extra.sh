@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Extra CI steps run by .ci/run after the core checks. Each step is one make
+# target or script; add yours with `step "<title>" <command...>`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() {
+    local title=$1
+    shift
+    echo "== extra: $title"
+    "$@"
+}
+
+step "bindings (Python ctypes/cffi, Rust)" make bindings-check
