@@ -1,0 +1,296 @@
+/* Element-wise binary ops with row/column broadcasting, scalar ops, and the
+ * sum/expand pair (each the other's backward). */
+#include "tape/tape_internal.h"
+
+/* Broadcast view of an operand: element (i, j) is val[i*rs + j*cs]. */
+typedef struct {
+    const float *v;
+    int32_t rs, cs;
+} bview;
+
+static bview view(const mp__node *n) { return (bview){n->val, n->rows == 1 ? 0 : n->cols, n->cols == 1 ? 0 : 1}; }
+
+static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y == 1 ? x : -1; }
+
+/* Fast path when both operands have the output's shape; else strided. */
+#define BINARY_KERNEL(name, expr)                                                             \
+    static void name(mp_tape *t, mp__node *o)                                                 \
+    {                                                                                         \
+        const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);                   \
+        const float s = o->f;                                                                 \
+        float *y = o->val;                                                                    \
+        (void)s;                                                                              \
+        if (A->rows == o->rows && A->cols == o->cols && B->rows == o->rows && B->cols == o->cols) { \
+            const float *x1 = A->val, *x2 = B->val;                                           \
+            size_t n = (size_t)o->rows * (size_t)o->cols;                                     \
+            for (size_t k = 0; k < n; k++) {                                                  \
+                float a = x1[k], b = x2[k];                                                   \
+                y[k] = (expr);                                                                \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        bview va = view(A), vb = view(B);                                                     \
+        for (int32_t i = 0; i < o->rows; i++)                                                 \
+            for (int32_t j = 0; j < o->cols; j++) {                                           \
+                float a = va.v[i * va.rs + j * va.cs], b = vb.v[i * vb.rs + j * vb.cs];       \
+                y[(size_t)i * o->cols + j] = (expr);                                          \
+            }                                                                                 \
+    }
+
+BINARY_KERNEL(add_kernel, a + b)
+BINARY_KERNEL(sub_kernel, a - b)
+BINARY_KERNEL(mul_kernel, s * a * b)
+BINARY_KERNEL(div_kernel, a / b)
+
+static mp_status record_binary(mp_tape *t, int32_t op, mp_var a, mp_var b, float s, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    return mp__record(t, op, bdim(A->rows, B->rows), bdim(A->cols, B->cols), a, b, NULL, s, NULL, out);
+}
+
+mp_status mp__add(mp_tape *t, mp_var a, mp_var b, mp_var *out) { return record_binary(t, MP__OP_ADD, a, b, 1.0f, out); }
+mp_status mp__sub(mp_tape *t, mp_var a, mp_var b, mp_var *out) { return record_binary(t, MP__OP_SUB, a, b, 1.0f, out); }
+mp_status mp__mul(mp_tape *t, mp_var a, mp_var b, float s, mp_var *out) { return record_binary(t, MP__OP_MUL, a, b, s, out); }
+mp_status mp__div(mp_tape *t, mp_var a, mp_var b, mp_var *out) { return record_binary(t, MP__OP_DIV, a, b, 1.0f, out); }
+
+/* Reduces a broadcast result's gradient to an operand's shape. */
+mp_status mp__sum_to(mp_tape *t, mp_var g, int32_t rows, int32_t cols, mp_var *out)
+{
+    const mp__node *G = mp__nd(t, g);
+    if (G->rows == rows && G->cols == cols) {
+        *out = g;
+        return MP_OK;
+    }
+    int32_t reduce = rows == 1 && cols == 1 ? MP_REDUCE_ALL : rows == 1 ? MP_REDUCE_PER_COL : MP_REDUCE_PER_ROW;
+    return mp__sum(t, g, reduce, 1.0f, out);
+}
+
+/* Accumulates s*contrib (reduced to the shape of v) into v's gradient. */
+static mp_status acc_to(mp_tape *t, mp_var v, mp_var contrib)
+{
+    if (!mp__rg(t, v)) return MP_OK;
+    mp_var r;
+    MP_TRY(mp__sum_to(t, contrib, mp__nd(t, v)->rows, mp__nd(t, v)->cols, &r));
+    return mp__acc(t, v, r);
+}
+
+/* ---- add / sub -------------------------------------------------------------- */
+void mp__fwd_add(mp_tape *t, mp__node *o) { add_kernel(t, o); }
+mp_status mp__bwd_add(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    MP_TRY(acc_to(t, n.in[0], g));
+    return acc_to(t, n.in[1], g);
+}
+
+void mp__fwd_sub(mp_tape *t, mp__node *o) { sub_kernel(t, o); }
+mp_status mp__bwd_sub(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    MP_TRY(acc_to(t, n.in[0], g));
+    if (!mp__rg(t, n.in[1])) return MP_OK;
+    mp_var r, neg;
+    MP_TRY(mp__sum_to(t, g, mp__nd(t, n.in[1])->rows, mp__nd(t, n.in[1])->cols, &r));
+    MP_TRY(mp__scale(t, r, -1.0f, &neg));
+    return mp__acc(t, n.in[1], neg);
+}
+
+/* ---- mul (y = s*a*b) / div ------------------------------------------------------- */
+void mp__fwd_mul(mp_tape *t, mp__node *o) { mul_kernel(t, o); }
+mp_status mp__bwd_mul(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var c;
+    if (mp__rg(t, n.in[0])) {
+        MP_TRY(mp__mul(t, g, n.in[1], n.f, &c));
+        MP_TRY(acc_to(t, n.in[0], c));
+    }
+    if (mp__rg(t, n.in[1])) {
+        MP_TRY(mp__mul(t, g, n.in[0], n.f, &c));
+        MP_TRY(acc_to(t, n.in[1], c));
+    }
+    return MP_OK;
+}
+
+void mp__fwd_div(mp_tape *t, mp__node *o) { div_kernel(t, o); }
+/* d(a/b)/da = 1/b, d(a/b)/db = -(a/b)/b = -y/b: reuse g/b for both. */
+mp_status mp__bwd_div(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var gb, c;
+    MP_TRY(mp__div(t, g, n.in[1], &gb));
+    MP_TRY(acc_to(t, n.in[0], gb));
+    if (!mp__rg(t, n.in[1])) return MP_OK;
+    MP_TRY(mp__mul(t, gb, v, -1.0f, &c));
+    return acc_to(t, n.in[1], c);
+}
+
+/* ---- scale / add_scalar ------------------------------------------------------------ */
+void mp__fwd_scale(mp_tape *t, mp__node *o)
+{
+    const float *x = mp__nd(t, o->in[0])->val;
+    size_t n = (size_t)o->rows * (size_t)o->cols;
+    for (size_t k = 0; k < n; k++) o->val[k] = o->f * x[k];
+}
+mp_status mp__bwd_scale(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var c;
+    MP_TRY(mp__scale(t, g, n.f, &c));
+    return mp__acc(t, n.in[0], c);
+}
+mp_status mp__scale(mp_tape *t, mp_var a, float s, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a);
+    return mp__record(t, MP__OP_SCALE, A->rows, A->cols, a, MP_VAR_NONE, NULL, s, NULL, out);
+}
+
+void mp__fwd_add_scalar(mp_tape *t, mp__node *o)
+{
+    const float *x = mp__nd(t, o->in[0])->val;
+    size_t n = (size_t)o->rows * (size_t)o->cols;
+    for (size_t k = 0; k < n; k++) o->val[k] = x[k] + o->f;
+}
+mp_status mp__bwd_add_scalar(mp_tape *t, mp_var v, mp_var g) { return mp__acc(t, mp__nd(t, v)->in[0], g); }
+mp_status mp__add_scalar(mp_tape *t, mp_var a, float s, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a);
+    return mp__record(t, MP__OP_ADD_SCALAR, A->rows, A->cols, a, MP_VAR_NONE, NULL, s, NULL, out);
+}
+
+/* ---- sum (y = s * reduce(a)) and expand (its adjoint: broadcast, times s) ------------ */
+void mp__fwd_sum(mp_tape *t, mp__node *o)
+{
+    const mp__node *A = mp__nd(t, o->in[0]);
+    const float *x = A->val;
+    int32_t R = A->rows, C = A->cols;
+    switch (o->attr[0]) {
+    case MP_REDUCE_ALL: {
+        double acc = 0; /* double: long sums of float32 lose digits */
+        for (size_t k = 0; k < (size_t)R * C; k++) acc += x[k];
+        o->val[0] = (float)(o->f * acc);
+        break;
+    }
+    case MP_REDUCE_PER_ROW:
+        for (int32_t i = 0; i < R; i++) {
+            float acc = 0;
+            for (int32_t j = 0; j < C; j++) acc += x[(size_t)i * C + j];
+            o->val[i] = o->f * acc;
+        }
+        break;
+    default:
+        for (int32_t j = 0; j < C; j++) o->val[j] = 0;
+        for (int32_t i = 0; i < R; i++)
+            for (int32_t j = 0; j < C; j++) o->val[j] += x[(size_t)i * C + j];
+        for (int32_t j = 0; j < C; j++) o->val[j] *= o->f;
+    }
+}
+mp_status mp__bwd_sum(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    const mp__node *A = mp__nd(t, n.in[0]);
+    mp_var c;
+    MP_TRY(mp__expand(t, g, A->rows, A->cols, n.f, &c));
+    return mp__acc(t, n.in[0], c);
+}
+mp_status mp__sum(mp_tape *t, mp_var a, int32_t reduce, float s, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a);
+    int32_t attr[6] = {reduce};
+    int32_t rows = reduce == MP_REDUCE_PER_ROW ? A->rows : 1;
+    int32_t cols = reduce == MP_REDUCE_PER_COL ? A->cols : 1;
+    return mp__record(t, MP__OP_SUM, rows, cols, a, MP_VAR_NONE, attr, s, NULL, out);
+}
+
+void mp__fwd_expand(mp_tape *t, mp__node *o)
+{
+    const mp__node *A = mp__nd(t, o->in[0]);
+    bview va = view(A);
+    for (int32_t i = 0; i < o->rows; i++)
+        for (int32_t j = 0; j < o->cols; j++) o->val[(size_t)i * o->cols + j] = o->f * va.v[i * va.rs + j * va.cs];
+}
+mp_status mp__bwd_expand(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    const mp__node *A = mp__nd(t, n.in[0]);
+    mp_var r;
+    MP_TRY(mp__sum_to(t, g, A->rows, A->cols, &r));
+    if (n.f != 1.0f) MP_TRY(mp__scale(t, r, n.f, &r));
+    return mp__acc(t, n.in[0], r);
+}
+mp_status mp__expand(mp_tape *t, mp_var a, int32_t rows, int32_t cols, float s, mp_var *out)
+{
+    return mp__record(t, MP__OP_EXPAND, rows, cols, a, MP_VAR_NONE, NULL, s, NULL, out);
+}
+
+/* ---- public entry points ---------------------------------------------------------- */
+static mp_status check_binary(mp_tape *t, const char *fn, mp_var a, mp_var b)
+{
+    MP__VAR(t, fn, a);
+    MP__VAR(t, fn, b);
+    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    MP_REQUIRE(bdim(A->rows, B->rows) > 0 && bdim(A->cols, B->cols) > 0, t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: shapes a %dx%d and b %dx%d do not broadcast (each dimension must be equal or 1)", fn,
+               (int)A->rows, (int)A->cols, (int)B->rows, (int)B->cols);
+    return MP_OK;
+}
+
+mp_status mp_add(mp_tape *t, mp_var a, mp_var b, mp_var *out)
+{
+    MP__START(t, out, "mp_add");
+    MP_TRY(check_binary(t, "mp_add", a, b));
+    return mp__add(t, a, b, out);
+}
+mp_status mp_sub(mp_tape *t, mp_var a, mp_var b, mp_var *out)
+{
+    MP__START(t, out, "mp_sub");
+    MP_TRY(check_binary(t, "mp_sub", a, b));
+    return mp__sub(t, a, b, out);
+}
+mp_status mp_mul(mp_tape *t, mp_var a, mp_var b, mp_var *out)
+{
+    MP__START(t, out, "mp_mul");
+    MP_TRY(check_binary(t, "mp_mul", a, b));
+    return mp__mul(t, a, b, 1.0f, out);
+}
+mp_status mp_div(mp_tape *t, mp_var a, mp_var b, mp_var *out)
+{
+    MP__START(t, out, "mp_div");
+    MP_TRY(check_binary(t, "mp_div", a, b));
+    return mp__div(t, a, b, out);
+}
+mp_status mp_scale(mp_tape *t, mp_var a, float s, mp_var *out)
+{
+    MP__START(t, out, "mp_scale");
+    MP__VAR(t, "mp_scale", a);
+    return mp__scale(t, a, s, out);
+}
+mp_status mp_add_scalar(mp_tape *t, mp_var a, float s, mp_var *out)
+{
+    MP__START(t, out, "mp_add_scalar");
+    MP__VAR(t, "mp_add_scalar", a);
+    return mp__add_scalar(t, a, s, out);
+}
+
+static mp_status check_reduce(mp_tape *t, const char *fn, mp_var a, int32_t reduce)
+{
+    MP__VAR(t, fn, a);
+    MP_REQUIRE(reduce >= MP_REDUCE_ALL && reduce <= MP_REDUCE_PER_COL, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: reduce = %d, expected MP_REDUCE_ALL (0), MP_REDUCE_PER_ROW (1) or MP_REDUCE_PER_COL (2)",
+               fn, (int)reduce);
+    return MP_OK;
+}
+mp_status mp_sum(mp_tape *t, mp_var a, int32_t reduce, mp_var *out)
+{
+    MP__START(t, out, "mp_sum");
+    MP_TRY(check_reduce(t, "mp_sum", a, reduce));
+    return mp__sum(t, a, reduce, 1.0f, out);
+}
+mp_status mp_mean(mp_tape *t, mp_var a, int32_t reduce, mp_var *out)
+{
+    MP__START(t, out, "mp_mean");
+    MP_TRY(check_reduce(t, "mp_mean", a, reduce));
+    const mp__node *A = mp__nd(t, a);
+    double n = reduce == MP_REDUCE_ALL ? (double)A->rows * A->cols : reduce == MP_REDUCE_PER_ROW ? A->cols : A->rows;
+    return mp__sum(t, a, reduce, (float)(1.0 / n), out);
+}

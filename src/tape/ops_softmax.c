@@ -1,0 +1,176 @@
+/* Row-wise softmax and log-softmax, the pick/unpick pair (select one entry
+ * per row, and its adjoint), and the losses built on them. */
+#include "tape/tape_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Subtracting the row max keeps exp in range for huge logits; -inf entries
+ * give exp(-inf) = 0 exactly, so their probability and gradient are 0. */
+static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
+{
+    const float *x = mp__nd(t, o->in[0])->val;
+    int32_t C = o->cols;
+    for (int32_t i = 0; i < o->rows; i++) {
+        const float *xr = x + (size_t)i * C;
+        float *yr = o->val + (size_t)i * C;
+        float m = -INFINITY;
+        for (int32_t j = 0; j < C; j++) m = xr[j] > m ? xr[j] : m;
+        double s = 0;
+        for (int32_t j = 0; j < C; j++) s += exp((double)xr[j] - m);
+        if (log_out) {
+            float ls = (float)log(s);
+            for (int32_t j = 0; j < C; j++) yr[j] = xr[j] - m - ls;
+        } else {
+            float r = (float)(1.0 / s);
+            for (int32_t j = 0; j < C; j++) yr[j] = (float)exp((double)xr[j] - m) * r;
+        }
+    }
+}
+
+/* dx = y * (g - rowsum(g * y)). */
+void mp__fwd_softmax(mp_tape *t, mp__node *o) { softmax_rows(t, o, 0); }
+mp_status mp__bwd_softmax(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var gy, s, d, c;
+    MP_TRY(mp__mul(t, g, v, 1.0f, &gy));
+    MP_TRY(mp__sum(t, gy, MP_REDUCE_PER_ROW, 1.0f, &s));
+    MP_TRY(mp__sub(t, g, s, &d));
+    MP_TRY(mp__mul(t, v, d, 1.0f, &c));
+    return mp__acc(t, mp__nd(t, v)->in[0], c);
+}
+
+/* dx = g - exp(y) * rowsum(g). */
+void mp__fwd_log_softmax(mp_tape *t, mp__node *o) { softmax_rows(t, o, 1); }
+mp_status mp__bwd_log_softmax(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var p, s, ps, c;
+    MP_TRY(mp__unary(t, MP__OP_EXP, v, 0.0f, 0, &p));
+    MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, 1.0f, &s));
+    MP_TRY(mp__mul(t, p, s, 1.0f, &ps));
+    MP_TRY(mp__sub(t, g, ps, &c));
+    return mp__acc(t, mp__nd(t, v)->in[0], c);
+}
+
+/* ---- pick (rows x cols -> rows x 1, entry labels[i] of row i) and unpick ---------- */
+void mp__fwd_pick(mp_tape *t, mp__node *o)
+{
+    const mp__node *A = mp__nd(t, o->in[0]);
+    for (int32_t i = 0; i < o->rows; i++) o->val[i] = A->val[(size_t)i * A->cols + o->idx[i]];
+}
+mp_status mp__bwd_pick(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var c;
+    MP_TRY(mp__unpick(t, g, n.idx, mp__nd(t, n.in[0])->cols, &c));
+    return mp__acc(t, n.in[0], c);
+}
+mp_status mp__pick(mp_tape *t, mp_var a, const int32_t *labels, mp_var *out)
+{
+    return mp__record(t, MP__OP_PICK, mp__nd(t, a)->rows, 1, a, MP_VAR_NONE, NULL, 0.0f, labels, out);
+}
+
+void mp__fwd_unpick(mp_tape *t, mp__node *o)
+{
+    const float *g = mp__nd(t, o->in[0])->val;
+    memset(o->val, 0, (size_t)o->rows * o->cols * sizeof(float));
+    for (int32_t i = 0; i < o->rows; i++) o->val[(size_t)i * o->cols + o->idx[i]] = g[i];
+}
+mp_status mp__bwd_unpick(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var c;
+    MP_TRY(mp__pick(t, g, n.idx, &c));
+    return mp__acc(t, n.in[0], c);
+}
+mp_status mp__unpick(mp_tape *t, mp_var g, const int32_t *labels, int32_t cols, mp_var *out)
+{
+    return mp__record(t, MP__OP_UNPICK, mp__nd(t, g)->rows, cols, g, MP_VAR_NONE, NULL, 0.0f, labels, out);
+}
+
+/* ---- public entry points ---------------------------------------------------------- */
+/* A row of only -inf has no distribution: rejected rather than giving NaN. */
+static mp_status check_rows(mp_tape *t, const char *fn, mp_var a)
+{
+    MP__VAR(t, fn, a);
+    const mp__node *A = mp__nd(t, a);
+    for (int32_t i = 0; i < A->rows; i++) {
+        const float *r = A->val + (size_t)i * A->cols;
+        int32_t j = 0;
+        while (j < A->cols && r[j] == -INFINITY) j++;
+        MP_REQUIRE(j < A->cols, t->err, MP_ERR_NOT_FINITE,
+                   "%s: row %d of the %dx%d input is all -inf (no distribution)", fn, (int)i, (int)A->rows,
+                   (int)A->cols);
+    }
+    return MP_OK;
+}
+
+mp_status mp_softmax(mp_tape *t, mp_var a, mp_var *out)
+{
+    MP__START(t, out, "mp_softmax");
+    MP_TRY(check_rows(t, "mp_softmax", a));
+    return mp__unary(t, MP__OP_SOFTMAX, a, 0.0f, 0, out);
+}
+
+mp_status mp_log_softmax(mp_tape *t, mp_var a, mp_var *out)
+{
+    MP__START(t, out, "mp_log_softmax");
+    MP_TRY(check_rows(t, "mp_log_softmax", a));
+    return mp__unary(t, MP__OP_LOG_SOFTMAX, a, 0.0f, 0, out);
+}
+
+static mp_status record_ce(mp_tape *t, mp_var logits, const int32_t *labels, size_t n, mp_var *out)
+{
+    int32_t *lab = mp__arena_alloc(t, n * sizeof *lab);
+    if (!lab) return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_cross_entropy: cannot copy %zu labels", n);
+    memcpy(lab, labels, n * sizeof *lab);
+    mp_var ls, p;
+    MP_TRY(mp__unary(t, MP__OP_LOG_SOFTMAX, logits, 0.0f, 0, &ls));
+    MP_TRY(mp__pick(t, ls, lab, &p));
+    return mp__sum(t, p, MP_REDUCE_ALL, (float)(-1.0 / (double)n), out);
+}
+
+mp_status mp_cross_entropy(mp_tape *t, mp_var logits, const int32_t *labels, size_t n, mp_var *out)
+{
+    static const char fn[] = "mp_cross_entropy";
+    MP__START(t, out, fn);
+    MP_REQUIRE_PTR(labels, t->err, fn);
+    MP_TRY(check_rows(t, fn, logits));
+    const mp__node *L = mp__nd(t, logits);
+    MP_REQUIRE(n == (size_t)L->rows, t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: n = %zu labels for logits of %dx%d (expected one per row)", fn, n, (int)L->rows, (int)L->cols);
+    for (size_t i = 0; i < n; i++)
+        MP_REQUIRE(labels[i] >= 0 && labels[i] < L->cols, t->err, MP_ERR_RANGE,
+                   "%s: labels[%zu] = %d is outside [0, %d) for logits of %dx%d", fn, i, (int)labels[i],
+                   (int)L->cols, (int)L->rows, (int)L->cols);
+    mp__mark m = mp__tape_mark(t);
+    mp_status st = record_ce(t, logits, labels, n, out);
+    if (st != MP_OK) mp__tape_rollback(t, m);
+    return st;
+}
+
+static mp_status record_mse(mp_tape *t, mp_var pred, mp_var target, mp_var *out)
+{
+    const mp__node *P = mp__nd(t, pred);
+    double n = (double)P->rows * P->cols;
+    mp_var d, sq;
+    MP_TRY(mp__sub(t, pred, target, &d));
+    MP_TRY(mp__unary(t, MP__OP_SQUARE, d, 0.0f, 0, &sq));
+    return mp__sum(t, sq, MP_REDUCE_ALL, (float)(1.0 / n), out);
+}
+
+mp_status mp_mse(mp_tape *t, mp_var pred, mp_var target, mp_var *out)
+{
+    static const char fn[] = "mp_mse";
+    MP__START(t, out, fn);
+    MP__VAR(t, fn, pred);
+    MP__VAR(t, fn, target);
+    const mp__node *P = mp__nd(t, pred), *T = mp__nd(t, target);
+    MP_REQUIRE(P->rows == T->rows && P->cols == T->cols, t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: pred is %dx%d but target is %dx%d (expected equal shapes)", fn, (int)P->rows, (int)P->cols,
+               (int)T->rows, (int)T->cols);
+    mp__mark m = mp__tape_mark(t);
+    mp_status st = record_mse(t, pred, target, out);
+    if (st != MP_OK) mp__tape_rollback(t, m);
+    return st;
+}

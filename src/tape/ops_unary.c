@@ -1,0 +1,212 @@
+/* Element-wise unary ops. First-order backward passes use small fused
+ * "grad" ops (relu_mask, tanh_grad, sigmoid_grad, sqrt_grad) so that one
+ * node is recorded per op; the backward of those fused ops is in turn a
+ * composition of recorded ops, so every order is available. */
+#include "tape/tape_internal.h"
+
+#include <math.h>
+
+#define UNARY_LOOP(o, expr)                                                       \
+    do {                                                                          \
+        const float *xs_ = mp__nd(t, (o)->in[0])->val;                            \
+        size_t n_ = (size_t)(o)->rows * (size_t)(o)->cols;                         \
+        for (size_t k_ = 0; k_ < n_; k_++) {                                      \
+            float x = xs_[k_];                                                    \
+            (o)->val[k_] = (expr);                                                \
+        }                                                                         \
+    } while (0)
+
+/* out = f(g, y) element-wise for the fused gradient ops (in[0] = g, in[1] = y). */
+#define GRAD_LOOP(o, expr)                                                        \
+    do {                                                                          \
+        const float *gs_ = mp__nd(t, (o)->in[0])->val, *ys_ = mp__nd(t, (o)->in[1])->val; \
+        size_t n_ = (size_t)(o)->rows * (size_t)(o)->cols;                         \
+        for (size_t k_ = 0; k_ < n_; k_++) {                                      \
+            float g = gs_[k_], y = ys_[k_];                                       \
+            (o)->val[k_] = (expr);                                                \
+        }                                                                         \
+    } while (0)
+
+mp_status mp__unary(mp_tape *t, int32_t op, mp_var a, float f, int32_t attr0, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a);
+    int32_t attr[6] = {attr0};
+    return mp__record(t, op, A->rows, A->cols, a, MP_VAR_NONE, attr, f, NULL, out);
+}
+
+mp_status mp__binary(mp_tape *t, int32_t op, mp_var a, mp_var b, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a);
+    return mp__record(t, op, A->rows, A->cols, a, b, NULL, 0.0f, NULL, out);
+}
+
+/* Records c = fused(g, y) and accumulates it into x. */
+static mp_status acc_fused(mp_tape *t, int32_t op, mp_var x, mp_var g, mp_var y)
+{
+    mp_var c;
+    MP_TRY(mp__binary(t, op, g, y, &c));
+    return mp__acc(t, x, c);
+}
+
+/* ---- relu: relu'(0) = 0 and relu'' = 0 everywhere (a documented convention) --- */
+void mp__fwd_relu(mp_tape *t, mp__node *o) { UNARY_LOOP(o, x > 0.0f ? x : 0.0f); }
+mp_status mp__bwd_relu(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var x = mp__nd(t, v)->in[0];
+    return acc_fused(t, MP__OP_RELU_MASK, x, g, x);
+}
+/* relu_mask(g, x) = g where x > 0, else 0: linear in g, constant in x. */
+void mp__fwd_relu_mask(mp_tape *t, mp__node *o) { GRAD_LOOP(o, y > 0.0f ? g : 0.0f); }
+mp_status mp__bwd_relu_mask(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    return acc_fused(t, MP__OP_RELU_MASK, n.in[0], g, n.in[1]);
+}
+
+/* ---- tanh: dy = g * (1 - y^2) ------------------------------------------------------ */
+void mp__fwd_tanh(mp_tape *t, mp__node *o) { UNARY_LOOP(o, tanhf(x)); }
+mp_status mp__bwd_tanh(mp_tape *t, mp_var v, mp_var g)
+{
+    return acc_fused(t, MP__OP_TANH_GRAD, mp__nd(t, v)->in[0], g, v);
+}
+void mp__fwd_tanh_grad(mp_tape *t, mp__node *o) { GRAD_LOOP(o, g * (1.0f - y * y)); }
+/* d/dg = (1 - y^2); d/dy = -2 g y. */
+mp_status mp__bwd_tanh_grad(mp_tape *t, mp_var v, mp_var h)
+{
+    mp__node n = *mp__nd(t, v);
+    MP_TRY(acc_fused(t, MP__OP_TANH_GRAD, n.in[0], h, n.in[1]));
+    if (!mp__rg(t, n.in[1])) return MP_OK;
+    mp_var hg, c;
+    MP_TRY(mp__mul(t, h, n.in[0], -2.0f, &hg));
+    MP_TRY(mp__mul(t, hg, n.in[1], 1.0f, &c));
+    return mp__acc(t, n.in[1], c);
+}
+
+/* ---- sigmoid: dy = g * y * (1 - y) ------------------------------------------------- */
+static float sigmoidf(float x)
+{
+    /* Two branches so that exp never overflows. */
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+void mp__fwd_sigmoid(mp_tape *t, mp__node *o) { UNARY_LOOP(o, sigmoidf(x)); }
+mp_status mp__bwd_sigmoid(mp_tape *t, mp_var v, mp_var g)
+{
+    return acc_fused(t, MP__OP_SIGMOID_GRAD, mp__nd(t, v)->in[0], g, v);
+}
+void mp__fwd_sigmoid_grad(mp_tape *t, mp__node *o) { GRAD_LOOP(o, g * y * (1.0f - y)); }
+/* d/dg = y (1 - y); d/dy = g (1 - 2y). */
+mp_status mp__bwd_sigmoid_grad(mp_tape *t, mp_var v, mp_var h)
+{
+    mp__node n = *mp__nd(t, v);
+    MP_TRY(acc_fused(t, MP__OP_SIGMOID_GRAD, n.in[0], h, n.in[1]));
+    if (!mp__rg(t, n.in[1])) return MP_OK;
+    mp_var hg, y2, c;
+    MP_TRY(mp__mul(t, h, n.in[0], 1.0f, &hg));
+    MP_TRY(mp__scale(t, n.in[1], -2.0f, &y2));
+    MP_TRY(mp__add_scalar(t, y2, 1.0f, &y2));
+    MP_TRY(mp__mul(t, hg, y2, 1.0f, &c));
+    return mp__acc(t, n.in[1], c);
+}
+
+/* ---- gelu (exact, erf form: PyTorch's default) --------------------------------------
+ * Node attr[0] = k gives the k-th derivative of gelu(x) = x Phi(x), so the
+ * backward of order k is g * gelu^(k+1)(x): every order from one formula,
+ * gelu^(n) = x Phi^(n) + n Phi^(n-1), Phi^(m) = (-1)^(m-1) He_(m-1)(x) phi(x). */
+static double phi_deriv(double x, int m)
+{
+    if (m == 0) return 0.5 * erfc(-x / sqrt(2.0));
+    double he0 = 1.0, he1 = x; /* probabilists' Hermite He_0, He_1 */
+    for (int k = 1; k < m - 1; k++) {
+        double he2 = x * he1 - k * he0;
+        he0 = he1;
+        he1 = he2;
+    }
+    double he = m == 1 ? 1.0 : he1;
+    double pdf = exp(-0.5 * x * x) * 0.39894228040143267794;
+    return ((m - 1) % 2 ? -1.0 : 1.0) * he * pdf;
+}
+static float gelu_deriv(float xf, int n)
+{
+    double x = xf;
+    if (n == 0) return (float)(x * phi_deriv(x, 0));
+    return (float)(x * phi_deriv(x, n) + n * phi_deriv(x, n - 1));
+}
+void mp__fwd_gelu(mp_tape *t, mp__node *o)
+{
+    int k = o->attr[0];
+    UNARY_LOOP(o, gelu_deriv(x, k));
+}
+mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var d, c;
+    MP_TRY(mp__unary(t, MP__OP_GELU, n.in[0], 0.0f, n.attr[0] + 1, &d));
+    MP_TRY(mp__mul(t, g, d, 1.0f, &c));
+    return mp__acc(t, n.in[0], c);
+}
+
+/* ---- exp, log, square ------------------------------------------------------------------ */
+void mp__fwd_exp(mp_tape *t, mp__node *o) { UNARY_LOOP(o, expf(x)); }
+mp_status mp__bwd_exp(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var c;
+    MP_TRY(mp__mul(t, g, v, 1.0f, &c));
+    return mp__acc(t, mp__nd(t, v)->in[0], c);
+}
+
+void mp__fwd_log(mp_tape *t, mp__node *o) { UNARY_LOOP(o, logf(x)); }
+mp_status mp__bwd_log(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var x = mp__nd(t, v)->in[0], c;
+    MP_TRY(mp__div(t, g, x, &c));
+    return mp__acc(t, x, c);
+}
+
+void mp__fwd_square(mp_tape *t, mp__node *o) { UNARY_LOOP(o, x * x); }
+mp_status mp__bwd_square(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var x = mp__nd(t, v)->in[0], c;
+    MP_TRY(mp__mul(t, g, x, 2.0f, &c));
+    return mp__acc(t, x, c);
+}
+
+/* ---- sqrt: convention sqrt'(0) = 0 and every higher derivative at 0 is 0 ---------------
+ * sqrt_grad(g, y) = g / (2y) for y > 0 and 0 at y = 0, so gradients through
+ * sqrt(0) are finite (zero) at every order instead of inf/NaN. */
+void mp__fwd_sqrt(mp_tape *t, mp__node *o) { UNARY_LOOP(o, sqrtf(x)); }
+mp_status mp__bwd_sqrt(mp_tape *t, mp_var v, mp_var g)
+{
+    return acc_fused(t, MP__OP_SQRT_GRAD, mp__nd(t, v)->in[0], g, v);
+}
+void mp__fwd_sqrt_grad(mp_tape *t, mp__node *o) { GRAD_LOOP(o, y > 0.0f ? 0.5f * g / y : 0.0f); }
+/* d/dg = 1/(2y); d/dy = -g/(2y^2) = -2 * sqrt_grad(sqrt_grad(h g, y), y). */
+mp_status mp__bwd_sqrt_grad(mp_tape *t, mp_var v, mp_var h)
+{
+    mp__node n = *mp__nd(t, v);
+    MP_TRY(acc_fused(t, MP__OP_SQRT_GRAD, n.in[0], h, n.in[1]));
+    if (!mp__rg(t, n.in[1])) return MP_OK;
+    mp_var hg, c;
+    MP_TRY(mp__mul(t, h, n.in[0], 1.0f, &hg));
+    MP_TRY(mp__binary(t, MP__OP_SQRT_GRAD, hg, n.in[1], &c));
+    MP_TRY(mp__binary(t, MP__OP_SQRT_GRAD, c, n.in[1], &c));
+    MP_TRY(mp__scale(t, c, -2.0f, &c));
+    return mp__acc(t, n.in[1], c);
+}
+
+/* ---- public entry points --------------------------------------------------------------- */
+static mp_status public_unary(mp_tape *t, const char *fn, int32_t op, mp_var a, mp_var *out)
+{
+    MP__START(t, out, fn);
+    MP__VAR(t, fn, a);
+    return mp__unary(t, op, a, 0.0f, 0, out);
+}
+mp_status mp_relu(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_relu", MP__OP_RELU, a, out); }
+mp_status mp_tanh(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_tanh", MP__OP_TANH, a, out); }
+mp_status mp_sigmoid(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_sigmoid", MP__OP_SIGMOID, a, out); }
+mp_status mp_gelu(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_gelu", MP__OP_GELU, a, out); }
+mp_status mp_exp(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_exp", MP__OP_EXP, a, out); }
+mp_status mp_log(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_log", MP__OP_LOG, a, out); }
+mp_status mp_sqrt(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_sqrt", MP__OP_SQRT, a, out); }
+mp_status mp_square(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_square", MP__OP_SQUARE, a, out); }

@@ -1,0 +1,421 @@
+/* The tape engine: arena, node table, leaves, reading, the reverse sweep.
+ * Ops live in ops_*.c, each op's forward and backward side by side. */
+#include "tape/tape_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ARENA_FIRST_BLOCK ((size_t)1 << 16)
+#define NODES_FIRST_CAP 256
+
+static const struct {
+    const char *name;
+    mp__fwd_fn fwd;
+    mp__bwd_fn bwd;
+} op_table[MP__OP_COUNT_] = {
+#define MP__X_TABLE(E, n) [MP__OP_##E] = {#n, mp__fwd_##n, mp__bwd_##n},
+    MP__OPS(MP__X_TABLE)
+#undef MP__X_TABLE
+};
+
+/* ---- arena ---------------------------------------------------------------- */
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static void arena_note(mp__arena *a)
+{
+    size_t used = a->before + a->off;
+    if (used > a->high) a->high = used;
+}
+
+void *mp__arena_alloc(mp_tape *t, size_t bytes)
+{
+    mp__arena *a = &t->arena;
+    bytes = align64(bytes ? bytes : 1);
+    for (;;) {
+        if (a->cur < a->nblk && a->off + bytes <= a->cap[a->cur]) break;
+        if (a->cur + 1 < a->nblk) { /* a block kept from an earlier cycle */
+            a->before += a->off;
+            a->cur++;
+            a->off = 0;
+            continue;
+        }
+        if (a->nblk >= MP__ARENA_MAX_BLOCKS) return NULL;
+        size_t last = a->nblk ? a->cap[a->nblk - 1] : ARENA_FIRST_BLOCK / 2;
+        size_t cap = 2 * last > bytes ? 2 * last : bytes;
+        char *p = mp__alloc(cap);
+        if (!p) return NULL;
+        if (a->nblk) {
+            a->before += a->off;
+            a->cur = a->nblk;
+        }
+        a->blk[a->nblk] = p;
+        a->cap[a->nblk++] = cap;
+        a->off = 0;
+        break;
+    }
+    void *p = a->blk[a->cur] + a->off;
+    a->off += bytes;
+    arena_note(a);
+    return p;
+}
+
+/* Rewinds to empty; several blocks are merged into one big enough for the
+ * last cycle so the next cycle needs no allocation at all. */
+static void arena_rewind(mp__arena *a)
+{
+    if (a->nblk > 1) {
+        size_t total = 0;
+        for (int32_t i = 0; i < a->nblk; i++) total += a->cap[i];
+        char *p = mp__alloc(total);
+        if (p) { /* on failure keep the blocks: still correct, just not merged */
+            for (int32_t i = 0; i < a->nblk; i++) mp__free(a->blk[i]);
+            a->blk[0] = p;
+            a->cap[0] = total;
+            a->nblk = 1;
+        }
+    }
+    a->cur = 0;
+    a->off = 0;
+    a->before = 0;
+}
+
+mp__mark mp__tape_mark(const mp_tape *t)
+{
+    mp__mark m = {t->arena.cur, t->arena.off, t->arena.before, t->n};
+    return m;
+}
+
+void mp__tape_rollback(mp_tape *t, mp__mark m)
+{
+    t->arena.cur = m.cur;
+    t->arena.off = m.off;
+    t->arena.before = m.before;
+    t->n = m.n;
+}
+
+/* ---- nodes ------------------------------------------------------------------- */
+static mp_status grow_nodes(mp_tape *t)
+{
+    int32_t cap = t->cap ? 2 * t->cap : NODES_FIRST_CAP;
+    mp__node *nodes = mp__alloc((size_t)cap * sizeof *nodes);
+    mp_var *grad = mp__alloc((size_t)cap * sizeof *grad);
+    mp_var *gwork = mp__alloc((size_t)cap * sizeof *gwork);
+    if (!nodes || !grad || !gwork) {
+        mp__free(nodes);
+        mp__free(grad);
+        mp__free(gwork);
+        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape: cannot grow the node table to %d nodes",
+                        (int)cap);
+    }
+    if (t->n) {
+        memcpy(nodes, t->nodes, (size_t)t->n * sizeof *nodes);
+        memcpy(grad, t->grad, (size_t)t->n * sizeof *grad);
+        memcpy(gwork, t->gwork, (size_t)t->n * sizeof *gwork);
+    }
+    mp__free(t->nodes);
+    mp__free(t->grad);
+    mp__free(t->gwork);
+    t->nodes = nodes;
+    t->grad = grad;
+    t->gwork = gwork;
+    t->cap = cap;
+    return MP_OK;
+}
+
+/* Reserves node slot t->n and its output; the caller commits with t->n++. */
+static mp_status new_node(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp_var a, mp_var b,
+                          float *val, mp__node **out)
+{
+    if (t->n == t->cap) MP_TRY(grow_nodes(t));
+    if (!val) {
+        val = mp__arena_alloc(t, (size_t)rows * (size_t)cols * sizeof(float));
+        if (!val)
+            return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_%s: cannot allocate a %dx%d result",
+                            op_table[op].name, (int)rows, (int)cols);
+    }
+    mp__node *n = &t->nodes[t->n];
+    memset(n, 0, sizeof *n);
+    n->op = (uint8_t)op;
+    n->rows = rows;
+    n->cols = cols;
+    n->in[0] = a;
+    n->in[1] = b;
+    n->val = val;
+    if (!t->no_grad && (mp__rg(t, a) || mp__rg(t, b))) n->flags = MP__NODE_RG;
+    t->grad[t->n] = MP_VAR_NONE;
+    t->gwork[t->n] = MP_VAR_NONE;
+    *out = n;
+    return MP_OK;
+}
+
+mp_status mp__record(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp_var a, mp_var b,
+                     const int32_t *attr, float f, const int32_t *idx, mp_var *out)
+{
+    mp__mark m = mp__tape_mark(t);
+    mp__node *n;
+    mp_status st = new_node(t, op, rows, cols, a, b, NULL, &n);
+    if (st != MP_OK) {
+        mp__tape_rollback(t, m);
+        return st;
+    }
+    if (attr) memcpy(n->attr, attr, sizeof n->attr);
+    n->f = f;
+    n->idx = idx;
+    op_table[op].fwd(t, n);
+    *out = t->n++;
+    return MP_OK;
+}
+
+mp_status mp__record_alias(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp_var a,
+                           float *alias, mp_var *out)
+{
+    mp__node *n;
+    MP_TRY(new_node(t, op, rows, cols, a, MP_VAR_NONE, alias, &n));
+    *out = t->n++;
+    return MP_OK;
+}
+
+mp_status mp__check_var(mp_tape *t, const char *fn, const char *arg, mp_var v)
+{
+    MP_REQUIRE(v >= 0 && v < t->n, t->err, MP_ERR_UNKNOWN_VARIABLE,
+               "%s: argument '%s' = %d is not a variable of this tape (it has %d)", fn, arg, (int)v,
+               (int)t->n);
+    return MP_OK;
+}
+
+/* Leaves and constants have no forward kernel and no backward. */
+void mp__fwd_leaf(mp_tape *t, mp__node *out) { (void)t, (void)out; }
+mp_status mp__bwd_leaf(mp_tape *t, mp_var v, mp_var g) { (void)t, (void)v, (void)g; return MP_OK; }
+void mp__fwd_fill(mp_tape *t, mp__node *out)
+{
+    (void)t;
+    size_t n = (size_t)out->rows * (size_t)out->cols;
+    for (size_t i = 0; i < n; i++) out->val[i] = out->f;
+}
+mp_status mp__bwd_fill(mp_tape *t, mp_var v, mp_var g) { (void)t, (void)v, (void)g; return MP_OK; }
+
+mp_status mp__fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_var *out)
+{
+    return mp__record(t, MP__OP_FILL, rows, cols, MP_VAR_NONE, MP_VAR_NONE, NULL, value, NULL, out);
+}
+
+/* ---- lifetime ---------------------------------------------------------------- */
+mp_status mp_tape_create(mp_tape **out)
+{
+    MP_REQUIRE_PTR(out, NULL, "mp_tape_create");
+    mp_tape *t = mp__calloc(1, sizeof *t);
+    if (!t) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
+    t->grad_n = -1;
+    if (grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK)) {
+        mp_tape_destroy(t);
+        return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
+    }
+    arena_rewind(&t->arena);
+    t->arena.high = 0;
+    *out = t;
+    return MP_OK;
+}
+
+void mp_tape_destroy(mp_tape *t)
+{
+    if (!t) return;
+    for (int32_t i = 0; i < t->arena.nblk; i++) mp__free(t->arena.blk[i]);
+    mp__free(t->nodes);
+    mp__free(t->grad);
+    mp__free(t->gwork);
+    mp__free(t);
+}
+
+mp_status mp_tape_reset(mp_tape *t)
+{
+    MP_REQUIRE_PTR(t, NULL, "mp_tape_reset");
+    arena_rewind(&t->arena);
+    t->n = 0;
+    t->grad_n = -1;
+    t->no_grad = 0;
+    return MP_OK;
+}
+
+const char *mp_tape_error(const mp_tape *t) { return t ? t->err : "mp_tape_error: tape is NULL"; }
+
+mp_status mp_tape_stat(const mp_tape *t, int32_t stat, int64_t *out)
+{
+    MP_REQUIRE_PTR(t, NULL, "mp_tape_stat");
+    char *err = ((mp_tape *)t)->err;
+    MP_REQUIRE_PTR(out, err, "mp_tape_stat");
+    int64_t v;
+    switch (stat) {
+    case MP_TAPE_STAT_NODES: v = t->n; break;
+    case MP_TAPE_STAT_ARENA_USED: v = (int64_t)(t->arena.before + t->arena.off); break;
+    case MP_TAPE_STAT_ARENA_HIGH: v = (int64_t)t->arena.high; break;
+    case MP_TAPE_STAT_HEAP_BYTES:
+        v = (int64_t)sizeof *t + (int64_t)t->cap * (int64_t)(sizeof(mp__node) + 2 * sizeof(mp_var));
+        for (int32_t i = 0; i < t->arena.nblk; i++) v += (int64_t)t->arena.cap[i];
+        break;
+    default:
+        return mp__fail(err, MP_ERR_INVALID_ARGUMENT,
+                        "mp_tape_stat: unknown stat %d (expected MP_TAPE_STAT_NODES..HEAP_BYTES = 0..3)",
+                        (int)stat);
+    }
+    *out = v;
+    return MP_OK;
+}
+
+/* ---- leaves and reading ---------------------------------------------------------- */
+static mp_status check_dims(mp_tape *t, const char *fn, int32_t rows, int32_t cols)
+{
+    MP_REQUIRE(rows >= 1 && cols >= 1 && (int64_t)rows * cols <= INT32_MAX, t->err,
+               MP_ERR_INVALID_ARGUMENT, "%s: shape %dx%d is invalid (rows, cols >= 1, rows*cols < 2^31)",
+               fn, (int)rows, (int)cols);
+    return MP_OK;
+}
+
+mp_status mp_tape_leaf(mp_tape *t, int32_t rows, int32_t cols, const float *data, size_t len,
+                       int32_t flags, mp_var *out)
+{
+    static const char fn[] = "mp_tape_leaf";
+    MP__START(t, out, fn);
+    MP_REQUIRE_PTR(data, t->err, fn);
+    MP_TRY(check_dims(t, fn, rows, cols));
+    MP_REQUIRE(len == (size_t)rows * (size_t)cols, t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: len = %zu but the shape %dx%d needs %zu values", fn, len, (int)rows, (int)cols,
+               (size_t)rows * (size_t)cols);
+    MP_REQUIRE((flags & ~(MP_LEAF_REQUIRES_GRAD | MP_LEAF_BORROW)) == 0, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: unknown flags 0x%x (expected MP_LEAF_REQUIRES_GRAD | MP_LEAF_BORROW)", fn,
+               (unsigned)flags);
+    int borrow = (flags & MP_LEAF_BORROW) != 0;
+    mp__mark m = mp__tape_mark(t);
+    mp__node *n;
+    mp_status st = new_node(t, MP__OP_LEAF, rows, cols, MP_VAR_NONE, MP_VAR_NONE,
+                            borrow ? (float *)(uintptr_t)data : NULL, &n);
+    if (st != MP_OK) {
+        mp__tape_rollback(t, m);
+        return st;
+    }
+    if (!borrow) memcpy(n->val, data, len * sizeof(float));
+    n->flags = (uint8_t)(((flags & MP_LEAF_REQUIRES_GRAD) ? MP__NODE_RG : 0) |
+                         (borrow ? MP__NODE_BORROW : 0));
+    *out = t->n++;
+    return MP_OK;
+}
+
+mp_status mp_tape_fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_var *out)
+{
+    MP__START(t, out, "mp_tape_fill");
+    MP_TRY(check_dims(t, "mp_tape_fill", rows, cols));
+    return mp__fill(t, rows, cols, value, out);
+}
+
+mp_status mp_tape_shape(const mp_tape *ct, mp_var v, int32_t *rows, int32_t *cols)
+{
+    mp_tape *t = (mp_tape *)ct; /* only the message buffer is written */
+    MP_REQUIRE_PTR(ct, NULL, "mp_tape_shape");
+    MP_REQUIRE_PTR(rows, t->err, "mp_tape_shape");
+    MP_REQUIRE_PTR(cols, t->err, "mp_tape_shape");
+    MP__VAR(t, "mp_tape_shape", v);
+    *rows = t->nodes[v].rows;
+    *cols = t->nodes[v].cols;
+    return MP_OK;
+}
+
+mp_status mp_tape_read(const mp_tape *ct, mp_var v, float *buf, size_t len)
+{
+    mp_tape *t = (mp_tape *)ct;
+    MP_REQUIRE_PTR(ct, NULL, "mp_tape_read");
+    MP_REQUIRE_PTR(buf, t->err, "mp_tape_read");
+    MP__VAR(t, "mp_tape_read", v);
+    const mp__node *n = &t->nodes[v];
+    size_t need = (size_t)n->rows * (size_t)n->cols;
+    MP_REQUIRE(len >= need, t->err, MP_ERR_BUFFER_TOO_SMALL,
+               "mp_tape_read: variable %d is %dx%d and needs len >= %zu, got %zu", (int)v, (int)n->rows,
+               (int)n->cols, need, len);
+    memcpy(buf, n->val, need * sizeof(float));
+    return MP_OK;
+}
+
+mp_status mp_tape_scalar(const mp_tape *ct, mp_var v, float *out)
+{
+    mp_tape *t = (mp_tape *)ct;
+    MP_REQUIRE_PTR(ct, NULL, "mp_tape_scalar");
+    MP_REQUIRE_PTR(out, t->err, "mp_tape_scalar");
+    MP__VAR(t, "mp_tape_scalar", v);
+    const mp__node *n = &t->nodes[v];
+    MP_REQUIRE(n->rows == 1 && n->cols == 1, t->err, MP_ERR_SHAPE_MISMATCH,
+               "mp_tape_scalar: variable %d is %dx%d, expected 1x1", (int)v, (int)n->rows, (int)n->cols);
+    *out = n->val[0];
+    return MP_OK;
+}
+
+/* ---- differentiation ------------------------------------------------------------ */
+mp_status mp__acc(mp_tape *t, mp_var v, mp_var c)
+{
+    if (!mp__rg(t, v)) return MP_OK;
+    mp_var old = t->gwork[v];
+    if (old == MP_VAR_NONE) {
+        t->gwork[v] = c;
+        return MP_OK;
+    }
+    mp_var sum;
+    MP_TRY(mp__add(t, old, c, &sum));
+    t->gwork[v] = sum;
+    return MP_OK;
+}
+
+/* Walks the nodes from the loss down: when node i is reached every consumer
+ * (a larger id) has already added its contribution, so gwork[i] is final. */
+static mp_status sweep(mp_tape *t, mp_var loss)
+{
+    for (int32_t i = 0; i < t->n; i++) t->gwork[i] = MP_VAR_NONE;
+    mp_var seed;
+    MP_TRY(mp__fill(t, 1, 1, 1.0f, &seed));
+    t->gwork[loss] = seed;
+    for (mp_var i = loss; i >= 0; i--) {
+        mp_var g = t->gwork[i];
+        if (g == MP_VAR_NONE || !(t->nodes[i].flags & MP__NODE_RG)) continue;
+        MP_TRY(op_table[t->nodes[i].op].bwd(t, i, g));
+    }
+    return MP_OK;
+}
+
+mp_status mp_tape_backward(mp_tape *t, mp_var loss, int32_t create_graph)
+{
+    static const char fn[] = "mp_tape_backward";
+    MP_REQUIRE_PTR(t, NULL, fn);
+    MP__VAR(t, fn, loss);
+    const mp__node *n = &t->nodes[loss];
+    MP_REQUIRE(n->rows == 1 && n->cols == 1, t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: loss %d is %dx%d, expected 1x1", fn, (int)loss, (int)n->rows, (int)n->cols);
+    MP_REQUIRE(create_graph == 0 || create_graph == 1, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: create_graph = %d, expected 0 or 1", fn, (int)create_graph);
+    mp__mark m = mp__tape_mark(t);
+    t->no_grad = !create_graph;
+    mp_status st = sweep(t, loss);
+    t->no_grad = 0;
+    if (st != MP_OK) {
+        mp__tape_rollback(t, m); /* the earlier gradients stay committed */
+        return st;
+    }
+    mp_var *tmp = t->grad; /* commit: the work array becomes the gradients */
+    t->grad = t->gwork;
+    t->gwork = tmp;
+    t->grad_n = m.n;
+    return MP_OK;
+}
+
+mp_status mp_tape_grad(mp_tape *t, mp_var v, mp_var *out)
+{
+    static const char fn[] = "mp_tape_grad";
+    MP__START(t, out, fn);
+    MP__VAR(t, fn, v);
+    MP_REQUIRE(t->grad_n >= 0, t->err, MP_ERR_STATE,
+               "%s: no gradients: call mp_tape_backward first (since the last reset)", fn);
+    if (v < t->grad_n && t->grad[v] != MP_VAR_NONE) {
+        *out = t->grad[v];
+        return MP_OK;
+    }
+    mp_var z;
+    MP_TRY(mp__fill(t, t->nodes[v].rows, t->nodes[v].cols, 0.0f, &z));
+    if (v < t->grad_n) t->grad[v] = z;
+    *out = z;
+    return MP_OK;
+}

@@ -1,0 +1,154 @@
+/* Tape internals shared by the engine (tape.c) and the op files (ops_*.c).
+ * Not installed. See docs/TAPE.md for the design. */
+#ifndef MP_TAPE_INTERNAL_H
+#define MP_TAPE_INTERNAL_H
+
+#include "core/internal.h"
+
+/* Every op of the tape: public ones and the helpers their backward passes
+ * record (masks, scatters, col2im, ...). X(ENUM, name). The order is the
+ * op code; the table in tape.c is generated from this list. */
+#define MP__OPS(X)                                                                         \
+    X(LEAF, leaf) X(FILL, fill)                                                            \
+    X(ADD, add) X(SUB, sub) X(MUL, mul) X(DIV, div) X(SCALE, scale)                        \
+    X(ADD_SCALAR, add_scalar) X(SUM, sum) X(EXPAND, expand)                                \
+    X(RELU, relu) X(RELU_MASK, relu_mask) X(TANH, tanh) X(TANH_GRAD, tanh_grad)            \
+    X(SIGMOID, sigmoid) X(SIGMOID_GRAD, sigmoid_grad) X(GELU, gelu)                        \
+    X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(SQRT_GRAD, sqrt_grad) X(SQUARE, square)        \
+    X(MATMUL, matmul) X(BMM, bmm)                                                          \
+    X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(PICK, pick) X(UNPICK, unpick)        \
+    X(SLICE, slice) X(PAD, pad) X(CONCAT, concat) X(RESHAPE, reshape)                      \
+    X(TRANSPOSE, transpose) X(BTRANSPOSE, btranspose) X(SPLIT_HEADS, split_heads)          \
+    X(MERGE_HEADS, merge_heads) X(GATHER_ROWS, gather_rows) X(SCATTER_ROWS, scatter_rows)  \
+    X(GATHER_FLAT, gather_flat) X(SCATTER_FLAT, scatter_flat) X(IM2COL, im2col)            \
+    X(COL2IM, col2im)
+
+enum {
+#define MP__X_ENUM(E, n) MP__OP_##E,
+    MP__OPS(MP__X_ENUM)
+#undef MP__X_ENUM
+    MP__OP_COUNT_
+};
+
+/* Node flags. */
+#define MP__NODE_RG     1 /* requires grad: a differentiable path to a grad leaf */
+#define MP__NODE_BORROW 2 /* val points at caller memory */
+
+/* One recorded variable: 64 bytes, one cache line. Inputs and attributes
+ * are enough for every op; index arrays (labels, gather rows, argmax) live
+ * on the arena and are shared, never written after recording. */
+typedef struct {
+    uint8_t op, flags;
+    int16_t spare_;
+    int32_t rows, cols;
+    mp_var in[2];    /* MP_VAR_NONE when unused */
+    int32_t attr[6]; /* op-specific integers (trans flags, axis, conv geometry, ...) */
+    float f;         /* op-specific float (scale, scalar, gelu order as float is not used) */
+    float *val;      /* rows*cols values, 64-byte aligned on the arena (or borrowed) */
+    const int32_t *idx;
+} mp__node;
+
+/* Arena: a list of blocks; reset coalesces them into one block so that the
+ * steady state of record/backward/reset cycles is one contiguous block. */
+#define MP__ARENA_MAX_BLOCKS 40
+typedef struct {
+    char *blk[MP__ARENA_MAX_BLOCKS];
+    size_t cap[MP__ARENA_MAX_BLOCKS];
+    int32_t nblk, cur;
+    size_t off;       /* offset in block cur */
+    size_t before;    /* bytes used in blocks before cur */
+    size_t high;      /* high-water mark of before + off */
+} mp__arena;
+
+typedef struct {
+    int32_t cur;
+    size_t off, before;
+    int32_t n;
+} mp__mark;
+
+struct mp_tape {
+    mp__node *nodes;
+    mp_var *grad;  /* committed gradients of the last backward (valid for ids < grad_n) */
+    mp_var *gwork; /* gradients being accumulated by a running backward */
+    int32_t n, cap;
+    int32_t grad_n;   /* node count when the last backward finished; -1: none */
+    int32_t no_grad;  /* recording inside backward with create_graph = 0 */
+    mp__arena arena;
+    char err[MP_ERRMSG_LEN];
+};
+
+typedef void (*mp__fwd_fn)(mp_tape *t, mp__node *out);
+/* Records the vector-Jacobian product of node v for the upstream gradient g
+ * and accumulates it into the inputs' gradients with mp__acc. */
+typedef mp_status (*mp__bwd_fn)(mp_tape *t, mp_var v, mp_var g);
+
+#define MP__X_DECL(E, n)                                                                 \
+    void mp__fwd_##n(mp_tape *t, mp__node *out);                                         \
+    mp_status mp__bwd_##n(mp_tape *t, mp_var v, mp_var g);
+MP__OPS(MP__X_DECL)
+#undef MP__X_DECL
+
+/* ---- engine services for the op files ------------------------------------- */
+static inline mp__node *mp__nd(const mp_tape *t, mp_var v) { return &t->nodes[v]; }
+static inline int mp__rg(const mp_tape *t, mp_var v)
+{
+    return v != MP_VAR_NONE && (t->nodes[v].flags & MP__NODE_RG);
+}
+
+/* Records one op: allocates the output (rows x cols) on the arena, fills
+ * the node, runs the forward kernel. attr may be NULL (zeros). On failure
+ * nothing is recorded. */
+mp_status mp__record(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp_var a, mp_var b,
+                     const int32_t *attr, float f, const int32_t *idx, mp_var *out);
+/* Like mp__record but the output aliases `alias` (no allocation, no forward). */
+mp_status mp__record_alias(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp_var a,
+                           float *alias, mp_var *out);
+/* Arena allocation (64-byte aligned) for index arrays; NULL on OOM. */
+void *mp__arena_alloc(mp_tape *t, size_t bytes);
+mp__mark mp__tape_mark(const mp_tape *t);
+void mp__tape_rollback(mp_tape *t, mp__mark m);
+/* Adds contribution c to the gradient of v being accumulated (no-op when v
+ * does not require grad). */
+mp_status mp__acc(mp_tape *t, mp_var v, mp_var c);
+
+/* Argument checks shared by the public ops: a valid id on this tape. */
+mp_status mp__check_var(mp_tape *t, const char *fn, const char *arg, mp_var v);
+#define MP__VAR(t, fn, v) MP_TRY(mp__check_var((t), (fn), #v, (v)))
+#define MP__START(t, out, fn)                                                                \
+    do {                                                                                     \
+        if (!(t)) return mp__fail(NULL, MP_ERR_NULL_POINTER, "%s: argument 'tape' is NULL", (fn)); \
+        MP_REQUIRE_PTR(out, (t)->err, (fn));                                                 \
+    } while (0)
+
+/* Unchecked recorders used by public ops and by backward passes. */
+mp_status mp__add(mp_tape *t, mp_var a, mp_var b, mp_var *out);
+mp_status mp__sub(mp_tape *t, mp_var a, mp_var b, mp_var *out);
+mp_status mp__mul(mp_tape *t, mp_var a, mp_var b, float s, mp_var *out); /* s*a*b */
+mp_status mp__div(mp_tape *t, mp_var a, mp_var b, mp_var *out);
+mp_status mp__scale(mp_tape *t, mp_var a, float s, mp_var *out);
+mp_status mp__add_scalar(mp_tape *t, mp_var a, float s, mp_var *out);
+mp_status mp__sum(mp_tape *t, mp_var a, int32_t reduce, float s, mp_var *out); /* s*sum */
+mp_status mp__expand(mp_tape *t, mp_var a, int32_t rows, int32_t cols, float s, mp_var *out);
+/* Reduces g (broadcast result) back to rows x cols by summing. */
+mp_status mp__sum_to(mp_tape *t, mp_var g, int32_t rows, int32_t cols, mp_var *out);
+mp_status mp__fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_var *out);
+mp_status mp__unary(mp_tape *t, int32_t op, mp_var a, float f, int32_t attr0, mp_var *out);
+mp_status mp__binary(mp_tape *t, int32_t op, mp_var a, mp_var b, mp_var *out);
+mp_status mp__matmul(mp_tape *t, mp_var a, mp_var b, int32_t ta, int32_t tb, mp_var *out);
+mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, mp_var *out);
+mp_status mp__slice(mp_tape *t, mp_var a, int32_t axis, int32_t start, int32_t len, mp_var *out);
+mp_status mp__pad(mp_tape *t, mp_var a, int32_t axis, int32_t start, int32_t total, mp_var *out);
+mp_status mp__reshape(mp_tape *t, mp_var a, int32_t rows, int32_t cols, mp_var *out);
+mp_status mp__transpose(mp_tape *t, mp_var a, mp_var *out);
+mp_status mp__btranspose(mp_tape *t, mp_var a, int32_t batch, mp_var *out);
+mp_status mp__heads(mp_tape *t, int32_t op, mp_var x, int32_t batch, int32_t seq, int32_t heads, mp_var *out);
+mp_status mp__pick(mp_tape *t, mp_var a, const int32_t *labels, mp_var *out);
+mp_status mp__unpick(mp_tape *t, mp_var g, const int32_t *labels, int32_t cols, mp_var *out);
+mp_status mp__gather_rows(mp_tape *t, mp_var table, const int32_t *idx, int32_t n, mp_var *out);
+mp_status mp__scatter_rows(mp_tape *t, mp_var g, const int32_t *idx, int32_t rows, mp_var *out);
+mp_status mp__gather_flat(mp_tape *t, mp_var x, const int32_t *idx, int32_t rows, int32_t cols, mp_var *out);
+mp_status mp__scatter_flat(mp_tape *t, mp_var g, const int32_t *idx, int32_t rows, int32_t cols, mp_var *out);
+mp_status mp__im2col(mp_tape *t, mp_var x, const int32_t *geom, mp_var *out);
+mp_status mp__col2im(mp_tape *t, mp_var g, const int32_t *geom, mp_var *out);
+
+#endif
