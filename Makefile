@@ -51,7 +51,7 @@ TEST_BIN := $(BUILD)/tests/check_runner
 TEST_CFLAGS := $(BASE_CFLAGS) $(CHECK_CFLAGS) -Itests -DMP_SOURCE_DIR='"$(CURDIR)"' -DMP_BUILD_DIR='"$(CURDIR)/$(BUILD)"' -Wno-missing-prototypes
 
 .PHONY: all check check-build sanitize valgrind install uninstall installcheck abicheck \
-        abi-baseline bindings-check examples demo bench clean
+        abi-baseline bindings-check docs docs-check examples demo bench clean
 .DELETE_ON_ERROR:
 
 all: $(STATIC) $(SHARED) $(PC)
@@ -161,6 +161,15 @@ bindings-check: all
 	  CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) OPENBLAS_NUM_THREADS=1 \
 	    $(CARGO) test --offline --manifest-path examples/rust/Cargo.toml || exit 1; \
 	fi
+
+# ---- documentation -------------------------------------------------------------
+# docs/API.md is generated from the header comments; docs-check fails when a
+# public function has no doc comment or the file is stale.
+DOCS_PYTHON ?= python3
+docs:
+	$(DOCS_PYTHON) tools/gen_api_docs.py
+docs-check:
+	$(DOCS_PYTHON) tools/gen_api_docs.py --check
 
 # ---- examples, demo, benchmarks ------------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
