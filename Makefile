@@ -160,6 +160,7 @@ bindings-check: all
 	  echo "CARGO_TARGET_DIR=$(BUILD)/cargo $(CARGO) test --offline"; \
 	  CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) OPENBLAS_NUM_THREADS=1 \
 	    $(CARGO) test --offline --manifest-path examples/rust/Cargo.toml || exit 1; \
+	  CARGO="$(CARGO)" BUILD=$(BUILD) tools/bindings-installcheck.sh || exit 1; \
 	fi
 
 # ---- documentation -------------------------------------------------------------

@@ -1,0 +1,98 @@
+//! Raw declarations, written by hand from include/metaprompt/*.h (one per
+//! MP_API function; tests/coverage.rs checks the list against the headers).
+//! Handles are opaque: `*mut T` of the empty enums below.
+#![allow(non_camel_case_types)]
+
+use std::os::raw::{c_char, c_void};
+
+pub type mp_status = i32;
+pub type mp_var = i32;
+
+pub enum mp_config {}
+pub enum mp_tape {}
+
+pub type mp_alloc_fn = Option<unsafe extern "C" fn(size: usize, user_data: *mut c_void) -> *mut c_void>;
+pub type mp_free_fn = Option<unsafe extern "C" fn(ptr: *mut c_void, user_data: *mut c_void)>;
+pub type mp_log_fn = Option<unsafe extern "C" fn(level: i32, msg: *const c_char, user_data: *mut c_void)>;
+
+extern "C" {
+    // ---- core.h
+    pub fn mp_version_number() -> i32;
+    pub fn mp_version_string() -> *const c_char;
+    pub fn mp_status_string(status: mp_status) -> *const c_char;
+    pub fn mp_last_error() -> *const c_char;
+    pub fn mp_clear_error();
+    pub fn mp_set_allocator(alloc: mp_alloc_fn, free_fn: mp_free_fn, user_data: *mut c_void) -> mp_status;
+    pub fn mp_live_allocations() -> i64;
+    pub fn mp_set_log_callback(f: mp_log_fn, min_level: i32, user_data: *mut c_void) -> mp_status;
+    pub fn mp_blas_config() -> *const c_char;
+    pub fn mp_blas_corename() -> *const c_char;
+    pub fn mp_blas_num_threads() -> i32;
+    pub fn mp_config_create(out: *mut *mut mp_config) -> mp_status;
+    pub fn mp_config_destroy(cfg: *mut mp_config);
+    pub fn mp_config_clone(out: *mut *mut mp_config, src: *const mp_config) -> mp_status;
+    pub fn mp_config_set_int(cfg: *mut mp_config, key: i32, value: i64) -> mp_status;
+    pub fn mp_config_set_float(cfg: *mut mp_config, key: i32, value: f64) -> mp_status;
+    pub fn mp_config_get_int(cfg: *const mp_config, key: i32, out: *mut i64) -> mp_status;
+    pub fn mp_config_get_float(cfg: *const mp_config, key: i32, out: *mut f64) -> mp_status;
+    pub fn mp_config_is_set(cfg: *const mp_config, key: i32) -> i32;
+    pub fn mp_config_key_name(key: i32) -> *const c_char;
+    pub fn mp_config_key_type(key: i32) -> i32;
+    pub fn mp_config_key_by_name(name: *const c_char, out_key: *mut i32) -> mp_status;
+    pub fn mp_config_error(cfg: *const mp_config) -> *const c_char;
+
+    // ---- tape.h
+    pub fn mp_tape_create(out: *mut *mut mp_tape) -> mp_status;
+    pub fn mp_tape_destroy(tape: *mut mp_tape);
+    pub fn mp_tape_reset(tape: *mut mp_tape) -> mp_status;
+    pub fn mp_tape_error(tape: *const mp_tape) -> *const c_char;
+    pub fn mp_tape_stat(tape: *const mp_tape, stat: i32, out: *mut i64) -> mp_status;
+    pub fn mp_tape_leaf(tape: *mut mp_tape, rows: i32, cols: i32, data: *const f32, len: usize,
+                        flags: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_tape_fill(tape: *mut mp_tape, rows: i32, cols: i32, value: f32, out: *mut mp_var) -> mp_status;
+    pub fn mp_tape_shape(tape: *const mp_tape, v: mp_var, rows: *mut i32, cols: *mut i32) -> mp_status;
+    pub fn mp_tape_read(tape: *const mp_tape, v: mp_var, buf: *mut f32, len: usize) -> mp_status;
+    pub fn mp_tape_scalar(tape: *const mp_tape, v: mp_var, out: *mut f32) -> mp_status;
+    pub fn mp_tape_backward(tape: *mut mp_tape, loss: mp_var, create_graph: i32) -> mp_status;
+    pub fn mp_tape_grad(tape: *mut mp_tape, v: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_matmul(tape: *mut mp_tape, a: mp_var, b: mp_var, trans_a: i32, trans_b: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_add(tape: *mut mp_tape, a: mp_var, b: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_sub(tape: *mut mp_tape, a: mp_var, b: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_mul(tape: *mut mp_tape, a: mp_var, b: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_div(tape: *mut mp_tape, a: mp_var, b: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_scale(tape: *mut mp_tape, a: mp_var, s: f32, out: *mut mp_var) -> mp_status;
+    pub fn mp_add_scalar(tape: *mut mp_tape, a: mp_var, s: f32, out: *mut mp_var) -> mp_status;
+    pub fn mp_sum(tape: *mut mp_tape, a: mp_var, reduce: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_mean(tape: *mut mp_tape, a: mp_var, reduce: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_relu(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_tanh(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_sigmoid(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_gelu(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_exp(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_log(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_sqrt(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_square(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_softmax(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_log_softmax(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_cross_entropy(tape: *mut mp_tape, logits: mp_var, labels: *const i32, n: usize,
+                            out: *mut mp_var) -> mp_status;
+    pub fn mp_mse(tape: *mut mp_tape, pred: mp_var, target: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_layer_norm(tape: *mut mp_tape, x: mp_var, gamma: mp_var, beta: mp_var, eps: f32,
+                         out: *mut mp_var) -> mp_status;
+    pub fn mp_gather_rows(tape: *mut mp_tape, table: mp_var, idx: *const i32, n: usize,
+                          out: *mut mp_var) -> mp_status;
+    pub fn mp_concat(tape: *mut mp_tape, a: mp_var, b: mp_var, axis: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_slice(tape: *mut mp_tape, a: mp_var, axis: i32, start: i32, len: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_reshape(tape: *mut mp_tape, a: mp_var, rows: i32, cols: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_transpose(tape: *mut mp_tape, a: mp_var, out: *mut mp_var) -> mp_status;
+    pub fn mp_conv2d(tape: *mut mp_tape, x: mp_var, w: mp_var, bias: mp_var, channels: i32, height: i32,
+                     width: i32, kernel: i32, stride: i32, pad: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_maxpool2d(tape: *mut mp_tape, x: mp_var, channels: i32, height: i32, width: i32,
+                        out: *mut mp_var) -> mp_status;
+    pub fn mp_batch_matmul(tape: *mut mp_tape, a: mp_var, b: mp_var, batch: i32, trans_a: i32,
+                           trans_b: i32, out: *mut mp_var) -> mp_status;
+    pub fn mp_split_heads(tape: *mut mp_tape, x: mp_var, batch: i32, seq: i32, heads: i32,
+                          out: *mut mp_var) -> mp_status;
+    pub fn mp_merge_heads(tape: *mut mp_tape, x: mp_var, batch: i32, seq: i32, heads: i32,
+                          out: *mut mp_var) -> mp_status;
+}

@@ -1,0 +1,43 @@
+//! Every MP_API function of the headers is declared in src/sys.rs (and only
+//! those), so the raw layer cannot fall behind the headers.
+use std::collections::BTreeSet;
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(format!("{}/{}", env!("CARGO_MANIFEST_DIR"), rel)).unwrap()
+}
+
+fn names_after<'a>(text: &'a str, marker: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if !l.starts_with(marker) {
+            continue;
+        }
+        if let Some(p) = l.find('(') {
+            let before = &l[..p];
+            let name = before.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap();
+            if name.starts_with("mp_") {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sys_declares_every_header_function() {
+    let dir = format!("{}/../../include/metaprompt", env!("CARGO_MANIFEST_DIR"));
+    let mut declared = BTreeSet::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().map_or(false, |x| x == "h") {
+            declared.extend(names_after(&std::fs::read_to_string(&p).unwrap(), "MP_API"));
+        }
+    }
+    assert!(declared.len() > 20);
+    let bound = names_after(&read("src/sys.rs"), "pub fn");
+    let missing: Vec<_> = declared.difference(&bound).collect();
+    let stale: Vec<_> = bound.difference(&declared).collect();
+    assert!(missing.is_empty(), "not declared in src/sys.rs: {:?}", missing);
+    assert!(stale.is_empty(), "declared in src/sys.rs but not in the headers: {:?}", stale);
+}
