@@ -11,3 +11,4 @@ step() {
 }
 
 step "bindings (Python ctypes/cffi, Rust)" make bindings-check
+step "API reference up to date (docs/API.md from the header comments)" make docs-check

@@ -26,7 +26,7 @@ OUT = os.path.join(ROOT, "docs", "API.md")
 
 RULER = re.compile(r"^\s*/\*\s*-{2,}\s*(.*?)\s*-*\s*\*/\s*$")
 SKIP = re.compile(r'^\s*(#\s*(ifndef|ifdef|if|endif|else|elif|include|undef)\b'
-                  r'|#\s*define\s+METAPROMPT_\w+_?H\b|#\s*define\s+METAPROMPT_H\b|#\s*define\s+MP_API\b'
+                  r'|#\s*define\s+METAPROMPT_\w+_?H\b|#\s*define\s+METAPROMPT_H\b|#\s*define\s+MP_API\b|#\s*define\s+\w+\s*$'
                   r'|extern\s+"C"|\}\s*$|#\s*(define|error)\b.*__cplusplus)')
 
 

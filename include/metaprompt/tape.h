@@ -52,11 +52,19 @@ typedef int32_t mp_var;
 #define MP_TAPE_STAT_HEAP_BYTES   3 /* bytes the tape holds from the allocator */
 
 /* ---- lifetime ------------------------------------------------------------ */
+/** Creates an empty tape (its arena grows on demand and is kept across
+ *  resets). Errors: MP_ERR_NULL_POINTER, MP_ERR_OUT_OF_MEMORY. */
 MP_API mp_status mp_tape_create(mp_tape **out);
+/** Destroys a tape and every variable on it; NULL is ignored. Buffers given
+ *  with MP_LEAF_BORROW may be freed by the caller afterwards. */
 MP_API void mp_tape_destroy(mp_tape *tape);
 /** Forgets every variable and rewinds the arena (memory is kept for reuse). */
 MP_API mp_status mp_tape_reset(mp_tape *tape);
+/** Message of the last failed call on this tape ("" if none). Owned by the
+ *  tape, valid until its next failing call or destruction. */
 MP_API const char *mp_tape_error(const mp_tape *tape);
+/** Reads one MP_TAPE_STAT_* statistic into *out.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (unknown stat). */
 MP_API mp_status mp_tape_stat(const mp_tape *tape, int32_t stat, int64_t *out);
 
 /* ---- leaves and reading ------------------------------------------------------ */
@@ -66,6 +74,9 @@ MP_API mp_status mp_tape_leaf(mp_tape *tape, int32_t rows, int32_t cols, const f
                               size_t len, int32_t flags, mp_var *out);
 /** A constant leaf filled with one value. */
 MP_API mp_status mp_tape_fill(mp_tape *tape, int32_t rows, int32_t cols, float value, mp_var *out);
+/** Rows and columns of v. Errors: MP_ERR_NULL_POINTER,
+ *  MP_ERR_UNKNOWN_VARIABLE (v not on this tape, or recorded before the last
+ *  reset). */
 MP_API mp_status mp_tape_shape(const mp_tape *tape, mp_var v, int32_t *rows, int32_t *cols);
 /** Copies a variable's values into buf (len >= rows*cols, else
  *  MP_ERR_BUFFER_TOO_SMALL naming the size needed). */
@@ -114,9 +125,15 @@ MP_API mp_status mp_mse(mp_tape *tape, mp_var pred, mp_var target, mp_var *out);
 MP_API mp_status mp_layer_norm(mp_tape *tape, mp_var x, mp_var gamma, mp_var beta, float eps, mp_var *out);
 /* out[i] = table[idx[i]] (embedding lookup); idx copied. -> n x cols */
 MP_API mp_status mp_gather_rows(mp_tape *tape, mp_var table, const int32_t *idx, size_t n, mp_var *out);
+/* Stacks b below a (MP_AXIS_ROWS: equal cols) or to its right (MP_AXIS_COLS:
+ * equal rows). */
 MP_API mp_status mp_concat(mp_tape *tape, mp_var a, mp_var b, int32_t axis, mp_var *out);
+/* len rows (MP_AXIS_ROWS) or columns (MP_AXIS_COLS) of a from start;
+ * MP_ERR_RANGE if they do not fit. */
 MP_API mp_status mp_slice(mp_tape *tape, mp_var a, int32_t axis, int32_t start, int32_t len, mp_var *out);
+/* Same values in row-major order as rows x cols (the count must match). */
 MP_API mp_status mp_reshape(mp_tape *tape, mp_var a, int32_t rows, int32_t cols, mp_var *out);
+/* cols x rows. */
 MP_API mp_status mp_transpose(mp_tape *tape, mp_var a, mp_var *out);
 /* x: N x (C*H*W); w: F x (C*k*k); bias: 1 x F or MP_VAR_NONE.
  * -> N x (F*Ho*Wo), Ho = (H + 2*pad - k)/stride + 1. */

@@ -59,7 +59,7 @@ def test_every_integer_constant_is_exported_with_its_value():
     bad = []
     for m in re.finditer(r"^\s*#\s*define\s+(MP_\w+)\b(.*)$", text, flags=re.M):
         name, rest = m.group(1), re.sub(r"/\*.*", "", m.group(2)).strip()
-        if name in NOT_CONSTANTS or name.endswith("_H"):
+        if name in NOT_CONSTANTS or name.endswith("_H") or not rest:  # guards
             continue
         v = re.fullmatch(r"\(?\s*(-?(?:0x[0-9a-fA-F]+|\d+))\s*\)?", rest)
         if not v:
