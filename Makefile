@@ -51,7 +51,7 @@ TEST_BIN := $(BUILD)/tests/check_runner
 TEST_CFLAGS := $(BASE_CFLAGS) $(CHECK_CFLAGS) -Itests -DMP_SOURCE_DIR='"$(CURDIR)"' -DMP_BUILD_DIR='"$(CURDIR)/$(BUILD)"' -Wno-missing-prototypes
 
 .PHONY: all check check-build sanitize valgrind install uninstall installcheck abicheck \
-        abi-baseline bindings-check docs docs-check examples demo bench clean
+        abi-baseline bindings-check docs docs-check fuzz fuzz-build examples demo bench clean
 .DELETE_ON_ERROR:
 
 all: $(STATIC) $(SHARED) $(PC)
@@ -171,6 +171,30 @@ docs:
 	$(DOCS_PYTHON) tools/gen_api_docs.py
 docs-check:
 	$(DOCS_PYTHON) tools/gen_api_docs.py --check
+
+# ---- fuzzing ------------------------------------------------------------------
+# Every tests/fuzz/fuzz_*.c is a libFuzzer harness (LLVMFuzzerTestOneInput)
+# built with clang against all library sources under ASan + UBSan, then run
+# for FUZZ_SECONDS each. Seeds in tests/fuzz/corpus/<name>/ are used when
+# present; new inputs go to lib/fuzz/corpus/<name>/ (not committed).
+FUZZ_SECONDS ?= 30
+FUZZ_CC ?= clang
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,lib/fuzz/%,$(FUZZ_SRC))
+FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc $(DEPS_CFLAGS)
+lib/fuzz/%: tests/fuzz/%.c $(SRC) $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(SRC) -o $@ $(DEPS_LIBS)
+fuzz-build: $(FUZZ_BIN)
+fuzz: fuzz-build
+	@set -e; for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p lib/fuzz/corpus/$$n; \
+	  seeds=; if [ -d tests/fuzz/corpus/$$n ]; then seeds=tests/fuzz/corpus/$$n; fi; \
+	  echo "fuzz $$n for $(FUZZ_SECONDS) s"; \
+	  if OPENBLAS_NUM_THREADS=1 $$b -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	       -print_final_stats=1 -artifact_prefix=lib/fuzz/$$n- lib/fuzz/corpus/$$n $$seeds \
+	       > lib/fuzz/$$n.log 2>&1; then tail -n 3 lib/fuzz/$$n.log; \
+	  else tail -n 60 lib/fuzz/$$n.log; echo "fuzz $$n FAILED (artifact in lib/fuzz/)"; exit 1; fi; done
 
 # ---- examples, demo, benchmarks ------------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))

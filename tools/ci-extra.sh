@@ -12,3 +12,4 @@ step() {
 
 step "bindings (Python ctypes/cffi, Rust)" make bindings-check
 step "API reference up to date (docs/API.md from the header comments)" make docs-check
+step "fuzz (every tests/fuzz/fuzz_*.c, 30 s each)" make fuzz FUZZ_SECONDS=30

@@ -101,8 +101,46 @@ PROTOTYPES = {
     "mp_merge_heads": (status, [vp, i32, i32, i32, i32, c_int32_p]),
 }
 
+# The data module (issue 5) landed in C before its Python wrappers; the
+# bindings work wraps these and moves them to PROTOTYPES.
+_DATA_PENDING = "data module (datasets, tasks, samplers): C API landed, Python wrapper pending"
+
 # MP_API functions deliberately not bound, with the reason.
 UNBOUND = {
+    "mp_dataset_from_arrays": _DATA_PENDING,
+    "mp_dataset_load_idx": _DATA_PENDING,
+    "mp_dataset_load_csv": _DATA_PENDING,
+    "mp_dataset_destroy": _DATA_PENDING,
+    "mp_dataset_error": _DATA_PENDING,
+    "mp_dataset_size": _DATA_PENDING,
+    "mp_dataset_dim": _DATA_PENDING,
+    "mp_dataset_target_dim": _DATA_PENDING,
+    "mp_dataset_num_classes": _DATA_PENDING,
+    "mp_dataset_class_size": _DATA_PENDING,
+    "mp_dataset_sample_shape": _DATA_PENDING,
+    "mp_dataset_set_sample_shape": _DATA_PENDING,
+    "mp_dataset_get": _DATA_PENDING,
+    "mp_dataset_get_target": _DATA_PENDING,
+    "mp_dataset_select_classes": _DATA_PENDING,
+    "mp_task_create_classification": _DATA_PENDING,
+    "mp_task_create_regression": _DATA_PENDING,
+    "mp_task_destroy": _DATA_PENDING,
+    "mp_task_error": _DATA_PENDING,
+    "mp_task_sizes": _DATA_PENDING,
+    "mp_task_get_support": _DATA_PENDING,
+    "mp_task_get_query": _DATA_PENDING,
+    "mp_task_sinusoid": _DATA_PENDING,
+    "mp_task_sinusoid_params": _DATA_PENDING,
+    "mp_sampler_create": _DATA_PENDING,
+    "mp_sampler_create_sinusoid": _DATA_PENDING,
+    "mp_sampler_destroy": _DATA_PENDING,
+    "mp_sampler_error": _DATA_PENDING,
+    "mp_sampler_episode": _DATA_PENDING,
+    "mp_sampler_episode_into": _DATA_PENDING,
+    "mp_sampler_next": _DATA_PENDING,
+    "mp_sampler_get_position": _DATA_PENDING,
+    "mp_sampler_set_position": _DATA_PENDING,
+    "mp_sampler_info": _DATA_PENDING,
     "mp_set_allocator": "an allocator must be installed before any library object exists and is "
                         "called from worker threads for every allocation; a Python allocator would "
                         "serialise the workers on the GIL. Install one from C.",
