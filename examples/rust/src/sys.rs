@@ -10,6 +10,9 @@ pub type mp_var = i32;
 
 pub enum mp_config {}
 pub enum mp_tape {}
+pub enum mp_dataset {}
+pub enum mp_task {}
+pub enum mp_sampler {}
 
 pub type mp_alloc_fn = Option<unsafe extern "C" fn(size: usize, user_data: *mut c_void) -> *mut c_void>;
 pub type mp_free_fn = Option<unsafe extern "C" fn(ptr: *mut c_void, user_data: *mut c_void)>;
@@ -95,4 +98,51 @@ extern "C" {
                           out: *mut mp_var) -> mp_status;
     pub fn mp_merge_heads(tape: *mut mp_tape, x: mp_var, batch: i32, seq: i32, heads: i32,
                           out: *mut mp_var) -> mp_status;
+
+    // ---- data.h
+    pub fn mp_dataset_from_arrays(out: *mut *mut mp_dataset, x: *const f32, n: usize, dim: i32,
+                                  labels: *const i32, targets: *const f32, target_dim: i32) -> mp_status;
+    pub fn mp_dataset_load_idx(out: *mut *mut mp_dataset, images_path: *const c_char,
+                               labels_path: *const c_char, cfg: *const mp_config) -> mp_status;
+    pub fn mp_dataset_load_csv(out: *mut *mut mp_dataset, path: *const c_char, cfg: *const mp_config) -> mp_status;
+    pub fn mp_dataset_destroy(ds: *mut mp_dataset);
+    pub fn mp_dataset_error(ds: *const mp_dataset) -> *const c_char;
+    pub fn mp_dataset_size(ds: *const mp_dataset, out: *mut usize) -> mp_status;
+    pub fn mp_dataset_dim(ds: *const mp_dataset, out: *mut i32) -> mp_status;
+    pub fn mp_dataset_target_dim(ds: *const mp_dataset, out: *mut i32) -> mp_status;
+    pub fn mp_dataset_num_classes(ds: *const mp_dataset, out: *mut i32) -> mp_status;
+    pub fn mp_dataset_class_size(ds: *const mp_dataset, cls: i32, out: *mut usize) -> mp_status;
+    pub fn mp_dataset_sample_shape(ds: *const mp_dataset, dims: *mut i32, cap: usize, ndims: *mut usize) -> mp_status;
+    pub fn mp_dataset_set_sample_shape(ds: *mut mp_dataset, dims: *const i32, ndims: usize) -> mp_status;
+    pub fn mp_dataset_get(ds: *const mp_dataset, i: usize, x: *mut f32, len: usize, label: *mut i32) -> mp_status;
+    pub fn mp_dataset_get_target(ds: *const mp_dataset, i: usize, t: *mut f32, len: usize) -> mp_status;
+    pub fn mp_dataset_select_classes(out: *mut *mut mp_dataset, src: *const mp_dataset, classes: *const i32,
+                                     n: usize) -> mp_status;
+    pub fn mp_task_create_classification(out: *mut *mut mp_task, dim: i32, n_way: i32, support_x: *const f32,
+                                         support_labels: *const i32, n_support: usize, query_x: *const f32,
+                                         query_labels: *const i32, n_query: usize) -> mp_status;
+    pub fn mp_task_create_regression(out: *mut *mut mp_task, dim: i32, target_dim: i32, sx: *const f32,
+                                     st: *const f32, ns: usize, qx: *const f32, qt: *const f32,
+                                     nq: usize) -> mp_status;
+    pub fn mp_task_destroy(task: *mut mp_task);
+    pub fn mp_task_error(task: *const mp_task) -> *const c_char;
+    pub fn mp_task_sizes(task: *const mp_task, n_support: *mut usize, n_query: *mut usize, dim: *mut i32,
+                         n_way: *mut i32, target_dim: *mut i32) -> mp_status;
+    pub fn mp_task_get_support(task: *const mp_task, x: *mut f32, x_len: usize, labels: *mut i32,
+                               labels_len: usize, targets: *mut f32, targets_len: usize) -> mp_status;
+    pub fn mp_task_get_query(task: *const mp_task, x: *mut f32, x_len: usize, labels: *mut i32,
+                             labels_len: usize, targets: *mut f32, targets_len: usize) -> mp_status;
+    pub fn mp_task_sinusoid(out: *mut *mut mp_task, seed: u64, index: u64, k_support: i32, k_query: i32) -> mp_status;
+    pub fn mp_task_sinusoid_params(task: *const mp_task, amplitude: *mut f64, phase: *mut f64) -> mp_status;
+    pub fn mp_sampler_create(out: *mut *mut mp_sampler, ds: *const mp_dataset, cfg: *const mp_config) -> mp_status;
+    pub fn mp_sampler_create_sinusoid(out: *mut *mut mp_sampler, cfg: *const mp_config) -> mp_status;
+    pub fn mp_sampler_destroy(s: *mut mp_sampler);
+    pub fn mp_sampler_error(s: *const mp_sampler) -> *const c_char;
+    pub fn mp_sampler_episode(s: *const mp_sampler, index: u64, out: *mut *mut mp_task) -> mp_status;
+    pub fn mp_sampler_episode_into(s: *const mp_sampler, index: u64, task: *mut mp_task) -> mp_status;
+    pub fn mp_sampler_next(s: *mut mp_sampler, out: *mut *mut mp_task) -> mp_status;
+    pub fn mp_sampler_get_position(s: *const mp_sampler, out: *mut u64) -> mp_status;
+    pub fn mp_sampler_set_position(s: *mut mp_sampler, position: u64) -> mp_status;
+    pub fn mp_sampler_info(s: *const mp_sampler, ways: *mut i32, shots: *mut i32, queries: *mut i32,
+                           dim: *mut i32) -> mp_status;
 }
