@@ -236,6 +236,953 @@ START_TEST(container_save_is_atomic_and_reports_io_errors)
 }
 END_TEST
 
+/* ---- model helpers ------------------------------------------------------------------------ */
+#include <sys/wait.h>
+
+#include "model/model_internal.h"
+
+/* Creates a model from (key, value) pairs terminated by key 0. */
+static mp_model *make_model(const int64_t *kv)
+{
+    mp_config *cfg;
+    MP_CK_OK(mp_config_create(&cfg));
+    for (; kv[0]; kv += 2) MP_CK_OK(mp_config_set_int(cfg, (int32_t)kv[0], kv[1]));
+    mp_model *m = NULL;
+    MP_CK_OK(mp_model_create(&m, cfg));
+    mp_config_destroy(cfg);
+    return m;
+}
+
+static mp_status try_model(const int64_t *kv)
+{
+    mp_config *cfg;
+    MP_CK_OK(mp_config_create(&cfg));
+    for (; kv[0]; kv += 2) MP_CK_OK(mp_config_set_int(cfg, (int32_t)kv[0], kv[1]));
+    mp_model *m = (mp_model *)0x1;
+    mp_status st = mp_model_create(&m, cfg);
+    if (st == MP_OK) mp_model_destroy(m);
+    else ck_assert_ptr_eq(m, (mp_model *)0x1);
+    mp_config_destroy(cfg);
+    return st;
+}
+
+static const int64_t CFG_MLP[] = {MP_CFG_MODEL_INPUT_DIM, 3, MP_CFG_MODEL_OUTPUT_DIM, 2,
+                                  MP_CFG_MODEL_PROMPT_LEN, 2, MP_CFG_MODEL_PROMPT_DIM, 4,
+                                  MP_CFG_MODEL_HIDDEN_WIDTH, 8, MP_CFG_SEED, 7, 0};
+static const int64_t CFG_CONV_IN[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                      MP_CFG_MODEL_IMAGE_HEIGHT, 10, MP_CFG_MODEL_IMAGE_WIDTH, 10,
+                                      MP_CFG_MODEL_CHANNELS, 4, MP_CFG_MODEL_CONV_BLOCKS, 2,
+                                      MP_CFG_MODEL_PROMPT_LEN, 2, 0};
+static const int64_t CFG_CONV_HEAD[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                        MP_CFG_MODEL_IMAGE_HEIGHT, 10, MP_CFG_MODEL_IMAGE_WIDTH, 10,
+                                        MP_CFG_MODEL_CHANNELS, 4, MP_CFG_MODEL_CONV_BLOCKS, 2,
+                                        MP_CFG_MODEL_PROMPT_LEN, 2, MP_CFG_MODEL_PROMPT_DIM, 3,
+                                        MP_CFG_MODEL_PROMPT_MODE, MP_PROMPT_HEAD_FEATURES, 0};
+static const int64_t CFG_TF[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 4,
+                                 MP_CFG_MODEL_IMAGE_HEIGHT, 8, MP_CFG_MODEL_IMAGE_WIDTH, 8,
+                                 MP_CFG_MODEL_PATCH, 4, MP_CFG_MODEL_D_MODEL, 16,
+                                 MP_CFG_MODEL_HEADS, 2, MP_CFG_MODEL_MLP_DIM, 16,
+                                 MP_CFG_MODEL_PROMPT_LEN, 3, 0};
+static const int64_t CFG_TOK[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                  MP_CFG_MODEL_VOCAB, 9, MP_CFG_MODEL_SEQ_LEN, 6,
+                                  MP_CFG_MODEL_D_MODEL, 8, MP_CFG_MODEL_HEADS, 2,
+                                  MP_CFG_MODEL_LAYERS, 1, MP_CFG_MODEL_PROMPT_LEN, 2, 0};
+static const int64_t *const ALL_KINDS[] = {CFG_MLP, CFG_CONV_IN, CFG_CONV_HEAD, CFG_TF, CFG_TOK};
+#define NKINDS 5
+
+/* Deterministic example rows for a model (token ids for token models). */
+static float *make_x(const mp_model *m, size_t n, unsigned seed)
+{
+    int64_t vocab = 0, kind;
+    MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_VOCAB, &vocab));
+    MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_KIND, &kind));
+    size_t d = (size_t)mp__model_input_dim(m);
+    float *x = malloc(n * d * sizeof(float));
+    unsigned s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n * d; i++) {
+        s = s * 1103515245u + 12345u;
+        float u = (float)((s >> 8) & 0xffff) / 65536.0f;
+        x[i] = kind == MP_MODEL_TRANSFORMER && vocab > 0 ? (float)((s >> 8) % (unsigned)vocab) : 2 * u - 1;
+    }
+    return x;
+}
+
+static mp_prompt *random_prompt(const mp_model *m, uint64_t seed)
+{
+    mp_prompt *p;
+    MP_CK_OK(mp_prompt_create(&p, m));
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, 1.0, seed));
+    return p;
+}
+
+static size_t out_count(const mp_model *m, size_t n) { return n * (size_t)mp__model_output_dim(m); }
+
+/* ---- PyTorch fixtures ------------------------------------------------------------------- */
+typedef struct {
+    char name[64];
+    uint32_t rows, cols;
+    float *v;
+} frec;
+typedef struct {
+    frec r[200];
+    int n;
+} fixture;
+
+static void load_fixture(const char *file, fixture *f)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/%s", file);
+    size_t len, pos = 0;
+    unsigned char *b = slurp(mp_test_path(rel), &len);
+    f->n = 0;
+    while (pos < len) {
+        ck_assert_int_lt(f->n, 200);
+        frec *r = &f->r[f->n++];
+        uint32_t nl = le32(b + pos);
+        ck_assert_uint_lt(nl, sizeof r->name);
+        memcpy(r->name, b + pos + 4, nl);
+        r->name[nl] = '\0';
+        pos += 4 + nl;
+        r->rows = le32(b + pos);
+        r->cols = le32(b + pos + 4);
+        pos += 8;
+        size_t cnt = (size_t)r->rows * r->cols;
+        r->v = malloc((cnt ? cnt : 1) * sizeof(float));
+        for (size_t i = 0; i < cnt; i++) {
+            uint32_t bits = le32(b + pos + 4 * i);
+            memcpy(&r->v[i], &bits, 4);
+        }
+        pos += 4 * cnt;
+    }
+    ck_assert_uint_eq(pos, len);
+    free(b);
+}
+
+static void free_fixture(fixture *f)
+{
+    for (int i = 0; i < f->n; i++) free(f->r[i].v);
+}
+
+static const frec *rec(const fixture *f, const char *name)
+{
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->r[i].name, name) == 0) return &f->r[i];
+    ck_abort_msg("fixture has no record '%s'", name);
+    return NULL;
+}
+
+static void assert_close(const float *got, const float *want, size_t n, float atol, float rtol,
+                         const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(fabsf(got[i] - want[i]) <= atol + rtol * fabsf(want[i]),
+                      "%s[%zu]: got %.8g, want %.8g", what, i, (double)got[i], (double)want[i]);
+}
+
+/* Model, prompt and data of a fixture, parameters set from it. */
+static mp_model *fixture_model(const fixture *f, mp_prompt **prompt)
+{
+    const frec *c = rec(f, "config");
+    mp_config *cfg;
+    MP_CK_OK(mp_config_create(&cfg));
+    for (uint32_t i = 0; i + 1 < c->cols; i += 2)
+        MP_CK_OK(mp_config_set_int(cfg, (int32_t)c->v[i], (int64_t)c->v[i + 1]));
+    mp_model *m;
+    MP_CK_OK(mp_model_create(&m, cfg));
+    mp_config_destroy(cfg);
+    size_t np;
+    MP_CK_OK(mp_model_num_params(m, &np));
+    float *all = malloc(np * sizeof(float));
+    for (int32_t i = 0; i < mp__model_num_tensors(m); i++) {
+        const mp__param_info *t = mp__model_tensor(m, i);
+        char nm[80];
+        snprintf(nm, sizeof nm, "param:%s", t->name);
+        const frec *r = rec(f, nm);
+        ck_assert_msg(r->rows == (uint32_t)t->rows && r->cols == (uint32_t)t->cols,
+                      "tensor %s: model %d x %d, fixture %u x %u", t->name, t->rows, t->cols,
+                      r->rows, r->cols);
+        memcpy(all + t->offset, r->v, (size_t)t->rows * t->cols * sizeof(float));
+    }
+    /* The fixture lists exactly the model's tensors. */
+    int nparam_recs = 0;
+    for (int i = 0; i < f->n; i++) nparam_recs += strncmp(f->r[i].name, "param:", 6) == 0;
+    ck_assert_int_eq(nparam_recs, mp__model_num_tensors(m));
+    MP_CK_OK(mp_model_set_params(m, all, np));
+    free(all);
+    MP_CK_OK(mp_prompt_create(prompt, m));
+    const frec *pr = rec(f, "prompt");
+    MP_CK_OK(mp_prompt_set(*prompt, pr->v, (size_t)pr->rows * pr->cols));
+    return m;
+}
+
+static const char *const FIXTURES[] = {"model_mlp.bin",      "model_mlp_cls.bin", "model_mlp_sig.bin",
+                                       "model_mlp_p0.bin",   "model_conv_in.bin", "model_conv_head.bin",
+                                       "model_tf_patch.bin", "model_tf_tok.bin"};
+#define NFIXTURES 8
+
+/* Tape gradients of the fixture loss for every tensor and the prompt. */
+static void check_fixture_grads(const fixture *f, const mp_model *m, const mp_prompt *p)
+{
+    const frec *x = rec(f, "x");
+    int32_t nt = mp__model_num_tensors(m), P = mp__model_prompt_rows(m), d = mp__model_prompt_cols(m);
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var *pv = malloc((size_t)nt * sizeof *pv), prv = MP_VAR_NONE, xv, out, loss;
+    for (int32_t i = 0; i < nt; i++) {
+        const mp__param_info *ti = mp__model_tensor(m, i);
+        MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, mp__model_params_const(m) + ti->offset,
+                              (size_t)ti->rows * ti->cols, MP_LEAF_REQUIRES_GRAD, &pv[i]));
+    }
+    if (P > 0)
+        MP_CK_OK(mp_tape_leaf(t, P, d, mp__prompt_data_const(p), (size_t)P * d, MP_LEAF_REQUIRES_GRAD, &prv));
+    MP_CK_OK(mp_tape_leaf(t, (int32_t)x->rows, (int32_t)x->cols, x->v, (size_t)x->rows * x->cols, 0, &xv));
+    MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, &out));
+    int32_t labels[64];
+    const float *targets = NULL;
+    if (mp__model_is_classifier(m)) {
+        const frec *l = rec(f, "labels");
+        for (uint32_t i = 0; i < l->cols; i++) labels[i] = (int32_t)l->v[i];
+    } else {
+        targets = rec(f, "targets")->v;
+    }
+    MP_CK_OK(mp__model_loss(m, t, out, labels, targets, x->rows, &loss));
+    float lv;
+    MP_CK_OK(mp_tape_scalar(t, loss, &lv));
+    assert_close(&lv, rec(f, "loss")->v, 1, 1e-5f, 1e-4f, "tape loss");
+    MP_CK_OK(mp_tape_backward(t, loss, 0));
+    for (int32_t i = -1; i < nt; i++) {
+        if (i < 0 && P == 0) continue;
+        char nm[80];
+        snprintf(nm, sizeof nm, "grad:%s", i < 0 ? "prompt" : mp__model_tensor(m, i)->name);
+        const frec *g = rec(f, nm);
+        size_t cnt = (size_t)g->rows * g->cols;
+        float *got = malloc(cnt * sizeof(float));
+        mp_var gv;
+        MP_CK_OK(mp_tape_grad(t, i < 0 ? prv : pv[i], &gv));
+        MP_CK_OK(mp_tape_read(t, gv, got, cnt));
+        assert_close(got, g->v, cnt, 2e-5f, 2e-3f, nm);
+        free(got);
+    }
+    free(pv);
+    mp_tape_destroy(t);
+}
+
+START_TEST(forward_and_gradients_match_pytorch)
+{
+    fixture *f = malloc(sizeof *f);
+    load_fixture(FIXTURES[_i], f);
+    mp_prompt *p;
+    mp_model *m = fixture_model(f, &p);
+    const frec *x = rec(f, "x"), *want = rec(f, "out");
+    size_t n = x->rows;
+    float *out = malloc(out_count(m, n) * sizeof(float));
+    MP_CK_OK(mp_model_predict(m, p, x->v, n, (size_t)x->rows * x->cols, out, out_count(m, n)));
+    ck_assert_uint_eq((size_t)want->rows * want->cols, out_count(m, n));
+    assert_close(out, want->v, out_count(m, n), 1e-5f, 1e-4f, FIXTURES[_i]);
+    float loss;
+    int32_t labels[64];
+    if (mp__model_is_classifier(m)) {
+        const frec *l = rec(f, "labels");
+        for (uint32_t i = 0; i < l->cols; i++) labels[i] = (int32_t)l->v[i];
+        MP_CK_OK(mp_model_loss(m, p, x->v, n, (size_t)x->rows * x->cols, labels, NULL, &loss));
+    } else {
+        MP_CK_OK(mp_model_loss(m, p, x->v, n, (size_t)x->rows * x->cols, NULL, rec(f, "targets")->v, &loss));
+    }
+    assert_close(&loss, rec(f, "loss")->v, 1, 1e-5f, 1e-4f, "loss");
+    check_fixture_grads(f, m, p);
+    free(out);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+    free_fixture(f);
+    free(f);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* Central differences of mp_model_loss against the tape's gradient, for a
+ * few prompt entries and parameters of each kind. */
+static double fd_loss(const mp_model *m, const mp_prompt *p, const float *x, size_t n,
+                      const int32_t *labels, const float *targets)
+{
+    float l;
+    MP_CK_OK(mp_model_loss(m, p, x, n, n * (size_t)mp__model_input_dim(m), labels, targets, &l));
+    return l;
+}
+
+START_TEST(gradients_match_finite_differences)
+{
+    const int64_t *kinds[] = {CFG_MLP, CFG_CONV_HEAD, CFG_TOK};
+    mp_model *m = make_model(kinds[_i]);
+    mp_prompt *p = random_prompt(m, 3);
+    size_t n = 3;
+    float *x = make_x(m, n, 5);
+    int32_t labels[3] = {0, 1, 0};
+    float targets[6] = {0.5f, -0.25f, 1, 0, -1, 2};
+    const float *tg = mp__model_is_classifier(m) ? NULL : targets;
+    const int32_t *lb = mp__model_is_classifier(m) ? labels : NULL;
+    /* Tape gradient. */
+    int32_t nt = mp__model_num_tensors(m), P = mp__model_prompt_rows(m), d = mp__model_prompt_cols(m);
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var pv[64], prv, xv, out, loss, g;
+    for (int32_t i = 0; i < nt; i++) {
+        const mp__param_info *ti = mp__model_tensor(m, i);
+        MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, mp__model_params(m) + ti->offset,
+                              (size_t)ti->rows * ti->cols, MP_LEAF_REQUIRES_GRAD, &pv[i]));
+    }
+    MP_CK_OK(mp_tape_leaf(t, P, d, mp__prompt_data(p), (size_t)P * d, MP_LEAF_REQUIRES_GRAD, &prv));
+    MP_CK_OK(mp_tape_leaf(t, (int32_t)n, mp__model_input_dim(m), x, n * mp__model_input_dim(m), 0, &xv));
+    MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, &out));
+    MP_CK_OK(mp__model_loss(m, t, out, lb, tg, n, &loss));
+    MP_CK_OK(mp_tape_backward(t, loss, 0));
+    /* Prompt entries. */
+    float *gp = malloc((size_t)P * d * sizeof(float));
+    MP_CK_OK(mp_tape_grad(t, prv, &g));
+    MP_CK_OK(mp_tape_read(t, g, gp, (size_t)P * d));
+    /* Small steps: relu kinks and max-pool switches lie close by. */
+    const float eps = 1e-3f;
+    for (int k = 0; k < 4; k++) {
+        size_t j = (size_t)(k * 7919) % ((size_t)P * d);
+        float *v = mp__prompt_data(p), keep = v[j];
+        v[j] = keep + eps;
+        double lp = fd_loss(m, p, x, n, lb, tg);
+        v[j] = keep - eps;
+        double lm = fd_loss(m, p, x, n, lb, tg);
+        v[j] = keep;
+        double fd = (lp - lm) / (2 * eps);
+        ck_assert_msg(fabs(fd - gp[j]) <= 5e-3 + 2e-2 * fabs(fd), "prompt[%zu]: fd %g tape %g", j, fd,
+                      (double)gp[j]);
+    }
+    /* First entry of every tensor. */
+    for (int32_t i = 0; i < nt; i++) {
+        const mp__param_info *ti = mp__model_tensor(m, i);
+        float gi;
+        MP_CK_OK(mp_tape_grad(t, pv[i], &g));
+        float *tmp = malloc((size_t)ti->rows * ti->cols * sizeof(float));
+        MP_CK_OK(mp_tape_read(t, g, tmp, (size_t)ti->rows * ti->cols));
+        gi = tmp[0];
+        free(tmp);
+        float *v = mp__model_params(m) + ti->offset, keep = v[0];
+        v[0] = keep + eps;
+        double lp = fd_loss(m, p, x, n, lb, tg);
+        v[0] = keep - eps;
+        double lm = fd_loss(m, p, x, n, lb, tg);
+        v[0] = keep;
+        double fd = (lp - lm) / (2 * eps);
+        ck_assert_msg(fabs(fd - gi) <= 5e-3 + 2e-2 * fabs(fd), "%s[0]: fd %g tape %g", ti->name, fd,
+                      (double)gi);
+    }
+    free(gp);
+    mp_tape_destroy(t);
+    free(x);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
+/* ---- behaviour ------------------------------------------------------------------------- */
+START_TEST(prompt_reaches_the_output_for_every_kind)
+{
+    mp_model *m = make_model(ALL_KINDS[_i]);
+    size_t n = 3, no = out_count(m, n);
+    float *x = make_x(m, n, 1), *a = malloc(no * 4), *b = malloc(no * 4), *c = malloc(no * 4);
+    mp_prompt *zero, *p = random_prompt(m, 11);
+    MP_CK_OK(mp_prompt_create(&zero, m));
+    size_t xl = n * (size_t)mp__model_input_dim(m);
+    MP_CK_OK(mp_model_predict(m, NULL, x, n, xl, a, no));
+    MP_CK_OK(mp_model_predict(m, zero, x, n, xl, b, no));
+    MP_CK_OK(mp_model_predict(m, p, x, n, xl, c, no));
+    ck_assert_int_eq(memcmp(a, b, no * 4), 0); /* NULL is the zero prompt */
+    double diff = 0;
+    for (size_t i = 0; i < no; i++) diff += fabs((double)a[i] - c[i]);
+    ck_assert_msg(diff > 1e-3, "prompt changed the outputs by only %g", diff);
+    for (size_t i = 0; i < no; i++) ck_assert(isfinite(c[i]));
+    free(x);
+    free(a);
+    free(b);
+    free(c);
+    mp_prompt_destroy(zero);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
+/* A query's output must not depend on which other queries share its batch
+ * (no batch statistics, no cross-example attention). */
+START_TEST(examples_are_independent_within_a_batch)
+{
+    mp_model *m = make_model(ALL_KINDS[_i]);
+    mp_prompt *p = random_prompt(m, 2);
+    size_t n = 5, in = (size_t)mp__model_input_dim(m), od = (size_t)mp__model_output_dim(m);
+    float *x = make_x(m, n, 9), *all = malloc(n * od * 4), one[16];
+    MP_CK_OK(mp_model_predict(m, p, x, n, n * in, all, n * od));
+    for (size_t i = 0; i < n; i++) {
+        MP_CK_OK(mp_model_predict(m, p, x + i * in, 1, in, one, od));
+        assert_close(one, all + i * od, od, 1e-5f, 1e-5f, "alone vs batched");
+    }
+    /* Changing example 0 leaves the others' outputs alone. */
+    float *x2 = malloc(n * in * 4), *all2 = malloc(n * od * 4);
+    memcpy(x2, x, n * in * 4);
+    memcpy(x2, x + in, in * 4);
+    MP_CK_OK(mp_model_predict(m, p, x2, n, n * in, all2, n * od));
+    assert_close(all2 + od, all + od, (n - 1) * od, 1e-5f, 1e-5f, "others");
+    free(x);
+    free(x2);
+    free(all);
+    free(all2);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
+START_TEST(default_model_is_the_sinusoid_mlp_without_prompt)
+{
+    mp_model *m;
+    MP_CK_OK(mp_model_create(&m, NULL));
+    size_t np;
+    MP_CK_OK(mp_model_num_params(m, &np));
+    ck_assert_uint_eq(np, 1 * 40 + 40 + 40 * 40 + 40 + 40 * 1 + 1);
+    int32_t r = -1, c = -1;
+    MP_CK_OK(mp_model_prompt_shape(m, &r, &c));
+    ck_assert_int_eq(r, 0);
+    ck_assert_int_eq(c, 1);
+    int64_t v;
+    MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_TASK, &v));
+    ck_assert_int_eq(v, MP_TASK_REGRESSION);
+    MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_KIND, &v));
+    ck_assert_int_eq(v, MP_MODEL_MLP);
+    ck_assert_int_eq(mp__model_is_classifier(m), 0);
+    mp_prompt *p;
+    MP_CK_OK(mp_prompt_create(&p, m));
+    MP_CK_OK(mp_prompt_shape(p, &r, &c));
+    ck_assert_int_eq(r, 0);
+    MP_CK_OK(mp_prompt_get(p, NULL, 0));
+    MP_CK_OK(mp_prompt_set(p, NULL, 0));
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, 1.0, 1));
+    float x[4] = {-2, -1, 0.5f, 3}, y[4], y2[4], t[4] = {0, 1, 2, 3}, loss;
+    MP_CK_OK(mp_model_predict(m, NULL, x, 4, 4, y, 4));
+    MP_CK_OK(mp_model_predict(m, p, x, 4, 4, y2, 4));
+    ck_assert_int_eq(memcmp(y, y2, sizeof y), 0);
+    MP_CK_OK(mp_model_loss(m, p, x, 4, 4, NULL, t, &loss));
+    double want = 0;
+    for (int i = 0; i < 4; i++) want += ((double)y[i] - t[i]) * ((double)y[i] - t[i]) / 4;
+    ck_assert(fabs(loss - want) <= 1e-5 * (1 + want));
+    MP_CK_OK(mp_model_predict(m, NULL, x, 0, 0, y, 0)); /* n == 0 */
+    /* Weights come from the seed: same seed same weights, other seed not. */
+    mp_model *m2, *m3;
+    mp_config *cfg;
+    MP_CK_OK(mp_config_create(&cfg));
+    MP_CK_OK(mp_model_create(&m2, cfg));
+    MP_CK_OK(mp_config_set_int(cfg, MP_CFG_SEED, 1));
+    MP_CK_OK(mp_model_create(&m3, cfg));
+    mp_config_destroy(cfg);
+    ck_assert_int_eq(memcmp(mp__model_params(m), mp__model_params(m2), np * 4), 0);
+    ck_assert_int_ne(memcmp(mp__model_params(m), mp__model_params(m3), np * 4), 0);
+    /* Biases zero, weights He-scaled (std sqrt(2/40) for fc1). */
+    const mp__param_info *fc1 = mp__model_tensor(m, 2), *b1 = mp__model_tensor(m, 3);
+    ck_assert_str_eq(fc1->name, "fc1.weight");
+    double ss = 0;
+    for (int i = 0; i < 1600; i++) ss += (double)mp__model_params(m)[fc1->offset + i] * mp__model_params(m)[fc1->offset + i];
+    ck_assert(fabs(sqrt(ss / 1600) - sqrt(2.0 / 40)) < 0.03);
+    for (int i = 0; i < 40; i++) ck_assert_float_eq(mp__model_params(m)[b1->offset + i], 0.0f);
+    ck_assert_int_eq(mp__model_tensor(m, 4)->group, MP__GROUP_HEAD);
+    ck_assert_int_eq(mp__model_tensor(m, 5)->group, MP__GROUP_HEAD);
+    ck_assert_int_eq(mp__model_tensor(m, 3)->group, MP__GROUP_BACKBONE);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+    mp_model_destroy(m2);
+    mp_model_destroy(m3);
+}
+END_TEST
+
+START_TEST(bad_configurations_are_refused)
+{
+    const int64_t cls1[] = {MP_CFG_MODEL_TASK, MP_TASK_CLASSIFICATION, 0};
+    MP_CK_STATUS(try_model(cls1), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("output_dim");
+    const int64_t heads[] = {MP_CFG_MODEL_KIND, 2, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_D_MODEL, 10,
+                             MP_CFG_MODEL_HEADS, 4, 0};
+    MP_CK_STATUS(try_model(heads), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("model.heads");
+    const int64_t patch[] = {MP_CFG_MODEL_KIND, 2, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_PATCH, 5, 0};
+    MP_CK_STATUS(try_model(patch), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("model.patch");
+    const int64_t tdim[] = {MP_CFG_MODEL_KIND, 2, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_PROMPT_LEN, 2,
+                            MP_CFG_MODEL_PROMPT_DIM, 5, 0};
+    MP_CK_STATUS(try_model(tdim), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("d_model");
+    const int64_t seq[] = {MP_CFG_MODEL_KIND, 2, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_VOCAB, 10, 0};
+    MP_CK_STATUS(try_model(seq), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("seq_len");
+    const int64_t small[] = {MP_CFG_MODEL_KIND, 3, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_IMAGE_HEIGHT, 8,
+                             MP_CFG_MODEL_IMAGE_WIDTH, 8, MP_CFG_MODEL_CONV_BLOCKS, 4, 0};
+    MP_CK_STATUS(try_model(small), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("too small");
+    const int64_t cdim[] = {MP_CFG_MODEL_KIND, 3, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_PROMPT_LEN, 1,
+                            MP_CFG_MODEL_PROMPT_DIM, 10, 0};
+    MP_CK_STATUS(try_model(cdim), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("prompt_dim");
+    const int64_t indim[] = {MP_CFG_MODEL_KIND, 3, MP_CFG_MODEL_OUTPUT_DIM, 3, MP_CFG_MODEL_INPUT_DIM, 100, 0};
+    MP_CK_STATUS(try_model(indim), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("784");
+    const int64_t ok[] = {MP_CFG_MODEL_KIND, 3, MP_CFG_MODEL_OUTPUT_DIM, 5, MP_CFG_MODEL_INPUT_DIM, 784, 0};
+    MP_CK_OK(try_model(ok)); /* MAML conv4 on 28x28 with a matching explicit input_dim */
+    MP_CK_STATUS(mp_model_create(NULL, NULL), MP_ERR_NULL_POINTER);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_refused_and_change_nothing)
+{
+    mp_model *m = make_model(CFG_MLP), *tok = make_model(CFG_TOK);
+    mp_prompt *p = random_prompt(m, 1), *q;
+    MP_CK_OK(mp_prompt_create(&q, tok));
+    size_t np;
+    MP_CK_OK(mp_model_num_params(m, &np));
+    float *before = malloc(np * 4), *buf = malloc(np * 4), pv[8], pv2[8];
+    MP_CK_OK(mp_model_get_params(m, before, np));
+    MP_CK_OK(mp_prompt_get(p, pv, 8));
+    float x[6] = {1, 2, 3, 4, 5, 6}, out[4];
+
+    MP_CK_STATUS(mp_model_get_params(m, buf, np - 1), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_ERROR_MENTIONS("needed");
+    MP_CK_STATUS(mp_model_get_params(NULL, buf, np), MP_ERR_NULL_POINTER);
+    memcpy(buf, before, np * 4);
+    buf[3] = NAN;
+    MP_CK_STATUS(mp_model_set_params(m, buf, np), MP_ERR_NOT_FINITE);
+    ck_assert_ptr_nonnull(strstr(mp_model_error(m), "buf[3]"));
+    MP_CK_STATUS(mp_model_set_params(m, before, np + 1), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_model_set_params(m, NULL, np), MP_ERR_NULL_POINTER);
+    MP_CK_OK(mp_model_get_params(m, buf, np));
+    ck_assert_int_eq(memcmp(buf, before, np * 4), 0);
+
+    MP_CK_STATUS(mp_model_predict(m, p, x, 2, 5, out, 4), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("x_len");
+    MP_CK_STATUS(mp_model_predict(m, p, x, 2, 6, out, 3), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_STATUS(mp_model_predict(m, p, NULL, 2, 6, out, 4), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_model_predict(m, p, x, 2, 6, NULL, 4), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_model_predict(m, q, x, 2, 6, out, 4), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("prompt");
+    x[4] = INFINITY;
+    MP_CK_STATUS(mp_model_predict(m, p, x, 2, 6, out, 4), MP_ERR_NOT_FINITE);
+    x[4] = 5;
+    float t6[6] = {1, 2.5f, 3, 0, 1, 8};
+    MP_CK_STATUS(mp_model_predict(tok, q, t6, 1, 6, out, 3), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("2.5");
+    t6[1] = 9;
+    MP_CK_STATUS(mp_model_predict(tok, q, t6, 1, 6, out, 3), MP_ERR_INVALID_ARGUMENT);
+    t6[1] = 2;
+    MP_CK_OK(mp_model_predict(tok, q, t6, 1, 6, out, 3));
+    float loss = -1, tg[4] = {0};
+    int32_t lab[1] = {3};
+    MP_CK_STATUS(mp_model_loss(tok, q, t6, 1, 6, lab, NULL, &loss), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_model_loss(tok, q, t6, 1, 6, NULL, NULL, &loss), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_model_loss(m, p, x, 2, 6, NULL, NULL, &loss), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_model_loss(m, p, x, 0, 0, NULL, tg, &loss), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_model_loss(m, p, x, 2, 6, NULL, tg, NULL), MP_ERR_NULL_POINTER);
+    ck_assert_float_eq(loss, -1);
+
+    int64_t v = 99;
+    MP_CK_STATUS(mp_model_get_int(m, MP_CFG_THREADS, &v), MP_ERR_NOT_FOUND);
+    MP_CK_STATUS(mp_model_get_int(m, MP_CFG_SEED, NULL), MP_ERR_NULL_POINTER);
+    ck_assert_int_eq(v, 99);
+    MP_CK_OK(mp_model_get_int(m, MP_CFG_SEED, &v));
+    ck_assert_int_eq(v, 7);
+    MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_PROMPT_DIM, &v));
+    ck_assert_int_eq(v, 4);
+
+    /* Prompts. */
+    float bad[8] = {0, 0, 0, NAN, 0, 0, 0, 0};
+    MP_CK_STATUS(mp_prompt_set(p, bad, 8), MP_ERR_NOT_FINITE);
+    ck_assert_ptr_nonnull(strstr(mp_prompt_error(p), "buf[3]"));
+    MP_CK_STATUS(mp_prompt_set(p, pv, 7), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_prompt_get(p, pv2, 7), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_STATUS(mp_prompt_copy(p, q), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("2 x 8");
+    MP_CK_STATUS(mp_prompt_init(p, 7, 1.0, 1), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, -1.0, 1), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, NAN, 1), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_prompt_init_from_data(p, m, x, 2, 5), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_prompt_init_from_data(p, m, x, 0, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_prompt_init_from_data(p, tok, t6, 1, 6), MP_ERR_SHAPE_MISMATCH);
+    t6[1] = 9; /* == vocab */
+    MP_CK_STATUS(mp_prompt_init_from_data(q, tok, t6, 1, 6), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("[0, 9)");
+    MP_CK_STATUS(mp_prompt_create(NULL, m), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_prompt_create(&q, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_prompt_shape(NULL, NULL, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_OK(mp_prompt_get(p, pv2, 8));
+    ck_assert_int_eq(memcmp(pv, pv2, sizeof pv), 0);
+    ck_assert_str_eq(mp_prompt_error(NULL), "");
+    ck_assert_str_eq(mp_model_error(NULL), "");
+    mp_prompt_destroy(NULL);
+    mp_model_destroy(NULL);
+
+    free(before);
+    free(buf);
+    mp_prompt_destroy(p);
+    mp_prompt_destroy(q);
+    mp_model_destroy(m);
+    mp_model_destroy(tok);
+}
+END_TEST
+
+START_TEST(clone_and_prompt_copy_are_deep)
+{
+    mp_model *m = make_model(ALL_KINDS[_i]), *c;
+    MP_CK_OK(mp_model_clone(&c, m));
+    size_t np;
+    MP_CK_OK(mp_model_num_params(c, &np));
+    ck_assert_uint_eq(np, mp__model_param_count(m));
+    ck_assert_int_eq(memcmp(mp__model_params(m), mp__model_params(c), np * 4), 0);
+    float keep = mp__model_params(c)[0];
+    mp__model_params(c)[0] += 1.0f;
+    ck_assert(mp__model_params(m)[0] != mp__model_params(c)[0]);
+    mp_prompt *p = random_prompt(m, 4), *q;
+    MP_CK_OK(mp_prompt_create(&q, c));
+    MP_CK_OK(mp_prompt_copy(q, p));
+    size_t n = 2, no = out_count(m, n), xl = n * (size_t)mp__model_input_dim(m);
+    float *x = make_x(m, n, 3), *a = malloc(no * 4), *b = malloc(no * 4);
+    mp__model_params(c)[0] = keep;
+    MP_CK_OK(mp_model_predict(m, p, x, n, xl, a, no));
+    MP_CK_OK(mp_model_predict(c, q, x, n, xl, b, no));
+    ck_assert_int_eq(memcmp(a, b, no * 4), 0);
+    for (int32_t k = MP_CFG_MODEL_KIND; k <= MP_CFG_MODEL_PROMPT_MODE; k++) {
+        int64_t v1, v2;
+        MP_CK_OK(mp_model_get_int(m, k, &v1));
+        MP_CK_OK(mp_model_get_int(c, k, &v2));
+        ck_assert_int_eq(v1, v2);
+    }
+    MP_CK_STATUS(mp_model_clone(NULL, m), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_model_clone(&c, NULL), MP_ERR_NULL_POINTER);
+    free(x);
+    free(a);
+    free(b);
+    mp_prompt_destroy(p);
+    mp_prompt_destroy(q);
+    mp_model_destroy(m);
+    mp_model_destroy(c);
+}
+END_TEST
+
+START_TEST(prompt_inits)
+{
+    mp_model *m = make_model(CFG_MLP); /* P = 2, d = 4, input_dim 3 */
+    mp_prompt *p;
+    MP_CK_OK(mp_prompt_create(&p, m));
+    float v[8], w[8];
+    MP_CK_OK(mp_prompt_get(p, v, 8));
+    for (int i = 0; i < 8; i++) ck_assert_float_eq(v[i], 0);
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_UNIFORM, 0.5, 9));
+    MP_CK_OK(mp_prompt_get(p, v, 8));
+    for (int i = 0; i < 8; i++) ck_assert(v[i] >= -0.5f && v[i] <= 0.5f);
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_UNIFORM, 0.5, 9));
+    MP_CK_OK(mp_prompt_get(p, w, 8));
+    ck_assert_int_eq(memcmp(v, w, sizeof v), 0);
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, 0.5, 10));
+    MP_CK_OK(mp_prompt_get(p, w, 8));
+    ck_assert_int_ne(memcmp(v, w, sizeof v), 0);
+    /* From data: rows are means of the examples with index = row mod P,
+     * padded with zeros from input_dim 3 to d 4. */
+    float x[12] = {1, 2, 3, 10, 20, 30, 3, 4, 5, 30, 40, 50};
+    MP_CK_OK(mp_prompt_init_from_data(p, m, x, 4, 12));
+    MP_CK_OK(mp_prompt_get(p, v, 8));
+    const float want[8] = {2, 3, 4, 0, 20, 30, 40, 0};
+    for (int i = 0; i < 8; i++) ck_assert_float_eq_tol(v[i], want[i], 1e-6);
+    MP_CK_OK(mp_prompt_init_from_data(p, m, x, 1, 3)); /* fewer examples than rows */
+    MP_CK_OK(mp_prompt_get(p, v, 8));
+    for (int i = 0; i < 8; i++) ck_assert_float_eq_tol(v[i], i % 4 == 3 ? 0 : x[i % 4], 1e-6);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+
+    /* Token transformer: row r = mean embedding of token position r. */
+    mp_model *t = make_model(CFG_TOK);
+    MP_CK_OK(mp_prompt_create(&p, t));
+    float ids[12] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0};
+    MP_CK_OK(mp_prompt_init_from_data(p, t, ids, 2, 12));
+    float pr[16];
+    MP_CK_OK(mp_prompt_get(p, pr, 16));
+    const float *emb = mp__model_params(t) + mp__model_tensor(t, 0)->offset;
+    for (int j = 0; j < 8; j++) {
+        ck_assert_float_eq_tol(pr[j], (emb[1 * 8 + j] + emb[7 * 8 + j]) / 2, 1e-6);
+        ck_assert_float_eq_tol(pr[8 + j], (emb[2 * 8 + j] + emb[8 * 8 + j]) / 2, 1e-6);
+    }
+    mp_prompt_destroy(p);
+    mp_model_destroy(t);
+
+    /* Every kind accepts data init and the result differs from zero. */
+    for (int k = 0; k < NKINDS; k++) {
+        mp_model *mk = make_model(ALL_KINDS[k]);
+        MP_CK_OK(mp_prompt_create(&p, mk));
+        float *xk = make_x(mk, 3, 2);
+        MP_CK_OK(mp_prompt_init_from_data(p, mk, xk, 3, 3 * (size_t)mp__model_input_dim(mk)));
+        size_t cnt = (size_t)mp__model_prompt_rows(mk) * mp__model_prompt_cols(mk);
+        float *pv = malloc(cnt * 4);
+        MP_CK_OK(mp_prompt_get(p, pv, cnt));
+        double s = 0;
+        for (size_t i = 0; i < cnt; i++) s += fabs(pv[i]);
+        ck_assert_msg(s > 0, "kind %d: data init gave a zero prompt", k);
+        free(pv);
+        free(xk);
+        mp_prompt_destroy(p);
+        mp_model_destroy(mk);
+    }
+}
+END_TEST
+
+START_TEST(allocation_failures_leak_nothing)
+{
+    mp_test_install_failing_allocator();
+    for (int k = 0; k < NKINDS; k++) {
+        int ok = 0;
+        for (long fail = 0; fail < 200 && !ok; fail++) {
+            mp_test_fail_after(fail);
+            mp_config *cfg = NULL;
+            mp_model *m = (mp_model *)0x1;
+            mp_status st = mp_config_create(&cfg);
+            if (st == MP_OK) {
+                for (const int64_t *kv = ALL_KINDS[k]; kv[0]; kv += 2)
+                    mp_config_set_int(cfg, (int32_t)kv[0], kv[1]);
+                st = mp_model_create(&m, cfg);
+                ck_assert(st == MP_OK || st == MP_ERR_OUT_OF_MEMORY);
+                if (st != MP_OK) ck_assert_ptr_eq(m, (mp_model *)0x1);
+            }
+            mp_prompt *p = NULL;
+            float out[8], x[784 * 2] = {0};
+            if (st == MP_OK) st = mp_prompt_create(&p, m);
+            if (st == MP_OK) {
+                size_t in = (size_t)mp__model_input_dim(m);
+                st = mp_model_predict(m, p, x, 1, in, out, 8);
+                ck_assert(st == MP_OK || st == MP_ERR_OUT_OF_MEMORY);
+            }
+            ok = st == MP_OK;
+            mp_prompt_destroy(p);
+            if (m != (mp_model *)0x1) mp_model_destroy(m);
+            mp_config_destroy(cfg);
+            mp_test_alloc_reset();
+            ck_assert_int_eq(mp_live_allocations(), 0);
+        }
+        ck_assert_msg(ok, "kind %d never succeeded", k);
+    }
+    MP_CK_OK(mp_set_allocator(NULL, NULL, NULL));
+}
+END_TEST
+
+/* ---- checkpoints ----------------------------------------------------------------------- */
+/* Child process: loads the checkpoint into fresh handles and writes the
+ * predictions to fd. */
+static int child_predict(const char *path, const float *x, size_t n, int fd)
+{
+    mp_model *m;
+    mp_prompt *p;
+    if (mp_model_create_from_checkpoint(&m, path) != MP_OK) return 1;
+    if (mp_prompt_create(&p, m) != MP_OK) return 2;
+    if (mp_checkpoint_load(path, m, p, NULL) != MP_OK) return 3;
+    size_t no = n * (size_t)mp__model_output_dim(m);
+    float *out = malloc(no * 4);
+    if (mp_model_predict(m, p, x, n, n * (size_t)mp__model_input_dim(m), out, no) != MP_OK) return 4;
+    if (write(fd, out, no * 4) != (ssize_t)(no * 4)) return 5;
+    free(out);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+    return 0;
+}
+
+START_TEST(save_then_load_in_a_fresh_process_is_bit_identical)
+{
+    make_tmpdir();
+    mp_model *m = make_model(ALL_KINDS[_i]);
+    mp_prompt *p = random_prompt(m, 21);
+    /* Trained-looking weights: not the seed's initial values. */
+    for (size_t i = 0; i < mp__model_param_count(m); i++) mp__model_params(m)[i] += 0.01f * (float)(i % 7);
+    size_t n = 4, no = out_count(m, n), xl = n * (size_t)mp__model_input_dim(m);
+    float *x = make_x(m, n, 8), *want = malloc(no * 4), *zero = malloc(no * 4), *got = malloc(no * 4);
+    MP_CK_OK(mp_model_predict(m, p, x, n, xl, want, no));
+    MP_CK_OK(mp_model_predict(m, NULL, x, n, xl, zero, no));
+    ck_assert_int_ne(memcmp(want, zero, no * 4), 0);
+    const char *path = tmp_path("m.ckpt");
+    MP_CK_OK(mp_checkpoint_save(path, m, p, NULL));
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        _exit(child_predict(path, x, n, fds[1]));
+    }
+    close(fds[1]);
+    size_t got_bytes = 0;
+    ssize_t r;
+    while (got_bytes < no * 4 && (r = read(fds[0], (char *)got + got_bytes, no * 4 - got_bytes)) > 0)
+        got_bytes += (size_t)r;
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed with %d", status);
+    ck_assert_uint_eq(got_bytes, no * 4);
+    ck_assert_int_eq(memcmp(got, want, no * 4), 0);
+    free(x);
+    free(want);
+    free(zero);
+    free(got);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+    remove_tmpdir();
+}
+END_TEST
+
+/* Writes a checkpoint for m by hand, with one deliberate defect. */
+enum { D_NONE, D_TRANSPOSED, D_MISSING, D_EXTRA, D_UNKNOWN, D_NAN, D_CONFIG, D_NO_PROMPT,
+       D_PROMPT_SHAPE, D_NEW_KEY };
+static void write_defective(const char *path, const mp_model *m, const mp_prompt *p, int defect)
+{
+    mp__ckpt_writer *w;
+    MP_CK_OK(mp__ckpt_writer_create(&w));
+    for (int32_t k = MP_CFG_MODEL_KIND; k <= MP_CFG_MODEL_PROMPT_MODE; k++) {
+        int64_t v;
+        MP_CK_OK(mp_model_get_int(m, k, &v));
+        if (defect == D_CONFIG && k == MP_CFG_MODEL_HIDDEN_WIDTH) v += 1;
+        MP_CK_OK(mp__ckpt_writer_add_config(w, k, v, 0));
+    }
+    for (int32_t i = 0; i < mp__model_num_tensors(m); i++) {
+        const mp__param_info *t = mp__model_tensor(m, i);
+        char name[80];
+        snprintf(name, sizeof name, "model/%s", t->name);
+        int32_t r = t->rows, c = t->cols;
+        if (i == 0 && defect == D_TRANSPOSED) r = t->cols, c = t->rows;
+        if (i == 0 && defect == D_MISSING) continue;
+        float *v = malloc((size_t)r * c * 4);
+        memcpy(v, mp__model_params_const(m) + t->offset, (size_t)r * c * 4);
+        if (i == 1 && defect == D_NAN) v[0] = NAN;
+        MP_CK_OK(mp__ckpt_writer_add(w, name, r, c, v));
+        free(v);
+    }
+    float one = 1;
+    if (defect == D_EXTRA) MP_CK_OK(mp__ckpt_writer_add(w, "model/extra.weight", 1, 1, &one));
+    if (defect == D_UNKNOWN) MP_CK_OK(mp__ckpt_writer_add(w, "other", 1, 1, &one));
+    int32_t P = mp__model_prompt_rows(m), d = mp__model_prompt_cols(m);
+    if (defect == D_PROMPT_SHAPE) MP_CK_OK(mp__ckpt_writer_add(w, "prompt", d, P, mp__prompt_data_const(p)));
+    else if (defect != D_NO_PROMPT) MP_CK_OK(mp__ckpt_writer_add(w, "prompt", P, d, mp__prompt_data_const(p)));
+    MP_CK_OK(mp__ckpt_writer_save(w, path));
+    mp__ckpt_writer_destroy(w);
+    if (defect == D_NEW_KEY) { /* a model key from the future: patch key 121 into 199 */
+        size_t len;
+        unsigned char *b = slurp(path, &len);
+        for (size_t pos = 32; pos + 16 <= len; pos += 16)
+            if (le32(b + pos) == MP_CFG_MODEL_PROMPT_MODE) {
+                put_le32(b + pos, 199);
+                break;
+            }
+        fix_crc(b, len);
+        spit(path, b, len);
+        free(b);
+    }
+}
+
+START_TEST(load_verifies_everything_before_touching_the_destination)
+{
+    make_tmpdir();
+    mp_model *src = make_model(CFG_MLP), *dst = make_model(CFG_MLP);
+    mp_prompt *sp = random_prompt(src, 1), *dp = random_prompt(dst, 2);
+    for (size_t i = 0; i < mp__model_param_count(src); i++) mp__model_params(src)[i] = 0.5f;
+    size_t np = mp__model_param_count(dst);
+    float *before = malloc(np * 4), pbefore[8], pnow[8];
+    memcpy(before, mp__model_params(dst), np * 4);
+    MP_CK_OK(mp_prompt_get(dp, pbefore, 8));
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s", tmp_path("d.ckpt"));
+    snprintf(bad, sizeof bad, "%s", tmp_path("bad.ckpt"));
+    const struct { int defect; mp_status st; const char *mention; } cases[] = {
+        {D_TRANSPOSED, MP_ERR_SHAPE_MISMATCH, "fc0.weight"}, {D_MISSING, MP_ERR_NOT_FOUND, "fc0.weight"},
+        {D_EXTRA, MP_ERR_FORMAT, "extra.weight"},            {D_UNKNOWN, MP_ERR_FORMAT, "other"},
+        {D_NAN, MP_ERR_NOT_FINITE, "not finite"},            {D_CONFIG, MP_ERR_SHAPE_MISMATCH, "hidden_width"},
+        {D_NO_PROMPT, MP_ERR_NOT_FOUND, "prompt"},           {D_PROMPT_SHAPE, MP_ERR_SHAPE_MISMATCH, "prompt"},
+        {D_NEW_KEY, MP_ERR_SHAPE_MISMATCH, "199"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        write_defective(path, src, sp, cases[c].defect);
+        mp_clear_error();
+        mp_status st = mp_checkpoint_load(path, dst, dp, NULL);
+        ck_assert_msg(st == cases[c].st, "defect %d: got %d (%s), want %d", cases[c].defect, (int)st,
+                      mp_last_error(), (int)cases[c].st);
+        MP_CK_ERROR_MENTIONS(cases[c].mention);
+        ck_assert_str_eq(mp_model_error(dst), mp_last_error());
+        ck_assert_int_eq(memcmp(before, mp__model_params(dst), np * 4), 0);
+        MP_CK_OK(mp_prompt_get(dp, pnow, 8));
+        ck_assert_int_eq(memcmp(pbefore, pnow, sizeof pnow), 0);
+    }
+    /* Without a prompt handle a file with no prompt loads fine. */
+    write_defective(path, src, sp, D_NO_PROMPT);
+    MP_CK_OK(mp_checkpoint_load(path, dst, NULL, NULL));
+    ck_assert_int_eq(memcmp(mp__model_params(src), mp__model_params(dst), np * 4), 0);
+    memcpy(mp__model_params(dst), before, np * 4);
+
+    /* Container damage reaches the public API with the same statuses. */
+    MP_CK_OK(mp_checkpoint_save(path, src, sp, NULL));
+    size_t len;
+    unsigned char *good = slurp(path, &len), *b = malloc(len);
+    memcpy(b, good, len);
+    b[0] = 0;
+    spit(bad, b, len);
+    MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_FORMAT);
+    memcpy(b, good, len);
+    put_le32(b + 8, 9);
+    spit(bad, b, len);
+    MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_VERSION);
+    memcpy(b, good, len);
+    b[len / 2] ^= 1;
+    spit(bad, b, len);
+    MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_CHECKSUM);
+    spit(bad, good, len - 10);
+    MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_FORMAT);
+    MP_CK_ERROR_MENTIONS("truncated");
+    MP_CK_STATUS(mp_checkpoint_load(tmp_path("none"), dst, dp, NULL), MP_ERR_IO);
+    mp_model *other = (mp_model *)0x1;
+    MP_CK_STATUS(mp_model_create_from_checkpoint(&other, bad), MP_ERR_FORMAT);
+    ck_assert_ptr_eq(other, (mp_model *)0x1);
+    ck_assert_int_eq(memcmp(before, mp__model_params(dst), np * 4), 0);
+    MP_CK_OK(mp_prompt_get(dp, pnow, 8));
+    ck_assert_int_eq(memcmp(pbefore, pnow, sizeof pnow), 0);
+
+    /* Another architecture is refused; a good load replaces everything. */
+    mp_model *conv = make_model(CFG_CONV_IN);
+    MP_CK_STATUS(mp_checkpoint_load(path, conv, NULL, NULL), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("model.kind");
+    MP_CK_STATUS(mp_checkpoint_save(path, src, dp == NULL ? NULL : (mp_prompt *)NULL, NULL), MP_OK);
+    MP_CK_OK(mp_checkpoint_save(path, src, sp, NULL));
+    MP_CK_OK(mp_checkpoint_load(path, dst, dp, NULL));
+    ck_assert_int_eq(memcmp(mp__model_params(src), mp__model_params(dst), np * 4), 0);
+    MP_CK_OK(mp_prompt_get(dp, pnow, 8));
+    MP_CK_OK(mp_prompt_get(sp, pbefore, 8));
+    ck_assert_int_eq(memcmp(pbefore, pnow, sizeof pnow), 0);
+
+    /* Argument checks. */
+    mp_prompt *cp;
+    MP_CK_OK(mp_prompt_create(&cp, conv));
+    MP_CK_STATUS(mp_checkpoint_save(path, src, cp, NULL), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_checkpoint_save(NULL, src, sp, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_checkpoint_save(path, NULL, sp, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_checkpoint_save(tmp_path("no/dir/x"), src, sp, NULL), MP_ERR_IO);
+    MP_CK_STATUS(mp_checkpoint_load(NULL, dst, dp, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_checkpoint_load(path, NULL, dp, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_checkpoint_load(path, dst, cp, NULL), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_model_create_from_checkpoint(NULL, path), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_model_create_from_checkpoint(&other, NULL), MP_ERR_NULL_POINTER);
+
+    free(before);
+    free(good);
+    free(b);
+    mp_prompt_destroy(cp);
+    mp_prompt_destroy(sp);
+    mp_prompt_destroy(dp);
+    mp_model_destroy(src);
+    mp_model_destroy(dst);
+    mp_model_destroy(conv);
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 Suite *mp_test_model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -244,5 +1191,22 @@ Suite *mp_test_model_suite(void)
     tcase_add_test(c, container_rejects_damaged_files);
     tcase_add_test(c, container_save_is_atomic_and_reports_io_errors);
     suite_add_tcase(s, c);
+    TCase *m = tcase_create("model");
+    tcase_set_timeout(m, 60);
+    tcase_add_loop_test(m, forward_and_gradients_match_pytorch, 0, NFIXTURES);
+    tcase_add_loop_test(m, gradients_match_finite_differences, 0, 3);
+    tcase_add_loop_test(m, prompt_reaches_the_output_for_every_kind, 0, NKINDS);
+    tcase_add_loop_test(m, examples_are_independent_within_a_batch, 0, NKINDS);
+    tcase_add_test(m, default_model_is_the_sinusoid_mlp_without_prompt);
+    tcase_add_test(m, bad_configurations_are_refused);
+    tcase_add_test(m, bad_arguments_are_refused_and_change_nothing);
+    tcase_add_loop_test(m, clone_and_prompt_copy_are_deep, 0, NKINDS);
+    tcase_add_test(m, prompt_inits);
+    tcase_add_test(m, allocation_failures_leak_nothing);
+    suite_add_tcase(s, m);
+    TCase *k = tcase_create("checkpoint");
+    tcase_add_loop_test(k, save_then_load_in_a_fresh_process_is_bit_identical, 0, NKINDS);
+    tcase_add_test(k, load_verifies_everything_before_touching_the_destination);
+    suite_add_tcase(s, k);
     return s;
 }

@@ -50,7 +50,7 @@ typedef struct mp_meta mp_meta;
 
 #define MP_ACT_RELU    1
 #define MP_ACT_TANH    2
-#define MP_ACT_GELU    3 /* tanh approximation, as the tape's mp_gelu */
+#define MP_ACT_GELU    3 /* exact erf form, as the tape's mp_gelu */
 #define MP_ACT_SIGMOID 4
 
 #define MP_PROMPT_INPUT_CHANNELS 1 /* conv: P learned H x W maps appended as input channels */
@@ -92,8 +92,142 @@ typedef struct mp_meta mp_meta;
 #define MP_CFG_MODEL_PROMPT_MODE   121 /* conv: MP_PROMPT_INPUT_CHANNELS (default) or
                                           MP_PROMPT_HEAD_FEATURES */
 
-/* The functions (create, predict, prompts, checkpoints) follow with the
- * model implementation. */
+/* ---- model lifetime ---------------------------------------------------------- */
+/** Creates a model from cfg (NULL = all defaults; cfg is only read, not
+ *  kept). Weights are initialised from MP_CFG_SEED (docs/MODELS.md: He
+ *  normal for layers followed by relu/gelu, Xavier normal otherwise, zero
+ *  biases, unit norm scales, N(0, 0.02^2) embeddings); the same config and
+ *  seed give bit-identical weights.
+ *  Errors: MP_ERR_NULL_POINTER (out), MP_ERR_INVALID_ARGUMENT (a key value
+ *  or combination the kind cannot build, e.g. heads not dividing d_model,
+ *  image not divisible into patches, images too small for the conv blocks;
+ *  the message names the keys), MP_ERR_RANGE (a size product overflowing),
+ *  MP_ERR_OUT_OF_MEMORY. *out is unchanged on failure. Thread-safe. */
+MP_API mp_status mp_model_create(mp_model **out, const mp_config *cfg);
+/** Destroys a model; NULL is ignored. */
+MP_API void mp_model_destroy(mp_model *model);
+/** Message of the last failed call that modified this model ("" if none;
+ *  NULL model gives ""). Owned by the model. */
+MP_API const char *mp_model_error(const mp_model *model);
+/** Creates an independent deep copy (configuration and parameters).
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_OUT_OF_MEMORY. */
+MP_API mp_status mp_model_clone(mp_model **out, const mp_model *src);
+/** Resolved value of a model configuration key (MP_CFG_MODEL_*) or
+ *  MP_CFG_SEED. Errors: MP_ERR_NULL_POINTER, MP_ERR_NOT_FOUND (not a model
+ *  key). */
+MP_API mp_status mp_model_get_int(const mp_model *model, int32_t key, int64_t *out);
+
+/* ---- parameters --------------------------------------------------------------- */
+/** Number of float parameters (all tensors). Errors: MP_ERR_NULL_POINTER. */
+MP_API mp_status mp_model_num_params(const mp_model *model, size_t *out);
+/** Copies all parameters (layout in docs/MODELS.md) into buf; len must be
+ *  >= the parameter count (MP_ERR_BUFFER_TOO_SMALL names the size needed).
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_BUFFER_TOO_SMALL. */
+MP_API mp_status mp_model_get_params(const mp_model *model, float *buf, size_t len);
+/** Replaces all parameters from buf (copied); len must equal the parameter
+ *  count. Errors: MP_ERR_NULL_POINTER, MP_ERR_SHAPE_MISMATCH (len),
+ *  MP_ERR_NOT_FINITE (a NaN/Inf value; nothing is changed). */
+MP_API mp_status mp_model_set_params(mp_model *model, const float *buf, size_t len);
+/** Shape of the model's prompt: rows = P (may be 0), cols = d. Either
+ *  pointer may be NULL. Errors: MP_ERR_NULL_POINTER (model). */
+MP_API mp_status mp_model_prompt_shape(const mp_model *model, int32_t *rows, int32_t *cols);
+
+/* ---- inference ------------------------------------------------------------------ */
+/** Outputs for n examples: x holds n * input_dim floats (x_len must equal
+ *  that), out receives n * output_dim floats (row-major; out_len >= that).
+ *  prompt must have the model's prompt shape; NULL means an all-zero
+ *  prompt. Each example's output depends only on that example and the
+ *  prompt (no statistics are shared between examples). n == 0 is allowed.
+ *  Reentrant (own tape per call). Token models reject ids that are not
+ *  integers in [0, vocab).
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_SHAPE_MISMATCH (x_len, prompt
+ *  shape), MP_ERR_BUFFER_TOO_SMALL (out_len), MP_ERR_INVALID_ARGUMENT
+ *  (bad token id), MP_ERR_NOT_FINITE (NaN/Inf in x), MP_ERR_OUT_OF_MEMORY. */
+MP_API mp_status mp_model_predict(const mp_model *model, const mp_prompt *prompt, const float *x,
+                                  size_t n, size_t x_len, float *out, size_t out_len);
+/** Mean loss over n >= 1 examples: cross-entropy against labels (n int32
+ *  in [0, output_dim); targets ignored, may be NULL) for classifiers, mean
+ *  squared error against targets (n * output_dim floats; labels ignored)
+ *  for regressors. prompt NULL = zero prompt. Reentrant.
+ *  Errors: as mp_model_predict, plus MP_ERR_NULL_POINTER for the missing
+ *  labels/targets and MP_ERR_RANGE for a label out of range. */
+MP_API mp_status mp_model_loss(const mp_model *model, const mp_prompt *prompt, const float *x,
+                               size_t n, size_t x_len, const int32_t *labels,
+                               const float *targets, float *loss);
+
+/* ---- prompts ------------------------------------------------------------------------ */
+/** Creates a zero prompt shaped for model (P x d; P may be 0). The prompt
+ *  does not keep a reference to the model.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_OUT_OF_MEMORY. */
+MP_API mp_status mp_prompt_create(mp_prompt **out, const mp_model *model);
+/** Destroys a prompt; NULL is ignored. */
+MP_API void mp_prompt_destroy(mp_prompt *prompt);
+/** Message of the last failed call on this prompt ("" if none). */
+MP_API const char *mp_prompt_error(const mp_prompt *prompt);
+/** Shape of the prompt (rows = P, cols = d); either pointer may be NULL. */
+MP_API mp_status mp_prompt_shape(const mp_prompt *prompt, int32_t *rows, int32_t *cols);
+/** Fills the prompt: MP_PROMPT_INIT_ZEROS (scale ignored),
+ *  MP_PROMPT_INIT_NORMAL (N(0, scale^2)) or MP_PROMPT_INIT_UNIFORM
+ *  (U(-scale, scale)), deterministic in seed.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (unknown method,
+ *  scale negative or not finite). */
+MP_API mp_status mp_prompt_init(mp_prompt *prompt, int32_t method, double scale, uint64_t seed);
+/** Initialises the prompt from n >= 1 example rows of model's input
+ *  (x_len = n * input_dim), like initialising from text embeddings:
+ *  transformer: row r = mean over the examples of the embedding (patch or
+ *  token, without position) at token position r mod seq_len; MLP and conv
+ *  with input channels: row r = mean of the examples i with i mod P == r
+ *  (all examples when there are fewer than P), MLP truncated or zero-padded
+ *  to d values, conv taking image channel r mod C; conv with head features:
+ *  the same grouping over the backbone's feature vectors. Nothing changes
+ *  on failure. Errors: MP_ERR_NULL_POINTER, MP_ERR_SHAPE_MISMATCH (prompt
+ *  not shaped for model, x_len), MP_ERR_INVALID_ARGUMENT (n == 0, bad token
+ *  id), MP_ERR_NOT_FINITE, MP_ERR_OUT_OF_MEMORY. */
+MP_API mp_status mp_prompt_init_from_data(mp_prompt *prompt, const mp_model *model,
+                                          const float *x, size_t n, size_t x_len);
+/** Copies the P*d values (row-major) into buf (len >= P*d, else
+ *  MP_ERR_BUFFER_TOO_SMALL). Errors: MP_ERR_NULL_POINTER (buf may be NULL
+ *  only when P*d == 0). */
+MP_API mp_status mp_prompt_get(const mp_prompt *prompt, float *buf, size_t len);
+/** Replaces the values from buf (len must equal P*d; copied).
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_SHAPE_MISMATCH, MP_ERR_NOT_FINITE
+ *  (any NaN/Inf; nothing changed). */
+MP_API mp_status mp_prompt_set(mp_prompt *prompt, const float *buf, size_t len);
+/** Copies src's values into dst; shapes must match (MP_ERR_SHAPE_MISMATCH).
+ *  Errors: MP_ERR_NULL_POINTER. */
+MP_API mp_status mp_prompt_copy(mp_prompt *dst, const mp_prompt *src);
+
+/* ---- checkpoints (format: docs/FORMAT.md) ------------------------------------------- */
+/** Saves the model's configuration and parameters, the prompt (NULL: none)
+ *  and the meta-optimizer's state (NULL: none) to path, atomically: the
+ *  file is written to "path.tmp.<pid>" and renamed over path, so a crash
+ *  never leaves a partial file at path. Handles are only read.
+ *  Errors: MP_ERR_NULL_POINTER (path, model), MP_ERR_SHAPE_MISMATCH
+ *  (prompt not shaped for model), MP_ERR_IO (errno text in the message),
+ *  MP_ERR_UNSUPPORTED (meta given but this build cannot save it),
+ *  MP_ERR_OUT_OF_MEMORY. Messages go to mp_last_error(). */
+MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
+                                    const mp_prompt *prompt, const mp_meta *meta);
+/** Loads a checkpoint into existing handles. Everything is verified before
+ *  any destination is touched, so on failure nothing is changed: magic
+ *  (MP_ERR_FORMAT), format version newer than this library's
+ *  (MP_ERR_VERSION), truncation or malformed records (MP_ERR_FORMAT), CRC32
+ *  (MP_ERR_CHECKSUM), the model configuration in the file differing from
+ *  model's (MP_ERR_SHAPE_MISMATCH, naming the key), a model tensor missing
+ *  (MP_ERR_NOT_FOUND) or unknown to the model (MP_ERR_FORMAT), a shape
+ *  differing even when the element count agrees (MP_ERR_SHAPE_MISMATCH),
+ *  NaN/Inf parameters (MP_ERR_NOT_FINITE). prompt may be NULL (a stored
+ *  prompt is then ignored); a non-NULL prompt requires one in the file
+ *  (MP_ERR_NOT_FOUND) of the model's shape. meta may be NULL (stored meta
+ *  state ignored); otherwise the file must hold state matching it.
+ *  Errors also: MP_ERR_NULL_POINTER, MP_ERR_IO, MP_ERR_OUT_OF_MEMORY. The
+ *  message is recorded in model's error and mp_last_error(). */
+MP_API mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt,
+                                    mp_meta *meta);
+/** Creates a model with the configuration stored in a checkpoint and loads
+ *  its parameters (verified as mp_checkpoint_load). Errors: those of
+ *  mp_checkpoint_load and mp_model_create. *out unchanged on failure. */
+MP_API mp_status mp_model_create_from_checkpoint(mp_model **out, const char *path);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,223 @@
+/* Checkpoints of a model, its prompt and a meta-optimizer (docs/FORMAT.md).
+ * Loading verifies every part against the destinations before copying
+ * anything, so a failed load changes nothing. */
+#include "io/checkpoint_internal.h"
+#include "model/model_priv.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MODEL_PREFIX "model/"
+#define PROMPT_NAME "prompt"
+#define META_PREFIX "meta/"
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void tensor_key(char *buf, size_t len, const mp__param_info *t)
+{
+    snprintf(buf, len, MODEL_PREFIX "%s", t->name);
+}
+
+/* ---- save ---------------------------------------------------------------------- */
+static mp_status add_model(mp__ckpt_writer *w, const mp_model *m)
+{
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_SEED, (int64_t)m->seed, 0.0));
+    for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++)
+        MP_TRY(mp__ckpt_writer_add_config(w, k, mp__mcfg(m, k), 0.0));
+    char name[MP__CKPT_NAME_MAX + 1];
+    for (int32_t i = 0; i < m->ntensors; i++) {
+        const mp__param_info *t = &m->tensors[i];
+        tensor_key(name, sizeof name, t);
+        MP_TRY(mp__ckpt_writer_add(w, name, t->rows, t->cols, m->params + t->offset));
+    }
+    return MP_OK;
+}
+
+static mp_status save_all(mp__ckpt_writer *w, const char *path, const mp_model *m,
+                          const mp_prompt *p, const mp_meta *meta)
+{
+    MP_TRY(add_model(w, m));
+    if (p) MP_TRY(mp__ckpt_writer_add(w, PROMPT_NAME, p->rows, p->cols, p->data));
+    if (meta) MP_TRY(mp__meta_ckpt_write(meta, w));
+    return mp__ckpt_writer_save(w, path);
+}
+
+mp_status mp_checkpoint_save(const char *path, const mp_model *model, const mp_prompt *prompt,
+                             const mp_meta *meta)
+{
+    MP_REQUIRE_PTR(path, NULL, "mp_checkpoint_save");
+    MP_REQUIRE_PTR(model, NULL, "mp_checkpoint_save");
+    MP_REQUIRE(!prompt || (prompt->rows == model->P && prompt->cols == model->d), NULL,
+               MP_ERR_SHAPE_MISMATCH, "mp_checkpoint_save: prompt is %d x %d, the model's is %d x %d",
+               prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
+               (int)model->d);
+    mp__ckpt_writer *w;
+    MP_TRY(mp__ckpt_writer_create(&w));
+    mp_status st = save_all(w, path, model, prompt, meta);
+    mp__ckpt_writer_destroy(w);
+    return st;
+}
+
+/* ---- load: checks -------------------------------------------------------------- */
+static mp_status check_config(const mp__ckpt_reader *r, const mp_model *m)
+{
+    /* A model key this library does not know means a newer architecture
+     * option: refusing beats silently building something else. */
+    for (size_t i = 0; i < mp__ckpt_config_count(r); i++) {
+        int32_t key, type;
+        int64_t iv;
+        double fv;
+        mp__ckpt_config_entry(r, i, &key, &type, &iv, &fv);
+        MP_REQUIRE(key < 100 || key > 199 || (key >= MP__MODEL_KEY_FIRST && key <= MP__MODEL_KEY_LAST),
+                   NULL, MP_ERR_SHAPE_MISMATCH,
+                   "mp_checkpoint_load: the file uses model configuration key %d unknown to "
+                   "this library", (int)key);
+    }
+    for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
+        int64_t v;
+        MP_TRY(mp__ckpt_config(r, k, &v, NULL));
+        MP_REQUIRE(v == mp__mcfg(m, k), NULL, MP_ERR_SHAPE_MISMATCH,
+                   "mp_checkpoint_load: the file's model has %s = %lld, this model %lld",
+                   mp_config_key_name(k), (long long)v, (long long)mp__mcfg(m, k));
+    }
+    return MP_OK;
+}
+
+static mp_status check_tensors(const mp__ckpt_reader *r, const mp_model *m)
+{
+    char name[MP__CKPT_NAME_MAX + 1];
+    for (int32_t i = 0; i < m->ntensors; i++) {
+        const mp__param_info *t = &m->tensors[i];
+        tensor_key(name, sizeof name, t);
+        MP_TRY(mp__ckpt_expect(r, name, MP__CKPT_F32, t->rows, t->cols));
+    }
+    for (size_t i = 0; i < mp__ckpt_num_tensors(r); i++) {
+        const char *n = mp__ckpt_tensor_name(r, i);
+        if (starts_with(n, META_PREFIX) || strcmp(n, PROMPT_NAME) == 0) continue;
+        MP_REQUIRE(starts_with(n, MODEL_PREFIX), NULL, MP_ERR_FORMAT,
+                   "mp_checkpoint_load: unknown tensor '%s' in the file", n);
+        MP_REQUIRE(mp__model_find_tensor(m, n + strlen(MODEL_PREFIX)) >= 0, NULL, MP_ERR_FORMAT,
+                   "mp_checkpoint_load: the file has tensor '%s' that this model does not", n);
+    }
+    return MP_OK;
+}
+
+static mp_status check_finite(const float *v, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        MP_REQUIRE(isfinite(v[i]), NULL, MP_ERR_NOT_FINITE,
+                   "mp_checkpoint_load: %s value %zu is not finite", what, i);
+    return MP_OK;
+}
+
+typedef struct {
+    float *params; /* staged model parameters */
+    float *prompt; /* staged prompt values */
+} staged;
+
+static mp_status stage(const mp__ckpt_reader *r, const mp_model *m, const mp_prompt *p, staged *s)
+{
+    char name[MP__CKPT_NAME_MAX + 1];
+    s->params = mp__alloc(m->nparams * sizeof(float));
+    MP_REQUIRE(s->params, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint_load: out of memory");
+    for (int32_t i = 0; i < m->ntensors; i++) {
+        const mp__param_info *t = &m->tensors[i];
+        tensor_key(name, sizeof name, t);
+        MP_TRY(mp__ckpt_read(r, name, s->params + t->offset, (size_t)t->rows * (size_t)t->cols));
+    }
+    MP_TRY(check_finite(s->params, m->nparams, "parameter"));
+    if (!p) return MP_OK;
+    size_t n = (size_t)p->rows * (size_t)p->cols;
+    MP_REQUIRE(p->rows == m->P && p->cols == m->d, NULL, MP_ERR_SHAPE_MISMATCH,
+               "mp_checkpoint_load: prompt is %d x %d, the model's is %d x %d", (int)p->rows,
+               (int)p->cols, (int)m->P, (int)m->d);
+    MP_TRY(mp__ckpt_expect(r, PROMPT_NAME, MP__CKPT_F32, p->rows, p->cols));
+    s->prompt = mp__alloc((n ? n : 1) * sizeof(float));
+    MP_REQUIRE(s->prompt, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint_load: out of memory");
+    MP_TRY(mp__ckpt_read(r, PROMPT_NAME, s->prompt, n));
+    return check_finite(s->prompt, n, "prompt");
+}
+
+static mp_status verify(const mp__ckpt_reader *r, const mp_model *m, const mp_prompt *p,
+                        const mp_meta *meta, staged *s)
+{
+    MP_TRY(check_config(r, m));
+    MP_TRY(check_tensors(r, m));
+    MP_TRY(stage(r, m, p, s));
+    if (meta) MP_TRY(mp__meta_ckpt_check(meta, r));
+    return MP_OK;
+}
+
+static mp_status load_from(const mp__ckpt_reader *r, mp_model *m, mp_prompt *p, mp_meta *meta)
+{
+    staged s = {NULL, NULL};
+    mp_status st = verify(r, m, p, meta, &s);
+    if (st == MP_OK) {
+        memcpy(m->params, s.params, m->nparams * sizeof(float));
+        if (p) memcpy(p->data, s.prompt, (size_t)p->rows * (size_t)p->cols * sizeof(float));
+        if (meta) mp__meta_ckpt_apply(meta, r);
+    }
+    mp__free(s.params);
+    mp__free(s.prompt);
+    return st;
+}
+
+mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt, mp_meta *meta)
+{
+    MP_REQUIRE_PTR(model, NULL, "mp_checkpoint_load");
+    MP_REQUIRE_PTR(path, model->err, "mp_checkpoint_load");
+    mp__ckpt_reader *r;
+    mp_status st = mp__ckpt_reader_open(&r, path);
+    if (st == MP_OK) {
+        st = load_from(r, model, prompt, meta);
+        mp__ckpt_reader_close(r);
+    }
+    return st == MP_OK ? MP_OK : mp__fail_propagate(model->err, st);
+}
+
+/* ---- create from a checkpoint ------------------------------------------------------- */
+static mp_status config_from(const mp__ckpt_reader *r, mp_config *cfg)
+{
+    int64_t v;
+    for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
+        MP_TRY(mp__ckpt_config(r, k, &v, NULL));
+        mp_status st = mp_config_set_int(cfg, k, v);
+        MP_REQUIRE(st == MP_OK, NULL, MP_ERR_FORMAT,
+                   "mp_model_create_from_checkpoint: stored %s = %lld is invalid",
+                   mp_config_key_name(k), (long long)v);
+    }
+    if (mp__ckpt_config(r, MP_CFG_SEED, &v, NULL) == MP_OK) MP_TRY(mp_config_set_int(cfg, MP_CFG_SEED, v));
+    return MP_OK;
+}
+
+static mp_status create_from(const mp__ckpt_reader *r, mp_model **out)
+{
+    mp_config *cfg;
+    mp_model *m = NULL;
+    MP_TRY(mp_config_create(&cfg));
+    mp_status st = config_from(r, cfg);
+    if (st == MP_OK) st = mp_model_create(&m, cfg);
+    mp_config_destroy(cfg);
+    if (st == MP_OK) st = load_from(r, m, NULL, NULL);
+    if (st != MP_OK) {
+        mp_model_destroy(m);
+        return st;
+    }
+    *out = m;
+    return MP_OK;
+}
+
+mp_status mp_model_create_from_checkpoint(mp_model **out, const char *path)
+{
+    MP_REQUIRE_PTR(out, NULL, "mp_model_create_from_checkpoint");
+    MP_REQUIRE_PTR(path, NULL, "mp_model_create_from_checkpoint");
+    mp__ckpt_reader *r;
+    MP_TRY(mp__ckpt_reader_open(&r, path));
+    mp_status st = create_from(r, out);
+    mp__ckpt_reader_close(r);
+    return st;
+}

@@ -1,0 +1,69 @@
+/* Prompted MLP: each input row is [x, flattened prompt]; hidden layers of
+ * one width and activation; a linear head (regression or logits). Weights
+ * are stored in x out so a layer is x @ W + b with no transpose. */
+#include "model/model_priv.h"
+
+#include <math.h>
+#include <stdio.h>
+
+mp_status mp__mlp_layout(mp_model *m)
+{
+    m->in_dim = (int32_t)mp__mcfg(m, MP_CFG_MODEL_INPUT_DIM);
+    if (m->d == 0) m->d = m->in_dim;
+    int64_t width = mp__mcfg(m, MP_CFG_MODEL_HIDDEN_WIDTH), layers = mp__mcfg(m, MP_CFG_MODEL_HIDDEN_LAYERS);
+    int64_t act = mp__mcfg(m, MP_CFG_MODEL_ACTIVATION);
+    int64_t fan = (int64_t)m->in_dim + (int64_t)m->P * m->d;
+    MP_REQUIRE(fan <= INT32_MAX, NULL, MP_ERR_RANGE,
+               "mp_model_create: input_dim + prompt_len * prompt_dim = %lld is too large", (long long)fan);
+    /* He init keeps activations' scale through relu/gelu; Xavier suits the
+     * saturating tanh/sigmoid and the linear head. */
+    int he = act == MP_ACT_RELU || act == MP_ACT_GELU;
+    char name[48];
+    for (int64_t l = 0; l < layers; l++) {
+        double std = he ? sqrt(2.0 / (double)fan) : sqrt(2.0 / (double)(fan + width));
+        snprintf(name, sizeof name, "fc%d.weight", (int)l);
+        MP_TRY(mp__model_add_tensor(m, name, (int32_t)fan, (int32_t)width, MP__GROUP_BACKBONE,
+                                    MP__INIT_NORMAL, std));
+        snprintf(name, sizeof name, "fc%d.bias", (int)l);
+        MP_TRY(mp__model_add_tensor(m, name, 1, (int32_t)width, MP__GROUP_BACKBONE, MP__INIT_ZERO, 0));
+        fan = width;
+    }
+    MP_TRY(mp__model_add_tensor(m, "head.weight", (int32_t)fan, m->out_dim, MP__GROUP_HEAD,
+                                MP__INIT_NORMAL, sqrt(2.0 / (double)(fan + m->out_dim))));
+    return mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD, MP__INIT_ZERO, 0);
+}
+
+static mp_status activation(mp_tape *t, int64_t act, mp_var a, mp_var *out)
+{
+    switch (act) {
+    case MP_ACT_TANH: return mp_tanh(t, a, out);
+    case MP_ACT_GELU: return mp_gelu(t, a, out);
+    case MP_ACT_SIGMOID: return mp_sigmoid(t, a, out);
+    default: return mp_relu(t, a, out);
+    }
+}
+
+static mp_status linear(mp_tape *t, mp_var h, mp_var w, mp_var b, mp_var *out)
+{
+    mp_var z;
+    MP_TRY(mp_matmul(t, h, w, 0, 0, &z));
+    return mp_add(t, z, b, out);
+}
+
+mp_status mp__mlp_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
+                          int32_t n, mp_var *out)
+{
+    mp_var h = x;
+    if (m->P > 0) {
+        mp_var rows;
+        MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &rows));
+        MP_TRY(mp_concat(t, x, rows, MP_AXIS_COLS, &h));
+    }
+    int64_t layers = mp__mcfg(m, MP_CFG_MODEL_HIDDEN_LAYERS), act = mp__mcfg(m, MP_CFG_MODEL_ACTIVATION);
+    for (int64_t l = 0; l < layers; l++) {
+        mp_var z;
+        MP_TRY(linear(t, h, p[2 * l], p[2 * l + 1], &z));
+        MP_TRY(activation(t, act, z, &h));
+    }
+    return linear(t, h, p[2 * layers], p[2 * layers + 1], out);
+}
