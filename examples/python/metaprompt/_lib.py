@@ -105,8 +105,34 @@ PROTOTYPES = {
 # bindings work wraps these and moves them to PROTOTYPES.
 _DATA_PENDING = "data module (datasets, tasks, samplers): C API landed, Python wrapper pending"
 
+# The model module (issue 4) landed in C before its Python wrappers.
+_MODEL_PENDING = "model module (models, prompts, checkpoints): C API landed, Python wrapper pending"
+
 # MP_API functions deliberately not bound, with the reason.
 UNBOUND = {
+    "mp_model_create": _MODEL_PENDING,
+    "mp_model_destroy": _MODEL_PENDING,
+    "mp_model_error": _MODEL_PENDING,
+    "mp_model_clone": _MODEL_PENDING,
+    "mp_model_get_int": _MODEL_PENDING,
+    "mp_model_num_params": _MODEL_PENDING,
+    "mp_model_get_params": _MODEL_PENDING,
+    "mp_model_set_params": _MODEL_PENDING,
+    "mp_model_prompt_shape": _MODEL_PENDING,
+    "mp_model_predict": _MODEL_PENDING,
+    "mp_model_loss": _MODEL_PENDING,
+    "mp_prompt_create": _MODEL_PENDING,
+    "mp_prompt_destroy": _MODEL_PENDING,
+    "mp_prompt_error": _MODEL_PENDING,
+    "mp_prompt_shape": _MODEL_PENDING,
+    "mp_prompt_init": _MODEL_PENDING,
+    "mp_prompt_init_from_data": _MODEL_PENDING,
+    "mp_prompt_get": _MODEL_PENDING,
+    "mp_prompt_set": _MODEL_PENDING,
+    "mp_prompt_copy": _MODEL_PENDING,
+    "mp_checkpoint_save": _MODEL_PENDING,
+    "mp_checkpoint_load": _MODEL_PENDING,
+    "mp_model_create_from_checkpoint": _MODEL_PENDING,
     "mp_dataset_from_arrays": _DATA_PENDING,
     "mp_dataset_load_idx": _DATA_PENDING,
     "mp_dataset_load_csv": _DATA_PENDING,

@@ -13,6 +13,9 @@ pub enum mp_tape {}
 pub enum mp_dataset {}
 pub enum mp_task {}
 pub enum mp_sampler {}
+pub enum mp_model {}
+pub enum mp_prompt {}
+pub enum mp_meta {}
 
 pub type mp_alloc_fn = Option<unsafe extern "C" fn(size: usize, user_data: *mut c_void) -> *mut c_void>;
 pub type mp_free_fn = Option<unsafe extern "C" fn(ptr: *mut c_void, user_data: *mut c_void)>;
@@ -98,6 +101,36 @@ extern "C" {
                           out: *mut mp_var) -> mp_status;
     pub fn mp_merge_heads(tape: *mut mp_tape, x: mp_var, batch: i32, seq: i32, heads: i32,
                           out: *mut mp_var) -> mp_status;
+
+    // ---- model.h
+    pub fn mp_model_create(out: *mut *mut mp_model, cfg: *const mp_config) -> mp_status;
+    pub fn mp_model_destroy(model: *mut mp_model);
+    pub fn mp_model_error(model: *const mp_model) -> *const c_char;
+    pub fn mp_model_clone(out: *mut *mut mp_model, src: *const mp_model) -> mp_status;
+    pub fn mp_model_get_int(model: *const mp_model, key: i32, out: *mut i64) -> mp_status;
+    pub fn mp_model_num_params(model: *const mp_model, out: *mut usize) -> mp_status;
+    pub fn mp_model_get_params(model: *const mp_model, buf: *mut f32, len: usize) -> mp_status;
+    pub fn mp_model_set_params(model: *mut mp_model, buf: *const f32, len: usize) -> mp_status;
+    pub fn mp_model_prompt_shape(model: *const mp_model, rows: *mut i32, cols: *mut i32) -> mp_status;
+    pub fn mp_model_predict(model: *const mp_model, prompt: *const mp_prompt, x: *const f32, n: usize,
+                            x_len: usize, out: *mut f32, out_len: usize) -> mp_status;
+    pub fn mp_model_loss(model: *const mp_model, prompt: *const mp_prompt, x: *const f32, n: usize,
+                         x_len: usize, labels: *const i32, targets: *const f32, loss: *mut f32) -> mp_status;
+    pub fn mp_prompt_create(out: *mut *mut mp_prompt, model: *const mp_model) -> mp_status;
+    pub fn mp_prompt_destroy(prompt: *mut mp_prompt);
+    pub fn mp_prompt_error(prompt: *const mp_prompt) -> *const c_char;
+    pub fn mp_prompt_shape(prompt: *const mp_prompt, rows: *mut i32, cols: *mut i32) -> mp_status;
+    pub fn mp_prompt_init(prompt: *mut mp_prompt, method: i32, scale: f64, seed: u64) -> mp_status;
+    pub fn mp_prompt_init_from_data(prompt: *mut mp_prompt, model: *const mp_model, x: *const f32,
+                                    n: usize, x_len: usize) -> mp_status;
+    pub fn mp_prompt_get(prompt: *const mp_prompt, buf: *mut f32, len: usize) -> mp_status;
+    pub fn mp_prompt_set(prompt: *mut mp_prompt, buf: *const f32, len: usize) -> mp_status;
+    pub fn mp_prompt_copy(dst: *mut mp_prompt, src: *const mp_prompt) -> mp_status;
+    pub fn mp_checkpoint_save(path: *const c_char, model: *const mp_model, prompt: *const mp_prompt,
+                              meta: *const mp_meta) -> mp_status;
+    pub fn mp_checkpoint_load(path: *const c_char, model: *mut mp_model, prompt: *mut mp_prompt,
+                              meta: *mut mp_meta) -> mp_status;
+    pub fn mp_model_create_from_checkpoint(out: *mut *mut mp_model, path: *const c_char) -> mp_status;
 
     // ---- data.h
     pub fn mp_dataset_from_arrays(out: *mut *mut mp_dataset, x: *const f32, n: usize, dim: i32,
