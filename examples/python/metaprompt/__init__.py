@@ -20,6 +20,8 @@ from metaprompt.core import Config
 from metaprompt.tape import *  # noqa: F401,F403
 from metaprompt.tape import Tape
 from metaprompt.model import *  # noqa: F401,F403
+from metaprompt.model import Model, Prompt, checkpoint_save, checkpoint_load
 from metaprompt.data import *  # noqa: F401,F403
+from metaprompt.data import Dataset, Task, Sampler
 
 __version__ = version_string()  # noqa: F405  the loaded library's version

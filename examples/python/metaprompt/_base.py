@@ -63,15 +63,15 @@ class MetapromptError(Exception):
 
 
 def check(st, handle=None):
-    """Raises MetapromptError for a non-zero status, taking the message from
-    the handle (mp_<type>_error) when there is one, else mp_last_error()."""
+    """Raises MetapromptError for a non-zero status. The message is the
+    calling thread's mp_last_error(), which every failing call writes (const
+    calls, e.g. a sampler's episode(), write only that one, so a handle's
+    mp_<type>_error() could be stale); the handle's message is the fallback."""
     if st == OK:
         return
-    msg = ""
-    if handle is not None and handle._ptr:
+    msg = _text(F.mp_last_error())
+    if not msg and handle is not None and handle.__dict__.get("_ptr"):
         msg = _text(getattr(F, handle._error_fn)(handle._ptr))
-    if not msg:
-        msg = _text(F.mp_last_error())
     if not msg:
         msg = _text(F.mp_status_string(st))
     raise MetapromptError(st, msg)
@@ -94,8 +94,13 @@ class Handle:
         """Calls fn(&out, *args) and wraps the result."""
         out = ctypes.c_void_p()
         check(fn(ctypes.byref(out), *args))
+        return cls._wrap(out.value, owners)
+
+    @classmethod
+    def _wrap(cls, ptr, owners=()):
+        """Takes ownership of a pointer a C function created."""
         obj = cls.__new__(cls)
-        Handle.__init__(obj, out.value, owners)
+        Handle.__init__(obj, ptr, owners)
         return obj
 
     @property

@@ -28,8 +28,10 @@ size_t, vp, cstr = ctypes.c_size_t, ctypes.c_void_p, ctypes.c_char_p
 status = ctypes.c_int32
 
 LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void_p)
+PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p)
 
-# name -> (restype, argtypes). Handles are passed as c_void_p.
+# name -> (restype, argtypes). Handles are passed as c_void_p. Core and
+# tape here; model.py, data.py and meta.py register theirs.
 PROTOTYPES = {
     # ---- core.h
     "mp_version_number": (i32, []),
@@ -101,72 +103,8 @@ PROTOTYPES = {
     "mp_merge_heads": (status, [vp, i32, i32, i32, i32, c_int32_p]),
 }
 
-# The data module (issue 5) landed in C before its Python wrappers; the
-# bindings work wraps these and moves them to PROTOTYPES.
-_DATA_PENDING = "data module (datasets, tasks, samplers): C API landed, Python wrapper pending"
-
-# The model module (issue 4) landed in C before its Python wrappers.
-_MODEL_PENDING = "model module (models, prompts, checkpoints): C API landed, Python wrapper pending"
-
 # MP_API functions deliberately not bound, with the reason.
 UNBOUND = {
-    "mp_model_create": _MODEL_PENDING,
-    "mp_model_destroy": _MODEL_PENDING,
-    "mp_model_error": _MODEL_PENDING,
-    "mp_model_clone": _MODEL_PENDING,
-    "mp_model_get_int": _MODEL_PENDING,
-    "mp_model_num_params": _MODEL_PENDING,
-    "mp_model_get_params": _MODEL_PENDING,
-    "mp_model_set_params": _MODEL_PENDING,
-    "mp_model_prompt_shape": _MODEL_PENDING,
-    "mp_model_predict": _MODEL_PENDING,
-    "mp_model_loss": _MODEL_PENDING,
-    "mp_prompt_create": _MODEL_PENDING,
-    "mp_prompt_destroy": _MODEL_PENDING,
-    "mp_prompt_error": _MODEL_PENDING,
-    "mp_prompt_shape": _MODEL_PENDING,
-    "mp_prompt_init": _MODEL_PENDING,
-    "mp_prompt_init_from_data": _MODEL_PENDING,
-    "mp_prompt_get": _MODEL_PENDING,
-    "mp_prompt_set": _MODEL_PENDING,
-    "mp_prompt_copy": _MODEL_PENDING,
-    "mp_checkpoint_save": _MODEL_PENDING,
-    "mp_checkpoint_load": _MODEL_PENDING,
-    "mp_model_create_from_checkpoint": _MODEL_PENDING,
-    "mp_dataset_from_arrays": _DATA_PENDING,
-    "mp_dataset_load_idx": _DATA_PENDING,
-    "mp_dataset_load_csv": _DATA_PENDING,
-    "mp_dataset_destroy": _DATA_PENDING,
-    "mp_dataset_error": _DATA_PENDING,
-    "mp_dataset_size": _DATA_PENDING,
-    "mp_dataset_dim": _DATA_PENDING,
-    "mp_dataset_target_dim": _DATA_PENDING,
-    "mp_dataset_num_classes": _DATA_PENDING,
-    "mp_dataset_class_size": _DATA_PENDING,
-    "mp_dataset_sample_shape": _DATA_PENDING,
-    "mp_dataset_set_sample_shape": _DATA_PENDING,
-    "mp_dataset_get": _DATA_PENDING,
-    "mp_dataset_get_target": _DATA_PENDING,
-    "mp_dataset_select_classes": _DATA_PENDING,
-    "mp_task_create_classification": _DATA_PENDING,
-    "mp_task_create_regression": _DATA_PENDING,
-    "mp_task_destroy": _DATA_PENDING,
-    "mp_task_error": _DATA_PENDING,
-    "mp_task_sizes": _DATA_PENDING,
-    "mp_task_get_support": _DATA_PENDING,
-    "mp_task_get_query": _DATA_PENDING,
-    "mp_task_sinusoid": _DATA_PENDING,
-    "mp_task_sinusoid_params": _DATA_PENDING,
-    "mp_sampler_create": _DATA_PENDING,
-    "mp_sampler_create_sinusoid": _DATA_PENDING,
-    "mp_sampler_destroy": _DATA_PENDING,
-    "mp_sampler_error": _DATA_PENDING,
-    "mp_sampler_episode": _DATA_PENDING,
-    "mp_sampler_episode_into": _DATA_PENDING,
-    "mp_sampler_next": _DATA_PENDING,
-    "mp_sampler_get_position": _DATA_PENDING,
-    "mp_sampler_set_position": _DATA_PENDING,
-    "mp_sampler_info": _DATA_PENDING,
     "mp_set_allocator": "an allocator must be installed before any library object exists and is "
                         "called from worker threads for every allocation; a Python allocator would "
                         "serialise the workers on the GIL. Install one from C.",
@@ -247,10 +185,8 @@ class _Functions:
     pass
 
 
-def _bind(lib):
-    fns = _Functions()
-    missing = []
-    for name, (res, args) in PROTOTYPES.items():
+def _bind_into(fns, missing, lib, table):
+    for name, (res, args) in table.items():
         try:
             f = getattr(lib, name)
         except AttributeError:
@@ -260,7 +196,12 @@ def _bind(lib):
         f.restype = res
         f.argtypes = args
         setattr(fns, name, f)
-    return fns, missing
+
+
+def register(table):
+    """Adds a module's prototypes (its wrapper file calls this at import)."""
+    PROTOTYPES.update(table)
+    _bind_into(F, MISSING, LIB, table)
 
 
 def _library_file(lib):
@@ -284,4 +225,5 @@ def _library_file(lib):
 
 LIB, LIB_HOW = open_library()
 LIB_PATH = _library_file(LIB)
-F, MISSING = _bind(LIB)
+F, MISSING = _Functions(), []
+_bind_into(F, MISSING, LIB, PROTOTYPES)

@@ -1,9 +1,45 @@
 """model.h: models, soft prompts and checkpoints."""
+import ctypes
+import os
 
-__all__ = ["MODEL_MLP", "MODEL_TRANSFORMER", "MODEL_CONV", "TASK_AUTO", "TASK_CLASSIFICATION",
+import numpy as np
+
+from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, f64, size_t, c_void_pp,
+                             c_float_p, c_int32_p, c_int64_p, c_size_p)
+from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32
+from metaprompt.core import config_ptr
+
+__all__ = ["Model", "Prompt", "checkpoint_save", "checkpoint_load",
+           "MODEL_MLP", "MODEL_TRANSFORMER", "MODEL_CONV", "TASK_AUTO", "TASK_CLASSIFICATION",
            "TASK_REGRESSION", "ACT_RELU", "ACT_TANH", "ACT_GELU", "ACT_SIGMOID",
            "PROMPT_INPUT_CHANNELS", "PROMPT_HEAD_FEATURES", "PROMPT_INIT_ZEROS",
            "PROMPT_INIT_NORMAL", "PROMPT_INIT_UNIFORM"]
+
+register({
+    "mp_model_create": (status, [c_void_pp, vp]),
+    "mp_model_destroy": (None, [vp]),
+    "mp_model_error": (cstr, [vp]),
+    "mp_model_clone": (status, [c_void_pp, vp]),
+    "mp_model_get_int": (status, [vp, i32, c_int64_p]),
+    "mp_model_num_params": (status, [vp, c_size_p]),
+    "mp_model_get_params": (status, [vp, c_float_p, size_t]),
+    "mp_model_set_params": (status, [vp, c_float_p, size_t]),
+    "mp_model_prompt_shape": (status, [vp, c_int32_p, c_int32_p]),
+    "mp_model_predict": (status, [vp, vp, c_float_p, size_t, size_t, c_float_p, size_t]),
+    "mp_model_loss": (status, [vp, vp, c_float_p, size_t, size_t, c_int32_p, c_float_p, c_float_p]),
+    "mp_prompt_create": (status, [c_void_pp, vp]),
+    "mp_prompt_destroy": (None, [vp]),
+    "mp_prompt_error": (cstr, [vp]),
+    "mp_prompt_shape": (status, [vp, c_int32_p, c_int32_p]),
+    "mp_prompt_init": (status, [vp, i32, f64, u64]),
+    "mp_prompt_init_from_data": (status, [vp, vp, c_float_p, size_t, size_t]),
+    "mp_prompt_get": (status, [vp, c_float_p, size_t]),
+    "mp_prompt_set": (status, [vp, c_float_p, size_t]),
+    "mp_prompt_copy": (status, [vp, vp]),
+    "mp_checkpoint_save": (status, [cstr, vp, vp, vp]),
+    "mp_checkpoint_load": (status, [cstr, vp, vp, vp]),
+    "mp_model_create_from_checkpoint": (status, [c_void_pp, cstr]),
+})
 
 MODEL_MLP, MODEL_TRANSFORMER, MODEL_CONV = 1, 2, 3
 TASK_AUTO, TASK_CLASSIFICATION, TASK_REGRESSION = 0, 1, 2
@@ -11,7 +47,7 @@ ACT_RELU, ACT_TANH, ACT_GELU, ACT_SIGMOID = 1, 2, 3, 4
 PROMPT_INPUT_CHANNELS, PROMPT_HEAD_FEATURES = 1, 2
 PROMPT_INIT_ZEROS, PROMPT_INIT_NORMAL, PROMPT_INIT_UNIFORM = 0, 1, 2
 
-# Configuration keys (model: 100-199).
+# Configuration keys (model: 100-199), in header order.
 _KEYS = ["KIND", "INPUT_DIM", "OUTPUT_DIM", "TASK", "PROMPT_LEN", "PROMPT_DIM", "HIDDEN_LAYERS",
          "HIDDEN_WIDTH", "ACTIVATION", "IMAGE_HEIGHT", "IMAGE_WIDTH", "IMAGE_CHANNELS", "PATCH",
          "VOCAB", "SEQ_LEN", "D_MODEL", "LAYERS", "HEADS", "MLP_DIM", "CHANNELS", "CONV_BLOCKS",
@@ -19,3 +55,154 @@ _KEYS = ["KIND", "INPUT_DIM", "OUTPUT_DIM", "TASK", "PROMPT_LEN", "PROMPT_DIM", 
 for _i, _k in enumerate(_KEYS):
     globals()["CFG_MODEL_" + _k] = 100 + _i
     __all__.append("CFG_MODEL_" + _k)
+
+
+def _ptr_or_null(h):
+    return None if h is None else h.ptr
+
+
+def _rows(x, width, what):
+    """x as a C-contiguous float32 array of rows of `width` values; returns
+    (array, n)."""
+    arr = as_f32(x)
+    if arr.size % max(width, 1):
+        raise ValueError("%s: %d values is not a whole number of rows of %d" % (what, arr.size, width))
+    return arr, arr.size // max(width, 1)
+
+
+class Model(Handle):
+    """A backbone + head with a prompt slot (mp_model). Model(cfg) with a
+    Config, a dict {key: value} or None (the sinusoid MLP defaults)."""
+
+    _destroy_fn = "mp_model_destroy"
+    _error_fn = "mp_model_error"
+
+    def __init__(self, cfg=None):
+        p, keep = config_ptr(cfg)
+        out = ctypes.c_void_p()
+        check(F.mp_model_create(ctypes.byref(out), p))
+        Handle.__init__(self, out.value)
+        del keep
+
+    @classmethod
+    def from_checkpoint(cls, path):
+        """A model with the configuration and parameters stored in path."""
+        return cls._create(F.mp_model_create_from_checkpoint, os.fsencode(path))
+
+    def clone(self):
+        return Model._create(F.mp_model_clone, self.ptr)
+
+    def get_int(self, key):
+        """Resolved value of a MP_CFG_MODEL_* key (or CFG_SEED)."""
+        out = ctypes.c_int64()
+        self._check(F.mp_model_get_int(self.ptr, int(key), ctypes.byref(out)))
+        return out.value
+
+    @property
+    def input_dim(self):
+        return self.get_int(CFG_MODEL_INPUT_DIM)  # noqa: F821 (defined above)
+
+    @property
+    def output_dim(self):
+        return self.get_int(CFG_MODEL_OUTPUT_DIM)  # noqa: F821
+
+    @property
+    def num_params(self):
+        out = ctypes.c_size_t()
+        self._check(F.mp_model_num_params(self.ptr, ctypes.byref(out)))
+        return out.value
+
+    def get_params(self, out=None):
+        """All parameters as one float32 vector (layout: docs/MODELS.md)."""
+        buf = out_f32((self.num_params,), out)
+        self._check(F.mp_model_get_params(self.ptr, fptr(buf), buf.size))
+        return buf
+
+    def set_params(self, values):
+        arr = as_f32(values)
+        self._check(F.mp_model_set_params(self.ptr, fptr(arr), arr.size))
+
+    @property
+    def prompt_shape(self):
+        r, c = ctypes.c_int32(), ctypes.c_int32()
+        self._check(F.mp_model_prompt_shape(self.ptr, ctypes.byref(r), ctypes.byref(c)))
+        return r.value, c.value
+
+    def predict(self, x, prompt=None, out=None):
+        """Outputs (n, output_dim) for rows of x (n x input_dim); prompt None
+        means an all-zero prompt."""
+        arr, n = _rows(x, self.input_dim, "predict")
+        od = self.output_dim
+        buf = out_f32((n, od), out)
+        self._check(F.mp_model_predict(self.ptr, _ptr_or_null(prompt), fptr(arr), n, arr.size,
+                                       fptr(buf), buf.size))
+        return buf if out is not None else buf.reshape(n, od)
+
+    def loss(self, x, labels=None, targets=None, prompt=None):
+        """Mean cross-entropy against int labels (classifier) or mean squared
+        error against targets (regressor)."""
+        arr, n = _rows(x, self.input_dim, "loss")
+        lab = as_i32(labels).reshape(-1) if labels is not None else None
+        tgt = as_f32(targets) if targets is not None else None
+        out = ctypes.c_float()
+        self._check(F.mp_model_loss(self.ptr, _ptr_or_null(prompt), fptr(arr), n, arr.size,
+                                    iptr(lab) if lab is not None else None,
+                                    fptr(tgt) if tgt is not None else None, ctypes.byref(out)))
+        return out.value
+
+
+class Prompt(Handle):
+    """A P x d soft prompt shaped for a model (mp_prompt); starts at zero.
+    It keeps no reference to the model."""
+
+    _destroy_fn = "mp_prompt_destroy"
+    _error_fn = "mp_prompt_error"
+
+    def __init__(self, model):
+        out = ctypes.c_void_p()
+        check(F.mp_prompt_create(ctypes.byref(out), model.ptr))
+        Handle.__init__(self, out.value)
+
+    @property
+    def shape(self):
+        r, c = ctypes.c_int32(), ctypes.c_int32()
+        self._check(F.mp_prompt_shape(self.ptr, ctypes.byref(r), ctypes.byref(c)))
+        return r.value, c.value
+
+    def init(self, method=PROMPT_INIT_NORMAL, scale=0.02, seed=0):
+        self._check(F.mp_prompt_init(self.ptr, int(method), float(scale), int(seed)))
+        return self
+
+    def init_from_data(self, model, x):
+        """Initialises from example rows of model's input (like PEFT's
+        initialisation from text)."""
+        arr, n = _rows(x, model.input_dim, "init_from_data")
+        self._check(F.mp_prompt_init_from_data(self.ptr, model.ptr, fptr(arr), n, arr.size))
+        return self
+
+    def get(self, out=None):
+        shape = self.shape
+        buf = out_f32(shape, out)
+        self._check(F.mp_prompt_get(self.ptr, fptr(buf), buf.size))
+        return buf if out is not None else buf.reshape(shape)
+
+    def set(self, values):
+        arr = as_f32(values)
+        self._check(F.mp_prompt_set(self.ptr, fptr(arr), arr.size))
+        return self
+
+    def copy_from(self, src):
+        self._check(F.mp_prompt_copy(self.ptr, src.ptr))
+        return self
+
+
+def checkpoint_save(path, model, prompt=None, meta=None):
+    """Saves model, optional prompt and meta-optimizer state (atomically)."""
+    check(F.mp_checkpoint_save(os.fsencode(path), model.ptr, _ptr_or_null(prompt),
+                               _ptr_or_null(meta)))
+
+
+def checkpoint_load(path, model, prompt=None, meta=None):
+    """Loads a checkpoint into existing handles; nothing changes on failure."""
+    check(F.mp_checkpoint_load(os.fsencode(path), model.ptr, _ptr_or_null(prompt),
+                               _ptr_or_null(meta)), model)
