@@ -207,8 +207,15 @@ examples: $(EXAMPLE_BIN)
 demo: all
 	@echo "make demo: the Fashion-MNIST meta-learning demo is not built yet (issue 7)."
 
-bench: all
-	@echo "make bench: no benchmarks yet."
+# Every examples/bench_*.c is built and run; each prints `bench <name>
+# <value> <unit>` lines with PyTorch figures from the same run.
+BENCH_SRC := $(sort $(wildcard examples/bench_*.c))
+BENCH_BIN := $(patsubst examples/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+$(BUILD)/bench/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -DMP_SOURCE_DIR='"$(CURDIR)"' $(CFLAGS) $< -o $@ $(STATIC) $(DEPS_LIBS)
+bench: all $(BENCH_BIN)
+	@set -e; for b in $(BENCH_BIN); do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $$b; done
 
 clean:
 	rm -rf lib

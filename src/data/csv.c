@@ -223,5 +223,5 @@ mp_status mp_dataset_load_csv(mp_dataset **out, const char *path, const mp_confi
     mp_status st = mp__csv_parse(text, len, &o, &r, what);
     mp__free(text);
     MP_TRY(st);
-    return mp__dataset_adopt(out, fn, r.x, r.n, r.dim, r.labels, r.targets, 1);
+    return mp__dataset_adopt(out, fn, r.x, r.n, r.dim, r.labels, r.targets, 1, 1); /* parser checked */
 }

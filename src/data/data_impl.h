@@ -27,10 +27,11 @@ struct mp_dataset {
 };
 
 /* Builds a dataset taking ownership of x, labels/targets (allocated with
- * mp__alloc) whether it succeeds or not. Validates labels/finite values.
+ * mp__alloc) whether it succeeds or not. Validates labels and finite
+ * values unless trusted (the caller already did while converting).
  * fn names the public caller for messages. */
 mp_status mp__dataset_adopt(mp_dataset **out, const char *fn, float *x, size_t n, int32_t dim,
-                            int32_t *labels, float *targets, int32_t target_dim);
+                            int32_t *labels, float *targets, int32_t target_dim, int trusted);
 
 /* ---- IDX ------------------------------------------------------------------ */
 #define MP__IDX_UBYTE 0x08

@@ -231,8 +231,10 @@ static mp_status build_from_idx(mp_dataset **out, const mp__idx *im, const uint8
 {
     static const char fn[] = "mp_dataset_load_idx";
     char what[600];
-    float *x = mp__calloc(im->count, sizeof *x);
-    int32_t *lab = mp__calloc(lb->count, sizeof *lab);
+    /* Every element is written below: no need to zero (count * 4 cannot
+     * overflow, the header check bounds it by 2^40 bytes). */
+    float *x = mp__alloc(im->count * sizeof *x);
+    int32_t *lab = mp__alloc(lb->count * sizeof *lab);
     if (!x || !lab) {
         mp__free(x);
         mp__free(lab);
@@ -248,7 +250,7 @@ static mp_status build_from_idx(mp_dataset **out, const mp__idx *im, const uint8
         return st;
     }
     mp_dataset *ds;
-    MP_TRY(mp__dataset_adopt(&ds, fn, x, im->dims[0], dim, lab, NULL, 0));
+    MP_TRY(mp__dataset_adopt(&ds, fn, x, im->dims[0], dim, lab, NULL, 0, 1)); /* converted with checks */
     if (im->ndims > 1) {
         ds->ndims = im->ndims - 1;
         for (size_t i = 1; i < im->ndims; i++) ds->shape[i - 1] = (int32_t)im->dims[i];

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mp__csv_parse((const char *)data + 1, size - 1, &o, &r, "fuzz") == MP_OK) {
         mp_dataset *ds = NULL;
         /* the dataset builder takes ownership of the arrays */
-        if (mp__dataset_adopt(&ds, "fuzz", r.x, r.n, r.dim, r.labels, r.targets, 1) == MP_OK)
+        if (mp__dataset_adopt(&ds, "fuzz", r.x, r.n, r.dim, r.labels, r.targets, 1, 0) == MP_OK)
             mp_dataset_destroy(ds);
     }
     return 0;
