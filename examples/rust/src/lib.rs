@@ -23,8 +23,12 @@ use std::os::raw::{c_char, c_void};
 use std::sync::Mutex;
 
 pub mod sys;
+mod data;
+mod model;
 mod tape;
 
+pub use data::*;
+pub use model::*;
 pub use tape::*;
 
 /// Status codes (core.h; pinned forever, append only).
@@ -100,20 +104,30 @@ pub(crate) fn text(p: *const c_char) -> String {
     }
 }
 
-/// Turns a status into a Result; the message comes from the handle's own
-/// error function when given (non-empty), else from mp_last_error().
+/// Turns a status into a Result. The message is the calling thread's
+/// mp_last_error(), which every failing call writes (const calls such as a
+/// sampler's episode() write only that one, so a handle's own message could
+/// be stale); the handle's message is the fallback.
 pub(crate) fn check(st: i32, handle_msg: Option<String>) -> Result<()> {
     if st == status::OK {
         return Ok(());
     }
-    let mut message = handle_msg.unwrap_or_default();
+    let mut message = last_error();
     if message.is_empty() {
-        message = last_error();
+        message = handle_msg.unwrap_or_default();
     }
     if message.is_empty() {
         message = status_string(st);
     }
     Err(Error { status: st, message })
+}
+
+/// A C string for a path or name (MP_ERR_INVALID_ARGUMENT for a NUL byte).
+pub(crate) fn c_string(what: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error {
+        status: status::ERR_INVALID_ARGUMENT,
+        message: format!("{}: {:?} contains a NUL byte", what, s),
+    })
 }
 
 pub fn version_number() -> i32 {
@@ -191,10 +205,7 @@ pub fn key_type(key: i32) -> i32 {
     unsafe { sys::mp_config_key_type(key) }
 }
 pub fn key_by_name(name: &str) -> Result<i32> {
-    let c = CString::new(name).map_err(|_| Error {
-        status: status::ERR_INVALID_ARGUMENT,
-        message: format!("key_by_name: name {:?} contains a NUL byte", name),
-    })?;
+    let c = c_string("key_by_name", name)?;
     let mut out = 0i32;
     check(unsafe { sys::mp_config_key_by_name(c.as_ptr(), &mut out) }, None)?;
     Ok(out)
@@ -270,7 +281,6 @@ impl Drop for Config {
 }
 
 /// Raw pointer of an optional configuration (None: library defaults).
-#[allow(dead_code)]
 pub(crate) fn cfg_ptr(cfg: Option<&Config>) -> *const sys::mp_config {
     cfg.map_or(std::ptr::null(), |c| c.ptr)
 }

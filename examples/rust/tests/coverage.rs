@@ -41,3 +41,51 @@ fn sys_declares_every_header_function() {
     assert!(missing.is_empty(), "not declared in src/sys.rs: {:?}", missing);
     assert!(stale.is_empty(), "declared in src/sys.rs but not in the headers: {:?}", stale);
 }
+
+/// name -> parameter count, from declarations that may span lines.
+fn arities(text: &str, marker: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(marker) {
+        rest = &rest[i + marker.len()..];
+        let open = match rest.find('(') {
+            Some(o) => o,
+            None => break,
+        };
+        let name = rest[..open].trim().rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap();
+        let close = open + rest[open..].find(')').unwrap();
+        let params = rest[open + 1..close].trim();
+        if name.starts_with("mp_") {
+            let n = if params.is_empty() || params == "void" { 0 } else { params.split(',').count() };
+            out.push((name.to_string(), n));
+        }
+        rest = &rest[close..];
+    }
+    out
+}
+
+#[test]
+fn sys_parameter_counts_match_headers() {
+    let dir = format!("{}/../../include/metaprompt", env!("CARGO_MANIFEST_DIR"));
+    let mut header = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().map_or(false, |x| x == "h") {
+            // Function-pointer typedefs have no MP_API, so they are not counted.
+            for (n, a) in arities(&std::fs::read_to_string(&p).unwrap(), "MP_API") {
+                header.insert(n, a);
+            }
+        }
+    }
+    // Callback parameters in sys.rs are `Option<unsafe extern "C" fn(..)>` type
+    // aliases, so a plain comma count is right there too.
+    let sys = read("src/sys.rs");
+    let mut checked = 0;
+    for (name, n) in arities(&sys, "pub fn ") {
+        if let Some(&want) = header.get(&name) {
+            assert_eq!(n, want, "{}: {} parameters in sys.rs, {} in the header", name, n, want);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, header.len());
+}
