@@ -152,7 +152,7 @@ static mp_status verify(const mp__ckpt_reader *r, const mp_model *m, const mp_pr
     return MP_OK;
 }
 
-static mp_status load_from(const mp__ckpt_reader *r, mp_model *m, mp_prompt *p, mp_meta *meta)
+mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *m, mp_prompt *p, mp_meta *meta)
 {
     staged s = {NULL, NULL};
     mp_status st = verify(r, m, p, meta, &s);
@@ -173,7 +173,7 @@ mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *promp
     mp__ckpt_reader *r;
     mp_status st = mp__ckpt_reader_open(&r, path);
     if (st == MP_OK) {
-        st = load_from(r, model, prompt, meta);
+        st = mp__checkpoint_load_reader(r, model, prompt, meta);
         mp__ckpt_reader_close(r);
     }
     return st == MP_OK ? MP_OK : mp__fail_propagate(model->err, st);
@@ -202,7 +202,7 @@ static mp_status create_from(const mp__ckpt_reader *r, mp_model **out)
     mp_status st = config_from(r, cfg);
     if (st == MP_OK) st = mp_model_create(&m, cfg);
     mp_config_destroy(cfg);
-    if (st == MP_OK) st = load_from(r, m, NULL, NULL);
+    if (st == MP_OK) st = mp__checkpoint_load_reader(r, m, NULL, NULL);
     if (st != MP_OK) {
         mp_model_destroy(m);
         return st;

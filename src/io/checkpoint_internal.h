@@ -91,6 +91,12 @@ mp_status mp__ckpt_read_u64s(const mp__ckpt_reader *r, const char *name, uint64_
                              size_t len);
 mp_status mp__ckpt_read_u64(const mp__ckpt_reader *r, const char *name, uint64_t *value);
 
+/* Verifies an open checkpoint against model (and prompt, meta: may be NULL)
+ * and, only if everything passes, copies the values in: the body of
+ * mp_checkpoint_load, used directly by the fuzz harness. */
+mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *model, mp_prompt *prompt,
+                                     mp_meta *meta);
+
 /* ---- meta-optimizer hooks (implemented by src/meta) ------------------------------
  * mp_checkpoint_save calls write when a meta is given; mp_checkpoint_load
  * calls check (must verify everything it will need: presence, dtypes,
