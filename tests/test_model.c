@@ -668,6 +668,19 @@ START_TEST(default_model_is_the_sinusoid_mlp_without_prompt)
     for (int i = 0; i < 4; i++) want += ((double)y[i] - t[i]) * ((double)y[i] - t[i]) / 4;
     ck_assert(fabs(loss - want) <= 1e-5 * (1 + want));
     MP_CK_OK(mp_model_predict(m, NULL, x, 0, 0, y, 0)); /* n == 0 */
+    /* Many examples: predict and loss run in chunks; the loss is still the
+     * mean over all of them. */
+    size_t big = 700;
+    float *bx = malloc(big * 4), *by = malloc(big * 4), *bt = malloc(big * 4), bl;
+    for (size_t i = 0; i < big; i++) bx[i] = (float)i / 100.0f - 3.5f, bt[i] = sinf(bx[i]);
+    MP_CK_OK(mp_model_predict(m, NULL, bx, big, big, by, big));
+    MP_CK_OK(mp_model_loss(m, NULL, bx, big, big, NULL, bt, &bl));
+    double bw = 0;
+    for (size_t i = 0; i < big; i++) bw += ((double)by[i] - bt[i]) * ((double)by[i] - bt[i]) / (double)big;
+    ck_assert_msg(fabs(bl - bw) <= 1e-5 * (1 + bw), "loss %g, mean of predictions %g", bl, bw);
+    free(bx);
+    free(by);
+    free(bt);
     /* Weights come from the seed: same seed same weights, other seed not. */
     mp_model *m2, *m3;
     mp_config *cfg;
@@ -692,6 +705,34 @@ START_TEST(default_model_is_the_sinusoid_mlp_without_prompt)
     mp_model_destroy(m);
     mp_model_destroy(m2);
     mp_model_destroy(m3);
+}
+END_TEST
+
+/* The reference shapes of the issue: ViT-style d 64, 2 layers, 4 heads,
+ * MLP 128, 8 prompt tokens on 28x28 in 16 patches; MAML's conv4. */
+START_TEST(reference_shapes)
+{
+    const int64_t vit[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 5,
+                           MP_CFG_MODEL_PROMPT_LEN, 8, 0};
+    const int64_t conv4[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 5,
+                             MP_CFG_MODEL_PROMPT_LEN, 1, 0};
+    const int64_t *cfgs[2] = {vit, conv4};
+    const size_t want[2] = {3200 + 1024 + 2 * 33472 + 128 + 325, 1344 + 3 * 37056 + 325};
+    for (int k = 0; k < 2; k++) {
+        mp_model *m = make_model(cfgs[k]);
+        ck_assert_uint_eq(mp__model_param_count(m), want[k]);
+        ck_assert_int_eq(mp__model_input_dim(m), 784);
+        int64_t v;
+        MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_PROMPT_DIM, &v));
+        ck_assert_int_eq(v, k == 0 ? 64 : 784);
+        mp_prompt *p = random_prompt(m, 1);
+        float *x = make_x(m, 2, 1), out[10];
+        MP_CK_OK(mp_model_predict(m, p, x, 2, 2 * 784, out, 10));
+        for (int i = 0; i < 10; i++) ck_assert(isfinite(out[i]));
+        free(x);
+        mp_prompt_destroy(p);
+        mp_model_destroy(m);
+    }
 }
 END_TEST
 
@@ -1198,6 +1239,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_loop_test(m, prompt_reaches_the_output_for_every_kind, 0, NKINDS);
     tcase_add_loop_test(m, examples_are_independent_within_a_batch, 0, NKINDS);
     tcase_add_test(m, default_model_is_the_sinusoid_mlp_without_prompt);
+    tcase_add_test(m, reference_shapes);
     tcase_add_test(m, bad_configurations_are_refused);
     tcase_add_test(m, bad_arguments_are_refused_and_change_nothing);
     tcase_add_loop_test(m, clone_and_prompt_copy_are_deep, 0, NKINDS);

@@ -7,9 +7,10 @@
 #include <string.h>
 
 /* Examples per forward pass in predict/loss: bounds the tape's memory for
- * large inputs; outputs never depend on it beyond rounding because each
- * example's output depends on that example only. */
-#define PREDICT_CHUNK 256
+ * large inputs (conv4 on 28x28 records about 3 MB per example); outputs do
+ * not depend on it because each example's output depends on that example
+ * only. */
+static size_t chunk_rows(const mp_model *m) { return m->kind == MP_MODEL_CONV ? 32 : 256; }
 
 /* ---- layout ------------------------------------------------------------------- */
 mp_status mp__model_add_tensor(mp_model *m, const char *name, int32_t rows, int32_t cols,
@@ -400,8 +401,9 @@ static void session_close(session *s)
 static mp_status predict_all(const mp_model *m, session *s, const mp_prompt *prompt, const float *x,
                              size_t n, float *out)
 {
-    for (size_t i = 0; i < n; i += PREDICT_CHUNK) {
-        size_t rows = n - i < PREDICT_CHUNK ? n - i : PREDICT_CHUNK;
+    size_t chunk = chunk_rows(m);
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t rows = n - i < chunk ? n - i : chunk;
         mp_var o;
         MP_TRY(forward_chunk(m, s->tape, s->params, prompt, x + i * (size_t)m->in_dim, rows, &o));
         MP_TRY(mp_tape_read(s->tape, o, out + i * (size_t)m->out_dim, rows * (size_t)m->out_dim));
@@ -429,8 +431,9 @@ static mp_status loss_all(const mp_model *m, session *s, const mp_prompt *prompt
                           size_t n, const int32_t *labels, const float *targets, double *total)
 {
     *total = 0.0;
-    for (size_t i = 0; i < n; i += PREDICT_CHUNK) {
-        size_t rows = n - i < PREDICT_CHUNK ? n - i : PREDICT_CHUNK;
+    size_t chunk = chunk_rows(m);
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t rows = n - i < chunk ? n - i : chunk;
         mp_var o, l;
         float v;
         MP_TRY(forward_chunk(m, s->tape, s->params, prompt, x + i * (size_t)m->in_dim, rows, &o));
