@@ -388,7 +388,7 @@ START_TEST(idx_bad_inputs)
     make_tmpdir();
     const char *im = tmp_path("im"), *lb = tmp_path("lb");
     write_small_idx(im, lb, 0);
-    uint8_t good[256], buf[256];
+    uint8_t good[256] = {0}, buf[256] = {0};
     size_t glen = read_bytes(im, good, sizeof good);
     idx_fails(tmp_path("missing"), lb, MP_ERR_IO, "No such file");
     idx_fails(im, tmp_path("missing"), MP_ERR_IO, "missing");
@@ -1241,6 +1241,13 @@ START_TEST(omniglot_loads)
     CK(v.n_way == 20 && v.n_support == 100 && v.n_query == 300 && v.dim == 784);
     mp_task_destroy(t);
     mp_sampler_destroy(s);
+    mp_dataset_destroy(ds);
+    /* the evaluation half: 659 characters x 20 drawers */
+    snprintf(im, sizeof im, "%s", mp_test_path("../shared/data/omniglot/evaluation-images-idx3-ubyte.gz"));
+    snprintf(lb, sizeof lb, "%s", mp_test_path("../shared/data/omniglot/evaluation-labels-idx1-int.gz"));
+    if (!have_files(im, lb, "MP_REQUIRE_OMNIGLOT")) return;
+    CK_OK(mp_dataset_load_idx(&ds, im, lb, NULL));
+    check_balanced(ds, 13180, 659, 20);
     mp_dataset_destroy(ds);
     CK((mp_live_allocations()) == (0));
 }
