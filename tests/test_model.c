@@ -236,6 +236,8 @@ START_TEST(container_save_is_atomic_and_reports_io_errors)
 }
 END_TEST
 
+#include <pthread.h>
+
 /* ---- model helpers ------------------------------------------------------------------------ */
 #include <sys/wait.h>
 
@@ -630,6 +632,48 @@ START_TEST(examples_are_independent_within_a_batch)
     free(x2);
     free(all);
     free(all2);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
+/* Predict is reentrant: threads sharing one const model get exactly the
+ * single-threaded outputs. */
+typedef struct {
+    const mp_model *m;
+    const mp_prompt *p;
+    const float *x, *want;
+    size_t n, no;
+    int bad;
+} predict_job;
+
+static void *predict_thread(void *arg)
+{
+    predict_job *j = arg;
+    float *out = malloc(j->no * 4);
+    for (int rep = 0; rep < 5; rep++) {
+        if (mp_model_predict(j->m, j->p, j->x, j->n, j->n * (size_t)mp__model_input_dim(j->m), out, j->no) != MP_OK ||
+            memcmp(out, j->want, j->no * 4) != 0)
+            j->bad++;
+    }
+    free(out);
+    return NULL;
+}
+
+START_TEST(predict_is_reentrant_across_threads)
+{
+    mp_model *m = make_model(CFG_TF);
+    mp_prompt *p = random_prompt(m, 5);
+    size_t n = 6, no = out_count(m, n);
+    float *x = make_x(m, n, 4), *want = malloc(no * 4);
+    MP_CK_OK(mp_model_predict(m, p, x, n, n * (size_t)mp__model_input_dim(m), want, no));
+    predict_job jobs[2] = {{m, p, x, want, n, no, 0}, {m, p, x, want, n, no, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_create(&th[i], NULL, predict_thread, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    ck_assert_int_eq(jobs[0].bad + jobs[1].bad, 0);
+    free(x);
+    free(want);
     mp_prompt_destroy(p);
     mp_model_destroy(m);
 }
@@ -1240,6 +1284,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_loop_test(m, examples_are_independent_within_a_batch, 0, NKINDS);
     tcase_add_test(m, default_model_is_the_sinusoid_mlp_without_prompt);
     tcase_add_test(m, reference_shapes);
+    tcase_add_test(m, predict_is_reentrant_across_threads);
     tcase_add_test(m, bad_configurations_are_refused);
     tcase_add_test(m, bad_arguments_are_refused_and_change_nothing);
     tcase_add_loop_test(m, clone_and_prompt_copy_are_deep, 0, NKINDS);

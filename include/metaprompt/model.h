@@ -148,9 +148,11 @@ MP_API mp_status mp_model_predict(const mp_model *model, const mp_prompt *prompt
 /** Mean loss over n >= 1 examples: cross-entropy against labels (n int32
  *  in [0, output_dim); targets ignored, may be NULL) for classifiers, mean
  *  squared error against targets (n * output_dim floats; labels ignored)
- *  for regressors. prompt NULL = zero prompt. Reentrant.
- *  Errors: as mp_model_predict, plus MP_ERR_NULL_POINTER for the missing
- *  labels/targets and MP_ERR_RANGE for a label out of range. */
+ *  for regressors. prompt NULL = zero prompt. *loss is written only on
+ *  success. Reentrant.
+ *  Errors: as mp_model_predict, plus MP_ERR_INVALID_ARGUMENT (n == 0),
+ *  MP_ERR_NULL_POINTER (loss, or the labels/targets the task needs) and
+ *  MP_ERR_RANGE (a label out of range). */
 MP_API mp_status mp_model_loss(const mp_model *model, const mp_prompt *prompt, const float *x,
                                size_t n, size_t x_len, const int32_t *labels,
                                const float *targets, float *loss);
