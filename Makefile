@@ -109,7 +109,7 @@ sanitize:
 	  lib/asan/tests/check_runner $(SUITES)
 
 # A subset under valgrind memcheck (no fork, so leaks are seen).
-VALGRIND_SUITES ?= core
+VALGRIND_SUITES ?= core model
 valgrind: check-build
 	OPENBLAS_NUM_THREADS=1 CK_FORK=no valgrind --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite --track-origins=yes --quiet $(TEST_BIN) $(VALGRIND_SUITES)
