@@ -1,9 +1,10 @@
 //! Finds libmetaprompt to link against, in order:
-//!   1. $MP_LIB_DIR (a directory holding libmetaprompt.so),
-//!   2. the repository's lib/ (../../lib from this crate), when built,
-//!   3. `pkg-config --variable=libdir metaprompt`,
-//!   4. the linker's default search path (an installed copy in /usr/lib,
-//!      /usr/local/lib or $LIBRARY_PATH).
+//! 1. $MP_LIB_DIR (a directory holding libmetaprompt.so),
+//! 2. the repository's lib/ (../../lib from this crate), when built,
+//! 3. `pkg-config --variable=libdir metaprompt`,
+//! 4. the linker's default search path (an installed copy in /usr/lib,
+//!    /usr/local/lib or $LIBRARY_PATH).
+//!
 //! For 1-3 an rpath to the directory is added to test and example binaries so
 //! they run without LD_LIBRARY_PATH.
 use std::env;

@@ -73,6 +73,9 @@ impl Dataset {
         let st = unsafe { sys::mp_dataset_size(self.ptr, &mut v) };
         out_or_err(st, self.error(), v)
     }
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
     pub fn dim(&self) -> Result<i32> {
         let mut v = 0i32;
         let st = unsafe { sys::mp_dataset_dim(self.ptr, &mut v) };

@@ -6,7 +6,7 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(format!("{}/{}", env!("CARGO_MANIFEST_DIR"), rel)).unwrap()
 }
 
-fn names_after<'a>(text: &'a str, marker: &str) -> BTreeSet<String> {
+fn names_after(text: &str, marker: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in text.lines() {
         let l = line.trim_start();
