@@ -2,8 +2,6 @@
 import ctypes
 import os
 
-import numpy as np
-
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, f64, size_t, c_void_pp,
                              c_float_p, c_int32_p, c_int64_p, c_size_p)
 from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32
@@ -47,14 +45,30 @@ ACT_RELU, ACT_TANH, ACT_GELU, ACT_SIGMOID = 1, 2, 3, 4
 PROMPT_INPUT_CHANNELS, PROMPT_HEAD_FEATURES = 1, 2
 PROMPT_INIT_ZEROS, PROMPT_INIT_NORMAL, PROMPT_INIT_UNIFORM = 0, 1, 2
 
-# Configuration keys (model: 100-199), in header order.
-_KEYS = ["KIND", "INPUT_DIM", "OUTPUT_DIM", "TASK", "PROMPT_LEN", "PROMPT_DIM", "HIDDEN_LAYERS",
-         "HIDDEN_WIDTH", "ACTIVATION", "IMAGE_HEIGHT", "IMAGE_WIDTH", "IMAGE_CHANNELS", "PATCH",
-         "VOCAB", "SEQ_LEN", "D_MODEL", "LAYERS", "HEADS", "MLP_DIM", "CHANNELS", "CONV_BLOCKS",
-         "PROMPT_MODE"]
-for _i, _k in enumerate(_KEYS):
-    globals()["CFG_MODEL_" + _k] = 100 + _i
-    __all__.append("CFG_MODEL_" + _k)
+# Configuration keys (model: 100-199).
+CFG_MODEL_KIND = 100
+CFG_MODEL_INPUT_DIM = 101
+CFG_MODEL_OUTPUT_DIM = 102
+CFG_MODEL_TASK = 103
+CFG_MODEL_PROMPT_LEN = 104
+CFG_MODEL_PROMPT_DIM = 105
+CFG_MODEL_HIDDEN_LAYERS = 106
+CFG_MODEL_HIDDEN_WIDTH = 107
+CFG_MODEL_ACTIVATION = 108
+CFG_MODEL_IMAGE_HEIGHT = 109
+CFG_MODEL_IMAGE_WIDTH = 110
+CFG_MODEL_IMAGE_CHANNELS = 111
+CFG_MODEL_PATCH = 112
+CFG_MODEL_VOCAB = 113
+CFG_MODEL_SEQ_LEN = 114
+CFG_MODEL_D_MODEL = 115
+CFG_MODEL_LAYERS = 116
+CFG_MODEL_HEADS = 117
+CFG_MODEL_MLP_DIM = 118
+CFG_MODEL_CHANNELS = 119
+CFG_MODEL_CONV_BLOCKS = 120
+CFG_MODEL_PROMPT_MODE = 121
+__all__ += [n for n in list(globals()) if n.startswith("CFG_MODEL_")]
 
 
 def _ptr_or_null(h):
@@ -100,11 +114,11 @@ class Model(Handle):
 
     @property
     def input_dim(self):
-        return self.get_int(CFG_MODEL_INPUT_DIM)  # noqa: F821 (defined above)
+        return self.get_int(CFG_MODEL_INPUT_DIM)
 
     @property
     def output_dim(self):
-        return self.get_int(CFG_MODEL_OUTPUT_DIM)  # noqa: F821
+        return self.get_int(CFG_MODEL_OUTPUT_DIM)
 
     @property
     def num_params(self):
