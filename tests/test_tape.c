@@ -363,6 +363,335 @@ START_TEST(op_hessian_vector_products_match_finite_differences)
 }
 END_TEST
 
+/* ---- gradient semantics ------------------------------------------------------------- */
+static mp_tape *new_tape(void)
+{
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    return t;
+}
+static int64_t stat(const mp_tape *t, int32_t which)
+{
+    int64_t v = -1;
+    MP_CK_OK(mp_tape_stat(t, which, &v));
+    return v;
+}
+static void read_all(mp_tape *t, mp_var v, float *buf, size_t n) { MP_CK_OK(mp_tape_read(t, v, buf, n)); }
+
+static const float X6[6] = {0.5f, -1.0f, 2.0f, 0.25f, -0.75f, 1.5f};
+
+START_TEST(aliased_operands_accumulate)
+{
+    mp_tape *t = new_tape();
+    mp_var x, y, a, m, s, g;
+    float buf[6];
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, X6, 6, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_mul(t, x, x, &m));   /* d/dx sum(x*x + x + x) = 2x + 2 */
+    MP_CK_OK(mp_add(t, x, x, &a));
+    MP_CK_OK(mp_add(t, m, a, &y));
+    MP_CK_OK(mp_sum(t, y, MP_REDUCE_ALL, &s));
+    MP_CK_OK(mp_tape_backward(t, s, 0));
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    read_all(t, g, buf, 6);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq_tol(buf[i], 2 * X6[i] + 2, 1e-6);
+    /* The intermediate's gradient is the seed broadcast: all ones. */
+    MP_CK_OK(mp_tape_grad(t, m, &g));
+    read_all(t, g, buf, 6);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(buf[i], 1.0f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(grads_without_create_graph_are_constants)
+{
+    for (int cg = 0; cg <= 1; cg++) {
+        mp_tape *t = new_tape();
+        mp_var x, c, s, g, gg, s2;
+        float buf[6];
+        MP_CK_OK(mp_tape_leaf(t, 2, 3, X6, 6, MP_LEAF_REQUIRES_GRAD, &x));
+        MP_CK_OK(mp_mul(t, x, x, &c));
+        MP_CK_OK(mp_mul(t, c, x, &c)); /* x^3 */
+        MP_CK_OK(mp_sum(t, c, MP_REDUCE_ALL, &s));
+        MP_CK_OK(mp_tape_backward(t, s, cg));
+        MP_CK_OK(mp_tape_grad(t, x, &g)); /* 3x^2 */
+        ck_assert_int_eq(!!(t->nodes[g].flags & MP__NODE_RG), cg);
+        MP_CK_OK(mp_sum(t, g, MP_REDUCE_ALL, &s2));
+        MP_CK_OK(mp_tape_backward(t, s2, 0));
+        MP_CK_OK(mp_tape_grad(t, x, &gg)); /* 6x with create_graph, else 0 */
+        read_all(t, gg, buf, 6);
+        for (int i = 0; i < 6; i++) ck_assert_float_eq_tol(buf[i], cg ? 6 * X6[i] : 0.0f, 1e-5);
+        mp_tape_destroy(t);
+    }
+}
+END_TEST
+
+START_TEST(unrelated_and_constant_vars_get_zero_grads)
+{
+    mp_tape *t = new_tape();
+    mp_var x, u, k, s, g, later;
+    float buf[6];
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, X6, 6, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_tape_leaf(t, 3, 2, X6, 6, MP_LEAF_REQUIRES_GRAD, &u));
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, X6, 6, 0, &k));
+    MP_CK_OK(mp_mul(t, x, k, &s));
+    MP_CK_OK(mp_sum(t, s, MP_REDUCE_ALL, &s));
+    mp_var g0 = 12345;
+    MP_CK_STATUS(mp_tape_grad(t, x, &g0), MP_ERR_STATE);
+    ck_assert_int_eq(g0, 12345);
+    MP_CK_OK(mp_tape_backward(t, s, 0));
+    MP_CK_OK(mp_tape_fill(t, 1, 4, 2.0f, &later));
+    mp_var list[3] = {u, k, later};
+    for (int j = 0; j < 3; j++) {
+        int32_t r, c, r2, c2;
+        MP_CK_OK(mp_tape_grad(t, list[j], &g));
+        MP_CK_OK(mp_tape_shape(t, g, &r, &c));
+        MP_CK_OK(mp_tape_shape(t, list[j], &r2, &c2));
+        ck_assert(r == r2 && c == c2);
+        read_all(t, g, buf, 6);
+        for (int i = 0; i < r * c; i++) ck_assert_float_eq(buf[i], 0.0f);
+    }
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    read_all(t, g, buf, 6);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(buf[i], X6[i]);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(backward_replaces_earlier_grads)
+{
+    mp_tape *t = new_tape();
+    mp_var x, a, b, g;
+    float v;
+    const float one = 3.0f;
+    MP_CK_OK(mp_tape_leaf(t, 1, 1, &one, 1, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_square(t, x, &a));
+    MP_CK_OK(mp_scale(t, x, 5.0f, &b));
+    MP_CK_OK(mp_tape_backward(t, a, 0));
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 6.0f);
+    MP_CK_OK(mp_tape_backward(t, b, 0));
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 5.0f);
+    MP_CK_OK(mp_tape_grad(t, a, &g)); /* a is unrelated to b: zero */
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 0.0f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* Second-order MAML on a tiny MLP: the meta-gradient of
+ * Lq(p - a * grad Ls(p)) against central differences of the meta-loss. */
+static void mlp_loss(mp_tape *t, const mp_var *p, const float *x, const float *y, int n, mp_var *loss)
+{
+    mp_var xv, yv, h, o;
+    MP_CK_OK(mp_tape_leaf(t, n, 1, x, (size_t)n, 0, &xv));
+    MP_CK_OK(mp_tape_leaf(t, n, 1, y, (size_t)n, 0, &yv));
+    MP_CK_OK(mp_matmul(t, xv, p[0], 0, 0, &h));
+    MP_CK_OK(mp_add(t, h, p[1], &h));
+    MP_CK_OK(mp_tanh(t, h, &h));
+    MP_CK_OK(mp_matmul(t, h, p[2], 0, 0, &o));
+    MP_CK_OK(mp_add(t, o, p[3], &o));
+    MP_CK_OK(mp_mse(t, o, yv, loss));
+}
+
+static const int32_t maml_r[4] = {1, 1, 8, 1}, maml_c[4] = {8, 8, 1, 1};
+static const float maml_xs[5] = {-2, -1, 0, 1, 2}, maml_ys[5] = {0.9f, 0.8f, 0.1f, -0.7f, -0.9f};
+static const float maml_xq[4] = {-1.5f, -0.5f, 0.5f, 1.5f}, maml_yq[4] = {1.0f, 0.5f, -0.4f, -1.0f};
+
+static float maml_step(mp_tape *t, float p0[4][8], int want_grad, float grad[4][8])
+{
+    mp_var p[4], g[4], q[4], ls, lq;
+    MP_CK_OK(mp_tape_reset(t));
+    for (int i = 0; i < 4; i++)
+        MP_CK_OK(mp_tape_leaf(t, maml_r[i], maml_c[i], p0[i], (size_t)(maml_r[i] * maml_c[i]), MP_LEAF_REQUIRES_GRAD, &p[i]));
+    mlp_loss(t, p, maml_xs, maml_ys, 5, &ls);
+    MP_CK_OK(mp_tape_backward(t, ls, 1));
+    for (int i = 0; i < 4; i++) {
+        MP_CK_OK(mp_tape_grad(t, p[i], &g[i]));
+        MP_CK_OK(mp_scale(t, g[i], -0.3f, &q[i]));
+        MP_CK_OK(mp_add(t, p[i], q[i], &q[i]));
+    }
+    mlp_loss(t, q, maml_xq, maml_yq, 4, &lq);
+    float v;
+    MP_CK_OK(mp_tape_scalar(t, lq, &v));
+    if (want_grad) {
+        MP_CK_OK(mp_tape_backward(t, lq, 0));
+        for (int i = 0; i < 4; i++) {
+            MP_CK_OK(mp_tape_grad(t, p[i], &g[i]));
+            read_all(t, g[i], grad[i], 8);
+        }
+    }
+    return v;
+}
+
+START_TEST(second_order_maml_matches_finite_differences)
+{
+    float p[4][8], grad[4][8], dummy[4][8];
+    g_rng = 5;
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 8; k++) p[i][k] = (float)(urand() * 2 - 1);
+    mp_tape *t = new_tape();
+    maml_step(t, p, 1, grad);
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < maml_r[i] * maml_c[i]; k++) {
+            float keep = p[i][k];
+            p[i][k] = keep + 1e-2f;
+            double lp = maml_step(t, p, 0, dummy);
+            p[i][k] = keep - 1e-2f;
+            double lm = maml_step(t, p, 0, dummy);
+            p[i][k] = keep;
+            double fd = (lp - lm) / 2e-2;
+            ck_assert_msg(fabs(grad[i][k] - fd) <= 1e-2 * fabs(fd) + 2e-3, "param %d[%d]: %g vs fd %g", i, k,
+                          (double)grad[i][k], fd);
+        }
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* ---- arena, reuse, borrowed leaves, statistics ------------------------------------------- */
+START_TEST(cycles_keep_memory_constant_and_allocate_nothing)
+{
+    float p[4][8], grad[4][8];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 8; k++) p[i][k] = 0.1f * (float)(k - i);
+    mp_test_install_failing_allocator();
+    mp_tape *t = new_tape();
+    maml_step(t, p, 1, grad);
+    maml_step(t, p, 1, grad); /* warm-up: the first reset merges the arena blocks */
+    int64_t high = stat(t, MP_TAPE_STAT_ARENA_HIGH), heap = stat(t, MP_TAPE_STAT_HEAP_BYTES);
+    int64_t nodes = stat(t, MP_TAPE_STAT_NODES);
+    ck_assert_int_gt(high, 0);
+    ck_assert_int_gt(nodes, 50);
+    mp_test_fail_after(0); /* from now on every allocation fails */
+    for (int c = 0; c < 1000; c++) maml_step(t, p, 1, grad);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_HIGH), high);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_HEAP_BYTES), heap);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), nodes);
+    ck_assert_int_eq(mp_test_alloc_count(), 0);
+    mp_test_alloc_reset();
+    MP_CK_OK(mp_tape_reset(t));
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 0);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_USED), 0);
+    mp_tape_destroy(t);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(arena_grows_across_blocks_and_merges_on_reset)
+{
+    mp_tape *t = new_tape();
+    static float big[100000];
+    mp_var v, s;
+    for (int rep = 0; rep < 3; rep++) {
+        for (int i = 0; i < 20; i++) MP_CK_OK(mp_tape_leaf(t, 1000, 100, big, 100000, 0, &v));
+        MP_CK_OK(mp_sum(t, v, MP_REDUCE_ALL, &s));
+        ck_assert_int_ge(stat(t, MP_TAPE_STAT_ARENA_USED), 20 * 400000);
+        MP_CK_OK(mp_tape_reset(t));
+        ck_assert_int_eq(t->arena.nblk, 1);
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(borrowed_leaves_are_not_copied_or_written)
+{
+    mp_tape *t = new_tape();
+    float data[6], copy[6], buf[6];
+    memcpy(data, X6, sizeof data);
+    memcpy(copy, X6, sizeof copy);
+    int64_t used = stat(t, MP_TAPE_STAT_ARENA_USED);
+    mp_var x, y, s, g;
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, data, 6, MP_LEAF_BORROW | MP_LEAF_REQUIRES_GRAD, &x));
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_USED), used); /* no copy */
+    ck_assert_ptr_eq(t->nodes[x].val, data);
+    MP_CK_OK(mp_reshape(t, x, 3, 2, &y));
+    MP_CK_OK(mp_tanh(t, y, &y));
+    MP_CK_OK(mp_sum(t, y, MP_REDUCE_ALL, &s));
+    MP_CK_OK(mp_tape_backward(t, s, 1));
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    read_all(t, g, buf, 6);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq_tol(buf[i], 1 - tanhf(X6[i]) * tanhf(X6[i]), 1e-6);
+    ck_assert_int_eq(memcmp(data, copy, sizeof data), 0);
+    mp_var before = (mp_var)stat(t, MP_TAPE_STAT_NODES), o = 777;
+    MP_CK_STATUS(mp_tape_leaf(t, 2, 3, NULL, 6, MP_LEAF_BORROW, &o), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("data");
+    ck_assert_int_eq(o, 777);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), before);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(stats_report_nodes_and_reject_unknown_keys)
+{
+    mp_tape *t = new_tape();
+    mp_var x;
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 0);
+    ck_assert_int_gt(stat(t, MP_TAPE_STAT_HEAP_BYTES), 0);
+    MP_CK_OK(mp_tape_fill(t, 4, 4, 1.0f, &x));
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 1);
+    ck_assert_int_ge(stat(t, MP_TAPE_STAT_ARENA_USED), 64);
+    ck_assert_int_ge(stat(t, MP_TAPE_STAT_ARENA_HIGH), stat(t, MP_TAPE_STAT_ARENA_USED));
+    int64_t v = 42;
+    MP_CK_STATUS(mp_tape_stat(t, 99, &v), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_tape_stat");
+    ck_assert_str_eq(mp_tape_error(t), mp_last_error());
+    ck_assert_int_eq(v, 42);
+    MP_CK_STATUS(mp_tape_stat(t, MP_TAPE_STAT_NODES, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_tape_stat(NULL, MP_TAPE_STAT_NODES, &v), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_tape_reset(NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_tape_create(NULL), MP_ERR_NULL_POINTER);
+    ck_assert_ptr_nonnull(mp_tape_error(NULL));
+    mp_tape_destroy(NULL);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(out_of_memory_is_reported_and_records_nothing)
+{
+    mp_test_install_failing_allocator();
+    for (long k = 0; k < 6; k++) { /* every allocation of create can fail */
+        mp_tape *t = (mp_tape *)0x1;
+        mp_test_fail_after(k);
+        mp_status st = mp_tape_create(&t);
+        mp_test_alloc_reset();
+        if (st == MP_OK) {
+            mp_tape_destroy(t);
+            break;
+        }
+        ck_assert_int_eq(st, MP_ERR_OUT_OF_MEMORY);
+        ck_assert_ptr_eq(t, (mp_tape *)0x1);
+        ck_assert_int_eq(mp_live_allocations(), 0);
+    }
+    mp_tape *t = new_tape();
+    static float big[1 << 20];
+    mp_var x, o = 777;
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, X6, 6, MP_LEAF_REQUIRES_GRAD, &x));
+    mp_test_fail_after(0);
+    MP_CK_STATUS(mp_tape_leaf(t, 1024, 1024, big, 1 << 20, 0, &o), MP_ERR_OUT_OF_MEMORY);
+    ck_assert_int_eq(o, 777);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 1);
+    mp_test_alloc_reset();
+    mp_var y = x, s, g = 777;
+    for (int i = 0; i < 200; i++) MP_CK_OK(mp_tanh(t, y, &y));
+    MP_CK_OK(mp_sum(t, y, MP_REDUCE_ALL, &s));
+    int64_t n = stat(t, MP_TAPE_STAT_NODES);
+    mp_test_fail_after(0); /* backward needs more than the 256 node slots: fails */
+    MP_CK_STATUS(mp_tape_backward(t, s, 0), MP_ERR_OUT_OF_MEMORY);
+    MP_CK_ERROR_MENTIONS("out of memory");
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), n);
+    MP_CK_STATUS(mp_tape_grad(t, x, &g), MP_ERR_STATE);
+    for (int i = 0; i < 100 && mp_tanh(t, x, &o) == MP_OK; i++) {} /* an op fails the same way */
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 256);
+    mp_test_alloc_reset();
+    MP_CK_OK(mp_tape_backward(t, s, 0));
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    mp_tape_destroy(t);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 Suite *mp_test_tape_suite(void)
 {
     Suite *s = suite_create("tape");
@@ -370,5 +699,19 @@ Suite *mp_test_tape_suite(void)
     tcase_add_loop_test(fd, op_gradients_match_finite_differences, 0, NCASES);
     tcase_add_loop_test(fd, op_hessian_vector_products_match_finite_differences, 0, NCASES);
     suite_add_tcase(s, fd);
+    TCase *sem = tcase_create("semantics");
+    tcase_add_test(sem, aliased_operands_accumulate);
+    tcase_add_test(sem, grads_without_create_graph_are_constants);
+    tcase_add_test(sem, unrelated_and_constant_vars_get_zero_grads);
+    tcase_add_test(sem, backward_replaces_earlier_grads);
+    tcase_add_test(sem, second_order_maml_matches_finite_differences);
+    suite_add_tcase(s, sem);
+    TCase *mem = tcase_create("memory");
+    tcase_add_test(mem, cycles_keep_memory_constant_and_allocate_nothing);
+    tcase_add_test(mem, arena_grows_across_blocks_and_merges_on_reset);
+    tcase_add_test(mem, borrowed_leaves_are_not_copied_or_written);
+    tcase_add_test(mem, stats_report_nodes_and_reject_unknown_keys);
+    tcase_add_test(mem, out_of_memory_is_reported_and_records_nothing);
+    suite_add_tcase(s, mem);
     return s;
 }

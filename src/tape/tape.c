@@ -104,7 +104,7 @@ static mp_status grow_nodes(mp_tape *t)
         mp__free(nodes);
         mp__free(grad);
         mp__free(gwork);
-        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape: cannot grow the node table to %d nodes",
+        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape: out of memory growing the node table to %d nodes",
                         (int)cap);
     }
     if (t->n) {
@@ -130,8 +130,8 @@ static mp_status new_node(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp
     if (!val) {
         val = mp__arena_alloc(t, (size_t)rows * (size_t)cols * sizeof(float));
         if (!val)
-            return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_%s: cannot allocate a %dx%d result",
-                            op_table[op].name, (int)rows, (int)cols);
+            return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape: out of memory allocating the %dx%d result of op '%s'",
+                            (int)rows, (int)cols, op_table[op].name);
     }
     mp__node *n = &t->nodes[t->n];
     memset(n, 0, sizeof *n);
