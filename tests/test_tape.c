@@ -692,6 +692,259 @@ START_TEST(out_of_memory_is_reported_and_records_nothing)
 }
 END_TEST
 
+/* ---- numerics at the edges ------------------------------------------------------------ */
+static void assert_all_finite(mp_tape *t, mp_var v)
+{
+    float buf[64];
+    int32_t r, c;
+    MP_CK_OK(mp_tape_shape(t, v, &r, &c));
+    read_all(t, v, buf, 64);
+    for (int i = 0; i < r * c; i++) ck_assert_msg(isfinite(buf[i]), "element %d is %g", i, (double)buf[i]);
+}
+
+/* grad and H*1 of sum(W * f(x)) for the op under test. */
+static void grad_and_hvp(mp_tape *t, mp_var x, mp_var y, mp_var *g, mp_var *hv)
+{
+    static const float w[8] = {0.3f, -0.7f, 1.1f, 0.2f, -0.4f, 0.9f, 0.5f, -1.2f};
+    int32_t r, c;
+    mp_var wv, l, s;
+    MP_CK_OK(mp_tape_shape(t, y, &r, &c));
+    MP_CK_OK(mp_tape_leaf(t, r, c, w, (size_t)(r * c), 0, &wv));
+    MP_CK_OK(mp_mul(t, y, wv, &l));
+    MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+    MP_CK_OK(mp_tape_backward(t, l, 1));
+    MP_CK_OK(mp_tape_grad(t, x, g));
+    MP_CK_OK(mp_sum(t, *g, MP_REDUCE_ALL, &s));
+    MP_CK_OK(mp_tape_backward(t, s, 0));
+    MP_CK_OK(mp_tape_grad(t, x, hv));
+}
+
+START_TEST(softmax_is_stable_for_huge_logits)
+{
+    mp_tape *t = new_tape();
+    const float big[8] = {1e30f, 0.0f, -1e30f, 5.0f, 3e38f, -3e38f, 0.0f, 1.0f};
+    mp_var x, p, lp, g, hv, ce;
+    float buf[8];
+    MP_CK_OK(mp_tape_leaf(t, 2, 4, big, 8, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_softmax(t, x, &p));
+    read_all(t, p, buf, 8);
+    ck_assert_float_eq(buf[0], 1.0f);
+    ck_assert_float_eq(buf[4], 1.0f);
+    ck_assert_float_eq(buf[1] + buf[2] + buf[3] + buf[5] + buf[6] + buf[7], 0.0f);
+    grad_and_hvp(t, x, p, &g, &hv);
+    assert_all_finite(t, g);
+    assert_all_finite(t, hv);
+    MP_CK_OK(mp_log_softmax(t, x, &lp));
+    read_all(t, lp, buf, 8);
+    ck_assert_float_eq(buf[0], 0.0f);
+    ck_assert_float_eq(buf[3], 5.0f - 1e30f);
+    const int32_t lab[2] = {1, 5 - 4};
+    MP_CK_OK(mp_cross_entropy(t, x, lab, 2, &ce));
+    grad_and_hvp(t, x, ce, &g, &hv);
+    assert_all_finite(t, g);
+    assert_all_finite(t, hv);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(minus_infinity_gives_zero_probability_and_gradient)
+{
+    mp_tape *t = new_tape();
+    const float v[6] = {0.0f, -INFINITY, 1.0f, 2.0f, 2.0f, -INFINITY};
+    const int32_t lab[2] = {2, 0};
+    mp_var x, p, g, hv, ce, lp;
+    float buf[6];
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, v, 6, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_softmax(t, x, &p));
+    read_all(t, p, buf, 6);
+    ck_assert_float_eq(buf[1], 0.0f);
+    ck_assert_float_eq(buf[5], 0.0f);
+    ck_assert_float_eq_tol(buf[3], 0.5f, 1e-7);
+    grad_and_hvp(t, x, p, &g, &hv);
+    assert_all_finite(t, g);
+    assert_all_finite(t, hv);
+    read_all(t, g, buf, 6);
+    ck_assert(buf[1] == 0.0f && buf[5] == 0.0f);
+    MP_CK_OK(mp_cross_entropy(t, x, lab, 2, &ce));
+    assert_all_finite(t, ce);
+    grad_and_hvp(t, x, ce, &g, &hv);
+    assert_all_finite(t, g);
+    assert_all_finite(t, hv);
+    read_all(t, g, buf, 6);
+    ck_assert(buf[1] == 0.0f && buf[5] == 0.0f);
+    MP_CK_OK(mp_log_softmax(t, x, &lp));
+    read_all(t, lp, buf, 6);
+    ck_assert(isinf(buf[1]) && buf[1] < 0);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(all_minus_infinity_row_is_rejected)
+{
+    mp_tape *t = new_tape();
+    const float v[6] = {0.0f, 1.0f, 2.0f, -INFINITY, -INFINITY, -INFINITY};
+    const int32_t lab[2] = {0, 1};
+    mp_var x, o = 777;
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, v, 6, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_STATUS(mp_softmax(t, x, &o), MP_ERR_NOT_FINITE);
+    MP_CK_ERROR_MENTIONS("mp_softmax: row 1");
+    MP_CK_STATUS(mp_log_softmax(t, x, &o), MP_ERR_NOT_FINITE);
+    MP_CK_ERROR_MENTIONS("mp_log_softmax");
+    MP_CK_STATUS(mp_cross_entropy(t, x, lab, 2, &o), MP_ERR_NOT_FINITE);
+    MP_CK_ERROR_MENTIONS("mp_cross_entropy");
+    ck_assert_int_eq(o, 777);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 1);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(relu_and_sqrt_at_zero_follow_the_convention)
+{
+    mp_tape *t = new_tape();
+    const float v[4] = {0.0f, 4.0f, -1.0f, 0.25f};
+    mp_var x, y, g, hv;
+    float buf[4];
+    MP_CK_OK(mp_tape_leaf(t, 1, 4, v, 4, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_relu(t, x, &y));
+    MP_CK_OK(mp_square(t, y, &y)); /* relu(x)^2: first derivative 2 relu(x), second 2*[x > 0] */
+    grad_and_hvp(t, x, y, &g, &hv);
+    read_all(t, g, buf, 4);
+    ck_assert_float_eq(buf[0], 0.0f);
+    ck_assert_float_eq_tol(buf[1], 2 * 4.0f * -0.7f, 1e-5);
+    read_all(t, hv, buf, 4);
+    ck_assert_float_eq(buf[0], 0.0f); /* relu'(0) = 0 */
+    ck_assert_float_eq(buf[2], 0.0f);
+    ck_assert_float_eq_tol(buf[1], 2 * -0.7f, 1e-5);
+    MP_CK_OK(mp_tape_reset(t));
+    MP_CK_OK(mp_tape_leaf(t, 1, 4, v, 4, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_relu(t, x, &x)); /* keeps sqrt's input >= 0 */
+    MP_CK_OK(mp_sqrt(t, x, &y));
+    grad_and_hvp(t, 0, y, &g, &hv);
+    read_all(t, g, buf, 4);
+    ck_assert_float_eq(buf[0], 0.0f); /* sqrt'(0) = 0 by convention */
+    ck_assert_float_eq_tol(buf[1], -0.7f * 0.25f, 1e-6);
+    read_all(t, hv, buf, 4);
+    ck_assert_float_eq(buf[0], 0.0f); /* sqrt''(0) = 0 by convention */
+    ck_assert_float_eq_tol(buf[1], -0.7f * -0.25f / 8.0f, 1e-6);
+    ck_assert_float_eq_tol(buf[3], 0.2f * -0.25f / 0.125f, 1e-5);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* ---- bad inputs: status, message naming the op, nothing recorded, *out untouched ------- */
+#define FAILS(call, status, substr)                                                        \
+    do {                                                                                   \
+        int64_t n0_ = stat(t, MP_TAPE_STAT_NODES);                                         \
+        o = 777;                                                                           \
+        MP_CK_STATUS((call), (status));                                                    \
+        MP_CK_ERROR_MENTIONS(substr);                                                      \
+        ck_assert_str_eq(mp_tape_error(t), mp_last_error());                               \
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), n0_);                                \
+        ck_assert_int_eq(o, 777);                                                          \
+    } while (0)
+
+START_TEST(ops_reject_bad_inputs)
+{
+    mp_tape *t = new_tape();
+    static float z[64];
+    mp_var m34, m45, m25, o;
+    MP_CK_OK(mp_tape_leaf(t, 3, 4, z, 12, MP_LEAF_REQUIRES_GRAD, &m34));
+    MP_CK_OK(mp_tape_leaf(t, 4, 5, z, 20, 0, &m45));
+    MP_CK_OK(mp_tape_leaf(t, 2, 5, z, 10, 0, &m25));
+    const mp_var bad = 99;
+    const int32_t lab3[3] = {0, 4, 1}, lab_ok[3] = {0, 1, 2}, idx_bad[2] = {0, -1};
+
+    FAILS(mp_matmul(t, m34, m34, 0, 0, &o), MP_ERR_SHAPE_MISMATCH, "mp_matmul: inner dimensions differ: op(a) is 3x4");
+    FAILS(mp_matmul(t, m34, m45, 2, 0, &o), MP_ERR_INVALID_ARGUMENT, "trans_a = 2");
+    FAILS(mp_matmul(t, bad, m45, 0, 0, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_matmul: argument 'a' = 99");
+    FAILS(mp_matmul(t, m34, -1, 0, 0, &o), MP_ERR_UNKNOWN_VARIABLE, "'b' = -1");
+    FAILS(mp_matmul(t, m34, m45, 0, 0, NULL), MP_ERR_NULL_POINTER, "mp_matmul: argument 'out'");
+    FAILS(mp_add(t, m34, m45, &o), MP_ERR_SHAPE_MISMATCH, "mp_add: shapes a 3x4 and b 4x5");
+    FAILS(mp_sub(t, m25, m34, &o), MP_ERR_SHAPE_MISMATCH, "mp_sub: shapes a 2x5 and b 3x4");
+    FAILS(mp_mul(t, m34, m25, &o), MP_ERR_SHAPE_MISMATCH, "mp_mul");
+    FAILS(mp_div(t, m34, bad, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_div");
+    FAILS(mp_scale(t, bad, 2.0f, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_scale");
+    FAILS(mp_add_scalar(t, bad, 2.0f, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_add_scalar");
+    FAILS(mp_sum(t, m34, 3, &o), MP_ERR_INVALID_ARGUMENT, "mp_sum: reduce = 3");
+    FAILS(mp_mean(t, m34, -1, &o), MP_ERR_INVALID_ARGUMENT, "mp_mean: reduce = -1");
+    mp_status (*unary[])(mp_tape *, mp_var, mp_var *) = {mp_relu, mp_tanh, mp_sigmoid, mp_gelu, mp_exp, mp_log,
+                                                          mp_sqrt, mp_square, mp_softmax, mp_log_softmax,
+                                                          mp_transpose};
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++) {
+        FAILS(unary[i](t, bad, &o), MP_ERR_UNKNOWN_VARIABLE, "is not a variable of this tape");
+        FAILS(unary[i](t, m34, NULL), MP_ERR_NULL_POINTER, "'out'");
+        MP_CK_STATUS(unary[i](NULL, m34, &o), MP_ERR_NULL_POINTER);
+        MP_CK_ERROR_MENTIONS("'tape'");
+    }
+    FAILS(mp_cross_entropy(t, m34, NULL, 3, &o), MP_ERR_NULL_POINTER, "mp_cross_entropy: argument 'labels'");
+    FAILS(mp_cross_entropy(t, m34, lab_ok, 2, &o), MP_ERR_SHAPE_MISMATCH, "n = 2 labels for logits of 3x4");
+    FAILS(mp_cross_entropy(t, m34, lab3, 3, &o), MP_ERR_RANGE, "labels[1] = 4 is outside [0, 4)");
+    FAILS(mp_mse(t, m34, m45, &o), MP_ERR_SHAPE_MISMATCH, "mp_mse: pred is 3x4 but target is 4x5");
+    FAILS(mp_layer_norm(t, m34, m45, MP_VAR_NONE, 1e-5f, &o), MP_ERR_SHAPE_MISMATCH, "gamma is 4x5, expected 1x4");
+    FAILS(mp_layer_norm(t, m34, MP_VAR_NONE, bad, 1e-5f, &o), MP_ERR_UNKNOWN_VARIABLE, "'beta'");
+    FAILS(mp_layer_norm(t, m34, MP_VAR_NONE, MP_VAR_NONE, 0.0f, &o), MP_ERR_INVALID_ARGUMENT, "eps");
+    FAILS(mp_gather_rows(t, m34, NULL, 2, &o), MP_ERR_NULL_POINTER, "'idx'");
+    FAILS(mp_gather_rows(t, m34, idx_bad, 2, &o), MP_ERR_RANGE, "idx[1] = -1 is outside [0, 3)");
+    FAILS(mp_gather_rows(t, m34, lab_ok, 0, &o), MP_ERR_INVALID_ARGUMENT, "n = 0");
+    FAILS(mp_concat(t, m34, m45, MP_AXIS_ROWS, &o), MP_ERR_SHAPE_MISMATCH, "mp_concat: a 3x4 and b 4x5 differ in cols");
+    FAILS(mp_concat(t, m34, m34, 2, &o), MP_ERR_INVALID_ARGUMENT, "axis = 2");
+    FAILS(mp_slice(t, m34, MP_AXIS_COLS, 2, 3, &o), MP_ERR_RANGE, "start = 2, len = 3 outside the 4 cols");
+    FAILS(mp_slice(t, m34, MP_AXIS_ROWS, 0, 0, &o), MP_ERR_RANGE, "mp_slice");
+    FAILS(mp_slice(t, m34, 5, 0, 1, &o), MP_ERR_INVALID_ARGUMENT, "axis = 5");
+    FAILS(mp_reshape(t, m34, 5, 2, &o), MP_ERR_SHAPE_MISMATCH, "cannot reshape 3x4 (12 values) to 5x2");
+    FAILS(mp_conv2d(t, m34, m45, MP_VAR_NONE, 2, 2, 2, 1, 1, 0, &o), MP_ERR_SHAPE_MISMATCH, "x is 3x4, expected N x 8");
+    FAILS(mp_conv2d(t, m34, m45, MP_VAR_NONE, 1, 2, 2, 2, 1, 0, &o), MP_ERR_SHAPE_MISMATCH, "w is 4x5, expected F x 4");
+    FAILS(mp_conv2d(t, m34, m34, m25, 1, 2, 2, 2, 1, 0, &o), MP_ERR_SHAPE_MISMATCH, "bias is 2x5, expected 1x3");
+    FAILS(mp_conv2d(t, m34, m34, MP_VAR_NONE, 1, 2, 2, 3, 1, 0, &o), MP_ERR_INVALID_ARGUMENT, "kernel=3");
+    FAILS(mp_conv2d(t, m34, m34, MP_VAR_NONE, 1, 2, 2, 2, 0, 0, &o), MP_ERR_INVALID_ARGUMENT, "stride=0");
+    FAILS(mp_maxpool2d(t, m34, 1, 1, 4, &o), MP_ERR_INVALID_ARGUMENT, "mp_maxpool2d: channels=1 height=1");
+    FAILS(mp_maxpool2d(t, m34, 1, 2, 4, &o), MP_ERR_SHAPE_MISMATCH, "x is 3x4, expected N x 8");
+    FAILS(mp_batch_matmul(t, m34, m45, 2, 0, 0, &o), MP_ERR_SHAPE_MISMATCH, "do not split into batch = 2");
+    FAILS(mp_batch_matmul(t, m34, m34, 0, 0, 0, &o), MP_ERR_INVALID_ARGUMENT, "batch = 0");
+    FAILS(mp_batch_matmul(t, m34, m34, 1, 0, 0, &o), MP_ERR_SHAPE_MISMATCH, "mp_batch_matmul: inner dimensions");
+    FAILS(mp_split_heads(t, m34, 2, 2, 2, &o), MP_ERR_SHAPE_MISMATCH, "mp_split_heads: x is 3x4, expected 4 rows");
+    FAILS(mp_split_heads(t, m34, 1, 3, 3, &o), MP_ERR_SHAPE_MISMATCH, "divisible by heads");
+    FAILS(mp_split_heads(t, m34, 1, 3, 0, &o), MP_ERR_INVALID_ARGUMENT, "heads = 0");
+    FAILS(mp_merge_heads(t, m34, 1, 3, 2, &o), MP_ERR_SHAPE_MISMATCH, "mp_merge_heads: x is 3x4, expected 6 rows");
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(tape_functions_reject_bad_inputs)
+{
+    mp_tape *t = new_tape();
+    static float z[64];
+    float buf[64], f = 5.0f;
+    int32_t r = -7, c = -7;
+    mp_var m34, o;
+    MP_CK_OK(mp_tape_leaf(t, 3, 4, z, 12, MP_LEAF_REQUIRES_GRAD, &m34));
+    FAILS(mp_tape_leaf(t, 3, 4, z, 11, 0, &o), MP_ERR_SHAPE_MISMATCH, "mp_tape_leaf: len = 11 but the shape 3x4 needs 12");
+    FAILS(mp_tape_leaf(t, 0, 4, z, 0, 0, &o), MP_ERR_INVALID_ARGUMENT, "shape 0x4 is invalid");
+    FAILS(mp_tape_leaf(t, 3, 4, z, 12, 8, &o), MP_ERR_INVALID_ARGUMENT, "unknown flags 0x8");
+    FAILS(mp_tape_leaf(t, 3, 4, NULL, 12, 0, &o), MP_ERR_NULL_POINTER, "'data'");
+    FAILS(mp_tape_fill(t, 3, -1, 0.0f, &o), MP_ERR_INVALID_ARGUMENT, "mp_tape_fill: shape 3x-1");
+    FAILS(mp_tape_shape(t, 12, &r, &c), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_shape");
+    FAILS(mp_tape_shape(t, m34, NULL, &c), MP_ERR_NULL_POINTER, "'rows'");
+    ck_assert(r == -7 && c == -7);
+    FAILS(mp_tape_read(t, m34, buf, 11), MP_ERR_BUFFER_TOO_SMALL, "needs len >= 12, got 11");
+    FAILS(mp_tape_read(t, m34, NULL, 12), MP_ERR_NULL_POINTER, "'buf'");
+    FAILS(mp_tape_scalar(t, m34, &f), MP_ERR_SHAPE_MISMATCH, "mp_tape_scalar: variable 0 is 3x4, expected 1x1");
+    ck_assert_float_eq(f, 5.0f);
+    FAILS(mp_tape_backward(t, m34, 0), MP_ERR_SHAPE_MISMATCH, "mp_tape_backward: loss 0 is 3x4");
+    FAILS(mp_tape_backward(t, 3, 0), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_backward");
+    mp_var s;
+    MP_CK_OK(mp_sum(t, m34, MP_REDUCE_ALL, &s));
+    FAILS(mp_tape_backward(t, s, 2), MP_ERR_INVALID_ARGUMENT, "create_graph = 2");
+    FAILS(mp_tape_grad(t, s, &o), MP_ERR_STATE, "call mp_tape_backward first");
+    MP_CK_OK(mp_tape_backward(t, s, 0));
+    FAILS(mp_tape_grad(t, 1000, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_grad");
+    FAILS(mp_tape_grad(t, s, NULL), MP_ERR_NULL_POINTER, "'out'");
+    MP_CK_OK(mp_tape_reset(t));
+    FAILS(mp_tape_read(t, m34, buf, 12), MP_ERR_UNKNOWN_VARIABLE, "(it has 0)"); /* ids die with reset */
+    mp_tape_destroy(t);
+}
+END_TEST
+
 Suite *mp_test_tape_suite(void)
 {
     Suite *s = suite_create("tape");
@@ -713,5 +966,15 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(mem, stats_report_nodes_and_reject_unknown_keys);
     tcase_add_test(mem, out_of_memory_is_reported_and_records_nothing);
     suite_add_tcase(s, mem);
+    TCase *num = tcase_create("numerics");
+    tcase_add_test(num, softmax_is_stable_for_huge_logits);
+    tcase_add_test(num, minus_infinity_gives_zero_probability_and_gradient);
+    tcase_add_test(num, all_minus_infinity_row_is_rejected);
+    tcase_add_test(num, relu_and_sqrt_at_zero_follow_the_convention);
+    suite_add_tcase(s, num);
+    TCase *bad = tcase_create("bad_inputs");
+    tcase_add_test(bad, ops_reject_bad_inputs);
+    tcase_add_test(bad, tape_functions_reject_bad_inputs);
+    suite_add_tcase(s, bad);
     return s;
 }
