@@ -142,10 +142,10 @@ static const opcase cases[] = {
     {"sub_col", 2, {3, 3}, {4, 1}, {U, U}, b_sub},
     {"mul", 2, {3, 3}, {4, 4}, {U, U}, b_mul},
     {"mul_row", 2, {3, 1}, {4, 4}, {U, U}, b_mul},
-    {"mul_col", 2, {3, 3}, {1, 4}, {U, U}, b_mul},
+    {"mul_col", 2, {3, 3}, {4, 1}, {U, U}, b_mul},
     {"div", 2, {3, 3}, {4, 4}, {U, P}, b_div},
     {"div_row", 2, {3, 1}, {4, 4}, {U, P}, b_div},
-    {"div_col", 2, {3, 3}, {1, 4}, {U, P}, b_div},
+    {"div_col", 2, {3, 3}, {4, 1}, {U, P}, b_div},
     {"add_xx", 1, {3}, {4}, {U}, b_add_xx},
     {"mul_xx", 1, {3}, {4}, {U}, b_mul_xx},
     {"div_xx", 1, {3}, {4}, {P}, b_div_xx},
@@ -191,6 +191,20 @@ static const opcase cases[] = {
     {"conv_net", 4, {2, 2, 1, 8}, {16, 9, 2, 3}, {U, U, U, U}, b_conv_net},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static mp_tape *new_tape(void)
+{
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    return t;
+}
+static int64_t stat(const mp_tape *t, int32_t which)
+{
+    int64_t v = -1;
+    MP_CK_OK(mp_tape_stat(t, which, &v));
+    return v;
+}
+static void read_all(mp_tape *t, mp_var v, float *buf, size_t n) { MP_CK_OK(mp_tape_read(t, v, buf, n)); }
 
 /* ---- helpers ------------------------------------------------------------------------- */
 static uint64_t g_rng;
@@ -363,20 +377,66 @@ START_TEST(op_hessian_vector_products_match_finite_differences)
 }
 END_TEST
 
+/* ---- PyTorch reference values ---------------------------------------------------------- */
+/* Reads one "<tag> rows cols values..." record into buf (double). */
+static void read_record(FILE *f, const char *tag, int32_t rows, int32_t cols, double *buf)
+{
+    char got[16];
+    int r, c;
+    ck_assert_int_eq(fscanf(f, "%15s %d %d", got, &r, &c), 3);
+    ck_assert_str_eq(got, tag);
+    ck_assert_msg(r == rows && c == cols, "fixture %s is %dx%d, expected %dx%d", tag, r, c, (int)rows, (int)cols);
+    for (int k = 0; k < r * c; k++) ck_assert_int_eq(fscanf(f, "%lf", &buf[k]), 1);
+}
+
+START_TEST(op_matches_pytorch)
+{
+    const opcase *c = &cases[_i];
+    FILE *f = fopen(mp_test_path("tests/fixtures/tape_ops.txt"), "r");
+    ck_assert_msg(f != NULL, "missing tests/fixtures/tape_ops.txt (run tools/gen_tape_fixtures.py)");
+    char line[64], name[64];
+    int nin = -1, found = 0;
+    while (!found && fscanf(f, "%63s", line) == 1) {
+        if (strcmp(line, "case") == 0 && fscanf(f, "%63s %d", name, &nin) == 2 && strcmp(name, c->name) == 0) found = 1;
+    }
+    ck_assert_msg(found, "case %s not in the fixture file", c->name);
+    ck_assert_int_eq(nin, c->nin);
+    static inputs in, v;
+    static double ref[MAXIN][MAXN], tmp[MAXN];
+    static float g[MAXIN][MAXN], hv[MAXIN][MAXN], out[MAXN];
+    for (int i = 0; i < nin; i++) {
+        in.n[i] = c->r[i] * c->c[i];
+        read_record(f, "x", c->r[i], c->c[i], tmp);
+        for (int k = 0; k < in.n[i]; k++) in.x[i][k] = (float)tmp[k];
+    }
+    for (int i = 0; i < nin; i++) {
+        read_record(f, "v", c->r[i], c->c[i], tmp);
+        for (int k = 0; k < in.n[i]; k++) v.x[i][k] = (float)tmp[k];
+    }
+    mp_tape *t = new_tape();
+    mp_var xv[MAXIN], outv;
+    record_loss(t, c, &in, xv, &outv); /* for the output shape */
+    int32_t r, cc;
+    MP_CK_OK(mp_tape_shape(t, outv, &r, &cc));
+    read_record(f, "w", r, cc, tmp);
+    for (int k = 0; k < r * cc; k++) in.w[k] = (float)tmp[k];
+    MP_CK_OK(mp_tape_reset(t));
+    record_loss(t, c, &in, xv, &outv);
+    read_record(f, "out", r, cc, tmp);
+    read_all(t, outv, out, MAXN);
+    assert_close("output vs PyTorch", c->name, -1, out, tmp, r * cc, 1e-4);
+    eval_grads(t, c, &in, NULL, g);
+    eval_grads(t, c, &in, &v, hv);
+    for (int i = 0; i < nin; i++) read_record(f, "g", c->r[i], c->c[i], ref[i]);
+    for (int i = 0; i < nin; i++) assert_close("gradient vs PyTorch", c->name, i, g[i], ref[i], in.n[i], 1e-4);
+    for (int i = 0; i < nin; i++) read_record(f, "hv", c->r[i], c->c[i], ref[i]);
+    for (int i = 0; i < nin; i++) assert_close("Hessian-vector product vs PyTorch", c->name, i, hv[i], ref[i], in.n[i], 1e-4);
+    fclose(f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
 /* ---- gradient semantics ------------------------------------------------------------- */
-static mp_tape *new_tape(void)
-{
-    mp_tape *t;
-    MP_CK_OK(mp_tape_create(&t));
-    return t;
-}
-static int64_t stat(const mp_tape *t, int32_t which)
-{
-    int64_t v = -1;
-    MP_CK_OK(mp_tape_stat(t, which, &v));
-    return v;
-}
-static void read_all(mp_tape *t, mp_var v, float *buf, size_t n) { MP_CK_OK(mp_tape_read(t, v, buf, n)); }
 
 static const float X6[6] = {0.5f, -1.0f, 2.0f, 0.25f, -0.75f, 1.5f};
 
@@ -952,6 +1012,9 @@ Suite *mp_test_tape_suite(void)
     tcase_add_loop_test(fd, op_gradients_match_finite_differences, 0, NCASES);
     tcase_add_loop_test(fd, op_hessian_vector_products_match_finite_differences, 0, NCASES);
     suite_add_tcase(s, fd);
+    TCase *pt = tcase_create("pytorch");
+    tcase_add_loop_test(pt, op_matches_pytorch, 0, NCASES);
+    suite_add_tcase(s, pt);
     TCase *sem = tcase_create("semantics");
     tcase_add_test(sem, aliased_operands_accumulate);
     tcase_add_test(sem, grads_without_create_graph_are_constants);
