@@ -79,15 +79,22 @@ def check(st, handle=None):
 
 class Handle:
     """An owned C handle. Freed by close(), by leaving a `with` block, or when
-    garbage-collected. `_owners` keeps objects the C handle borrows alive
-    (e.g. a sampler's dataset) for as long as this handle lives."""
+    garbage-collected. `_owners` are handles this one borrows in C (e.g. a
+    sampler's dataset): they stay alive as long as this handle, and closing
+    an owner that is still borrowed only marks it closed; its C object is
+    destroyed when the last borrower goes, so C never sees a dangling
+    pointer."""
 
     _destroy_fn = None  # name of mp_<type>_destroy
     _error_fn = None    # name of mp_<type>_error
 
     def __init__(self, ptr, owners=()):
         self._ptr = ptr
-        self._owners = tuple(owners)
+        self._borrowers = 0
+        self._close_pending = False
+        self._owners = tuple(o for o in owners if isinstance(o, Handle))
+        for o in self._owners:
+            o._borrowers += 1
 
     @classmethod
     def _create(cls, fn, *args, owners=()):
@@ -106,14 +113,14 @@ class Handle:
     @property
     def ptr(self):
         """The raw C pointer (int); raises if the handle was closed."""
-        p = self.__dict__.get("_ptr")
-        if not p:
+        if self.closed:
             raise MetapromptError(ERR_STATE, "%s: handle is closed" % type(self).__name__)
-        return p
+        return self._ptr
 
     @property
     def closed(self):
-        return not self.__dict__.get("_ptr")
+        d = self.__dict__
+        return not d.get("_ptr") or d.get("_close_pending", False)
 
     def error(self):
         """The handle's last error message ("" if none)."""
@@ -123,12 +130,28 @@ class Handle:
         check(st, self)
 
     def close(self):
-        """Destroys the C object now; later calls raise MetapromptError."""
-        p = self.__dict__.get("_ptr")
-        if p:
-            self._ptr = None
-            getattr(F, self._destroy_fn)(p)
-        self._owners = ()
+        """Destroys the C object now (or, while another handle still borrows
+        it, as soon as that one is closed); later calls raise
+        MetapromptError(ERR_STATE)."""
+        d = self.__dict__
+        p = d.get("_ptr")
+        if not p:
+            return
+        if d.get("_borrowers", 0) > 0:
+            self._close_pending = True
+            return
+        self._ptr = None
+        self._close_pending = False
+        getattr(F, self._destroy_fn)(p)
+        owners, self._owners = d.get("_owners", ()), ()
+        for o in owners:
+            o._release()
+
+    def _release(self):
+        self._borrowers -= 1
+        if self._borrowers == 0 and self._close_pending:
+            self._close_pending = False
+            self.close()
 
     def __enter__(self):
         return self

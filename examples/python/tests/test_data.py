@@ -134,3 +134,17 @@ def test_sinusoid_sampler():
         assert s.info() == (0, 5, 4, 1)
         t = s.next()
         assert t.sizes()[:2] == (5, 4)
+
+
+def test_closing_a_borrowed_dataset_waits_for_its_sampler(no_leaks):
+    ds, _, _ = toy_dataset()
+    s = mp.Sampler(ds, {mp.CFG_DATA_WAYS: 2, mp.CFG_DATA_SHOTS: 1, mp.CFG_DATA_QUERIES: 1})
+    ds.close()                      # the sampler still uses it in C
+    assert ds.closed
+    with pytest.raises(mp.MetapromptError) as ei:
+        len(ds)
+    assert ei.value.status == mp.ERR_STATE
+    before = mp.live_allocations()
+    s.episode(3).close()            # no dangling pointer
+    s.close()                       # now both C objects go
+    assert mp.live_allocations() < before
