@@ -1277,6 +1277,66 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
 }
 END_TEST
 
+/* Out of memory anywhere in save or load: a clean status, nothing leaked,
+ * and a failed load leaves the destination as it was. */
+START_TEST(checkpoint_allocation_failures)
+{
+    make_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s", tmp_path("oom.ckpt"));
+    mp_test_install_failing_allocator();
+    mp_model *src = make_model(CFG_TF), *dst = make_model(CFG_TF);
+    mp_prompt *sp = random_prompt(src, 1), *dp = random_prompt(dst, 2);
+    mp__model_params(src)[0] = 42.0f;
+    size_t np = mp__model_param_count(dst);
+    float *before = malloc(np * 4);
+    memcpy(before, mp__model_params(dst), np * 4);
+    long base = mp_live_allocations();
+    int saved = 0, loaded = 0;
+    for (long fail = 0; fail < 500 && !saved; fail++) {
+        mp_test_fail_after(fail);
+        mp_status st = mp_checkpoint_save(path, src, sp, NULL);
+        mp_test_alloc_reset();
+        ck_assert(st == MP_OK || st == MP_ERR_OUT_OF_MEMORY);
+        ck_assert_int_eq(mp_live_allocations(), base);
+        saved = st == MP_OK;
+    }
+    ck_assert(saved);
+    for (long fail = 0; fail < 500 && !loaded; fail++) {
+        mp_test_fail_after(fail);
+        mp_status st = mp_checkpoint_load(path, dst, dp, NULL);
+        mp_test_alloc_reset();
+        ck_assert(st == MP_OK || st == MP_ERR_OUT_OF_MEMORY);
+        ck_assert_int_eq(mp_live_allocations(), base);
+        loaded = st == MP_OK;
+        if (!loaded) ck_assert_int_eq(memcmp(before, mp__model_params(dst), np * 4), 0);
+    }
+    ck_assert(loaded);
+    ck_assert_float_eq(mp__model_params(dst)[0], 42.0f);
+    for (long fail = 0; fail < 500; fail++) {
+        mp_model *m = (mp_model *)0x1;
+        mp_test_fail_after(fail);
+        mp_status st = mp_model_create_from_checkpoint(&m, path);
+        mp_test_alloc_reset();
+        ck_assert(st == MP_OK || st == MP_ERR_OUT_OF_MEMORY);
+        if (st == MP_OK) {
+            mp_model_destroy(m);
+            break;
+        }
+        ck_assert_ptr_eq(m, (mp_model *)0x1);
+        ck_assert_int_eq(mp_live_allocations(), base);
+    }
+    free(before);
+    mp_prompt_destroy(sp);
+    mp_prompt_destroy(dp);
+    mp_model_destroy(src);
+    mp_model_destroy(dst);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+    MP_CK_OK(mp_set_allocator(NULL, NULL, NULL));
+    remove_tmpdir();
+}
+END_TEST
+
 Suite *mp_test_model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -1303,6 +1363,7 @@ Suite *mp_test_model_suite(void)
     TCase *k = tcase_create("checkpoint");
     tcase_add_loop_test(k, save_then_load_in_a_fresh_process_is_bit_identical, 0, NKINDS);
     tcase_add_test(k, load_verifies_everything_before_touching_the_destination);
+    tcase_add_test(k, checkpoint_allocation_failures);
     suite_add_tcase(s, k);
     return s;
 }

@@ -202,7 +202,7 @@ MP_API mp_status mp_prompt_copy(mp_prompt *dst, const mp_prompt *src);
 /* ---- checkpoints (format: docs/FORMAT.md) ------------------------------------------- */
 /** Saves the model's configuration and parameters, the prompt (NULL: none)
  *  and the meta-optimizer's state (NULL: none) to path, atomically: the
- *  file is written to "path.tmp.<pid>" and renamed over path, so a crash
+ *  file is written to a temporary "path.tmp.*" and renamed over path, so a crash
  *  never leaves a partial file at path. Handles are only read.
  *  Errors: MP_ERR_NULL_POINTER (path, model), MP_ERR_SHAPE_MISMATCH
  *  (prompt not shaped for model), MP_ERR_IO (errno text in the message),

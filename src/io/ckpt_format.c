@@ -287,10 +287,13 @@ static unsigned char *serialise(const mp__ckpt_writer *w, size_t *len_out)
     return b;
 }
 
+/* The temporary name carries the pid and the image's address, so
+ * concurrent saves to one path (other processes or threads) never share a
+ * temporary file; the last rename wins whole. */
 static mp_status write_file(const char *path, const unsigned char *b, size_t len)
 {
     char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%lx", path, (long)getpid(), (unsigned long)(uintptr_t)b);
     MP_REQUIRE(n > 0 && (size_t)n < sizeof tmp, NULL, MP_ERR_INVALID_ARGUMENT,
                "mp_checkpoint_save: path too long (%zu bytes)", strlen(path));
     FILE *f = fopen(tmp, "wb");
