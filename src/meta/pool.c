@@ -1,0 +1,137 @@
+/* A small persistent worker pool: n - 1 pthreads plus the calling thread.
+ * One job at a time; items are handed out through an atomic counter. */
+#include "meta/meta_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct mp__pool {
+    int32_t n;             /* workers including the caller */
+    pthread_t *threads;    /* n - 1 */
+    int32_t started;       /* threads actually created */
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    uint64_t generation;   /* bumped per job; workers wait for a change */
+    int32_t busy;          /* threads still working on the current job */
+    int stop;
+    /* the current job */
+    mp__pool_fn fn;
+    void *ctx;
+    size_t n_items;
+    atomic_size_t next;
+};
+
+typedef struct {
+    mp__pool *pool;
+    int32_t worker;
+} thread_arg;
+
+static void drain(mp__pool *p, int32_t worker)
+{
+    for (;;) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n_items) return;
+        p->fn(p->ctx, worker, i);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    mp__pool *p = ((thread_arg *)arg)->pool;
+    int32_t worker = ((thread_arg *)arg)->worker;
+    mp__free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->stop) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        drain(p, worker);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static mp_status start_threads(mp__pool *p)
+{
+    for (int32_t w = 1; w < p->n; w++) {
+        thread_arg *a = mp__alloc(sizeof *a);
+        if (!a) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta_create: out of memory (thread argument)");
+        a->pool = p;
+        a->worker = w;
+        if (pthread_create(&p->threads[w - 1], NULL, thread_main, a) != 0) {
+            mp__free(a);
+            return mp__fail(NULL, MP_ERR_INTERNAL, "mp_meta_create: pthread_create failed for worker %d", (int)w);
+        }
+        p->started++;
+    }
+    return MP_OK;
+}
+
+mp_status mp__pool_create(mp__pool **out, int32_t n_workers)
+{
+    mp__pool *p = mp__calloc(1, sizeof *p);
+    if (!p) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta_create: out of memory (pool)");
+    p->n = n_workers < 1 ? 1 : n_workers;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->next, 0);
+    if (p->n > 1) {
+        p->threads = mp__calloc((size_t)p->n - 1, sizeof *p->threads);
+        if (!p->threads) {
+            mp__pool_destroy(p);
+            return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta_create: out of memory (threads)");
+        }
+        mp_status st = start_threads(p);
+        if (st != MP_OK) {
+            mp__pool_destroy(p);
+            return st;
+        }
+    }
+    *out = p;
+    return MP_OK;
+}
+
+void mp__pool_destroy(mp__pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int32_t i = 0; i < p->started; i++) pthread_join(p->threads[i], NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    mp__free(p->threads);
+    mp__free(p);
+}
+
+void mp__pool_run(mp__pool *p, size_t n_items, mp__pool_fn fn, void *ctx)
+{
+    if (n_items == 0) return;
+    /* Few items or no threads: run inline, nothing to synchronise. */
+    if (p->started == 0 || n_items == 1) {
+        for (size_t i = 0; i < n_items; i++) fn(ctx, 0, i);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_items = n_items;
+    atomic_store(&p->next, 0);
+    p->busy = p->started;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    drain(p, 0);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int32_t mp__pool_size(const mp__pool *p) { return p->started + 1; }
