@@ -1,7 +1,1050 @@
-/* Tests of the meta module (filled in by the meta issue). */
+/* Tests of the meta module: optimizers and statistics on flat arrays,
+ * hand-computable meta-gradients of every algorithm on a linear model,
+ * second-order MAML and Meta-SGD against central finite differences of the
+ * whole inner + outer computation, thread determinism, evaluation,
+ * checkpoints and bad inputs. */
 #include "test_util.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "meta/meta_internal.h"
+
+/* ---- helpers ------------------------------------------------------------------ */
+static mp_model *make_model(int in_dim, int out_dim, int P, int layers, int width, int act, int task,
+                            uint64_t seed)
+{
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_KIND, MP_MODEL_MLP));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_INPUT_DIM, in_dim));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_OUTPUT_DIM, out_dim));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_PROMPT_LEN, P));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_HIDDEN_LAYERS, layers));
+    if (layers > 0) MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_HIDDEN_WIDTH, width));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_ACTIVATION, act));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_TASK, task));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_SEED, (int64_t)seed));
+    mp_model *m = NULL;
+    MP_CK_OK(mp_model_create(&m, c));
+    mp_config_destroy(c);
+    return m;
+}
+
+static mp_prompt *make_prompt(const mp_model *model, double scale, uint64_t seed)
+{
+    mp_prompt *p = NULL;
+    MP_CK_OK(mp_prompt_create(&p, model));
+    if (scale > 0) MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, scale, seed));
+    return p;
+}
+
+typedef struct {
+    int algo, scope, learn, steps, opt, threads, eval_steps;
+    double inner_lr, outer_lr, clip, wd, momentum;
+} meta_opts;
+
+static meta_opts defaults(int algo)
+{
+    meta_opts o = {algo, MP_SCOPE_ALL, 0, 1, MP_OPT_SGD, 1, -1, 0.1, 1.0, 0, 0, 0};
+    return o;
+}
+
+static mp_config *meta_config(const meta_opts *o)
+{
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_ALGORITHM, o->algo));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_SCOPE, o->scope));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_LEARN, o->learn));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_INNER_STEPS, o->steps));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_EVAL_INNER_STEPS, o->eval_steps));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_OPTIMIZER, o->opt));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_THREADS, o->threads));
+    MP_CK_OK(mp_config_set_float(c, MP_CFG_META_INNER_LR, o->inner_lr));
+    MP_CK_OK(mp_config_set_float(c, MP_CFG_META_OUTER_LR, o->outer_lr));
+    MP_CK_OK(mp_config_set_float(c, MP_CFG_META_CLIP_NORM, o->clip));
+    MP_CK_OK(mp_config_set_float(c, MP_CFG_META_WEIGHT_DECAY, o->wd));
+    MP_CK_OK(mp_config_set_float(c, MP_CFG_META_MOMENTUM, o->momentum));
+    return c;
+}
+
+static mp_meta *make_meta(mp_model *model, mp_prompt *prompt, const meta_opts *o)
+{
+    mp_config *c = meta_config(o);
+    mp_meta *m = NULL;
+    MP_CK_OK(mp_meta_create(&m, model, prompt, c));
+    mp_config_destroy(c);
+    return m;
+}
+
+static int32_t tensor_index(const mp_model *m, const char *name)
+{
+    for (int32_t i = 0; i < mp__model_num_tensors(m); i++)
+        if (strcmp(mp__model_tensor(m, i)->name, name) == 0) return i;
+    ck_abort_msg("no tensor %s", name);
+    return -1;
+}
+
+static size_t grad_size(const mp_meta *m)
+{
+    size_t n = 0;
+    MP_CK_OK(mp_meta_gradient_size(m, &n));
+    return n;
+}
+
+static float *meta_grad(mp_meta *m, mp_task *const *tasks, size_t n)
+{
+    size_t g = grad_size(m);
+    float *buf = calloc(g, sizeof(float));
+    MP_CK_OK(mp_meta_compute_gradients(m, tasks, n, NULL, 0));
+    MP_CK_OK(mp_meta_get_gradients(m, buf, g));
+    return buf;
+}
+
+/* A nonlinear regression task on dim inputs. */
+static mp_task *regression_task(int dim, int ns, int nq, uint64_t seed)
+{
+    mp__rng r;
+    mp__rng_seed(&r, seed, 99);
+    float sx[64], st[32], qx[64], qt[32];
+    for (int i = 0; i < ns * dim; i++) sx[i] = (float)(2 * mp__rng_uniform(&r) - 1);
+    for (int i = 0; i < nq * dim; i++) qx[i] = (float)(2 * mp__rng_uniform(&r) - 1);
+    for (int i = 0; i < ns; i++) st[i] = sinf(2 * sx[i * dim]) + 0.5f * sx[i * dim + dim - 1];
+    for (int i = 0; i < nq; i++) qt[i] = sinf(2 * qx[i * dim]) + 0.5f * qx[i * dim + dim - 1];
+    mp_task *t = NULL;
+    MP_CK_OK(mp_task_create_regression(&t, dim, 1, sx, st, (size_t)ns, qx, qt, (size_t)nq));
+    return t;
+}
+
+/* ---- optimizers and statistics (flat arrays) ---------------------------------------- */
+START_TEST(sgd_momentum_by_hand)
+{
+    mp__opt o = {MP_OPT_SGD, 0.1, 0.9, 0, 0, 0, 0};
+    float p = 1.0f, g = 0.5f, v = 0.0f;
+    mp__opt_update(&o, 1, &p, &g, &v, NULL, 1);
+    ck_assert_float_eq_tol(v, 0.5f, 1e-7f);
+    ck_assert_float_eq_tol(p, 0.95f, 1e-7f);
+    mp__opt_update(&o, 2, &p, &g, &v, NULL, 1); /* v = 0.9*0.5 + 0.5 */
+    ck_assert_float_eq_tol(v, 0.95f, 1e-7f);
+    ck_assert_float_eq_tol(p, 0.855f, 1e-6f);
+    o.weight_decay = 0.5; /* L2: g + wd p */
+    o.momentum = 0;
+    p = 2.0f;
+    v = 0;
+    mp__opt_update(&o, 1, &p, &g, &v, NULL, 1);
+    ck_assert_float_eq_tol(p, 2.0f - 0.1f * (0.5f + 1.0f), 1e-6f);
+}
+END_TEST
+
+START_TEST(adam_bias_correction_by_hand)
+{
+    mp__opt o = {MP_OPT_ADAM, 0.1, 0, 0.9, 0.999, 1e-8, 0};
+    float p[2] = {1.0f, -3.0f}, g[2] = {0.5f, -2.0f}, m[2] = {0, 0}, v[2] = {0, 0};
+    /* Step 1: m_hat = g, v_hat = g^2, so p -= lr * sign(g). */
+    mp__opt_update(&o, 1, p, g, m, v, 2);
+    ck_assert_float_eq_tol(p[0], 0.9f, 1e-6f);
+    ck_assert_float_eq_tol(p[1], -2.9f, 1e-6f);
+    /* Step 2 with g' = (-0.5, -2): recompute in double. */
+    float g2[2] = {-0.5f, -2.0f};
+    mp__opt_update(&o, 2, p, g2, m, v, 2);
+    double m0 = 0.9 * 0.1 * 0.5 + 0.1 * -0.5, v0 = 0.999 * 0.001 * 0.25 + 0.001 * 0.25;
+    double want = 0.9 - 0.1 * (m0 / (1 - 0.81)) / (sqrt(v0 / (1 - 0.998001)) + 1e-8);
+    ck_assert_double_eq_tol(p[0], want, 1e-6);
+    ck_assert_double_eq_tol(p[1], -2.8, 1e-6); /* constant gradient: same step */
+}
+END_TEST
+
+START_TEST(adamw_decay_is_decoupled)
+{
+    /* Zero gradient: Adam's update is 0/(0+eps) = 0, so AdamW only decays;
+     * Adam with L2 decay sees g = wd p and takes a full lr step. */
+    mp__opt w = {MP_OPT_ADAMW, 0.1, 0, 0.9, 0.999, 1e-8, 0.1};
+    float p = 1.0f, g = 0.0f, m = 0, v = 0;
+    mp__opt_update(&w, 1, &p, &g, &m, &v, 1);
+    ck_assert_float_eq_tol(p, 0.99f, 1e-7f);
+    mp__opt a = w;
+    a.kind = MP_OPT_ADAM;
+    p = 1.0f;
+    m = v = 0;
+    mp__opt_update(&a, 1, &p, &g, &m, &v, 1);
+    ck_assert_float_eq_tol(p, 0.9f, 1e-6f);
+}
+END_TEST
+
+START_TEST(clip_and_ci_by_hand)
+{
+    ck_assert_double_eq(mp__clip_factor(5.0, 0.0), 1.0);
+    ck_assert_double_eq(mp__clip_factor(5.0, 10.0), 1.0);
+    ck_assert_double_eq_tol(mp__clip_factor(5.0, 1.0), 0.2, 1e-15);
+    float g[3] = {3, 4, 0};
+    ck_assert_double_eq(mp__sum_squares(g, 3), 25.0);
+    mp__running r = {0, 0, 0};
+    for (int i = 1; i <= 4; i++) mp__running_add(&r, i);
+    double mean, ci;
+    mp__running_ci95(&r, &mean, &ci);
+    ck_assert_double_eq_tol(mean, 2.5, 1e-15);
+    ck_assert_double_eq_tol(ci, 1.96 * sqrt(5.0 / 3.0) / 2.0, 1e-12);
+    mp__running one = {0, 0, 0};
+    mp__running_add(&one, 7);
+    mp__running_ci95(&one, &mean, &ci);
+    ck_assert_double_eq(mean, 7);
+    ck_assert(isnan(ci));
+}
+END_TEST
+
+static void square_item(void *ctx, int32_t worker, size_t i)
+{
+    (void)worker;
+    ((uint64_t *)ctx)[i] = (uint64_t)i * i + 1;
+}
+
+START_TEST(pool_runs_every_item_once)
+{
+    for (int32_t n = 1; n <= 4; n++) {
+        mp__pool *p = NULL;
+        MP_CK_OK(mp__pool_create(&p, n));
+        ck_assert_int_eq(mp__pool_size(p), n);
+        static uint64_t out[1000];
+        for (int rep = 0; rep < 20; rep++) {
+            memset(out, 0, sizeof out);
+            mp__pool_run(p, 1000, square_item, out);
+            for (uint64_t i = 0; i < 1000; i++) ck_assert_uint_eq(out[i], i * i + 1);
+        }
+        mp__pool_run(p, 0, square_item, out);
+        mp__pool_destroy(p);
+    }
+    mp__pool_destroy(NULL);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(keys_have_names_defaults_and_ranges)
+{
+    const int32_t keys[] = {MP_CFG_META_ALGORITHM, MP_CFG_META_INNER_STEPS, MP_CFG_META_INNER_LR,
+                            MP_CFG_META_SCOPE, MP_CFG_META_LEARN, MP_CFG_META_OPTIMIZER,
+                            MP_CFG_META_OUTER_LR, MP_CFG_META_MOMENTUM, MP_CFG_META_BETA1,
+                            MP_CFG_META_BETA2, MP_CFG_META_EPSILON, MP_CFG_META_WEIGHT_DECAY,
+                            MP_CFG_META_CLIP_NORM, MP_CFG_META_EVAL_INNER_STEPS};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        ck_assert_ptr_nonnull(mp_config_key_name(keys[i]));
+        ck_assert(strncmp(mp_config_key_name(keys[i]), "meta.", 5) == 0);
+        ck_assert(keys[i] >= 300 && keys[i] < 400);
+    }
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    int64_t v;
+    double f;
+    MP_CK_OK(mp_config_get_int(c, MP_CFG_META_ALGORITHM, &v));
+    ck_assert_int_eq(v, MP_META_MAML);
+    MP_CK_OK(mp_config_get_float(c, MP_CFG_META_BETA2, &f));
+    ck_assert_double_eq(f, 0.999);
+    MP_CK_STATUS(mp_config_set_int(c, MP_CFG_META_ALGORITHM, 5), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_config_set_int(c, MP_CFG_META_SCOPE, 0), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_config_set_int(c, MP_CFG_META_LEARN, 16), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_config_set_int(c, MP_CFG_META_OPTIMIZER, 4), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_config_set_float(c, MP_CFG_META_BETA1, 1.0), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_config_set_float(c, MP_CFG_META_INNER_LR, -1.0), MP_ERR_RANGE);
+    mp_config_destroy(c);
+}
+END_TEST
+
+/* ---- the linear model: every algorithm by hand ----------------------------------------
+ * y = w x + b (an MLP without hidden layers, no prompt), one support point
+ * (xs, ys), one query point (xq, yq), inner LR a, one inner step:
+ *   rs = w xs + b - ys;  w' = w - 2a rs xs;  b' = b - 2a rs;  rq = w' xq + b' - yq. */
+static const double XS = 1.5, YS = 0.3, XQ = -0.7, YQ = 1.1, W0 = 0.8, B0 = -0.2, A = 0.1;
+
+typedef struct {
+    mp_model *model;
+    mp_task *task;
+    size_t iw, ib; /* offsets of w and b in the gradient vector (no prompt) */
+} linear_setup;
+
+static linear_setup linear(void)
+{
+    linear_setup s;
+    s.model = make_model(1, 1, 0, 0, 0, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    s.iw = mp__model_tensor(s.model, tensor_index(s.model, "head.weight"))->offset;
+    s.ib = mp__model_tensor(s.model, tensor_index(s.model, "head.bias"))->offset;
+    float *p = mp__model_params(s.model);
+    p[s.iw] = (float)W0;
+    p[s.ib] = (float)B0;
+    float sx = (float)XS, sy = (float)YS, qx = (float)XQ, qy = (float)YQ;
+    MP_CK_OK(mp_task_create_regression(&s.task, 1, 1, &sx, &sy, 1, &qx, &qy, 1));
+    return s;
+}
+
+static void linear_free(linear_setup *s)
+{
+    mp_task_destroy(s->task);
+    mp_model_destroy(s->model);
+}
+
+static void check_grad2(const float *g, const linear_setup *s, double gw, double gb)
+{
+    ck_assert_msg(fabs(g[s->iw] - gw) < 1e-5 * (1 + fabs(gw)), "dw %.8g, expected %.8g", g[s->iw], gw);
+    ck_assert_msg(fabs(g[s->ib] - gb) < 1e-5 * (1 + fabs(gb)), "db %.8g, expected %.8g", g[s->ib], gb);
+}
+
+START_TEST(linear_maml_fomaml_reptile_by_hand)
+{
+    double rs = W0 * XS + B0 - YS;
+    double w1 = W0 - 2 * A * rs * XS, b1 = B0 - 2 * A * rs;
+    double rq = w1 * XQ + b1 - YQ;
+    const int algos[3] = {MP_META_MAML, MP_META_FOMAML, MP_META_REPTILE};
+    for (int k = 0; k < 3; k++) {
+        linear_setup s = linear();
+        meta_opts o = defaults(algos[k]);
+        o.inner_lr = A;
+        mp_meta *m = make_meta(s.model, NULL, &o);
+        ck_assert_uint_eq(grad_size(m), 2);
+        double stats[MP_META_NUM_STATS];
+        MP_CK_OK(mp_meta_compute_gradients(m, &s.task, 1, stats, MP_META_NUM_STATS));
+        float g[2];
+        MP_CK_OK(mp_meta_get_gradients(m, g, 2));
+        if (algos[k] == MP_META_MAML)
+            check_grad2(g, &s, 2 * rq * (XQ * (1 - 2 * A * XS * XS) - 2 * A * XS),
+                        2 * rq * (-2 * A * XS * XQ + 1 - 2 * A));
+        else if (algos[k] == MP_META_FOMAML)
+            check_grad2(g, &s, 2 * rq * XQ, 2 * rq);
+        else
+            check_grad2(g, &s, 2 * A * rs * XS, 2 * A * rs);
+        double rq0 = W0 * XQ + B0 - YQ;
+        ck_assert_double_eq_tol(stats[MP_META_STAT_LOSS_BEFORE], rq0 * rq0, 1e-5);
+        ck_assert_double_eq_tol(stats[MP_META_STAT_LOSS_AFTER], rq * rq, 1e-5);
+        ck_assert(isnan(stats[MP_META_STAT_ACC_BEFORE]) && isnan(stats[MP_META_STAT_ACC_AFTER]));
+        /* SGD with lr 1: the step subtracts exactly that gradient. */
+        MP_CK_OK(mp_meta_apply_gradients(m));
+        const float *p = mp__model_params_const(s.model);
+        ck_assert_float_eq_tol(p[s.iw], (float)W0 - g[s.iw], 1e-6f);
+        ck_assert_float_eq_tol(p[s.ib], (float)B0 - g[s.ib], 1e-6f);
+        int64_t t;
+        MP_CK_OK(mp_meta_step_count(m, &t));
+        ck_assert_int_eq(t, 1);
+        mp_meta_destroy(m);
+        linear_free(&s);
+    }
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(linear_metasgd_by_hand)
+{
+    linear_setup s = linear();
+    meta_opts o = defaults(MP_META_METASGD);
+    o.inner_lr = A;
+    mp_meta *m = make_meta(s.model, NULL, &o);
+    size_t nlr;
+    MP_CK_OK(mp_meta_inner_lr_count(m, &nlr));
+    ck_assert_uint_eq(nlr, 2);
+    ck_assert_uint_eq(grad_size(m), 4);
+    /* Distinct rates per element: aw for w, ab for b. */
+    const double aw = 0.07, ab = 0.13;
+    m->lr[s.iw] = (float)aw;
+    m->lr[s.ib] = (float)ab;
+    double rs = W0 * XS + B0 - YS;
+    double w1 = W0 - aw * 2 * rs * XS, b1 = B0 - ab * 2 * rs;
+    double rq = w1 * XQ + b1 - YQ;
+    float g[4];
+    MP_CK_OK(mp_meta_compute_gradients(m, &s.task, 1, NULL, 0));
+    MP_CK_OK(mp_meta_get_gradients(m, g, 4));
+    check_grad2(g, &s, 2 * rq * (XQ * (1 - 2 * aw * XS * XS) - 2 * ab * XS),
+                2 * rq * (XQ * (-2 * aw * XS) + 1 - 2 * ab));
+    ck_assert_double_eq_tol(g[2 + s.iw], 2 * rq * XQ * (-2 * rs * XS), 1e-5);
+    ck_assert_double_eq_tol(g[2 + s.ib], 2 * rq * (-2 * rs), 1e-5);
+    /* Apply: the rates move by -lr * their gradient too. */
+    MP_CK_OK(mp_meta_apply_gradients(m));
+    float lr[2];
+    MP_CK_OK(mp_meta_get_inner_lr(m, lr, 2));
+    ck_assert_float_eq_tol(lr[s.iw], (float)aw - g[2 + s.iw], 1e-6f);
+    mp_meta_destroy(m);
+    linear_free(&s);
+}
+END_TEST
+
+START_TEST(linear_adapt_by_hand)
+{
+    linear_setup s = linear();
+    meta_opts o = defaults(MP_META_MAML);
+    o.inner_lr = A;
+    o.eval_steps = 2;
+    mp_meta *m = make_meta(s.model, NULL, &o);
+    mp_model *out = NULL;
+    MP_CK_OK(mp_model_clone(&out, s.model));
+    MP_CK_OK(mp_meta_adapt(m, s.task, NULL, out));
+    double w = W0, b = B0;
+    for (int k = 0; k < 2; k++) {
+        double r = w * XS + b - YS;
+        w -= 2 * A * r * XS;
+        b -= 2 * A * r;
+    }
+    const float *p = mp__model_params_const(out);
+    ck_assert_double_eq_tol(p[s.iw], w, 1e-6);
+    ck_assert_double_eq_tol(p[s.ib], b, 1e-6);
+    /* The meta-parameters are untouched. */
+    ck_assert_float_eq(mp__model_params_const(s.model)[s.iw], (float)W0);
+    mp_model_destroy(out);
+    mp_meta_destroy(m);
+    linear_free(&s);
+}
+END_TEST
+
+/* ---- finite differences of the whole inner + outer computation -------------------------- */
+typedef struct {
+    mp_model *model, *scratch_model;
+    mp_prompt *prompt, *scratch_prompt;
+    mp_task *task;
+    float qx[64], qt[32];
+    size_t nq;
+} fd_setup;
+
+static fd_setup fd_make(void)
+{
+    fd_setup s;
+    s.model = make_model(2, 1, 2, 1, 6, MP_ACT_TANH, MP_TASK_REGRESSION, 3);
+    s.prompt = make_prompt(s.model, 0.5, 4);
+    MP_CK_OK(mp_model_clone(&s.scratch_model, s.model));
+    s.scratch_prompt = make_prompt(s.model, 0, 0);
+    s.task = regression_task(2, 6, 5, 11);
+    size_t ns;
+    MP_CK_OK(mp_task_sizes(s.task, &ns, &s.nq, NULL, NULL, NULL));
+    MP_CK_OK(mp_task_get_query(s.task, s.qx, 64, NULL, 0, s.qt, 32));
+    return s;
+}
+
+static void fd_free(fd_setup *s)
+{
+    mp_task_destroy(s->task);
+    mp_prompt_destroy(s->prompt);
+    mp_prompt_destroy(s->scratch_prompt);
+    mp_model_destroy(s->model);
+    mp_model_destroy(s->scratch_model);
+}
+
+/* Query loss after the inner loop from the current meta-parameters. */
+static double fd_loss(mp_meta *m, fd_setup *s)
+{
+    float loss;
+    MP_CK_OK(mp_meta_adapt(m, s->task, s->scratch_prompt, s->scratch_model));
+    MP_CK_OK(mp_model_loss(s->scratch_model, s->scratch_prompt, s->qx, s->nq, s->nq * 2, NULL, s->qt,
+                           &loss));
+    return loss;
+}
+
+/* Central difference with respect to *x. */
+static double fd_at(mp_meta *m, fd_setup *s, float *x)
+{
+    const float eps = 1e-2f, x0 = *x;
+    *x = x0 + eps;
+    double lp = fd_loss(m, s);
+    *x = x0 - eps;
+    double lm = fd_loss(m, s);
+    *x = x0;
+    return (lp - lm) / (2.0 * eps);
+}
+
+/* Entries checked: every prompt entry and every 3rd parameter; rates too
+ * for Meta-SGD. Returns the largest |second - first order| difference. */
+static void fd_check(int algo, int steps)
+{
+    fd_setup s = fd_make();
+    meta_opts o = defaults(algo);
+    o.scope = MP_SCOPE_PROMPT_HEAD;
+    o.learn = MP_LEARN_PROMPT | MP_LEARN_HEAD | MP_LEARN_BACKBONE | (algo == MP_META_METASGD ? MP_LEARN_INNER_LR : 0);
+    o.steps = o.eval_steps = steps;
+    o.inner_lr = 0.3;
+    mp_meta *m = make_meta(s.model, s.prompt, &o);
+    if (algo == MP_META_METASGD)
+        for (size_t i = 0; i < m->n_lr; i++) m->lr[i] = 0.1f + 0.4f * (float)(i % 5) / 4.0f;
+    float *g = meta_grad(m, &s.task, 1);
+    meta_opts fo = o;
+    fo.algo = MP_META_FOMAML;
+    fo.learn &= ~MP_LEARN_INNER_LR;
+    mp_meta *f = make_meta(s.model, s.prompt, &fo);
+    float *gf = meta_grad(f, &s.task, 1);
+    double max_gap = 0, max_err = 0;
+    size_t np = m->n_prompt, nparam = m->n_params;
+    for (size_t j = 0; j < np + nparam + m->n_lr; j++) {
+        if (j >= np && (j - np) % 3 != 0) continue;
+        float *x = j < np ? mp__prompt_data(s.prompt) + j
+                          : j < np + nparam ? mp__model_params(s.model) + (j - np) : m->lr + (j - np - nparam);
+        double fd = fd_at(m, &s, x);
+        double err = fabs(fd - g[j]);
+        ck_assert_msg(err < 2e-3 + 2e-2 * fabs(fd), "entry %zu: meta-gradient %.7g, finite difference %.7g",
+                      j, g[j], fd);
+        if (err > max_err) max_err = err;
+        if (j < np + nparam && fabs(g[j] - gf[j]) > max_gap) max_gap = fabs(g[j] - gf[j]);
+    }
+    /* The model has curvature: the first-order gradient is measurably off. */
+    ck_assert_msg(max_gap > 10 * max_err && max_gap > 1e-2, "second vs first order gap %.3g, fd error %.3g",
+                  max_gap, max_err);
+    free(g);
+    free(gf);
+    mp_meta_destroy(f);
+    mp_meta_destroy(m);
+    fd_free(&s);
+}
+
+START_TEST(maml_matches_finite_differences)
+{
+    fd_check(MP_META_MAML, 1);
+    fd_check(MP_META_MAML, 3);
+}
+END_TEST
+
+START_TEST(metasgd_matches_finite_differences)
+{
+    fd_check(MP_META_METASGD, 1);
+    fd_check(MP_META_METASGD, 2);
+}
+END_TEST
+
+START_TEST(batch_of_copies_equals_one_task)
+{
+    const int algos[4] = {MP_META_MAML, MP_META_FOMAML, MP_META_REPTILE, MP_META_METASGD};
+    for (int k = 0; k < 4; k++) {
+        fd_setup s = fd_make();
+        meta_opts o = defaults(algos[k]);
+        o.steps = 2;
+        o.threads = 2;
+        mp_meta *m = make_meta(s.model, s.prompt, &o);
+        float *one = meta_grad(m, &s.task, 1);
+        mp_task *five[5] = {s.task, s.task, s.task, s.task, s.task};
+        float *many = meta_grad(m, five, 5);
+        for (size_t j = 0; j < grad_size(m); j++)
+            ck_assert_msg(fabsf(one[j] - many[j]) <= 1e-6f * (1 + fabsf(one[j])), "entry %zu: %g vs %g", j,
+                          one[j], many[j]);
+        free(one);
+        free(many);
+        mp_meta_destroy(m);
+        fd_free(&s);
+    }
+}
+END_TEST
+
+/* ---- threads: bit-identical results ------------------------------------------------------ */
+static void train_sinusoid(int algo, int threads, float *params_out, size_t n_params, double *stats)
+{
+    mp_model *model = make_model(1, 1, 0, 2, 40, MP_ACT_RELU, MP_TASK_REGRESSION, 5);
+    meta_opts o = defaults(algo);
+    o.opt = MP_OPT_ADAM;
+    o.outer_lr = 1e-3;
+    o.inner_lr = 0.01;
+    o.threads = threads;
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_task *tasks[6];
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 6; i++) MP_CK_OK(mp_task_sinusoid(&tasks[i], 7, (uint64_t)(step * 6 + i), 10, 10));
+        MP_CK_OK(mp_meta_step(m, tasks, 6, stats, MP_META_NUM_STATS));
+        for (int i = 0; i < 6; i++) mp_task_destroy(tasks[i]);
+    }
+    MP_CK_OK(mp_model_get_params(model, params_out, n_params));
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+
+START_TEST(threads_give_bit_identical_steps)
+{
+    const int algos[2] = {MP_META_MAML, MP_META_REPTILE};
+    for (int a = 0; a < 2; a++) {
+        static float ref[4000], got[4000];
+        double sref[4], sgot[4];
+        train_sinusoid(algos[a], 1, ref, 4000, sref);
+        for (int threads = 2; threads <= 4; threads += 2) {
+            train_sinusoid(algos[a], threads, got, 4000, sgot);
+            ck_assert_msg(memcmp(ref, got, sizeof ref) == 0, "parameters differ with %d threads", threads);
+            ck_assert(memcmp(sref, sgot, sizeof sref) == 0);
+        }
+    }
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* ---- non-finite values ----------------------------------------------------------------------- */
+START_TEST(non_finite_loss_skips_the_update)
+{
+    mp_model *model = make_model(1, 1, 0, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 2);
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAM;
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_task *good;
+    MP_CK_OK(mp_task_sinusoid(&good, 1, 0, 5, 5));
+    MP_CK_OK(mp_meta_step(m, &good, 1, NULL, 0));
+    size_t n = mp__model_param_count(model), ng = grad_size(m);
+    float *before = malloc(n * sizeof(float)), *m1 = malloc(ng * sizeof(float));
+    memcpy(before, mp__model_params_const(model), n * sizeof(float));
+    memcpy(m1, m->m1, ng * sizeof(float));
+    float sx[2] = {0.5f, 1.0f}, st[2] = {1e20f, -1e20f}; /* squares overflow float */
+    mp_task *bad;
+    MP_CK_OK(mp_task_create_regression(&bad, 1, 1, sx, st, 2, sx, st, 2));
+    mp_task *batch[2] = {good, bad};
+    MP_CK_STATUS(mp_meta_step(m, batch, 2, NULL, 0), MP_ERR_NOT_FINITE);
+    ck_assert(memcmp(before, mp__model_params_const(model), n * sizeof(float)) == 0);
+    ck_assert(memcmp(m1, m->m1, ng * sizeof(float)) == 0);
+    int64_t t;
+    MP_CK_OK(mp_meta_step_count(m, &t));
+    ck_assert_int_eq(t, 1);
+    ck_assert_ptr_nonnull(strstr(mp_meta_error(m), "finite"));
+    float *nan = calloc(ng, sizeof(float));
+    nan[0] = NAN;
+    MP_CK_STATUS(mp_meta_set_gradients(m, nan, ng), MP_ERR_NOT_FINITE);
+    MP_CK_STATUS(mp_meta_apply_gradients(m), MP_ERR_STATE);
+    free(nan);
+    free(before);
+    free(m1);
+    mp_task_destroy(bad);
+    mp_task_destroy(good);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+END_TEST
+
+/* ---- split step, clipping ------------------------------------------------------------------------ */
+START_TEST(compute_set_apply_equals_step_and_clips)
+{
+    fd_setup s = fd_make();
+    meta_opts o = defaults(MP_META_MAML);
+    o.clip = 0.05;
+    mp_meta *m = make_meta(s.model, s.prompt, &o);
+    size_t ng = grad_size(m);
+    ck_assert_uint_eq(ng, m->n_prompt + m->n_params);
+    float *g = meta_grad(m, &s.task, 1);
+    double norm = sqrt(mp__sum_squares(g, ng));
+    ck_assert(norm > 0.05);
+    /* External all-reduce: set the same gradient back, then apply. */
+    MP_CK_OK(mp_meta_set_gradients(m, g, ng));
+    float p0 = mp__prompt_data(s.prompt)[0];
+    MP_CK_OK(mp_meta_apply_gradients(m));
+    ck_assert_float_eq_tol(mp__prompt_data(s.prompt)[0], p0 - (float)(0.05 / norm) * g[0], 1e-6f);
+    MP_CK_STATUS(mp_meta_apply_gradients(m), MP_ERR_STATE);
+    MP_CK_STATUS(mp_meta_get_gradients(m, g, ng), MP_ERR_STATE);
+    free(g);
+    mp_meta_destroy(m);
+    fd_free(&s);
+}
+END_TEST
+
+/* ---- classification ---------------------------------------------------------------------------- */
+static mp_task *class_task(uint64_t seed)
+{
+    mp__rng r;
+    mp__rng_seed(&r, seed, 5);
+    float sx[6 * 4], qx[9 * 4];
+    int32_t sl[6], ql[9];
+    for (int i = 0; i < 6; i++) {
+        sl[i] = i % 3;
+        for (int d = 0; d < 4; d++) sx[i * 4 + d] = (float)(mp__rng_normal(&r) * 0.3 + (d == sl[i]));
+    }
+    for (int i = 0; i < 9; i++) {
+        ql[i] = i % 3;
+        for (int d = 0; d < 4; d++) qx[i * 4 + d] = (float)(mp__rng_normal(&r) * 0.3 + (d == ql[i]));
+    }
+    mp_task *t = NULL;
+    MP_CK_OK(mp_task_create_classification(&t, 4, 3, sx, sl, 6, qx, ql, 9));
+    return t;
+}
+
+START_TEST(classifier_prompt_training_reports_accuracy)
+{
+    mp_model *model = make_model(4, 3, 2, 1, 8, MP_ACT_TANH, MP_TASK_CLASSIFICATION, 9);
+    mp_prompt *prompt = make_prompt(model, 0.1, 1);
+    meta_opts o = defaults(MP_META_MAML);
+    o.scope = MP_SCOPE_PROMPT_HEAD;
+    o.steps = 3;
+    o.inner_lr = 0.5;
+    o.opt = MP_OPT_ADAMW;
+    o.outer_lr = 0.01;
+    o.wd = 0.01;
+    o.threads = 2;
+    mp_meta *m = make_meta(model, prompt, &o);
+    mp_task *tasks[4];
+    for (int i = 0; i < 4; i++) tasks[i] = class_task((uint64_t)i);
+    double st[MP_META_NUM_STATS];
+    MP_CK_OK(mp_meta_step(m, tasks, 4, st, MP_META_NUM_STATS));
+    for (int k = 0; k < 4; k++) ck_assert(isfinite(st[k]));
+    ck_assert(st[MP_META_STAT_ACC_AFTER] >= 0 && st[MP_META_STAT_ACC_AFTER] <= 1);
+    ck_assert(st[MP_META_STAT_LOSS_AFTER] < st[MP_META_STAT_LOSS_BEFORE]);
+    double mean, ci;
+    MP_CK_OK(mp_meta_evaluate_tasks(m, tasks, 4, &mean, &ci));
+    ck_assert(mean >= 0 && mean <= 1 && isfinite(ci));
+    /* Adapt writes the prompt and, with a model, the adapted head. */
+    mp_prompt *ap = make_prompt(model, 0, 0);
+    mp_model *am;
+    MP_CK_OK(mp_model_clone(&am, model));
+    MP_CK_OK(mp_meta_adapt(m, tasks[0], ap, am));
+    float a0[4], p0[4];
+    MP_CK_OK(mp_prompt_get(ap, a0, 4));
+    MP_CK_OK(mp_prompt_get(prompt, p0, 4));
+    ck_assert(memcmp(a0, p0, sizeof a0) != 0);
+    int32_t hw = tensor_index(model, "head.weight"), fw = tensor_index(model, "fc0.weight");
+    size_t ho = mp__model_tensor(model, hw)->offset, fo = mp__model_tensor(model, fw)->offset;
+    ck_assert(mp__model_params_const(am)[ho] != mp__model_params_const(model)[ho]);
+    ck_assert(mp__model_params_const(am)[fo] == mp__model_params_const(model)[fo]); /* backbone frozen */
+    mp_model_destroy(am);
+    mp_prompt_destroy(ap);
+    for (int i = 0; i < 4; i++) mp_task_destroy(tasks[i]);
+    mp_meta_destroy(m);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* ---- evaluation -------------------------------------------------------------------------------- */
+static int64_t live_seen[64];
+static int n_seen;
+static int32_t record_live(uint64_t done, uint64_t total, void *ud)
+{
+    (void)done;
+    (void)total;
+    (void)ud;
+    if (n_seen < 64) live_seen[n_seen++] = mp_live_allocations();
+    return 0;
+}
+static int32_t cancel_now(uint64_t done, uint64_t total, void *ud)
+{
+    (void)done;
+    (void)total;
+    *(int *)ud += 1;
+    return 1;
+}
+
+static void evaluate_sinusoid(int threads, double *mean, double *ci, size_t n)
+{
+    mp_model *model = make_model(1, 1, 0, 2, 40, MP_ACT_RELU, MP_TASK_REGRESSION, 5);
+    meta_opts o = defaults(MP_META_MAML);
+    o.threads = threads;
+    o.inner_lr = 0.01;
+    o.eval_steps = 2;
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_SHOTS, 5));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_QUERIES, 10));
+    mp_sampler *s;
+    MP_CK_OK(mp_sampler_create_sinusoid(&s, c));
+    n_seen = 0;
+    MP_CK_OK(mp_meta_set_progress(m, record_live, NULL));
+    MP_CK_OK(mp_meta_evaluate(m, s, 1000, n, mean, ci));
+    /* Allocations stay flat from the second chunk on. */
+    for (int i = 2; i < n_seen; i++) ck_assert_int_eq(live_seen[i], live_seen[1]);
+    int calls = 0;
+    MP_CK_OK(mp_meta_set_progress(m, cancel_now, &calls));
+    double x = 42, y = 42;
+    MP_CK_STATUS(mp_meta_evaluate(m, s, 0, n, &x, &y), MP_ERR_CANCELLED);
+    ck_assert_int_eq(calls, 1);
+    ck_assert(x == 42 && y == 42);
+    MP_CK_OK(mp_meta_set_progress(m, NULL, NULL));
+    mp_sampler_destroy(s);
+    mp_config_destroy(c);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+
+START_TEST(evaluate_is_thread_independent_and_flat)
+{
+    double m1, c1, m2, c2;
+    evaluate_sinusoid(1, &m1, &c1, 300);
+    evaluate_sinusoid(2, &m2, &c2, 300);
+    ck_assert(m1 == m2 && c1 == c2);
+    ck_assert(m1 > 0 && c1 > 0 && c1 < m1);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(maml_learns_sinusoids)
+{
+    mp_model *model = make_model(1, 1, 0, 2, 40, MP_ACT_RELU, MP_TASK_REGRESSION, 5);
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAM;
+    o.outer_lr = 1e-2;
+    o.inner_lr = 0.01;
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_task *tasks[8];
+    double first = 0, last = 0, st[4];
+    for (int step = 0; step < 150; step++) {
+        for (int i = 0; i < 8; i++) MP_CK_OK(mp_task_sinusoid(&tasks[i], 3, (uint64_t)(step * 8 + i), 10, 10));
+        MP_CK_OK(mp_meta_step(m, tasks, 8, st, 4));
+        for (int i = 0; i < 8; i++) mp_task_destroy(tasks[i]);
+        if (step < 10) first += st[MP_META_STAT_LOSS_AFTER];
+        if (step >= 140) last += st[MP_META_STAT_LOSS_AFTER];
+    }
+    ck_assert_msg(last < 0.6 * first, "post-adaptation loss %g -> %g", first / 10, last / 10);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+END_TEST
+
+/* ---- checkpoints --------------------------------------------------------------------------------- */
+static void ckpt_steps(mp_meta *m, int from, int to)
+{
+    mp_task *tasks[4];
+    for (int step = from; step < to; step++) {
+        for (int i = 0; i < 4; i++) MP_CK_OK(mp_task_sinusoid(&tasks[i], 9, (uint64_t)(step * 4 + i), 5, 5));
+        MP_CK_OK(mp_meta_step(m, tasks, 4, NULL, 0));
+        for (int i = 0; i < 4; i++) mp_task_destroy(tasks[i]);
+    }
+}
+
+START_TEST(checkpoint_resume_is_bit_identical)
+{
+    mp_model *base = make_model(1, 1, 2, 1, 16, MP_ACT_TANH, MP_TASK_REGRESSION, 8);
+    mp_prompt *bp = make_prompt(base, 0.3, 2);
+    meta_opts o = defaults(MP_META_METASGD);
+    o.opt = MP_OPT_ADAM;
+    o.outer_lr = 1e-2;
+    o.steps = 2;
+    /* Straight: 10 steps. */
+    mp_model *ma;
+    MP_CK_OK(mp_model_clone(&ma, base));
+    mp_prompt *pa = make_prompt(base, 0, 0);
+    MP_CK_OK(mp_prompt_copy(pa, bp));
+    mp_meta *a = make_meta(ma, pa, &o);
+    ckpt_steps(a, 0, 10);
+    /* 5 steps, save, load into fresh handles, 5 steps. */
+    mp_model *mb;
+    MP_CK_OK(mp_model_clone(&mb, base));
+    mp_prompt *pb = make_prompt(base, 0, 0);
+    MP_CK_OK(mp_prompt_copy(pb, bp));
+    mp_meta *b = make_meta(mb, pb, &o);
+    ckpt_steps(b, 0, 5);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/mp_test_meta_%d.ckpt", (int)getpid());
+    MP_CK_OK(mp_checkpoint_save(path, mb, pb, b));
+    mp_meta_destroy(b);
+    mp_model_destroy(mb);
+    mp_prompt_destroy(pb);
+    mp_model *mc = make_model(1, 1, 2, 1, 16, MP_ACT_TANH, MP_TASK_REGRESSION, 77);
+    mp_prompt *pc = make_prompt(mc, 0, 0);
+    mp_meta *c = make_meta(mc, pc, &o);
+    MP_CK_OK(mp_checkpoint_load(path, mc, pc, c));
+    int64_t t;
+    MP_CK_OK(mp_meta_step_count(c, &t));
+    ck_assert_int_eq(t, 5);
+    ckpt_steps(c, 5, 10);
+    size_t n = mp__model_param_count(ma);
+    ck_assert(memcmp(mp__model_params_const(ma), mp__model_params_const(mc), n * sizeof(float)) == 0);
+    ck_assert(memcmp(mp__prompt_data_const(pa), mp__prompt_data_const(pc), a->n_prompt * sizeof(float)) == 0);
+    ck_assert(memcmp(a->lr, c->lr, a->n_lr * sizeof(float)) == 0);
+    ck_assert(memcmp(a->m2, c->m2, a->n_grad * sizeof(float)) == 0);
+    /* A meta with another algorithm refuses the state and changes nothing. */
+    meta_opts other = defaults(MP_META_MAML);
+    mp_meta *d = make_meta(mc, pc, &other);
+    MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("meta.algorithm");
+    mp_meta_destroy(d);
+    unlink(path);
+    mp_meta_destroy(a);
+    mp_meta_destroy(c);
+    mp_model_destroy(ma);
+    mp_model_destroy(mc);
+    mp_model_destroy(base);
+    mp_prompt_destroy(pa);
+    mp_prompt_destroy(pc);
+    mp_prompt_destroy(bp);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* ---- bad inputs ------------------------------------------------------------------------------------ */
+START_TEST(create_rejects_bad_inputs)
+{
+    mp_model *model = make_model(2, 1, 2, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_model *plain = make_model(1, 1, 0, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_model *other = make_model(3, 1, 3, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_prompt *prompt = make_prompt(model, 0, 0), *wrong = make_prompt(other, 0, 0);
+    mp_meta *m = (mp_meta *)0x1;
+    MP_CK_STATUS(mp_meta_create(NULL, model, prompt, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("out");
+    MP_CK_STATUS(mp_meta_create(&m, NULL, prompt, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("model");
+    MP_CK_STATUS(mp_meta_create(&m, model, NULL, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("prompt");
+    MP_CK_STATUS(mp_meta_create(&m, model, wrong, NULL), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("3 x 3");
+    meta_opts o = defaults(MP_META_MAML);
+    o.learn = MP_LEARN_PROMPT | MP_LEARN_INNER_LR;
+    mp_config *c = meta_config(&o);
+    MP_CK_STATUS(mp_meta_create(&m, model, prompt, c), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("Meta-SGD");
+    mp_config_destroy(c);
+    o = defaults(MP_META_MAML);
+    o.scope = MP_SCOPE_PROMPT;
+    c = meta_config(&o);
+    MP_CK_STATUS(mp_meta_create(&m, plain, NULL, c), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("meta.scope");
+    mp_config_destroy(c);
+    o.learn = MP_LEARN_PROMPT;
+    o.scope = MP_SCOPE_ALL;
+    c = meta_config(&o);
+    MP_CK_STATUS(mp_meta_create(&m, plain, NULL, c), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("meta.learn");
+    mp_config_destroy(c);
+    ck_assert_ptr_eq(m, (mp_meta *)0x1);
+    mp_meta_destroy(NULL);
+    ck_assert_str_eq(mp_meta_error(NULL), "");
+    mp_prompt_destroy(prompt);
+    mp_prompt_destroy(wrong);
+    mp_model_destroy(model);
+    mp_model_destroy(plain);
+    mp_model_destroy(other);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(calls_reject_bad_inputs)
+{
+    fd_setup s = fd_make();
+    meta_opts o = defaults(MP_META_MAML);
+    mp_meta *m = make_meta(s.model, s.prompt, &o);
+    mp_task *cls = class_task(1);
+    mp_task *wide = regression_task(3, 2, 2, 1);
+    mp_task *null_task = NULL;
+    double st[4];
+    float g[1];
+    size_t n = 0;
+    MP_CK_STATUS(mp_meta_step(NULL, &s.task, 1, NULL, 0), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_step(m, NULL, 1, NULL, 0), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_step(m, &s.task, 0, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_meta_step(m, &null_task, 1, NULL, 0), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("tasks[0]");
+    MP_CK_STATUS(mp_meta_step(m, &s.task, 1, st, 3), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_STATUS(mp_meta_step(m, &s.task, 1, NULL, 4), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_step(m, &cls, 1, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("classification");
+    MP_CK_STATUS(mp_meta_step(m, &wide, 1, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("features");
+    ck_assert_ptr_nonnull(strstr(mp_meta_error(m), "features"));
+    MP_CK_STATUS(mp_meta_compute_gradients(NULL, &s.task, 1, NULL, 0), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_compute_gradients(m, &wide, 1, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_meta_gradient_size(NULL, &n), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_gradient_size(m, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_get_gradients(NULL, g, 1), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_get_gradients(m, NULL, 1), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_get_gradients(m, g, 1), MP_ERR_BUFFER_TOO_SMALL);
+    char want[64];
+    snprintf(want, sizeof want, "%zu", grad_size(m));
+    MP_CK_ERROR_MENTIONS(want);
+    MP_CK_STATUS(mp_meta_set_gradients(NULL, g, 1), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_set_gradients(m, NULL, 1), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_set_gradients(m, g, 1), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_meta_apply_gradients(NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_apply_gradients(m), MP_ERR_STATE);
+    MP_CK_STATUS(mp_meta_step_count(NULL, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_step_count(m, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_inner_lr_count(NULL, &n), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_inner_lr_count(m, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_OK(mp_meta_inner_lr_count(m, &n));
+    ck_assert_uint_eq(n, 0);
+    MP_CK_OK(mp_meta_get_inner_lr(m, NULL, 0));
+    MP_CK_STATUS(mp_meta_get_inner_lr(NULL, g, 1), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_set_progress(NULL, NULL, NULL), MP_ERR_NULL_POINTER);
+    /* adapt */
+    mp_prompt *ap = make_prompt(s.model, 0, 0);
+    mp_model *small = make_model(2, 1, 2, 1, 3, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    MP_CK_STATUS(mp_meta_adapt(NULL, s.task, ap, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_adapt(m, NULL, ap, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_adapt(m, s.task, NULL, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_adapt(m, s.task, s.prompt, NULL), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_meta_adapt(m, s.task, ap, s.model), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_meta_adapt(m, s.task, ap, small), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_STATUS(mp_meta_adapt(m, wide, ap, NULL), MP_ERR_INVALID_ARGUMENT);
+    /* evaluate */
+    double mean = 5, ci = 5;
+    mp_sampler *smp;
+    MP_CK_OK(mp_sampler_create_sinusoid(&smp, NULL));
+    MP_CK_STATUS(mp_meta_evaluate(NULL, smp, 0, 1, &mean, &ci), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate(m, NULL, 0, 1, &mean, &ci), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate(m, smp, 0, 0, &mean, &ci), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_meta_evaluate(m, smp, 0, 1, NULL, &ci), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate(m, smp, 0, 1, &mean, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate(m, smp, 0, 3, &mean, &ci), MP_ERR_INVALID_ARGUMENT); /* 1-d sinusoids */
+    MP_CK_STATUS(mp_meta_evaluate_tasks(NULL, &s.task, 1, &mean, &ci), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate_tasks(m, NULL, 1, &mean, &ci), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate_tasks(m, &s.task, 0, &mean, &ci), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_STATUS(mp_meta_evaluate_tasks(m, &null_task, 1, &mean, &ci), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_evaluate_tasks(m, &wide, 1, &mean, &ci), MP_ERR_INVALID_ARGUMENT);
+    ck_assert(mean == 5 && ci == 5);
+    MP_CK_OK(mp_meta_evaluate_tasks(m, &s.task, 1, &mean, &ci));
+    ck_assert(isfinite(mean) && isnan(ci));
+    /* Nothing changed by the failures. */
+    int64_t t;
+    MP_CK_OK(mp_meta_step_count(m, &t));
+    ck_assert_int_eq(t, 0);
+    mp_sampler_destroy(smp);
+    mp_model_destroy(small);
+    mp_prompt_destroy(ap);
+    mp_task_destroy(cls);
+    mp_task_destroy(wide);
+    mp_meta_destroy(m);
+    fd_free(&s);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(create_survives_allocation_failures)
+{
+    mp_test_install_failing_allocator();
+    mp_model *model = make_model(1, 1, 2, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_prompt *prompt = make_prompt(model, 0, 0);
+    meta_opts o = defaults(MP_META_METASGD);
+    o.threads = 2;
+    mp_config *c = meta_config(&o);
+    int64_t live = mp_live_allocations();
+    mp_meta *m = NULL;
+    int ok = 0;
+    for (long n = 0; n < 200 && !ok; n++) {
+        mp_test_fail_after(n);
+        mp_status st = mp_meta_create(&m, model, prompt, c);
+        mp_test_alloc_reset();
+        if (st == MP_OK) {
+            ok = 1;
+            break;
+        }
+        ck_assert_int_eq(st, MP_ERR_OUT_OF_MEMORY);
+        ck_assert_ptr_null(m);
+        ck_assert_int_eq(mp_live_allocations(), live);
+    }
+    ck_assert(ok);
+    mp_meta_destroy(m);
+    mp_config_destroy(c);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+    MP_CK_OK(mp_set_allocator(NULL, NULL, NULL));
+}
+END_TEST
 
 Suite *mp_test_meta_suite(void)
 {
-    return suite_create("meta");
+    Suite *s = suite_create("meta");
+    TCase *flat = tcase_create("flat");
+    tcase_add_test(flat, sgd_momentum_by_hand);
+    tcase_add_test(flat, adam_bias_correction_by_hand);
+    tcase_add_test(flat, adamw_decay_is_decoupled);
+    tcase_add_test(flat, clip_and_ci_by_hand);
+    tcase_add_test(flat, pool_runs_every_item_once);
+    tcase_add_test(flat, keys_have_names_defaults_and_ranges);
+    suite_add_tcase(s, flat);
+    TCase *alg = tcase_create("algorithms");
+    tcase_set_timeout(alg, 60);
+    tcase_add_test(alg, linear_maml_fomaml_reptile_by_hand);
+    tcase_add_test(alg, linear_metasgd_by_hand);
+    tcase_add_test(alg, linear_adapt_by_hand);
+    tcase_add_test(alg, maml_matches_finite_differences);
+    tcase_add_test(alg, metasgd_matches_finite_differences);
+    tcase_add_test(alg, batch_of_copies_equals_one_task);
+    tcase_add_test(alg, threads_give_bit_identical_steps);
+    tcase_add_test(alg, non_finite_loss_skips_the_update);
+    tcase_add_test(alg, compute_set_apply_equals_step_and_clips);
+    tcase_add_test(alg, classifier_prompt_training_reports_accuracy);
+    tcase_add_test(alg, evaluate_is_thread_independent_and_flat);
+    tcase_add_test(alg, maml_learns_sinusoids);
+    tcase_add_test(alg, checkpoint_resume_is_bit_identical);
+    tcase_add_test(alg, create_rejects_bad_inputs);
+    tcase_add_test(alg, calls_reject_bad_inputs);
+    tcase_add_test(alg, create_survives_allocation_failures);
+    suite_add_tcase(s, alg);
+    return s;
 }
