@@ -208,14 +208,15 @@ demo: all
 	@echo "make demo: the Fashion-MNIST meta-learning demo is not built yet (issue 7)."
 
 # Every examples/bench_*.c is built and run; each prints `bench <name>
-# <value> <unit>` lines with PyTorch figures from the same run.
+# <value> <unit>` lines with PyTorch figures from the same run. BENCH_ARGS
+# is passed to each (e.g. BENCH_ARGS="--iters 20000" for bench_meta).
 BENCH_SRC := $(sort $(wildcard examples/bench_*.c))
 BENCH_BIN := $(patsubst examples/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 $(BUILD)/bench/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -DMP_SOURCE_DIR='"$(CURDIR)"' $(CFLAGS) $< -o $@ $(STATIC) $(DEPS_LIBS)
 bench: all $(BENCH_BIN)
-	@set -e; for b in $(BENCH_BIN); do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $$b; done
+	@set -e; for b in $(BENCH_BIN); do echo "== $$b"; OPENBLAS_NUM_THREADS=1 $$b $(BENCH_ARGS); done
 
 clean:
 	rm -rf lib

@@ -372,9 +372,10 @@ START_TEST(linear_adapt_by_hand)
     mp_meta *m = make_meta(s.model, NULL, &o);
     mp_model *out = NULL;
     MP_CK_OK(mp_model_clone(&out, s.model));
-    MP_CK_OK(mp_meta_adapt(m, s.task, NULL, out));
     double w = W0, b = B0;
-    for (int k = 0; k < 2; k++) {
+    MP_CK_OK(mp_meta_set_eval_steps(m, 3));
+    MP_CK_OK(mp_meta_adapt(m, s.task, NULL, out));
+    for (int k = 0; k < 3; k++) {
         double r = w * XS + b - YS;
         w -= 2 * A * r * XS;
         b -= 2 * A * r;
@@ -940,6 +941,9 @@ START_TEST(calls_reject_bad_inputs)
     MP_CK_OK(mp_meta_get_inner_lr(m, NULL, 0));
     MP_CK_STATUS(mp_meta_get_inner_lr(NULL, g, 1), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_set_progress(NULL, NULL, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_set_eval_steps(NULL, 1), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_meta_set_eval_steps(m, -1), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_meta_set_eval_steps(m, 10001), MP_ERR_RANGE);
     /* adapt */
     mp_prompt *ap = make_prompt(s.model, 0, 0);
     mp_model *small = make_model(2, 1, 2, 1, 3, MP_ACT_TANH, MP_TASK_REGRESSION, 1);

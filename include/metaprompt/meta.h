@@ -218,6 +218,12 @@ typedef int32_t (*mp_meta_progress_fn)(uint64_t done, uint64_t total, void *user
  *  Errors: MP_ERR_NULL_POINTER (meta). */
 MP_API mp_status mp_meta_set_progress(mp_meta *meta, mp_meta_progress_fn fn, void *user_data);
 
+/** Changes the number of inner steps used by mp_meta_adapt and
+ *  mp_meta_evaluate* (MP_CFG_META_EVAL_INNER_STEPS) without touching the
+ *  meta-parameters, e.g. to report results after 1, 5 and 10 steps.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_RANGE (steps outside 0..10000). */
+MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
+
 /* ---- Meta-SGD rates ------------------------------------------------------------- */
 /** Number of per-element inner rates (Meta-SGD: one per adapted element;
  *  0 for the other algorithms). Errors: MP_ERR_NULL_POINTER. */

@@ -16,6 +16,15 @@ mp_status mp_meta_set_progress(mp_meta *m, mp_meta_progress_fn fn, void *user_da
     return MP_OK;
 }
 
+mp_status mp_meta_set_eval_steps(mp_meta *m, int32_t steps)
+{
+    MP_REQUIRE_PTR(m, NULL, "mp_meta_set_eval_steps");
+    MP_REQUIRE(steps >= 0 && steps <= 10000, m->err, MP_ERR_RANGE,
+               "mp_meta_set_eval_steps: 'steps' must be in [0, 10000], got %d", (int)steps);
+    m->eval_steps = steps;
+    return MP_OK;
+}
+
 /* ---- adapt ------------------------------------------------------------------------- */
 static mp_status check_out_model(const mp_meta *m, const mp_model *out)
 {

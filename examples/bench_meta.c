@@ -1,0 +1,224 @@
+/* Meta-learning benchmarks (not tests), run by `make bench`:
+ *  1. second-order MAML on sinusoids, ms per meta-step, against PyTorch
+ *     (tools/bench/torch_meta.py run from here, in the same run);
+ *  2./3. the prompted transformer step and peak RSS (if that model exists);
+ *  4. learning quality on sinusoids: MSE after 1, 5, 10 inner steps for
+ *     K = 5, 10, 20 over 600 test tasks with 95% CI, for MAML, FOMAML,
+ *     Reptile and Meta-SGD.
+ * Usage: bench_meta [--iters N] (meta-iterations per quality run, default
+ * 1000; the papers use 70000) [--skip-quality]. Each figure is printed once
+ * as `bench <name> <value> <unit>`. */
+#include <metaprompt.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define CHECK(call)                                                                      \
+    do {                                                                                 \
+        mp_status st_ = (call);                                                          \
+        if (st_ != MP_OK) {                                                              \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, mp_last_error()); \
+            exit(1);                                                                     \
+        }                                                                                \
+    } while (0)
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The sinusoid MLP of the MAML paper: the model module's defaults. */
+static mp_model *sinusoid_model(uint64_t seed)
+{
+    mp_config *c;
+    mp_model *m;
+    CHECK(mp_config_create(&c));
+    CHECK(mp_config_set_int(c, MP_CFG_SEED, (int64_t)seed));
+    CHECK(mp_model_create(&m, c));
+    mp_config_destroy(c);
+    return m;
+}
+
+typedef struct {
+    int algo, steps, opt, threads;
+    double inner_lr, outer_lr;
+} meta_cfg;
+
+static mp_meta *make_meta(mp_model *model, const meta_cfg *o)
+{
+    mp_config *c;
+    mp_meta *m;
+    CHECK(mp_config_create(&c));
+    CHECK(mp_config_set_int(c, MP_CFG_META_ALGORITHM, o->algo));
+    CHECK(mp_config_set_int(c, MP_CFG_META_SCOPE, MP_SCOPE_ALL));
+    CHECK(mp_config_set_int(c, MP_CFG_META_INNER_STEPS, o->steps));
+    CHECK(mp_config_set_int(c, MP_CFG_META_OPTIMIZER, o->opt));
+    CHECK(mp_config_set_int(c, MP_CFG_THREADS, o->threads));
+    CHECK(mp_config_set_float(c, MP_CFG_META_INNER_LR, o->inner_lr));
+    CHECK(mp_config_set_float(c, MP_CFG_META_OUTER_LR, o->outer_lr));
+    CHECK(mp_meta_create(&m, model, NULL, c));
+    mp_config_destroy(c);
+    return m;
+}
+
+/* Runs the PyTorch side and returns the value of `torch_<key>`. */
+static int torch_figures(const char *args, const char *key1, double *v1, const char *key2, double *v2)
+{
+    char cmd[512], line[256];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench/torch_meta.py %s", args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return 0;
+    int got = 0;
+    while (fgets(line, sizeof line, p)) {
+        char name[128];
+        double v;
+        if (sscanf(line, "%127s %lf", name, &v) != 2) continue;
+        if (strcmp(name, key1) == 0) *v1 = v, got++;
+        if (key2 && strcmp(name, key2) == 0) *v2 = v, got++;
+    }
+    return pclose(p) == 0 && got > 0;
+}
+
+/* ---- 1. sinusoid MAML speed ------------------------------------------------------- */
+static void bench_sinusoid_speed(void)
+{
+    mp_model *model = sinusoid_model(0);
+    meta_cfg o = {MP_META_MAML, 1, MP_OPT_ADAM, 1, 0.01, 1e-3};
+    mp_meta *m = make_meta(model, &o);
+    mp_task *tasks[25];
+    for (int i = 0; i < 25; i++) CHECK(mp_task_sinusoid(&tasks[i], 1, (uint64_t)i, 10, 10));
+    for (int i = 0; i < 5; i++) CHECK(mp_meta_step(m, tasks, 25, NULL, 0));
+    const int n = 200;
+    double t0 = now_ms();
+    for (int i = 0; i < n; i++) CHECK(mp_meta_step(m, tasks, 25, NULL, 0));
+    double ours = (now_ms() - t0) / n;
+    printf("bench sinusoid_maml_step_ms %.4f ms\n", ours);
+    double torch_ms = 0, rss = 0;
+    if (torch_figures("sinusoid 50", "torch_sinusoid_ms", &torch_ms, "torch_peak_rss_kb", &rss)) {
+        printf("bench sinusoid_maml_step_ms_torch %.4f ms\n", torch_ms);
+        printf("bench sinusoid_maml_speedup_vs_torch %.2f x\n", torch_ms / ours);
+    } else {
+        printf("torch: not available (/usr/bin/python3 with torch needed)\n");
+    }
+    for (int i = 0; i < 25; i++) mp_task_destroy(tasks[i]);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+
+/* ---- 2./3. prompted transformer -------------------------------------------------------- */
+static void bench_transformer(void)
+{
+    mp_config *c;
+    mp_model *model = NULL;
+    CHECK(mp_config_create(&c));
+    CHECK(mp_config_set_int(c, MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER));
+    mp_status st = mp_model_create(&model, c);
+    mp_config_destroy(c);
+    if (st != MP_OK) {
+        printf("transformer: not available in this build (%s); benchmarks 2 and 3 skipped\n",
+               mp_status_string(st));
+        return;
+    }
+    printf("transformer: benchmark not written yet (see the meta report); benchmarks 2 and 3 skipped\n");
+    mp_model_destroy(model);
+}
+
+/* ---- 4. learning quality --------------------------------------------------------------------- */
+static const char *algo_name(int a)
+{
+    static const char *const names[] = {"", "maml", "fomaml", "reptile", "metasgd"};
+    return names[a];
+}
+
+static void quality_run(int algo, int k, int iters)
+{
+    mp_model *model = sinusoid_model(1);
+    /* MAML paper settings (one inner step, a = 0.01, batch 25, Adam 1e-3);
+     * Reptile takes 5 inner steps and plain SGD with outer LR 1 on the mean
+     * of (theta - theta'), i.e. theta <- theta + mean(theta' - theta). */
+    meta_cfg o = {algo, 1, MP_OPT_ADAM, 2, 0.01, 1e-3};
+    if (algo == MP_META_REPTILE) {
+        o.steps = 5;
+        o.opt = MP_OPT_SGD;
+        o.outer_lr = 1.0;
+        o.inner_lr = 0.02;
+    }
+    mp_meta *m = make_meta(model, &o);
+    mp_config *tc;
+    mp_sampler *train;
+    CHECK(mp_config_create(&tc));
+    CHECK(mp_config_set_int(tc, MP_CFG_SEED, 1));
+    CHECK(mp_config_set_int(tc, MP_CFG_DATA_SHOTS, k));
+    CHECK(mp_config_set_int(tc, MP_CFG_DATA_QUERIES, k));
+    CHECK(mp_sampler_create_sinusoid(&train, tc));
+    mp_task *tasks[25];
+    for (int i = 0; i < 25; i++) CHECK(mp_sampler_episode(train, (uint64_t)i, &tasks[i]));
+    double t0 = now_ms();
+    for (int it = 0; it < iters; it++) {
+        for (int i = 0; i < 25; i++)
+            CHECK(mp_sampler_episode_into(train, (uint64_t)it * 25 + (uint64_t)i, tasks[i]));
+        CHECK(mp_meta_step(m, tasks, 25, NULL, 0));
+    }
+    double train_s = (now_ms() - t0) / 1e3;
+    /* Test tasks: another seed, K support and 100 query points. */
+    mp_config *c;
+    mp_sampler *s;
+    CHECK(mp_config_create(&c));
+    CHECK(mp_config_set_int(c, MP_CFG_SEED, 777));
+    CHECK(mp_config_set_int(c, MP_CFG_DATA_SHOTS, k));
+    CHECK(mp_config_set_int(c, MP_CFG_DATA_QUERIES, 100));
+    CHECK(mp_sampler_create_sinusoid(&s, c));
+    const int steps[3] = {1, 5, 10};
+    for (int j = 0; j < 3; j++) {
+        double mean, ci;
+        CHECK(mp_meta_set_eval_steps(m, steps[j]));
+        CHECK(mp_meta_evaluate(m, s, 0, 600, &mean, &ci));
+        printf("bench sinusoid_mse_%s_k%d_steps%d %.4f mse\n", algo_name(algo), k, steps[j], mean);
+        printf("bench sinusoid_mse_%s_k%d_steps%d_ci95 %.4f mse\n", algo_name(algo), k, steps[j], ci);
+    }
+    printf("  (%s K=%d: %d meta-iterations in %.1f s)\n", algo_name(algo), k, iters, train_s);
+    mp_sampler_destroy(s);
+    mp_sampler_destroy(train);
+    mp_config_destroy(c);
+    mp_config_destroy(tc);
+    for (int i = 0; i < 25; i++) mp_task_destroy(tasks[i]);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+
+static void bench_quality(int iters)
+{
+    printf("quality: sinusoid regression, 1-40-40-1 ReLU, meta-batch 25, %d meta-iterations, "
+           "600 test tasks (K support + 100 query points), mean MSE +- 1.96 s/sqrt(n)\n", iters);
+    printf("published: MAML (Finn et al. 2017) reports the sinusoid results as plots only (Fig. 2, 3);"
+           " Meta-SGD (Li et al. 2017, Table 1) figures: not looked up\n");
+    const int ks[3] = {5, 10, 20};
+    for (int a = MP_META_MAML; a <= MP_META_METASGD; a++)
+        for (int j = 0; j < 3; j++) quality_run(a, ks[j], iters);
+}
+
+int main(int argc, char **argv)
+{
+    int iters = 1000, quality = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc)
+            iters = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--skip-quality") == 0)
+            quality = 0;
+    }
+    printf("openblas core: %s\n", mp_blas_corename());
+    printf("openblas threads: %d (meta threads: 1 for speed, 2 for quality)\n", (int)mp_blas_num_threads());
+    bench_sinusoid_speed();
+    bench_transformer();
+    if (quality) bench_quality(iters);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("bench bench_meta_peak_rss %ld KiB\n", (long)ru.ru_maxrss);
+    return 0;
+}
