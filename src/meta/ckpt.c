@@ -1,0 +1,112 @@
+/* The meta-optimizer's part of a checkpoint (hooks declared in
+ * io/checkpoint_internal.h): the outer optimizer's moments and step count,
+ * the Meta-SGD rates, and the configuration that shapes them. The model
+ * and prompt (the meta-parameters themselves) are saved by the checkpoint
+ * module. A pending gradient (compute without apply) is not saved. */
+#include "io/checkpoint_internal.h"
+#include "meta/meta_internal.h"
+
+#include <string.h>
+
+/* Keys whose values must agree between the file and the loading meta:
+ * they decide the layout of the saved vectors or their meaning. */
+static const int32_t structural_keys[] = {
+    MP_CFG_META_ALGORITHM, MP_CFG_META_SCOPE, MP_CFG_META_LEARN, MP_CFG_META_OPTIMIZER,
+};
+
+static int64_t structural_value(const mp_meta *m, int32_t key)
+{
+    switch (key) {
+    case MP_CFG_META_ALGORITHM: return m->algo;
+    case MP_CFG_META_SCOPE: return m->scope;
+    case MP_CFG_META_LEARN: return m->learn; /* resolved, never 0 */
+    default: return m->opt.kind;
+    }
+}
+
+static const char *const tensor_names[] = {"meta/m1", "meta/m2", "meta/inner_lr", "meta/step"};
+
+static mp_status write_config(const mp_meta *m, mp__ckpt_writer *w)
+{
+    for (size_t i = 0; i < sizeof structural_keys / sizeof structural_keys[0]; i++)
+        MP_TRY(mp__ckpt_writer_add_config(w, structural_keys[i], structural_value(m, structural_keys[i]), 0));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_STEPS, m->inner_steps, 0));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_LR, 0, m->inner_lr));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_OUTER_LR, 0, m->opt.lr));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_MOMENTUM, 0, m->opt.momentum));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_BETA1, 0, m->opt.beta1));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_BETA2, 0, m->opt.beta2));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_EPSILON, 0, m->opt.eps));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_WEIGHT_DECAY, 0, m->opt.weight_decay));
+    MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_CLIP_NORM, 0, m->clip));
+    return mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, m->eval_steps, 0);
+}
+
+mp_status mp__meta_ckpt_write(const mp_meta *m, mp__ckpt_writer *w)
+{
+    MP_REQUIRE(m->n_grad <= INT32_MAX, NULL, MP_ERR_UNSUPPORTED,
+               "mp_checkpoint_save: %zu meta-gradient entries exceed the format's %d columns",
+               m->n_grad, INT32_MAX);
+    MP_TRY(write_config(m, w));
+    MP_TRY(mp__ckpt_writer_add(w, tensor_names[0], 1, (int32_t)m->n_grad, m->m1));
+    MP_TRY(mp__ckpt_writer_add(w, tensor_names[1], 1, (int32_t)m->n_grad, m->m2));
+    if (m->n_lr) MP_TRY(mp__ckpt_writer_add(w, tensor_names[2], 1, (int32_t)m->n_lr, m->lr));
+    return mp__ckpt_writer_add_u64(w, tensor_names[3], (uint64_t)m->t);
+}
+
+static mp_status check_config(const mp_meta *m, const mp__ckpt_reader *r)
+{
+    for (size_t i = 0; i < sizeof structural_keys / sizeof structural_keys[0]; i++) {
+        int32_t key = structural_keys[i];
+        int64_t iv = 0;
+        double fv = 0;
+        MP_TRY(mp__ckpt_config(r, key, &iv, &fv));
+        MP_REQUIRE(iv == structural_value(m, key), NULL, MP_ERR_SHAPE_MISMATCH,
+                   "mp_checkpoint_load: '%s' is %lld in the file but %lld in the meta",
+                   mp_config_key_name(key), (long long)iv, (long long)structural_value(m, key));
+    }
+    return MP_OK;
+}
+
+static mp_status check_known_tensors(const mp__ckpt_reader *r)
+{
+    for (size_t i = 0; i < mp__ckpt_num_tensors(r); i++) {
+        const char *name = mp__ckpt_tensor_name(r, i);
+        if (strncmp(name, "meta/", 5) != 0) continue;
+        int known = 0;
+        for (size_t k = 0; k < sizeof tensor_names / sizeof tensor_names[0]; k++)
+            known |= strcmp(name, tensor_names[k]) == 0;
+        MP_REQUIRE(known, NULL, MP_ERR_FORMAT, "mp_checkpoint_load: unknown meta tensor '%s'", name);
+    }
+    return MP_OK;
+}
+
+mp_status mp__meta_ckpt_check(const mp_meta *m, const mp__ckpt_reader *r)
+{
+    MP_TRY(check_config(m, r));
+    MP_TRY(check_known_tensors(r));
+    MP_TRY(mp__ckpt_expect(r, tensor_names[0], MP__CKPT_F32, 1, (int32_t)m->n_grad));
+    MP_TRY(mp__ckpt_expect(r, tensor_names[1], MP__CKPT_F32, 1, (int32_t)m->n_grad));
+    if (m->n_lr)
+        MP_TRY(mp__ckpt_expect(r, tensor_names[2], MP__CKPT_F32, 1, (int32_t)m->n_lr));
+    else
+        MP_REQUIRE(mp__ckpt_find(r, tensor_names[2], NULL, NULL, NULL) == MP_ERR_NOT_FOUND, NULL,
+                   MP_ERR_FORMAT, "mp_checkpoint_load: the file has Meta-SGD rates, the meta has none");
+    uint64_t step = 0;
+    MP_TRY(mp__ckpt_read_u64(r, tensor_names[3], &step));
+    MP_REQUIRE(step <= (uint64_t)INT64_MAX, NULL, MP_ERR_FORMAT,
+               "mp_checkpoint_load: meta step count %llu out of range", (unsigned long long)step);
+    return MP_OK;
+}
+
+/* Everything was verified by mp__meta_ckpt_check: the reads cannot fail. */
+void mp__meta_ckpt_apply(mp_meta *m, const mp__ckpt_reader *r)
+{
+    uint64_t step = 0;
+    (void)mp__ckpt_read(r, tensor_names[0], m->m1, m->n_grad);
+    (void)mp__ckpt_read(r, tensor_names[1], m->m2, m->n_grad);
+    if (m->n_lr) (void)mp__ckpt_read(r, tensor_names[2], m->lr, m->n_lr);
+    (void)mp__ckpt_read_u64(r, tensor_names[3], &step);
+    m->t = (int64_t)step;
+    m->has_grad = 0;
+}
