@@ -8,6 +8,7 @@
  * Usage: bench_meta [--iters N] (meta-iterations per quality run, default
  * 10000, about 3 minutes; the MAML paper trains 70000) [--skip-quality]. Each figure is printed once
  * as `bench <name> <value> <unit>`. */
+#define _DEFAULT_SOURCE /* wait4 */
 #include <metaprompt.h>
 
 #include <math.h>
@@ -15,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <time.h>
 
 #define CHECK(call)                                                                      \
@@ -112,21 +116,103 @@ static void bench_sinusoid_speed(void)
 }
 
 /* ---- 2./3. prompted transformer -------------------------------------------------------- */
-static void bench_transformer(void)
+/* The same work as torch_meta.py transformer: 4-way 5-shot 15-query tasks of
+ * random 28x28 images, meta-batch 4, 5 inner steps on prompt + head, second
+ * order, backbone frozen. Returns ms per step; runs in a child process so
+ * that its peak RSS is its own. */
+static mp_model *transformer_model(void)
 {
     mp_config *c;
     mp_model *model = NULL;
     CHECK(mp_config_create(&c));
     CHECK(mp_config_set_int(c, MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER));
+    CHECK(mp_config_set_int(c, MP_CFG_MODEL_OUTPUT_DIM, 4));
+    CHECK(mp_config_set_int(c, MP_CFG_MODEL_PROMPT_LEN, 8));
     mp_status st = mp_model_create(&model, c);
     mp_config_destroy(c);
-    if (st != MP_OK) {
-        printf("transformer: not available in this build (%s); benchmarks 2 and 3 skipped\n",
-               mp_status_string(st));
+    return st == MP_OK ? model : NULL;
+}
+
+static double transformer_steps(int threads)
+{
+    mp_model *model = transformer_model();
+    mp_prompt *prompt;
+    CHECK(mp_prompt_create(&prompt, model));
+    CHECK(mp_prompt_init(prompt, MP_PROMPT_INIT_NORMAL, 0.02, 1));
+    mp_config *c;
+    mp_meta *m;
+    CHECK(mp_config_create(&c));
+    CHECK(mp_config_set_int(c, MP_CFG_META_SCOPE, MP_SCOPE_PROMPT_HEAD));
+    CHECK(mp_config_set_int(c, MP_CFG_META_INNER_STEPS, 5));
+    CHECK(mp_config_set_float(c, MP_CFG_META_INNER_LR, 0.1));
+    CHECK(mp_config_set_int(c, MP_CFG_THREADS, threads));
+    CHECK(mp_meta_create(&m, model, prompt, c));
+    mp_config_destroy(c);
+    static float sx[20 * 784], qx[60 * 784];
+    int32_t sl[20], ql[60];
+    unsigned r = 1;
+    mp_task *tasks[4];
+    for (int t = 0; t < 4; t++) {
+        for (int i = 0; i < 20 * 784; i++) sx[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / 16777216.0f;
+        for (int i = 0; i < 60 * 784; i++) qx[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / 16777216.0f;
+        for (int i = 0; i < 20; i++) sl[i] = i / 5;
+        for (int i = 0; i < 60; i++) ql[i] = i / 15;
+        CHECK(mp_task_create_classification(&tasks[t], 784, 4, sx, sl, 20, qx, ql, 60));
+    }
+    for (int i = 0; i < 2; i++) CHECK(mp_meta_step(m, tasks, 4, NULL, 0));
+    const int n = 10;
+    double t0 = now_ms();
+    for (int i = 0; i < n; i++) CHECK(mp_meta_step(m, tasks, 4, NULL, 0));
+    double ms = (now_ms() - t0) / n;
+    for (int t = 0; t < 4; t++) mp_task_destroy(tasks[t]);
+    mp_meta_destroy(m);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+    return ms;
+}
+
+static void bench_transformer(void)
+{
+    mp_model *probe = transformer_model();
+    if (!probe) {
+        printf("transformer: not available in this build; benchmarks 2 and 3 skipped\n");
         return;
     }
-    printf("transformer: benchmark not written yet (see the meta report); benchmarks 2 and 3 skipped\n");
-    mp_model_destroy(model);
+    mp_model_destroy(probe);
+    double ms[3] = {0, 0, 0};
+    long rss = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        int fd[2];
+        if (pipe(fd) != 0) exit(1);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fd[0]);
+            double v = transformer_steps(threads);
+            if (write(fd[1], &v, sizeof v) != (ssize_t)sizeof v) _exit(1);
+            _exit(0);
+        }
+        close(fd[1]);
+        if (read(fd[0], &ms[threads], sizeof ms[threads]) != (ssize_t)sizeof ms[threads]) exit(1);
+        close(fd[0]);
+        int status;
+        struct rusage ru;
+        wait4(pid, &status, 0, &ru);
+        if (threads == 2) rss = ru.ru_maxrss;
+    }
+    printf("bench transformer_maml_step_ms_1thread %.2f ms\n", ms[1]);
+    printf("bench transformer_maml_step_ms_2threads %.2f ms\n", ms[2]);
+    printf("bench transformer_peak_rss_2threads %ld KiB\n", rss);
+    double torch_ms = 0, torch_rss = 0;
+    if (torch_figures("transformer 5", "torch_transformer_ms", &torch_ms, "torch_peak_rss_kb", &torch_rss)) {
+        printf("bench transformer_maml_step_ms_torch %.2f ms\n", torch_ms);
+        printf("bench transformer_peak_rss_torch %.0f KiB\n", torch_rss);
+        printf("bench transformer_speedup_vs_torch_1thread %.2f x\n", torch_ms / ms[1]);
+        printf("bench transformer_speedup_vs_torch_2threads %.2f x\n", torch_ms / ms[2]);
+        printf("bench transformer_rss_ratio_torch_over_ours %.2f x\n", torch_rss / (double)rss);
+    } else {
+        printf("torch: not available (/usr/bin/python3 with torch needed)\n");
+    }
 }
 
 /* ---- 4. learning quality --------------------------------------------------------------------- */
