@@ -269,7 +269,13 @@ static void quality_run(int algo, int k, int iters)
     for (int j = 0; j < 3; j++) {
         double mean, ci;
         CHECK(mp_meta_set_eval_steps(m, steps[j]));
-        CHECK(mp_meta_evaluate(m, s, 0, 600, &mean, &ci));
+        mp_status st = mp_meta_evaluate(m, s, 0, 600, &mean, &ci);
+        if (st == MP_ERR_NOT_FINITE) { /* adaptation diverged on some test task */
+            mean = ci = INFINITY;
+            printf("  (%s K=%d, %d steps: %s)\n", algo_name(algo), k, steps[j], mp_meta_error(m));
+        } else {
+            CHECK(st);
+        }
         printf("bench sinusoid_mse_%s_k%d_steps%d %.4f mse\n", algo_name(algo), k, steps[j], mean);
         printf("bench sinusoid_mse_%s_k%d_steps%d_ci95 %.4f mse\n", algo_name(algo), k, steps[j], ci);
     }

@@ -173,9 +173,9 @@ MP_API mp_status mp_meta_get_gradients(const mp_meta *meta, float *grad, size_t 
 MP_API mp_status mp_meta_set_gradients(mp_meta *meta, const float *grad, size_t len);
 /** Clips the gradient buffer (MP_CFG_META_CLIP_NORM), takes one optimizer
  *  step on the learned meta-parameters (model, prompt, Meta-SGD rates) and
- *  consumes the buffer. MP_ERR_STATE if there is no gradient to apply;
- *  MP_ERR_NOT_FINITE if the update would produce a non-finite value
- *  (nothing changed). */
+ *  consumes the buffer. Errors: MP_ERR_NULL_POINTER, MP_ERR_STATE (no
+ *  gradient to apply), MP_ERR_NOT_FINITE (the norm of the learned entries
+ *  is not finite; nothing changed). */
 MP_API mp_status mp_meta_apply_gradients(mp_meta *meta);
 /** Number of optimizer steps applied so far (restored by checkpoints). */
 MP_API mp_status mp_meta_step_count(const mp_meta *meta, int64_t *out);

@@ -226,7 +226,8 @@ mp_status mp__meta_first_failure(mp_meta *m, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (m->slot_st[i] != MP_OK)
-            return mp__fail(m->err, m->slot_st[i], "%s", m->slot_err + i * MP_ERRMSG_LEN);
+            return mp__fail(m->err, m->slot_st[i], "%.*s (task %zu)", MP_ERRMSG_LEN - 32,
+                            m->slot_err + i * MP_ERRMSG_LEN, i);
     return MP_OK;
 }
 
@@ -271,27 +272,26 @@ static int all_finite(const float *g, size_t n)
     return 1;
 }
 
-/* Sums the per-task gradients in task order and divides by n (the
- * meta-gradient is the MEAN over the meta-batch). */
+/* Sums the per-task gradients in task order (into slot 0) and divides by n:
+ * the meta-gradient is the MEAN over the meta-batch. A NaN/Inf in any task
+ * makes the sum non-finite, so one check of the sum covers them all. */
 static mp_status reduce_batch(mp_meta *m, size_t n, double *stats)
 {
-    for (size_t i = 0; i < n; i++)
-        MP_REQUIRE(all_finite(m->slot_grad + i * m->n_grad, m->n_grad), m->err, MP_ERR_NOT_FINITE,
-                   "mp_meta_compute_gradients: the meta-gradient of task %zu is not finite; "
-                   "no update", i);
-    memcpy(m->grad, m->slot_grad, m->n_grad * sizeof(float));
+    float *acc = m->slot_grad;
     for (size_t i = 1; i < n; i++) {
         const float *g = m->slot_grad + i * m->n_grad;
-        for (size_t k = 0; k < m->n_grad; k++) m->grad[k] += g[k];
+        for (size_t k = 0; k < m->n_grad; k++) acc[k] += g[k];
     }
+    MP_REQUIRE(all_finite(acc, m->n_grad), m->err, MP_ERR_NOT_FINITE,
+               "mp_meta_compute_gradients: the meta-gradient is not finite; no update");
     const float inv = 1.0f / (float)n;
-    for (size_t k = 0; k < m->n_grad; k++) m->grad[k] *= inv;
+    for (size_t k = 0; k < m->n_grad; k++) m->grad[k] = acc[k] * inv;
     m->has_grad = 1;
     if (!stats) return MP_OK;
     for (int s = 0; s < MP_META_NUM_STATS; s++) {
-        double acc = 0.0;
-        for (size_t i = 0; i < n; i++) acc += m->slot_run[i].stats[s];
-        stats[s] = acc / (double)n;
+        double sum = 0.0;
+        for (size_t i = 0; i < n; i++) sum += m->slot_run[i].stats[s];
+        stats[s] = sum / (double)n;
     }
     return MP_OK;
 }

@@ -67,7 +67,8 @@ typedef struct {
 } mp__worker;
 
 typedef struct {
-    int32_t mode, steps, create_graph, want_before;
+    int32_t mode, steps, create_graph;
+    int32_t want_before; /* TRAIN: statistics wanted (query loss before and after) */
     float *grad;        /* TRAIN: n_grad floats (zeroed and filled) */
     double stats[MP_META_NUM_STATS];
     double metric;      /* EVAL: accuracy or MSE after adaptation */

@@ -289,6 +289,11 @@ mp_status mp__run_task(const mp_meta *m, mp__worker *w, const mp__task_view *tv,
     for (int32_t k = 0; k < r->steps; k++)
         MP_TRY(inner_step(m, w, sx, tv, r->create_graph, prompt_lr, &prompt));
     if (r->mode == MP__RUN_ADAPT) return read_adapted(m, w, prompt, r);
+    /* Reptile's meta-gradient needs no query loss: skip it unless asked. */
+    if (train && m->algo == MP_META_REPTILE && !r->want_before) {
+        memset(r->grad, 0, m->n_grad * sizeof(float));
+        return reptile_grad(m, w, prompt, r->grad);
+    }
     MP_TRY(query_eval(m, w, prompt, qx, tv, &qloss, &r->stats[MP_META_STAT_LOSS_AFTER],
                       &r->stats[MP_META_STAT_ACC_AFTER]));
     if (r->mode == MP__RUN_EVAL) {
