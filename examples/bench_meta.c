@@ -1,4 +1,5 @@
-/* Meta-learning benchmarks (not tests), run by `make bench`:
+/* Meta-learning benchmarks (not tests), run by `make bench`
+ * (BENCH_ARGS="--iters N" for longer quality runs):
  *  1. second-order MAML on sinusoids, ms per meta-step, against PyTorch
  *     (tools/bench/torch_meta.py run from here, in the same run);
  *  2./3. the prompted transformer step and peak RSS (if that model exists);
@@ -20,6 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <time.h>
+
+#ifndef MP_SOURCE_DIR /* set by `make bench`; `make examples` runs from the source tree */
+#define MP_SOURCE_DIR "."
+#endif
 
 #define CHECK(call)                                                                      \
     do {                                                                                 \
@@ -75,7 +80,7 @@ static mp_meta *make_meta(mp_model *model, const meta_cfg *o)
 static int torch_figures(const char *args, const char *key1, double *v1, const char *key2, double *v2)
 {
     char cmd[512], line[256];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench/torch_meta.py %s", args);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tools/bench/torch_meta.py %s", MP_SOURCE_DIR, args);
     FILE *p = popen(cmd, "r");
     if (!p) return 0;
     int got = 0;

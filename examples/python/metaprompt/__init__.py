@@ -23,5 +23,7 @@ from metaprompt.model import *  # noqa: F401,F403
 from metaprompt.model import Model, Prompt, checkpoint_save, checkpoint_load
 from metaprompt.data import *  # noqa: F401,F403
 from metaprompt.data import Dataset, Task, Sampler
+from metaprompt.meta import *  # noqa: F401,F403
+from metaprompt.meta import Meta
 
 __version__ = version_string()  # noqa: F405  the loaded library's version

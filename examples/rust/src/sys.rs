@@ -20,6 +20,7 @@ pub enum mp_meta {}
 pub type mp_alloc_fn = Option<unsafe extern "C" fn(size: usize, user_data: *mut c_void) -> *mut c_void>;
 pub type mp_free_fn = Option<unsafe extern "C" fn(ptr: *mut c_void, user_data: *mut c_void)>;
 pub type mp_log_fn = Option<unsafe extern "C" fn(level: i32, msg: *const c_char, user_data: *mut c_void)>;
+pub type mp_meta_progress_fn = Option<unsafe extern "C" fn(done: u64, total: u64, user_data: *mut c_void) -> i32>;
 
 extern "C" {
     // ---- core.h
@@ -178,4 +179,29 @@ extern "C" {
     pub fn mp_sampler_set_position(s: *mut mp_sampler, position: u64) -> mp_status;
     pub fn mp_sampler_info(s: *const mp_sampler, ways: *mut i32, shots: *mut i32, queries: *mut i32,
                            dim: *mut i32) -> mp_status;
+
+    // ---- meta.h
+    pub fn mp_meta_create(out: *mut *mut mp_meta, model: *mut mp_model, prompt: *mut mp_prompt,
+                          cfg: *const mp_config) -> mp_status;
+    pub fn mp_meta_destroy(meta: *mut mp_meta);
+    pub fn mp_meta_error(meta: *const mp_meta) -> *const c_char;
+    pub fn mp_meta_step(meta: *mut mp_meta, tasks: *const *mut mp_task, n_tasks: usize, stats: *mut f64,
+                        n_stats: usize) -> mp_status;
+    pub fn mp_meta_compute_gradients(meta: *mut mp_meta, tasks: *const *mut mp_task, n_tasks: usize,
+                                     stats: *mut f64, n_stats: usize) -> mp_status;
+    pub fn mp_meta_gradient_size(meta: *const mp_meta, out: *mut usize) -> mp_status;
+    pub fn mp_meta_get_gradients(meta: *const mp_meta, grad: *mut f32, len: usize) -> mp_status;
+    pub fn mp_meta_set_gradients(meta: *mut mp_meta, grad: *const f32, len: usize) -> mp_status;
+    pub fn mp_meta_apply_gradients(meta: *mut mp_meta) -> mp_status;
+    pub fn mp_meta_step_count(meta: *const mp_meta, out: *mut i64) -> mp_status;
+    pub fn mp_meta_adapt(meta: *const mp_meta, task: *const mp_task, out_prompt: *mut mp_prompt,
+                         out_model: *mut mp_model) -> mp_status;
+    pub fn mp_meta_evaluate(meta: *mut mp_meta, sampler: *const mp_sampler, first_episode: u64,
+                            n_episodes: usize, mean: *mut f64, ci95: *mut f64) -> mp_status;
+    pub fn mp_meta_evaluate_tasks(meta: *mut mp_meta, tasks: *const *mut mp_task, n_tasks: usize,
+                                  mean: *mut f64, ci95: *mut f64) -> mp_status;
+    pub fn mp_meta_set_progress(meta: *mut mp_meta, f: mp_meta_progress_fn, user_data: *mut c_void) -> mp_status;
+    pub fn mp_meta_set_eval_steps(meta: *mut mp_meta, steps: i32) -> mp_status;
+    pub fn mp_meta_inner_lr_count(meta: *const mp_meta, out: *mut usize) -> mp_status;
+    pub fn mp_meta_get_inner_lr(meta: *const mp_meta, buf: *mut f32, len: usize) -> mp_status;
 }
