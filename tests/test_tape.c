@@ -517,6 +517,36 @@ START_TEST(unrelated_and_constant_vars_get_zero_grads)
 }
 END_TEST
 
+START_TEST(backward_wrt_prunes_other_paths)
+{
+    mp_tape *t = new_tape();
+    mp_var x, y, a, b, s, g;
+    float v;
+    const float one = 3.0f, two = 2.0f;
+    MP_CK_OK(mp_tape_leaf(t, 1, 1, &one, 1, MP_LEAF_REQUIRES_GRAD, &x));
+    MP_CK_OK(mp_tape_leaf(t, 1, 1, &two, 1, MP_LEAF_REQUIRES_GRAD, &y));
+    MP_CK_OK(mp_mul(t, x, y, &a));  /* depends on x and y */
+    MP_CK_OK(mp_square(t, y, &b));  /* depends on y only */
+    MP_CK_OK(mp_add(t, a, b, &s));
+    MP_CK_OK(mp_tape_backward_wrt(t, s, 1, &x, 1));
+    MP_CK_OK(mp_tape_grad(t, x, &g));
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 2.0f);
+    MP_CK_OK(mp_tape_grad(t, a, &g));
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 1.0f);
+    MP_CK_OK(mp_tape_grad(t, y, &g)); /* not on a path from x: reads zero */
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 0.0f);
+    MP_CK_OK(mp_tape_grad(t, x, &g)); /* d/dy of ds/dx = 1 through create_graph */
+    MP_CK_OK(mp_tape_backward_wrt(t, g, 0, &y, 1));
+    MP_CK_OK(mp_tape_grad(t, y, &g));
+    MP_CK_OK(mp_tape_scalar(t, g, &v));
+    ck_assert_float_eq(v, 1.0f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
 START_TEST(backward_replaces_earlier_grads)
 {
     mp_tape *t = new_tape();
@@ -560,6 +590,8 @@ static const int32_t maml_r[4] = {1, 1, 8, 1}, maml_c[4] = {8, 8, 1, 1};
 static const float maml_xs[5] = {-2, -1, 0, 1, 2}, maml_ys[5] = {0.9f, 0.8f, 0.1f, -0.7f, -0.9f};
 static const float maml_xq[4] = {-1.5f, -0.5f, 0.5f, 1.5f}, maml_yq[4] = {1.0f, 0.5f, -0.4f, -1.0f};
 
+static int g_maml_pruned; /* use mp_tape_backward_wrt for both sweeps */
+
 static float maml_step(mp_tape *t, float p0[4][8], int want_grad, float grad[4][8])
 {
     mp_var p[4], g[4], q[4], ls, lq;
@@ -567,7 +599,8 @@ static float maml_step(mp_tape *t, float p0[4][8], int want_grad, float grad[4][
     for (int i = 0; i < 4; i++)
         MP_CK_OK(mp_tape_leaf(t, maml_r[i], maml_c[i], p0[i], (size_t)(maml_r[i] * maml_c[i]), MP_LEAF_REQUIRES_GRAD, &p[i]));
     mlp_loss(t, p, maml_xs, maml_ys, 5, &ls);
-    MP_CK_OK(mp_tape_backward(t, ls, 1));
+    if (g_maml_pruned) MP_CK_OK(mp_tape_backward_wrt(t, ls, 1, p, 4));
+    else MP_CK_OK(mp_tape_backward(t, ls, 1));
     for (int i = 0; i < 4; i++) {
         MP_CK_OK(mp_tape_grad(t, p[i], &g[i]));
         MP_CK_OK(mp_scale(t, g[i], -0.3f, &q[i]));
@@ -577,7 +610,8 @@ static float maml_step(mp_tape *t, float p0[4][8], int want_grad, float grad[4][
     float v;
     MP_CK_OK(mp_tape_scalar(t, lq, &v));
     if (want_grad) {
-        MP_CK_OK(mp_tape_backward(t, lq, 0));
+        if (g_maml_pruned) MP_CK_OK(mp_tape_backward_wrt(t, lq, 0, p, 4));
+        else MP_CK_OK(mp_tape_backward(t, lq, 0));
         for (int i = 0; i < 4; i++) {
             MP_CK_OK(mp_tape_grad(t, p[i], &g[i]));
             read_all(t, g[i], grad[i], 8);
@@ -593,7 +627,13 @@ START_TEST(second_order_maml_matches_finite_differences)
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 8; k++) p[i][k] = (float)(urand() * 2 - 1);
     mp_tape *t = new_tape();
+    float pruned[4][8];
+    g_maml_pruned = 1;
+    maml_step(t, p, 1, pruned);
+    g_maml_pruned = 0;
     maml_step(t, p, 1, grad);
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < maml_r[i] * maml_c[i]; k++) ck_assert_float_eq(pruned[i][k], grad[i][k]);
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < maml_r[i] * maml_c[i]; k++) {
             float keep = p[i][k];
@@ -996,6 +1036,12 @@ START_TEST(tape_functions_reject_bad_inputs)
     MP_CK_OK(mp_sum(t, m34, MP_REDUCE_ALL, &s));
     FAILS(mp_tape_backward(t, s, 2), MP_ERR_INVALID_ARGUMENT, "create_graph = 2");
     FAILS(mp_tape_grad(t, s, &o), MP_ERR_STATE, "call mp_tape_backward first");
+    const mp_var wrt_bad[2] = {m34, 50};
+    FAILS(mp_tape_backward_wrt(t, s, 0, NULL, 1), MP_ERR_NULL_POINTER, "mp_tape_backward_wrt: argument 'wrt'");
+    FAILS(mp_tape_backward_wrt(t, s, 0, wrt_bad, 0), MP_ERR_INVALID_ARGUMENT, "n = 0");
+    FAILS(mp_tape_backward_wrt(t, s, 0, wrt_bad, 2), MP_ERR_UNKNOWN_VARIABLE, "wrt[1] = 50");
+    FAILS(mp_tape_backward_wrt(t, m34, 0, wrt_bad, 1), MP_ERR_SHAPE_MISMATCH, "loss 0 is 3x4");
+    FAILS(mp_tape_grad(t, s, &o), MP_ERR_STATE, "call mp_tape_backward first");
     MP_CK_OK(mp_tape_backward(t, s, 0));
     FAILS(mp_tape_grad(t, 1000, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_grad");
     FAILS(mp_tape_grad(t, s, NULL), MP_ERR_NULL_POINTER, "'out'");
@@ -1020,6 +1066,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(sem, grads_without_create_graph_are_constants);
     tcase_add_test(sem, unrelated_and_constant_vars_get_zero_grads);
     tcase_add_test(sem, backward_replaces_earlier_grads);
+    tcase_add_test(sem, backward_wrt_prunes_other_paths);
     tcase_add_test(sem, second_order_maml_matches_finite_differences);
     suite_add_tcase(s, sem);
     TCase *mem = tcase_create("memory");

@@ -88,6 +88,16 @@ MP_API mp_status mp_tape_scalar(const mp_tape *tape, mp_var v, float *out);
 /** Reverse sweep from a 1 x 1 loss. Replaces the gradients of any earlier
  *  backward call. */
 MP_API mp_status mp_tape_backward(mp_tape *tape, mp_var loss, int32_t create_graph);
+/** Like mp_tape_backward, but only propagates along paths from the n
+ *  variables wrt[] to the loss (like torch.autograd.grad(loss, wrt)): the
+ *  gradients of wrt[] and of every variable that depends on one of them are
+ *  exact, every other variable reads as a zero gradient. Much cheaper when
+ *  the tape holds earlier steps the caller does not differentiate (the inner
+ *  steps of MAML). wrt is read during the call only.
+ *  Errors: as mp_tape_backward, plus MP_ERR_NULL_POINTER (wrt),
+ *  MP_ERR_INVALID_ARGUMENT (n == 0), MP_ERR_UNKNOWN_VARIABLE (a wrt id). */
+MP_API mp_status mp_tape_backward_wrt(mp_tape *tape, mp_var loss, int32_t create_graph, const mp_var *wrt,
+                                      size_t n);
 /** Gradient variable of v from the last backward (same shape as v). A
  *  variable the loss does not depend on gets a zero constant. */
 MP_API mp_status mp_tape_grad(mp_tape *tape, mp_var v, mp_var *out);

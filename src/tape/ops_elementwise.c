@@ -68,7 +68,7 @@ mp_status mp__sum_to(mp_tape *t, mp_var g, int32_t rows, int32_t cols, mp_var *o
 /* Accumulates s*contrib (reduced to the shape of v) into v's gradient. */
 static mp_status acc_to(mp_tape *t, mp_var v, mp_var contrib)
 {
-    if (!mp__rg(t, v)) return MP_OK;
+    if (!mp__need(t, v)) return MP_OK;
     mp_var r;
     MP_TRY(mp__sum_to(t, contrib, mp__nd(t, v)->rows, mp__nd(t, v)->cols, &r));
     return mp__acc(t, v, r);
@@ -88,7 +88,7 @@ mp_status mp__bwd_sub(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     MP_TRY(acc_to(t, n.in[0], g));
-    if (!mp__rg(t, n.in[1])) return MP_OK;
+    if (!mp__need(t, n.in[1])) return MP_OK;
     mp_var r, neg;
     MP_TRY(mp__sum_to(t, g, mp__nd(t, n.in[1])->rows, mp__nd(t, n.in[1])->cols, &r));
     MP_TRY(mp__scale(t, r, -1.0f, &neg));
@@ -101,11 +101,11 @@ mp_status mp__bwd_mul(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     mp_var c;
-    if (mp__rg(t, n.in[0])) {
+    if (mp__need(t, n.in[0])) {
         MP_TRY(mp__mul(t, g, n.in[1], n.f, &c));
         MP_TRY(acc_to(t, n.in[0], c));
     }
-    if (mp__rg(t, n.in[1])) {
+    if (mp__need(t, n.in[1])) {
         MP_TRY(mp__mul(t, g, n.in[0], n.f, &c));
         MP_TRY(acc_to(t, n.in[1], c));
     }
@@ -120,7 +120,7 @@ mp_status mp__bwd_div(mp_tape *t, mp_var v, mp_var g)
     mp_var gb, c;
     MP_TRY(mp__div(t, g, n.in[1], &gb));
     MP_TRY(acc_to(t, n.in[0], gb));
-    if (!mp__rg(t, n.in[1])) return MP_OK;
+    if (!mp__need(t, n.in[1])) return MP_OK;
     MP_TRY(mp__mul(t, gb, v, -1.0f, &c));
     return acc_to(t, n.in[1], c);
 }

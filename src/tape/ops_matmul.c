@@ -35,12 +35,12 @@ static mp_status gemm_backward(mp_tape *t, mp_var v, mp_var g, int32_t batch)
     mp__node n = *mp__nd(t, v);
     mp_var a = n.in[0], b = n.in[1], c;
     int32_t ta = n.attr[0], tb = n.attr[1];
-    if (mp__rg(t, a)) {
+    if (mp__need(t, a)) {
         if (ta) MP_TRY(mp__bmm(t, b, g, batch, tb, 1, &c));
         else MP_TRY(mp__bmm(t, g, b, batch, 0, !tb, &c));
         MP_TRY(mp__acc(t, a, c));
     }
-    if (mp__rg(t, b)) {
+    if (mp__need(t, b)) {
         if (tb) MP_TRY(mp__bmm(t, g, a, batch, 1, ta, &c));
         else MP_TRY(mp__bmm(t, a, g, batch, !ta, 0, &c));
         MP_TRY(mp__acc(t, b, c));

@@ -84,11 +84,11 @@ mp_status mp__bwd_concat(mp_tape *t, mp_var v, mp_var g)
     const mp__node *A = mp__nd(t, n.in[0]), *B = mp__nd(t, n.in[1]);
     int32_t la = axis == MP_AXIS_ROWS ? A->rows : A->cols, lb = axis == MP_AXIS_ROWS ? B->rows : B->cols;
     mp_var c;
-    if (mp__rg(t, n.in[0])) {
+    if (mp__need(t, n.in[0])) {
         MP_TRY(mp__slice(t, g, axis, 0, la, &c));
         MP_TRY(mp__acc(t, n.in[0], c));
     }
-    if (mp__rg(t, n.in[1])) {
+    if (mp__need(t, n.in[1])) {
         MP_TRY(mp__slice(t, g, axis, la, lb, &c));
         MP_TRY(mp__acc(t, n.in[1], c));
     }

@@ -75,7 +75,7 @@ mp_status mp__bwd_tanh_grad(mp_tape *t, mp_var v, mp_var h)
 {
     mp__node n = *mp__nd(t, v);
     MP_TRY(acc_fused(t, MP__OP_TANH_GRAD, n.in[0], h, n.in[1]));
-    if (!mp__rg(t, n.in[1])) return MP_OK;
+    if (!mp__need(t, n.in[1])) return MP_OK;
     mp_var hg, c;
     MP_TRY(mp__mul(t, h, n.in[0], -2.0f, &hg));
     MP_TRY(mp__mul(t, hg, n.in[1], 1.0f, &c));
@@ -101,7 +101,7 @@ mp_status mp__bwd_sigmoid_grad(mp_tape *t, mp_var v, mp_var h)
 {
     mp__node n = *mp__nd(t, v);
     MP_TRY(acc_fused(t, MP__OP_SIGMOID_GRAD, n.in[0], h, n.in[1]));
-    if (!mp__rg(t, n.in[1])) return MP_OK;
+    if (!mp__need(t, n.in[1])) return MP_OK;
     mp_var hg, y2, c;
     MP_TRY(mp__mul(t, h, n.in[0], 1.0f, &hg));
     MP_TRY(mp__scale(t, n.in[1], -2.0f, &y2));
@@ -186,7 +186,7 @@ mp_status mp__bwd_sqrt_grad(mp_tape *t, mp_var v, mp_var h)
 {
     mp__node n = *mp__nd(t, v);
     MP_TRY(acc_fused(t, MP__OP_SQRT_GRAD, n.in[0], h, n.in[1]));
-    if (!mp__rg(t, n.in[1])) return MP_OK;
+    if (!mp__need(t, n.in[1])) return MP_OK;
     mp_var hg, c;
     MP_TRY(mp__mul(t, h, n.in[0], 1.0f, &hg));
     MP_TRY(mp__binary(t, MP__OP_SQRT_GRAD, hg, n.in[1], &c));

@@ -349,7 +349,7 @@ mp_status mp_tape_scalar(const mp_tape *ct, mp_var v, float *out)
 /* ---- differentiation ------------------------------------------------------------ */
 mp_status mp__acc(mp_tape *t, mp_var v, mp_var c)
 {
-    if (!mp__rg(t, v)) return MP_OK;
+    if (!mp__need(t, v)) return MP_OK;
     mp_var old = t->gwork[v];
     if (old == MP_VAR_NONE) {
         t->gwork[v] = c;
@@ -371,26 +371,40 @@ static mp_status sweep(mp_tape *t, mp_var loss)
     t->gwork[loss] = seed;
     for (mp_var i = loss; i >= 0; i--) {
         mp_var g = t->gwork[i];
-        if (g == MP_VAR_NONE || !(t->nodes[i].flags & MP__NODE_RG)) continue;
+        if (g == MP_VAR_NONE || !mp__need(t, i)) continue;
         MP_TRY(op_table[t->nodes[i].op].bwd(t, i, g));
     }
     return MP_OK;
 }
 
-mp_status mp_tape_backward(mp_tape *t, mp_var loss, int32_t create_graph)
+/* Marks (MP__NODE_DEP) every node up to the loss that depends on a wrt
+ * variable: consumers come after their inputs, so one forward pass does. */
+static void mark_dependents(mp_tape *t, mp_var loss, const mp_var *wrt, size_t n)
 {
-    static const char fn[] = "mp_tape_backward";
-    MP_REQUIRE_PTR(t, NULL, fn);
-    MP__VAR(t, fn, loss);
-    const mp__node *n = &t->nodes[loss];
-    MP_REQUIRE(n->rows == 1 && n->cols == 1, t->err, MP_ERR_SHAPE_MISMATCH,
-               "%s: loss %d is %dx%d, expected 1x1", fn, (int)loss, (int)n->rows, (int)n->cols);
-    MP_REQUIRE(create_graph == 0 || create_graph == 1, t->err, MP_ERR_INVALID_ARGUMENT,
-               "%s: create_graph = %d, expected 0 or 1", fn, (int)create_graph);
+    mp_var lo = loss;
+    for (mp_var i = 0; i <= loss; i++) t->nodes[i].flags &= (uint8_t)~MP__NODE_DEP;
+    for (size_t k = 0; k < n; k++) {
+        if (wrt[k] > loss) continue;
+        t->nodes[wrt[k]].flags |= MP__NODE_DEP;
+        if (wrt[k] < lo) lo = wrt[k];
+    }
+    for (mp_var i = lo; i <= loss; i++) {
+        mp__node *nd = &t->nodes[i];
+        if ((nd->in[0] != MP_VAR_NONE && (t->nodes[nd->in[0]].flags & MP__NODE_DEP)) ||
+            (nd->in[1] != MP_VAR_NONE && (t->nodes[nd->in[1]].flags & MP__NODE_DEP)))
+            nd->flags |= MP__NODE_DEP;
+    }
+}
+
+static mp_status run_backward(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n)
+{
     mp__mark m = mp__tape_mark(t);
+    if (wrt) mark_dependents(t, loss, wrt, n);
+    t->prune = wrt != NULL;
     t->no_grad = !create_graph;
     mp_status st = sweep(t, loss);
     t->no_grad = 0;
+    t->prune = 0;
     if (st != MP_OK) {
         mp__tape_rollback(t, m); /* the earlier gradients stay committed */
         return st;
@@ -400,6 +414,37 @@ mp_status mp_tape_backward(mp_tape *t, mp_var loss, int32_t create_graph)
     t->gwork = tmp;
     t->grad_n = m.n;
     return MP_OK;
+}
+
+static mp_status check_backward(mp_tape *t, const char *fn, mp_var loss, int32_t create_graph)
+{
+    MP__VAR(t, fn, loss);
+    const mp__node *n = &t->nodes[loss];
+    MP_REQUIRE(n->rows == 1 && n->cols == 1, t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: loss %d is %dx%d, expected 1x1", fn, (int)loss, (int)n->rows, (int)n->cols);
+    MP_REQUIRE(create_graph == 0 || create_graph == 1, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: create_graph = %d, expected 0 or 1", fn, (int)create_graph);
+    return MP_OK;
+}
+
+mp_status mp_tape_backward(mp_tape *t, mp_var loss, int32_t create_graph)
+{
+    MP_REQUIRE_PTR(t, NULL, "mp_tape_backward");
+    MP_TRY(check_backward(t, "mp_tape_backward", loss, create_graph));
+    return run_backward(t, loss, create_graph, NULL, 0);
+}
+
+mp_status mp_tape_backward_wrt(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n)
+{
+    static const char fn[] = "mp_tape_backward_wrt";
+    MP_REQUIRE_PTR(t, NULL, fn);
+    MP_REQUIRE_PTR(wrt, t->err, fn);
+    MP_TRY(check_backward(t, fn, loss, create_graph));
+    MP_REQUIRE(n >= 1, t->err, MP_ERR_INVALID_ARGUMENT, "%s: n = 0, expected at least one wrt variable", fn);
+    for (size_t k = 0; k < n; k++)
+        MP_REQUIRE(wrt[k] >= 0 && wrt[k] < t->n, t->err, MP_ERR_UNKNOWN_VARIABLE,
+                   "%s: wrt[%zu] = %d is not a variable of this tape (it has %d)", fn, k, (int)wrt[k], (int)t->n);
+    return run_backward(t, loss, create_graph, wrt, n);
 }
 
 mp_status mp_tape_grad(mp_tape *t, mp_var v, mp_var *out)

@@ -33,6 +33,7 @@ enum {
 /* Node flags. */
 #define MP__NODE_RG     1 /* requires grad: a differentiable path to a grad leaf */
 #define MP__NODE_BORROW 2 /* val points at caller memory */
+#define MP__NODE_DEP    4 /* depends on a wrt variable of the running mp_tape_backward_wrt */
 
 /* One recorded variable: 64 bytes, one cache line. Inputs and attributes
  * are enough for every op; index arrays (labels, gather rows, argmax) live
@@ -73,6 +74,7 @@ struct mp_tape {
     int32_t n, cap;
     int32_t grad_n;   /* node count when the last backward finished; -1: none */
     int32_t no_grad;  /* recording inside backward with create_graph = 0 */
+    int32_t prune;    /* running backward only propagates into MP__NODE_DEP nodes */
     mp__arena arena;
     char err[MP_ERRMSG_LEN];
 };
@@ -93,6 +95,15 @@ static inline mp__node *mp__nd(const mp_tape *t, mp_var v) { return &t->nodes[v]
 static inline int mp__rg(const mp_tape *t, mp_var v)
 {
     return v != MP_VAR_NONE && (t->nodes[v].flags & MP__NODE_RG);
+}
+
+/* Whether the running backward must propagate into v: v requires grad and,
+ * under mp_tape_backward_wrt, depends on one of the wrt variables. */
+static inline int mp__need(const mp_tape *t, mp_var v)
+{
+    if (v == MP_VAR_NONE) return 0;
+    uint8_t f = t->nodes[v].flags;
+    return (f & MP__NODE_RG) && (!t->prune || (f & MP__NODE_DEP));
 }
 
 /* Records one op: allocates the output (rows x cols) on the arena, fills
