@@ -1,13 +1,11 @@
-"""meta.h: the meta-learner (MAML, FOMAML, Reptile, Meta-SGD)."""
+"""meta.h: the meta-optimizers (MAML, FOMAML, Reptile, Meta-SGD)."""
 import ctypes
-import math
-
-import numpy as np
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int64_p, c_size_p, PROGRESS_FN)
-from metaprompt._base import Handle, check, as_f32, fptr
+from metaprompt._base import Handle, check, as_f32, fptr, out_f32
 from metaprompt.core import config_ptr
+from metaprompt.model import Prompt
 
 __all__ = ["Meta"]
 
@@ -15,8 +13,8 @@ register({
     "mp_meta_create": (status, [c_void_pp, vp, vp, vp]),
     "mp_meta_destroy": (None, [vp]),
     "mp_meta_error": (cstr, [vp]),
-    "mp_meta_step": (status, [vp, ctypes.POINTER(vp), size_t, c_double_p, size_t]),
-    "mp_meta_compute_gradients": (status, [vp, ctypes.POINTER(vp), size_t, c_double_p, size_t]),
+    "mp_meta_step": (status, [vp, c_void_pp, size_t, c_double_p, size_t]),
+    "mp_meta_compute_gradients": (status, [vp, c_void_pp, size_t, c_double_p, size_t]),
     "mp_meta_gradient_size": (status, [vp, c_size_p]),
     "mp_meta_get_gradients": (status, [vp, c_float_p, size_t]),
     "mp_meta_set_gradients": (status, [vp, c_float_p, size_t]),
@@ -24,14 +22,14 @@ register({
     "mp_meta_step_count": (status, [vp, c_int64_p]),
     "mp_meta_adapt": (status, [vp, vp, vp, vp]),
     "mp_meta_evaluate": (status, [vp, vp, u64, size_t, c_double_p, c_double_p]),
-    "mp_meta_evaluate_tasks": (status, [vp, ctypes.POINTER(vp), size_t, c_double_p, c_double_p]),
+    "mp_meta_evaluate_tasks": (status, [vp, c_void_pp, size_t, c_double_p, c_double_p]),
     "mp_meta_set_progress": (status, [vp, PROGRESS_FN, vp]),
     "mp_meta_set_eval_steps": (status, [vp, i32]),
     "mp_meta_inner_lr_count": (status, [vp, c_size_p]),
     "mp_meta_get_inner_lr": (status, [vp, c_float_p, size_t]),
 })
 
-# Configuration keys (meta: 300-399) and enumerations.
+# Configuration keys (meta: 300-399).
 CFG_META_ALGORITHM = 300
 CFG_META_INNER_STEPS = 301
 CFG_META_INNER_LR = 302
@@ -52,17 +50,22 @@ LEARN_PROMPT, LEARN_HEAD, LEARN_BACKBONE, LEARN_INNER_LR = 1, 2, 4, 8
 OPT_SGD, OPT_ADAM, OPT_ADAMW = 1, 2, 3
 META_STAT_LOSS_BEFORE, META_STAT_LOSS_AFTER, META_STAT_ACC_BEFORE, META_STAT_ACC_AFTER = 0, 1, 2, 3
 META_NUM_STATS = 4
-__all__ += [n for n in list(globals()) if n.startswith(("CFG_META_", "META_", "SCOPE_", "LEARN_", "OPT_"))]
+__all__ += [n for n in list(globals())
+            if n.startswith(("CFG_META_", "META_", "SCOPE_", "LEARN_", "OPT_"))]
+
+STAT_NAMES = ("loss_before", "loss_after", "acc_before", "acc_after")
 
 
 def _task_array(tasks):
-    arr = (vp * len(tasks))(*[t.ptr for t in tasks])
+    tasks = list(tasks)
+    arr = (ctypes.c_void_p * max(len(tasks), 1))(*[t.ptr for t in tasks])
     return arr, len(tasks)
 
 
 class Meta(Handle):
     """A meta-learner over a model and its prompt (mp_meta). The model and
-    prompt are borrowed (kept alive here) and updated in place by step()."""
+    prompt are the meta-parameters, updated in place; the Meta keeps both
+    alive. prompt may be None for a model without prompt (P == 0)."""
 
     _destroy_fn = "mp_meta_destroy"
     _error_fn = "mp_meta_error"
@@ -70,37 +73,46 @@ class Meta(Handle):
     def __init__(self, model, prompt=None, cfg=None):
         p, keep = config_ptr(cfg)
         out = ctypes.c_void_p()
-        check(F.mp_meta_create(ctypes.byref(out), model.ptr, prompt.ptr if prompt else None, p))
+        check(F.mp_meta_create(ctypes.byref(out), model.ptr,
+                               None if prompt is None else prompt.ptr, p))
         Handle.__init__(self, out.value, owners=(model, prompt))
+        self.model, self.prompt = model, prompt
         self._progress = None
+
+    def close(self):
+        Handle.close(self)
+        self._progress = None  # only after C stopped using the callback
 
     def _batch(self, fn, tasks):
         arr, n = _task_array(tasks)
         stats = (ctypes.c_double * META_NUM_STATS)()
         self._check(fn(self.ptr, arr, n, stats, META_NUM_STATS))
-        return {"loss_before": stats[0], "loss_after": stats[1], "acc_before": stats[2],
-                "acc_after": stats[3]}
+        return dict(zip(STAT_NAMES, stats))
 
     def step(self, tasks):
-        """One meta-update on a list of Tasks; returns the statistics."""
+        """One meta-update on a meta-batch; returns the mean query loss and
+        accuracy (NaN for regression) before and after adaptation."""
         return self._batch(F.mp_meta_step, tasks)
 
     def compute_gradients(self, tasks):
+        """The meta-gradient of a meta-batch, kept in the meta (see
+        get_gradients / set_gradients / apply_gradients); returns stats."""
         return self._batch(F.mp_meta_compute_gradients, tasks)
 
     @property
     def gradient_size(self):
-        n = ctypes.c_size_t()
-        self._check(F.mp_meta_gradient_size(self.ptr, ctypes.byref(n)))
-        return n.value
+        out = ctypes.c_size_t()
+        self._check(F.mp_meta_gradient_size(self.ptr, ctypes.byref(out)))
+        return out.value
 
-    def get_gradients(self):
-        g = np.empty(self.gradient_size, np.float32)
-        self._check(F.mp_meta_get_gradients(self.ptr, fptr(g), g.size))
-        return g
+    def get_gradients(self, out=None):
+        buf = out_f32((self.gradient_size,), out)
+        self._check(F.mp_meta_get_gradients(self.ptr, fptr(buf), buf.size))
+        return buf
 
     def set_gradients(self, grad):
-        g = as_f32(grad).reshape(-1)
+        """Replaces the gradient (e.g. after an all-reduce across processes)."""
+        g = as_f32(grad)
         self._check(F.mp_meta_set_gradients(self.ptr, fptr(g), g.size))
 
     def apply_gradients(self):
@@ -108,40 +120,65 @@ class Meta(Handle):
 
     @property
     def step_count(self):
-        n = ctypes.c_int64()
-        self._check(F.mp_meta_step_count(self.ptr, ctypes.byref(n)))
-        return n.value
+        out = ctypes.c_int64()
+        self._check(F.mp_meta_step_count(self.ptr, ctypes.byref(out)))
+        return out.value
 
     def adapt(self, task, out_prompt=None, out_model=None):
-        """Runs the inner loop on task into out_prompt / out_model."""
-        self._check(F.mp_meta_adapt(self.ptr, task.ptr, out_prompt.ptr if out_prompt else None,
-                                    out_model.ptr if out_model else None))
+        """Adapts to one task without touching the meta-parameters; returns
+        the adapted prompt (a new Prompt unless out_prompt is given; None
+        for a model without prompt). With out_model (e.g. model.clone()),
+        all adapted parameters are written there too."""
+        if out_prompt is None and self.prompt is not None:
+            out_prompt = Prompt(self.model)
+        self._check(F.mp_meta_adapt(self.ptr, task.ptr,
+                                    None if out_prompt is None else out_prompt.ptr,
+                                    None if out_model is None else out_model.ptr))
+        return out_prompt
 
     def evaluate(self, sampler, first_episode, n_episodes):
-        """(mean, ci95) of query accuracy or MSE after adaptation."""
+        """(mean, ci95) of query accuracy (classifier) or MSE (regressor)
+        after adaptation over episodes first .. first+n-1 of sampler."""
         mean, ci = ctypes.c_double(), ctypes.c_double()
-        self._check(F.mp_meta_evaluate(self.ptr, sampler.ptr, int(first_episode), int(n_episodes),
-                                       ctypes.byref(mean), ctypes.byref(ci)))
+        self._check(F.mp_meta_evaluate(self.ptr, sampler.ptr, int(first_episode),
+                                       int(n_episodes), ctypes.byref(mean), ctypes.byref(ci)))
         return mean.value, ci.value
 
     def evaluate_tasks(self, tasks):
         arr, n = _task_array(tasks)
         mean, ci = ctypes.c_double(), ctypes.c_double()
-        self._check(F.mp_meta_evaluate_tasks(self.ptr, arr, n, ctypes.byref(mean), ctypes.byref(ci)))
+        self._check(F.mp_meta_evaluate_tasks(self.ptr, arr, n, ctypes.byref(mean),
+                                             ctypes.byref(ci)))
         return mean.value, ci.value
 
-    def set_progress(self, fn=None):
-        """fn(done, total) -> truthy to cancel; None removes it."""
-        self._progress = PROGRESS_FN(lambda d, t, ud: 1 if fn(d, t) else 0) if fn else None
-        self._check(F.mp_meta_set_progress(self.ptr, self._progress or PROGRESS_FN(), None))
+    def set_progress(self, fn):
+        """fn(done, total) -> truthy to cancel (MetapromptError
+        ERR_CANCELLED), called on the calling thread during evaluate*.
+        None removes it. An exception in fn cancels."""
+        if fn is None:
+            cb = ctypes.cast(None, PROGRESS_FN)
+        else:
+            def trampoline(done, total, _user):
+                try:
+                    return 1 if fn(done, total) else 0
+                except Exception:
+                    return 1
+            cb = PROGRESS_FN(trampoline)
+        self._check(F.mp_meta_set_progress(self.ptr, cb, None))
+        self._progress = cb if fn is not None else None
 
     def set_eval_steps(self, steps):
+        """Inner steps used by adapt and evaluate."""
         self._check(F.mp_meta_set_eval_steps(self.ptr, int(steps)))
 
-    def inner_lr(self):
-        """Meta-SGD's per-element inner rates (empty for other algorithms)."""
-        n = ctypes.c_size_t()
-        self._check(F.mp_meta_inner_lr_count(self.ptr, ctypes.byref(n)))
-        buf = np.empty(n.value, np.float32)
-        self._check(F.mp_meta_get_inner_lr(self.ptr, fptr(buf) if n.value else None, n.value))
+    @property
+    def inner_lr_count(self):
+        out = ctypes.c_size_t()
+        self._check(F.mp_meta_inner_lr_count(self.ptr, ctypes.byref(out)))
+        return out.value
+
+    def get_inner_lr(self, out=None):
+        """Meta-SGD's learned per-element inner rates."""
+        buf = out_f32((self.inner_lr_count,), out)
+        self._check(F.mp_meta_get_inner_lr(self.ptr, fptr(buf), buf.size))
         return buf

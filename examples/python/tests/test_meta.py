@@ -1,47 +1,142 @@
-import math
+import gc
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import metaprompt as mp
+from conftest import PYDIR, requires
+
+pytestmark = requires("mp_meta_create", "mp_meta_step", "mp_sampler_create_sinusoid",
+                      "mp_model_create")
 
 
-def sinusoid_meta(algo=mp.META_MAML, threads=1):
-    model = mp.Model()
-    cfg = mp.Config({mp.CFG_META_ALGORITHM: algo, mp.CFG_META_SCOPE: mp.SCOPE_ALL,
+def sinusoid_setup(algorithm=mp.META_MAML, threads=1):
+    cfg = mp.Config({mp.CFG_MODEL_PROMPT_LEN: 2, mp.CFG_MODEL_HIDDEN_WIDTH: 16,
+                     mp.CFG_META_ALGORITHM: algorithm, mp.CFG_META_SCOPE: mp.SCOPE_PROMPT_HEAD,
+                     mp.CFG_META_INNER_LR: 0.01, mp.CFG_DATA_SHOTS: 5, mp.CFG_DATA_QUERIES: 5,
                      mp.CFG_THREADS: threads})
-    return model, mp.Meta(model, None, cfg)
+    model = mp.Model(cfg)
+    prompt = mp.Prompt(model).init(mp.PROMPT_INIT_NORMAL, 0.1, 0)
+    return cfg, model, prompt, mp.Sampler.sinusoid(cfg), mp.Meta(model, prompt, cfg)
 
 
-def test_step_evaluate_and_gradients():
-    model, meta = sinusoid_meta()
+def test_step_updates_prompt_and_keeps_owners_alive(no_leaks):
+    cfg, model, prompt, sampler, meta = sinusoid_setup()
+    p0 = prompt.get().copy()
+    del model, prompt, cfg
+    gc.collect()  # the meta keeps its model and prompt alive
+    tasks = [sampler.next() for _ in range(4)]
+    stats = meta.step(tasks)
+    assert set(stats) == {"loss_before", "loss_after", "acc_before", "acc_after"}
+    assert np.isnan(stats["acc_before"]) and stats["loss_before"] > 0
+    assert meta.step_count == 1
+    assert not np.array_equal(meta.prompt.get(), p0)
+    mean, ci = meta.evaluate(sampler, 1000, 10)
+    assert mean > 0 and ci > 0
+    m2, c2 = meta.evaluate_tasks(tasks)
+    assert m2 > 0
+    adapted = meta.adapt(tasks[0])
+    assert adapted.shape == meta.prompt.shape
+    for t in tasks:
+        t.close()
+    meta.close()
+    sampler.close()
+    adapted.close()
+
+
+def test_split_gradients_equal_step():
+    _, _, pa, sa, ma = sinusoid_setup()
+    _, _, pb, sb, mb = sinusoid_setup()
+    tasks = [sa.episode(i) for i in range(3)]
+    ma.step(tasks)
+    mb.compute_gradients(tasks)
+    g = mb.get_gradients()
+    assert g.shape == (mb.gradient_size,) and np.abs(g).sum() > 0
+    mb.set_gradients(g * 2 / 2)       # an external all-reduce would go here
+    mb.apply_gradients()
+    np.testing.assert_array_equal(pa.get(), pb.get())
+    with pytest.raises(mp.MetapromptError) as ei:
+        mb.apply_gradients()
+    assert ei.value.status == mp.ERR_STATE
+    with pytest.raises(mp.MetapromptError) as ei:
+        mb.set_gradients(np.zeros(3))
+    assert ei.value.status == mp.ERR_SHAPE_MISMATCH
+
+
+def test_threads_give_identical_results():
+    _, _, p1, s1, m1 = sinusoid_setup(threads=1)
+    _, _, p2, s2, m2 = sinusoid_setup(threads=2)
+    tasks = [s1.episode(i) for i in range(4)]
+    m1.step(tasks)
+    m2.step(tasks)
+    np.testing.assert_array_equal(p1.get(), p2.get())
+
+
+def test_metasgd_rates_progress_and_eval_steps():
+    _, _, _, s, m = sinusoid_setup(algorithm=mp.META_METASGD)
+    assert m.inner_lr_count > 0
+    np.testing.assert_allclose(m.get_inner_lr(), 0.01)
+    seen = []
+    m.set_progress(lambda done, total: seen.append((done, total)) and False)
+    m.evaluate(s, 0, 3)
+    assert seen and seen[-1][0] == 3
+    m.set_progress(lambda done, total: True)
+    with pytest.raises(mp.MetapromptError) as ei:
+        m.evaluate(s, 0, 3)
+    assert ei.value.status == mp.ERR_CANCELLED
+    m.set_progress(None)
+    m.set_eval_steps(0)
+    with pytest.raises(mp.MetapromptError) as ei:
+        m.set_eval_steps(-5)
+    assert ei.value.status == mp.ERR_RANGE
+
+
+def test_meta_errors():
+    cfg, model, prompt, sampler, meta = sinusoid_setup()
+    with pytest.raises(mp.MetapromptError) as ei:
+        meta.step([])
+    assert ei.value.status == mp.ERR_INVALID_ARGUMENT and "mp_meta_step" in ei.value.message
+    cls = mp.Task.classification(np.zeros((2, 1)), [0, 1], np.zeros((2, 1)), [0, 1])
+    with pytest.raises(mp.MetapromptError) as ei:
+        meta.step([cls])
+    assert ei.value.status == mp.ERR_INVALID_ARGUMENT
+    with pytest.raises(mp.MetapromptError) as ei:
+        mp.Meta(model, prompt, {mp.CFG_META_LEARN: mp.LEARN_INNER_LR})
+    assert ei.value.status == mp.ERR_INVALID_ARGUMENT
+
+
+def test_checkpoint_with_meta(tmp_path):
+    _, model, prompt, sampler, meta = sinusoid_setup()
+    meta.step([sampler.episode(0)])
+    mp.checkpoint_save(tmp_path / "c", model, prompt, meta)
+    _, model2, prompt2, _, meta2 = sinusoid_setup()
+    mp.checkpoint_load(tmp_path / "c", model2, prompt2, meta2)
+    assert meta2.step_count == 1
+    np.testing.assert_array_equal(prompt2.get(), prompt.get())
+
+
+def test_sinusoid_example_runs():
+    env = dict(os.environ, PYTHONPATH=PYDIR, PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([sys.executable, os.path.join(PYDIR, "sinusoid.py"), "20"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "test MSE after adaptation" in r.stdout and "new wave" in r.stdout
+
+
+def test_model_without_prompt():
+    """P == 0 (plain MAML): no prompt handle at all."""
+    model = mp.Model()
+    meta = mp.Meta(model, None, {mp.CFG_META_SCOPE: mp.SCOPE_ALL})
     tasks = [mp.Task.sinusoid(1, i, 5, 5) for i in range(4)]
     st = meta.step(tasks)
-    assert st["loss_before"] > 0 and math.isnan(st["acc_after"])
-    assert meta.step_count == 1
-    meta.compute_gradients(tasks)
-    g = meta.get_gradients()
-    assert g.size == meta.gradient_size
-    meta.set_gradients(g)
-    meta.apply_gradients()
-    mean, ci = meta.evaluate_tasks(tasks)
-    assert mean > 0 and ci > 0
-    seen = []
-    meta.set_progress(lambda d, t: seen.append(d) or False)
-    sampler = mp.Sampler.sinusoid(mp.Config({mp.CFG_DATA_SHOTS: 5}))
-    mean2, _ = meta.evaluate(sampler, 0, 20)
-    assert seen and seen[-1] == 20 and mean2 > 0
-    meta.set_progress(None)
-    meta.set_eval_steps(2)
+    assert st["loss_before"] > 0 and np.isnan(st["acc_after"])
     out = model.clone()
-    meta.adapt(tasks[0], None, out)
-    assert meta.inner_lr().size == 0
-
-
-def test_errors_raise():
-    model, meta = sinusoid_meta()
-    with pytest.raises(mp.MetapromptError) as e:
-        meta.step([])
-    assert e.value.status == mp.ERR_INVALID_ARGUMENT
-    with pytest.raises(mp.MetapromptError):
+    assert meta.adapt(tasks[0], out_model=out) is None
+    assert not np.array_equal(out.get_params(), model.get_params())
+    assert meta.inner_lr_count == 0 and meta.get_inner_lr().size == 0
+    with pytest.raises(mp.MetapromptError) as ei:
         meta.apply_gradients()
+    assert ei.value.status == mp.ERR_STATE

@@ -259,7 +259,6 @@ impl<'a> Sampler<'a> {
         check(unsafe { sys::mp_sampler_create(&mut p, ds.ptr, cfg_ptr(cfg)) }, None)?;
         Ok(Sampler { ptr: p, _ds: PhantomData })
     }
-    #[allow(dead_code)]
     pub(crate) fn as_ptr(&self) -> *const sys::mp_sampler {
         self.ptr
     }

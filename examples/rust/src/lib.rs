@@ -24,10 +24,12 @@ use std::sync::Mutex;
 
 pub mod sys;
 mod data;
+mod meta;
 mod model;
 mod tape;
 
 pub use data::*;
+pub use meta::*;
 pub use model::*;
 pub use tape::*;
 

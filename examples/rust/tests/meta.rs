@@ -1,0 +1,102 @@
+use metaprompt::*;
+
+fn cfg(algorithm: i32, threads: i64) -> Config {
+    let mut c = Config::new().unwrap();
+    c.set_int(CFG_MODEL_PROMPT_LEN, 2).unwrap()
+        .set_int(CFG_MODEL_HIDDEN_WIDTH, 16).unwrap()
+        .set_int(CFG_META_ALGORITHM, algorithm as i64).unwrap()
+        .set_int(CFG_META_SCOPE, SCOPE_PROMPT_HEAD as i64).unwrap()
+        .set_float(CFG_META_INNER_LR, 0.01).unwrap()
+        .set_int(CFG_DATA_SHOTS, 5).unwrap()
+        .set_int(CFG_DATA_QUERIES, 5).unwrap()
+        .set_int(CFG_THREADS, threads).unwrap();
+    c
+}
+
+fn setup(c: &Config) -> (Model, Prompt) {
+    let m = Model::new(Some(c)).unwrap();
+    let mut p = Prompt::new(&m).unwrap();
+    p.init(PROMPT_INIT_NORMAL, 0.1, 0).unwrap();
+    (m, p)
+}
+
+#[test]
+fn step_evaluate_adapt() {
+    let c = cfg(META_MAML, 1);
+    let (mut m, mut p) = setup(&c);
+    let p0 = p.values().unwrap();
+    let mut s = Sampler::sinusoid(Some(&c)).unwrap();
+    let tasks: Vec<Task> = (0..4).map(|_| s.next().unwrap()).collect();
+    let refs: Vec<&Task> = tasks.iter().collect();
+    let mut meta = Meta::new(&mut m, Some(&mut p), Some(&c)).unwrap();
+    let st = meta.step(&refs).unwrap();
+    assert!(st.loss_before > 0.0 && st.acc_before.is_nan());
+    assert_eq!(meta.step_count().unwrap(), 1);
+    assert_ne!(meta.prompt().unwrap().values().unwrap(), p0);
+    let (mean, ci) = meta.evaluate(&s, 1000, 10).unwrap();
+    assert!(mean > 0.0 && ci > 0.0);
+    assert!(meta.evaluate_tasks(&refs).unwrap().0 > 0.0);
+    let mut out = Prompt::new(meta.model()).unwrap();
+    meta.adapt(&tasks[0], Some(&mut out), None).unwrap();
+    let e = meta.step(&[]).unwrap_err();
+    assert_eq!(e.status, status::ERR_INVALID_ARGUMENT);
+    assert!(e.message.contains("mp_meta_step"), "{}", e);
+    drop(meta);
+    assert_ne!(p.values().unwrap(), p0); // updated in place
+}
+
+#[test]
+fn split_gradients_equal_step_and_threads_agree() {
+    let (c1, c2) = (cfg(META_MAML, 1), cfg(META_MAML, 2));
+    let (mut ma, mut pa) = setup(&c1);
+    let (mut mb, mut pb) = setup(&c2);
+    let s = Sampler::sinusoid(Some(&c1)).unwrap();
+    let tasks: Vec<Task> = (0..3).map(|i| s.episode(i).unwrap()).collect();
+    let refs: Vec<&Task> = tasks.iter().collect();
+    {
+        let mut a = Meta::new(&mut ma, Some(&mut pa), Some(&c1)).unwrap();
+        let mut b = Meta::new(&mut mb, Some(&mut pb), Some(&c2)).unwrap();
+        a.step(&refs).unwrap();
+        b.compute_gradients(&refs).unwrap();
+        let g = b.gradients().unwrap();
+        assert_eq!(g.len(), b.gradient_size().unwrap());
+        b.set_gradients(&g).unwrap();
+        b.apply_gradients().unwrap();
+        assert_eq!(b.apply_gradients().unwrap_err().status, status::ERR_STATE);
+    }
+    assert_eq!(pa.values().unwrap(), pb.values().unwrap());
+}
+
+#[test]
+fn metasgd_progress_and_checkpoint() {
+    let c = cfg(META_METASGD, 1);
+    let (mut m, mut p) = setup(&c);
+    let s = Sampler::sinusoid(Some(&c)).unwrap();
+    let path = std::env::temp_dir().join(format!("mp-rust-meta-{}.ckpt", std::process::id()));
+    let path = path.to_str().unwrap().to_string();
+    {
+        let mut meta = Meta::new(&mut m, Some(&mut p), Some(&c)).unwrap();
+        assert!(meta.inner_lr().unwrap().iter().all(|&r| (r - 0.01).abs() < 1e-7));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        meta.set_progress(Some(Box::new(move |d, t| {
+            seen2.lock().unwrap().push((d, t));
+            false
+        }))).unwrap();
+        meta.evaluate(&s, 0, 3).unwrap();
+        assert_eq!(seen.lock().unwrap().last().unwrap().0, 3);
+        meta.set_progress(Some(Box::new(|_, _| true))).unwrap();
+        assert_eq!(meta.evaluate(&s, 0, 3).unwrap_err().status, status::ERR_CANCELLED);
+        meta.set_progress(None).unwrap();
+        assert_eq!(meta.set_eval_steps(-3).unwrap_err().status, status::ERR_RANGE);
+        let t = s.episode(0).unwrap();
+        meta.step(&[&t]).unwrap();
+        meta.save_checkpoint(&path).unwrap();
+    }
+    let (mut m2, mut p2) = setup(&c);
+    let mut meta2 = Meta::new(&mut m2, Some(&mut p2), Some(&c)).unwrap();
+    meta2.load_checkpoint(&path).unwrap();
+    assert_eq!(meta2.step_count().unwrap(), 1);
+    assert_eq!(meta2.prompt().unwrap().values().unwrap(), p.values().unwrap());
+    std::fs::remove_file(&path).unwrap();
+}
