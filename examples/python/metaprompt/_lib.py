@@ -68,6 +68,7 @@ PROTOTYPES = {
     "mp_tape_read": (status, [vp, i32, c_float_p, size_t]),
     "mp_tape_scalar": (status, [vp, i32, c_float_p]),
     "mp_tape_backward": (status, [vp, i32, i32]),
+    "mp_tape_backward_wrt": (status, [vp, i32, i32, c_int32_p, size_t]),
     "mp_tape_grad": (status, [vp, i32, c_int32_p]),
     "mp_matmul": (status, [vp, i32, i32, i32, i32, c_int32_p]),
     "mp_add": (status, [vp, i32, i32, c_int32_p]),

@@ -128,6 +128,12 @@ class Tape(Handle):
         gradients differentiable (higher order)."""
         self._check(F.mp_tape_backward(self.ptr, _v(loss), 1 if create_graph else 0))
 
+    def backward_wrt(self, loss, wrt, create_graph=False):
+        """Like backward() but only along paths from the variables in wrt
+        (like torch.autograd.grad(loss, wrt)); other gradients read zero."""
+        ids = as_i32([_v(w) for w in wrt]).reshape(-1)
+        self._check(F.mp_tape_backward_wrt(self.ptr, _v(loss), 1 if create_graph else 0, iptr(ids), ids.size))
+
     def grad(self, v):
         """Gradient variable of v from the last backward()."""
         return self._op(F.mp_tape_grad, _v(v))

@@ -71,6 +71,18 @@ def test_backward_gradient_and_second_order():
         np.testing.assert_allclose(t.read(t.grad(x)), 2 * x0, rtol=1e-5)
 
 
+def test_backward_wrt_only_follows_paths_from_wrt():
+    with mp.Tape() as t:
+        x = t.leaf(np.array([[3.0]], np.float32), requires_grad=True)
+        y = t.leaf(np.array([[2.0]], np.float32), requires_grad=True)
+        s = t.add(t.mul(x, y), t.square(y))
+        t.backward_wrt(s, [x], create_graph=True)
+        assert t.scalar(t.grad(x)) == 2.0
+        assert t.scalar(t.grad(y)) == 0.0
+        t.backward_wrt(t.grad(x), [y])
+        assert t.scalar(t.grad(y)) == 1.0
+
+
 def test_cross_entropy_with_int_labels():
     logits = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]], np.float32)
     labels = np.array([0, 2])

@@ -61,6 +61,8 @@ extern "C" {
     pub fn mp_tape_read(tape: *const mp_tape, v: mp_var, buf: *mut f32, len: usize) -> mp_status;
     pub fn mp_tape_scalar(tape: *const mp_tape, v: mp_var, out: *mut f32) -> mp_status;
     pub fn mp_tape_backward(tape: *mut mp_tape, loss: mp_var, create_graph: i32) -> mp_status;
+    pub fn mp_tape_backward_wrt(tape: *mut mp_tape, loss: mp_var, create_graph: i32, wrt: *const mp_var,
+                                n: usize) -> mp_status;
     pub fn mp_tape_grad(tape: *mut mp_tape, v: mp_var, out: *mut mp_var) -> mp_status;
     pub fn mp_matmul(tape: *mut mp_tape, a: mp_var, b: mp_var, trans_a: i32, trans_b: i32, out: *mut mp_var) -> mp_status;
     pub fn mp_add(tape: *mut mp_tape, a: mp_var, b: mp_var, out: *mut mp_var) -> mp_status;

@@ -105,6 +105,13 @@ impl Tape {
     pub fn backward(&mut self, loss: Var, create_graph: bool) -> Result<()> {
         self.check(unsafe { sys::mp_tape_backward(self.ptr, loss.0, create_graph as i32) })
     }
+    /// Like backward, but only along paths from the variables in wrt.
+    pub fn backward_wrt(&mut self, loss: Var, wrt: &[Var], create_graph: bool) -> Result<()> {
+        let ids: Vec<i32> = wrt.iter().map(|v| v.0).collect();
+        self.check(unsafe {
+            sys::mp_tape_backward_wrt(self.ptr, loss.0, create_graph as i32, ids.as_ptr(), ids.len())
+        })
+    }
     pub fn grad(&mut self, v: Var) -> Result<Var> {
         self.op(|t, o| unsafe { sys::mp_tape_grad(t, v.0, o) })
     }
