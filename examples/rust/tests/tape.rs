@@ -121,3 +121,17 @@ fn tapes_move_between_threads() {
     let got: Vec<f32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(got, vec![8.0, 32.0]);
 }
+
+#[test]
+fn backward_wrt_prunes() {
+    let mut t = Tape::new().unwrap();
+    let a = t.leaf(1, 2, &[1., 2.], true).unwrap();
+    let b = t.leaf(1, 2, &[3., 4.], true).unwrap();
+    let ab = t.mul(a, b).unwrap();
+    let loss = t.sum(ab, REDUCE_ALL).unwrap();
+    t.backward_wrt(loss, &[a], false).unwrap();
+    let (ga, gb) = (t.grad(a).unwrap(), t.grad(b).unwrap());
+    assert_eq!(t.read(ga).unwrap(), vec![3., 4.]);
+    assert_eq!(t.read(gb).unwrap(), vec![0., 0.]);
+    assert_eq!(t.backward_wrt(loss, &[], false).unwrap_err().status, status::ERR_INVALID_ARGUMENT);
+}
