@@ -102,9 +102,7 @@ mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *model, 
  * calls check (must verify everything it will need: presence, dtypes,
  * shapes, config compatibility, and reject unknown "meta/" tensors) and,
  * only after the model, prompt and meta checks all passed, apply (must not
- * fail: everything was checked). Until src/meta defines them, the stubs in
- * src/io/meta_hooks_stub.c return MP_ERR_UNSUPPORTED: delete that file in
- * the commit that adds the real ones. */
+ * fail: everything was checked). Implemented in src/meta/ckpt.c. */
 mp_status mp__meta_ckpt_write(const mp_meta *meta, mp__ckpt_writer *w);
 mp_status mp__meta_ckpt_check(const mp_meta *meta, const mp__ckpt_reader *r);
 void mp__meta_ckpt_apply(mp_meta *meta, const mp__ckpt_reader *r);
