@@ -68,25 +68,42 @@ MP_API const char *mp_tape_error(const mp_tape *tape);
 MP_API mp_status mp_tape_stat(const mp_tape *tape, int32_t stat, int64_t *out);
 
 /* ---- leaves and reading ------------------------------------------------------ */
-/** A leaf of rows x cols from data (len must equal rows*cols). Copied unless
- *  MP_LEAF_BORROW. */
+/** A leaf of rows x cols from data (len must equal rows*cols). Copied to the
+ *  arena unless MP_LEAF_BORROW: then the tape reads the caller's buffer in
+ *  place (never writes it); it must stay valid and unchanged until reset or
+ *  destroy. Errors: MP_ERR_NULL_POINTER (tape, data, out),
+ *  MP_ERR_INVALID_ARGUMENT (rows or cols < 1, unknown flags),
+ *  MP_ERR_SHAPE_MISMATCH (len != rows*cols), MP_ERR_OUT_OF_MEMORY. */
 MP_API mp_status mp_tape_leaf(mp_tape *tape, int32_t rows, int32_t cols, const float *data,
                               size_t len, int32_t flags, mp_var *out);
-/** A constant leaf filled with one value. */
+/** A constant leaf (no gradient) filled with one value.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (rows or cols < 1),
+ *  MP_ERR_OUT_OF_MEMORY. */
 MP_API mp_status mp_tape_fill(mp_tape *tape, int32_t rows, int32_t cols, float value, mp_var *out);
 /** Rows and columns of v. Errors: MP_ERR_NULL_POINTER,
  *  MP_ERR_UNKNOWN_VARIABLE (v not on this tape, or recorded before the last
  *  reset). */
 MP_API mp_status mp_tape_shape(const mp_tape *tape, mp_var v, int32_t *rows, int32_t *cols);
-/** Copies a variable's values into buf (len >= rows*cols, else
- *  MP_ERR_BUFFER_TOO_SMALL naming the size needed). */
+/** Copies a variable's values (row-major) into buf (len >= rows*cols, else
+ *  MP_ERR_BUFFER_TOO_SMALL naming the size needed). Errors also:
+ *  MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE. */
 MP_API mp_status mp_tape_read(const mp_tape *tape, mp_var v, float *buf, size_t len);
-/** Value of a 1 x 1 variable. */
+/** Value of a 1 x 1 variable. Errors: MP_ERR_NULL_POINTER,
+ *  MP_ERR_UNKNOWN_VARIABLE, MP_ERR_SHAPE_MISMATCH (not 1 x 1). */
 MP_API mp_status mp_tape_scalar(const mp_tape *tape, mp_var v, float *out);
 
 /* ---- differentiation ------------------------------------------------------- */
-/** Reverse sweep from a 1 x 1 loss. Replaces the gradients of any earlier
- *  backward call. */
+/** Reverse sweep from a 1 x 1 loss: gradients of the loss with respect to
+ *  every variable (leaf or intermediate) that requires a gradient, read with
+ *  mp_tape_grad. Replaces the gradients of any earlier backward call. The
+ *  sweep records each op's backward as new tape ops: with create_graph = 1
+ *  they are differentiable (gradients of gradients, Hessian-vector
+ *  products), with create_graph = 0 they are constants. A variable used
+ *  several times accumulates all its contributions.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE, MP_ERR_SHAPE_MISMATCH
+ *  (loss not 1 x 1), MP_ERR_INVALID_ARGUMENT (create_graph not 0/1),
+ *  MP_ERR_OUT_OF_MEMORY (then nothing is recorded and the gradients of the
+ *  previous backward stay). */
 MP_API mp_status mp_tape_backward(mp_tape *tape, mp_var loss, int32_t create_graph);
 /** Like mp_tape_backward, but only propagates along paths from the n
  *  variables wrt[] to the loss (like torch.autograd.grad(loss, wrt)): the
@@ -99,10 +116,35 @@ MP_API mp_status mp_tape_backward(mp_tape *tape, mp_var loss, int32_t create_gra
 MP_API mp_status mp_tape_backward_wrt(mp_tape *tape, mp_var loss, int32_t create_graph, const mp_var *wrt,
                                       size_t n);
 /** Gradient variable of v from the last backward (same shape as v). A
- *  variable the loss does not depend on gets a zero constant. */
+ *  variable the loss does not depend on (or recorded after that backward)
+ *  gets a zero constant (recorded on first request). Errors:
+ *  MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE, MP_ERR_STATE (no backward
+ *  since the last reset), MP_ERR_OUT_OF_MEMORY. */
 MP_API mp_status mp_tape_grad(mp_tape *tape, mp_var v, mp_var *out);
 
-/* ---- ops (each returns its result through *out) ---------------------------- */
+/* ---- ops (each returns its result through *out) ----------------------------
+ * Common to every op: the result is a new variable; it requires a gradient
+ * when an input does. Errors: MP_ERR_NULL_POINTER (tape, out, index arrays),
+ * MP_ERR_UNKNOWN_VARIABLE (an id not on this tape), MP_ERR_SHAPE_MISMATCH
+ * (message names the op and the shapes), MP_ERR_INVALID_ARGUMENT (flags,
+ * reduce, axis, geometry), MP_ERR_RANGE (labels, indices, slice bounds),
+ * MP_ERR_OUT_OF_MEMORY; on any error nothing is recorded and *out is
+ * untouched.
+ *
+ * Conventions at non-smooth points (derivatives of every order are finite):
+ *  - relu'(0) = 0 and relu'' = 0 everywhere (the mask is x > 0);
+ *  - sqrt'(0) = 0 and every higher derivative of sqrt at 0 is 0 (instead of
+ *    +inf); elsewhere the exact derivatives;
+ *  - max-pool routes the gradient to the first maximum of each 2x2 window in
+ *    row-major order (ties), and is linear in x otherwise (second derivative
+ *    0 through the pool itself);
+ *  - gelu is the exact erf form x * Phi(x) (PyTorch's default, not the tanh
+ *    approximation), with exact derivatives of every order;
+ *  - softmax / log-softmax / cross-entropy subtract the row max, so huge
+ *    logits are safe; -inf entries get probability 0 (log-probability -inf)
+ *    and gradient 0, never NaN; a row of only -inf is rejected with
+ *    MP_ERR_NOT_FINITE (no distribution); +inf or NaN inputs are not
+ *    supported (NaN results). */
 /* C = op(A) op(B) with op = transpose when the flag is 1 (cblas_sgemm). */
 MP_API mp_status mp_matmul(mp_tape *tape, mp_var a, mp_var b, int32_t trans_a, int32_t trans_b, mp_var *out);
 /* Element-wise with broadcasting: each operand is rows x cols, 1 x cols,
@@ -123,17 +165,22 @@ MP_API mp_status mp_exp(mp_tape *tape, mp_var a, mp_var *out);
 MP_API mp_status mp_log(mp_tape *tape, mp_var a, mp_var *out);
 MP_API mp_status mp_sqrt(mp_tape *tape, mp_var a, mp_var *out);
 MP_API mp_status mp_square(mp_tape *tape, mp_var a, mp_var *out);
-/* Row-wise softmax / log-softmax (max taken per row; -inf entries give 0). */
+/* Row-wise softmax / log-softmax (max taken per row; -inf entries give 0).
+ * MP_ERR_NOT_FINITE for a row that is all -inf. */
 MP_API mp_status mp_softmax(mp_tape *tape, mp_var a, mp_var *out);
 MP_API mp_status mp_log_softmax(mp_tape *tape, mp_var a, mp_var *out);
 /* Mean over rows of -log softmax(logits)[row, labels[row]]; labels copied,
- * n == rows, each in [0, cols). -> 1 x 1 */
+ * n == rows (else MP_ERR_SHAPE_MISMATCH), each in [0, cols) (else
+ * MP_ERR_RANGE); MP_ERR_NOT_FINITE for a row that is all -inf. -> 1 x 1 */
 MP_API mp_status mp_cross_entropy(mp_tape *tape, mp_var logits, const int32_t *labels, size_t n, mp_var *out);
-/* Mean over all elements of (pred - target)^2. -> 1 x 1 */
+/* Mean over all elements of (pred - target)^2; equal shapes. -> 1 x 1 */
 MP_API mp_status mp_mse(mp_tape *tape, mp_var pred, mp_var target, mp_var *out);
-/* Row-wise layer norm; gamma and beta are 1 x cols or MP_VAR_NONE. */
+/* Row-wise layer norm (biased variance, as PyTorch): (x - mean) /
+ * sqrt(var + eps) * gamma + beta; gamma and beta are 1 x cols or
+ * MP_VAR_NONE; 0 < eps < 1. */
 MP_API mp_status mp_layer_norm(mp_tape *tape, mp_var x, mp_var gamma, mp_var beta, float eps, mp_var *out);
-/* out[i] = table[idx[i]] (embedding lookup); idx copied. -> n x cols */
+/* out[i] = table[idx[i]] (embedding lookup); idx copied, n >= 1, each in
+ * [0, rows) (else MP_ERR_RANGE); repeated indices accumulate. -> n x cols */
 MP_API mp_status mp_gather_rows(mp_tape *tape, mp_var table, const int32_t *idx, size_t n, mp_var *out);
 /* Stacks b below a (MP_AXIS_ROWS: equal cols) or to its right (MP_AXIS_COLS:
  * equal rows). */
@@ -145,12 +192,14 @@ MP_API mp_status mp_slice(mp_tape *tape, mp_var a, int32_t axis, int32_t start, 
 MP_API mp_status mp_reshape(mp_tape *tape, mp_var a, int32_t rows, int32_t cols, mp_var *out);
 /* cols x rows. */
 MP_API mp_status mp_transpose(mp_tape *tape, mp_var a, mp_var *out);
-/* x: N x (C*H*W); w: F x (C*k*k); bias: 1 x F or MP_VAR_NONE.
- * -> N x (F*Ho*Wo), Ho = (H + 2*pad - k)/stride + 1. */
+/* x: N x (C*H*W); w: F x (C*k*k) (PyTorch's weight.reshape(F, -1)); bias:
+ * 1 x F or MP_VAR_NONE; zero padding; 0 <= pad < k <= H + 2*pad.
+ * -> N x (F*Ho*Wo), Ho = (H + 2*pad - k)/stride + 1 (im2col + sgemm). */
 MP_API mp_status mp_conv2d(mp_tape *tape, mp_var x, mp_var w, mp_var bias, int32_t channels,
                            int32_t height, int32_t width, int32_t kernel, int32_t stride,
                            int32_t pad, mp_var *out);
-/* 2x2 max-pool, stride 2, on N x (C*H*W) (H and W even). */
+/* 2x2 max-pool, stride 2, on N x (C*H*W) (H and W even) -> N x (C*H/2*W/2);
+ * ties go to the first maximum in row-major order. */
 MP_API mp_status mp_maxpool2d(mp_tape *tape, mp_var x, int32_t channels, int32_t height, int32_t width, mp_var *out);
 
 /* Batched matmul for attention: a holds `batch` stacked blocks of equal
