@@ -60,6 +60,14 @@ $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
+# The tape's element-wise kernels are plain loops over float arrays: let the
+# compiler vectorize them with its full cost model (GCC's -O2 only takes loops
+# that need no epilogue).
+TAPE_VEC := $(if $(filter -O0,$(OPT)),,-fvect-cost-model=dynamic -ftree-vectorize)
+$(BUILD)/obj/tape/%.o: src/tape/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(TAPE_VEC) -c $< -o $@
+
 $(STATIC): $(OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@

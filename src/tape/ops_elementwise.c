@@ -12,17 +12,19 @@ static bview view(const mp__node *n) { return (bview){n->val, n->rows == 1 ? 0 :
 
 static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y == 1 ? x : -1; }
 
-/* Fast path when both operands have the output's shape; else strided. */
+/* One loop per row with the broadcast pattern hoisted out of the inner loop,
+ * so each case is a plain contiguous (vectorizable) loop. */
 #define BINARY_KERNEL(name, expr)                                                             \
     static void name(mp_tape *t, mp__node *o)                                                 \
     {                                                                                         \
         const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);                   \
         const float s = o->f;                                                                 \
-        float *y = o->val;                                                                    \
         (void)s;                                                                              \
-        if (A->rows == o->rows && A->cols == o->cols && B->rows == o->rows && B->cols == o->cols) { \
-            const float *x1 = A->val, *x2 = B->val;                                           \
-            size_t n = (size_t)o->rows * (size_t)o->cols;                                     \
+        const int32_t C = o->cols;                                                            \
+        if (A->rows == o->rows && A->cols == C && B->rows == o->rows && B->cols == C) {       \
+            const float *restrict x1 = A->val, *restrict x2 = B->val;                         \
+            float *restrict y = o->val;                                                       \
+            size_t n = (size_t)o->rows * (size_t)C;                                           \
             for (size_t k = 0; k < n; k++) {                                                  \
                 float a = x1[k], b = x2[k];                                                   \
                 y[k] = (expr);                                                                \
@@ -30,11 +32,31 @@ static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y =
             return;                                                                           \
         }                                                                                     \
         bview va = view(A), vb = view(B);                                                     \
-        for (int32_t i = 0; i < o->rows; i++)                                                 \
-            for (int32_t j = 0; j < o->cols; j++) {                                           \
-                float a = va.v[i * va.rs + j * va.cs], b = vb.v[i * vb.rs + j * vb.cs];       \
-                y[(size_t)i * o->cols + j] = (expr);                                          \
+        for (int32_t i = 0; i < o->rows; i++) {                                               \
+            const float *restrict ar = va.v + (size_t)i * va.rs, *restrict br = vb.v + (size_t)i * vb.rs; \
+            float *restrict y = o->val + (size_t)i * C;                                       \
+            if (va.cs && vb.cs) {                                                             \
+                for (int32_t j = 0; j < C; j++) {                                             \
+                    float a = ar[j], b = br[j];                                               \
+                    y[j] = (expr);                                                            \
+                }                                                                             \
+            } else if (va.cs) {                                                               \
+                const float b = br[0];                                                        \
+                for (int32_t j = 0; j < C; j++) {                                             \
+                    float a = ar[j];                                                          \
+                    y[j] = (expr);                                                            \
+                }                                                                             \
+            } else if (vb.cs) {                                                               \
+                const float a = ar[0];                                                        \
+                for (int32_t j = 0; j < C; j++) {                                             \
+                    float b = br[j];                                                          \
+                    y[j] = (expr);                                                            \
+                }                                                                             \
+            } else {                                                                          \
+                const float a = ar[0], b = br[0], v = (expr);                                 \
+                for (int32_t j = 0; j < C; j++) y[j] = v;                                     \
             }                                                                                 \
+        }                                                                                     \
     }
 
 BINARY_KERNEL(add_kernel, a + b)

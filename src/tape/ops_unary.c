@@ -8,22 +8,25 @@
 
 #define UNARY_LOOP(o, expr)                                                       \
     do {                                                                          \
-        const float *xs_ = mp__nd(t, (o)->in[0])->val;                            \
+        const float *restrict xs_ = mp__nd(t, (o)->in[0])->val;                   \
+        float *restrict ys_ = (o)->val;                                           \
         size_t n_ = (size_t)(o)->rows * (size_t)(o)->cols;                         \
         for (size_t k_ = 0; k_ < n_; k_++) {                                      \
             float x = xs_[k_];                                                    \
-            (o)->val[k_] = (expr);                                                \
+            ys_[k_] = (expr);                                                     \
         }                                                                         \
     } while (0)
 
 /* out = f(g, y) element-wise for the fused gradient ops (in[0] = g, in[1] = y). */
 #define GRAD_LOOP(o, expr)                                                        \
     do {                                                                          \
-        const float *gs_ = mp__nd(t, (o)->in[0])->val, *ys_ = mp__nd(t, (o)->in[1])->val; \
+        const float *restrict gs_ = mp__nd(t, (o)->in[0])->val;                   \
+        const float *restrict ys_ = mp__nd(t, (o)->in[1])->val;                   \
+        float *restrict os_ = (o)->val;                                           \
         size_t n_ = (size_t)(o)->rows * (size_t)(o)->cols;                         \
         for (size_t k_ = 0; k_ < n_; k_++) {                                      \
             float g = gs_[k_], y = ys_[k_];                                       \
-            (o)->val[k_] = (expr);                                                \
+            os_[k_] = (expr);                                                     \
         }                                                                         \
     } while (0)
 
