@@ -95,29 +95,37 @@ static int torch_figures(const char *args, const char *key1, double *v1, const c
 }
 
 /* ---- 1. sinusoid MAML speed ------------------------------------------------------- */
-static void bench_sinusoid_speed(void)
+static double sinusoid_step_ms(int threads)
 {
     mp_model *model = sinusoid_model(0);
-    meta_cfg o = {MP_META_MAML, 1, MP_OPT_ADAM, 1, 0.01, 1e-3};
+    meta_cfg o = {MP_META_MAML, 1, MP_OPT_ADAM, threads, 0.01, 1e-3};
     mp_meta *m = make_meta(model, &o);
     mp_task *tasks[25];
     for (int i = 0; i < 25; i++) CHECK(mp_task_sinusoid(&tasks[i], 1, (uint64_t)i, 10, 10));
     for (int i = 0; i < 5; i++) CHECK(mp_meta_step(m, tasks, 25, NULL, 0));
-    const int n = 200;
+    const int n = 300;
     double t0 = now_ms();
     for (int i = 0; i < n; i++) CHECK(mp_meta_step(m, tasks, 25, NULL, 0));
-    double ours = (now_ms() - t0) / n;
+    double ms = (now_ms() - t0) / n;
+    for (int i = 0; i < 25; i++) mp_task_destroy(tasks[i]);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+    return ms;
+}
+
+static void bench_sinusoid_speed(void)
+{
+    double ours = sinusoid_step_ms(1), ours2 = sinusoid_step_ms(2);
     printf("bench sinusoid_maml_step_ms %.4f ms\n", ours);
+    printf("bench sinusoid_maml_step_ms_2threads %.4f ms\n", ours2);
     double torch_ms = 0, rss = 0;
     if (torch_figures("sinusoid 50", "torch_sinusoid_ms", &torch_ms, "torch_peak_rss_kb", &rss)) {
         printf("bench sinusoid_maml_step_ms_torch %.4f ms\n", torch_ms);
         printf("bench sinusoid_maml_speedup_vs_torch %.2f x\n", torch_ms / ours);
+        printf("bench sinusoid_maml_speedup_vs_torch_2threads %.2f x\n", torch_ms / ours2);
     } else {
         printf("torch: not available (/usr/bin/python3 with torch needed)\n");
     }
-    for (int i = 0; i < 25; i++) mp_task_destroy(tasks[i]);
-    mp_meta_destroy(m);
-    mp_model_destroy(model);
 }
 
 /* ---- 2./3. prompted transformer -------------------------------------------------------- */
@@ -316,7 +324,7 @@ int main(int argc, char **argv)
             quality = 0;
     }
     printf("openblas core: %s\n", mp_blas_corename());
-    printf("openblas threads: %d (meta threads: 1 for speed, 2 for quality)\n", (int)mp_blas_num_threads());
+    printf("openblas threads: %d (meta threads: 1 and 2 for speed, 2 for quality; PyTorch 1 thread)\n", (int)mp_blas_num_threads());
     bench_sinusoid_speed();
     bench_transformer();
     if (quality) bench_quality(iters);
