@@ -547,8 +547,8 @@ static void train_sinusoid(int algo, int threads, float *params_out, size_t n_pa
 
 START_TEST(threads_give_bit_identical_steps)
 {
-    const int algos[2] = {MP_META_MAML, MP_META_REPTILE};
-    for (int a = 0; a < 2; a++) {
+    const int algos[4] = {MP_META_MAML, MP_META_FOMAML, MP_META_REPTILE, MP_META_METASGD};
+    for (int a = 0; a < 4; a++) {
         static float ref[4000], got[4000];
         double sref[4], sgot[4];
         train_sinusoid(algos[a], 1, ref, 4000, sref);
@@ -844,6 +844,14 @@ START_TEST(checkpoint_resume_is_bit_identical)
     mp_meta *d = make_meta(mc, pc, &other);
     MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_SHAPE_MISMATCH);
     MP_CK_ERROR_MENTIONS("meta.algorithm");
+    mp_meta_destroy(d);
+    meta_opts scoped = o;
+    scoped.scope = MP_SCOPE_PROMPT_HEAD;
+    d = make_meta(mc, pc, &scoped);
+    MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("meta.scope");
+    MP_CK_OK(mp_meta_step_count(d, &t));
+    ck_assert_int_eq(t, 0);
     mp_meta_destroy(d);
     unlink(path);
     mp_meta_destroy(a);
