@@ -1,5 +1,6 @@
 /* The conv backbone: im2col/col2im (adjoint pair), conv2d composed as
- * im2col + sgemm + bias + block transpose, and 2x2 max-pool composed as a
+ * im2col + one batched sgemm with the filter bank shared (bias folded in as
+ * an extra column), and 2x2 max-pool composed as a
  * gather at the argmax positions (gather_flat/scatter_flat, adjoint pair). */
 #include "tape/tape_internal.h"
 
@@ -45,50 +46,80 @@ mp_status mp__scatter_flat(mp_tape *t, mp_var g, const int32_t *idx, int32_t row
     return mp__record(t, MP__OP_SCATTER_FLAT, rows, cols, g, MP_VAR_NONE, NULL, 0.0f, idx, out);
 }
 
-/* ---- im2col / col2im: geom = attr = {C, H, W, k, stride, pad} --------------------------
- * x: N x (C*H*W) -> cols: (N*Ho*Wo) x (C*k*k), one patch per row, (c, ky, kx)
- * order to match a F x (C*k*k) weight. Out-of-image taps read zero. */
+/* ---- im2col / col2im ----------------------------------------------------------------
+ * attr = {C, H, W, k, stride | pad << 16, extra}. x: N x (C*H*W) ->
+ * cols: (N*(C*k*k + extra)) x (Ho*Wo): per example one block whose row
+ * (c*k + ky)*k + kx holds tap (c, ky, kx) at every output position, so the
+ * filter bank (F x C*k*k) times the block is the F x (Ho*Wo) channel-major
+ * output directly. With extra = 1 the block has one more row holding the
+ * node's float attribute (1 in conv2d: the bias row; 0 in col2im's adjoint,
+ * which keeps the op linear). Out-of-image taps read zero. */
 typedef struct {
-    int32_t C, H, W, k, s, p, Ho, Wo;
+    int32_t C, H, W, k, s, p, extra, Ho, Wo;
 } geom_t;
 
 static geom_t geom_of(const int32_t *a)
 {
-    geom_t g = {a[0], a[1], a[2], a[3], a[4], a[5], 0, 0};
+    geom_t g = {a[0], a[1], a[2], a[3], a[4] & 0xffff, a[4] >> 16, a[5], 0, 0};
     g.Ho = (g.H + 2 * g.p - g.k) / g.s + 1;
     g.Wo = (g.W + 2 * g.p - g.k) / g.s + 1;
     return g;
 }
 
-/* One walk over every (patch row, tap) pair; to_cols picks the direction. */
-static void im2col_walk(const geom_t *g, int32_t N, float *img, float *cols, int to_cols)
+/* Output columns ox whose tap kx lands inside the image: [lo, hi). */
+static void ox_range(const geom_t *g, int32_t kx, int32_t *lo, int32_t *hi)
 {
-    size_t kk = (size_t)g->C * g->k * g->k, chw = (size_t)g->C * g->H * g->W;
-    for (int32_t n = 0; n < N; n++)
-        for (int32_t oy = 0; oy < g->Ho; oy++)
-            for (int32_t ox = 0; ox < g->Wo; ox++) {
-                float *row = cols + (((size_t)n * g->Ho + oy) * g->Wo + ox) * kk;
-                float *im = img + (size_t)n * chw;
-                size_t q = 0;
-                for (int32_t c = 0; c < g->C; c++)
-                    for (int32_t ky = 0; ky < g->k; ky++) {
+    int32_t off = kx - g->p; /* x = ox*s + off */
+    int32_t l = off >= 0 ? 0 : (-off + g->s - 1) / g->s;
+    int32_t h = g->W - off <= 0 ? 0 : (g->W - off - 1) / g->s + 1;
+    *lo = l;
+    *hi = h < g->Wo ? h : g->Wo;
+}
+
+/* One walk over (example, tap, output row); to_cols picks the direction. */
+static void im2col_walk(const geom_t *g, int32_t N, float *img, float *cols, int to_cols, float extra_val)
+{
+    size_t chw = (size_t)g->C * g->H * g->W, hw = (size_t)g->Ho * g->Wo;
+    size_t rows = (size_t)g->C * g->k * g->k + (size_t)g->extra;
+    for (int32_t n = 0; n < N; n++) {
+        float *block = cols + (size_t)n * rows * hw;
+        for (int32_t c = 0; c < g->C; c++)
+            for (int32_t ky = 0; ky < g->k; ky++)
+                for (int32_t kx = 0; kx < g->k; kx++) {
+                    float *row = block + (((size_t)c * g->k + ky) * g->k + kx) * hw;
+                    int32_t lo, hi;
+                    ox_range(g, kx, &lo, &hi);
+                    for (int32_t oy = 0; oy < g->Ho; oy++) {
+                        float *restrict out = row + (size_t)oy * g->Wo;
                         int32_t y = oy * g->s - g->p + ky;
-                        for (int32_t kx = 0; kx < g->k; kx++, q++) {
-                            int32_t x = ox * g->s - g->p + kx;
-                            int in = y >= 0 && y < g->H && x >= 0 && x < g->W;
-                            size_t at = ((size_t)c * g->H + (in ? y : 0)) * g->W + (in ? x : 0);
-                            if (to_cols) row[q] = in ? im[at] : 0.0f;
-                            else if (in) im[at] += row[q];
+                        if (y < 0 || y >= g->H || hi <= lo) {
+                            if (to_cols)
+                                for (int32_t ox = 0; ox < g->Wo; ox++) out[ox] = 0.0f;
+                            continue;
+                        }
+                        float *restrict im = img + (size_t)n * chw + ((size_t)c * g->H + y) * g->W + (kx - g->p);
+                        if (to_cols) {
+                            for (int32_t ox = 0; ox < lo; ox++) out[ox] = 0.0f;
+                            if (g->s == 1)
+                                for (int32_t ox = lo; ox < hi; ox++) out[ox] = im[ox];
+                            else
+                                for (int32_t ox = lo; ox < hi; ox++) out[ox] = im[ox * g->s];
+                            for (int32_t ox = hi; ox < g->Wo; ox++) out[ox] = 0.0f;
+                        } else {
+                            for (int32_t ox = lo; ox < hi; ox++) im[ox * g->s] += out[ox];
                         }
                     }
-            }
+                }
+        if (to_cols && g->extra)
+            for (size_t q = 0; q < hw; q++) block[(rows - 1) * hw + q] = extra_val;
+    }
 }
 
 void mp__fwd_im2col(mp_tape *t, mp__node *o)
 {
     geom_t g = geom_of(o->attr);
     const mp__node *X = mp__nd(t, o->in[0]);
-    im2col_walk(&g, X->rows, X->val, o->val, 1);
+    im2col_walk(&g, X->rows, X->val, o->val, 1, o->f);
 }
 mp_status mp__bwd_im2col(mp_tape *t, mp_var v, mp_var g)
 {
@@ -97,43 +128,52 @@ mp_status mp__bwd_im2col(mp_tape *t, mp_var v, mp_var g)
     MP_TRY(mp__col2im(t, g, n.attr, &c));
     return mp__acc(t, n.in[0], c);
 }
-mp_status mp__im2col(mp_tape *t, mp_var x, const int32_t *geom, mp_var *out)
+static mp_status record_im2col(mp_tape *t, mp_var x, const int32_t *geom, float extra_val, mp_var *out)
 {
     geom_t g = geom_of(geom);
-    return mp__record(t, MP__OP_IM2COL, mp__nd(t, x)->rows * g.Ho * g.Wo, g.C * g.k * g.k, x, MP_VAR_NONE, geom,
-                      0.0f, NULL, out);
+    int32_t rows = mp__nd(t, x)->rows * (g.C * g.k * g.k + g.extra);
+    return mp__record(t, MP__OP_IM2COL, rows, g.Ho * g.Wo, x, MP_VAR_NONE, geom, extra_val, NULL, out);
+}
+mp_status mp__im2col(mp_tape *t, mp_var x, const int32_t *geom, mp_var *out)
+{
+    return record_im2col(t, x, geom, 0.0f, out);
 }
 
 void mp__fwd_col2im(mp_tape *t, mp__node *o)
 {
     geom_t g = geom_of(o->attr);
     memset(o->val, 0, (size_t)o->rows * o->cols * sizeof(float));
-    im2col_walk(&g, o->rows, o->val, mp__nd(t, o->in[0])->val, 0);
+    im2col_walk(&g, o->rows, o->val, mp__nd(t, o->in[0])->val, 0, 0.0f);
 }
 mp_status mp__bwd_col2im(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     mp_var c;
-    MP_TRY(mp__im2col(t, g, n.attr, &c));
+    MP_TRY(mp__im2col(t, g, n.attr, &c)); /* extra row 0: the adjoint of dropping it */
     return mp__acc(t, n.in[0], c);
 }
 mp_status mp__col2im(mp_tape *t, mp_var g, const int32_t *geom, mp_var *out)
 {
     geom_t ge = geom_of(geom);
-    int32_t N = mp__nd(t, g)->rows / (ge.Ho * ge.Wo);
+    int32_t N = mp__nd(t, g)->rows / (ge.C * ge.k * ge.k + ge.extra);
     return mp__record(t, MP__OP_COL2IM, N, ge.C * ge.H * ge.W, g, MP_VAR_NONE, geom, 0.0f, NULL, out);
 }
 
-/* ---- conv2d --------------------------------------------------------------------------- */
+/* ---- conv2d ---------------------------------------------------------------------------
+ * out_n = [w | bias^T] [cols_n ; ones] for every example n: one batched
+ * product with the filter bank shared, which lands in the channel-major
+ * N x (F*Ho*Wo) layout without a transpose. */
 static mp_status record_conv(mp_tape *t, mp_var x, mp_var w, mp_var bias, const int32_t *geom, mp_var *out)
 {
     geom_t g = geom_of(geom);
     int32_t N = mp__nd(t, x)->rows, F = mp__nd(t, w)->rows;
-    mp_var cols, y;
-    MP_TRY(mp__im2col(t, x, geom, &cols));
-    MP_TRY(mp__matmul(t, cols, w, 0, 1, &y)); /* (N*Ho*Wo) x F */
-    if (bias != MP_VAR_NONE) MP_TRY(mp__add(t, y, bias, &y));
-    MP_TRY(mp__btranspose(t, y, N, &y)); /* (N*F) x (Ho*Wo): channel-major per example */
+    mp_var cols, wb = w, bt, y;
+    MP_TRY(record_im2col(t, x, geom, 1.0f, &cols));
+    if (bias != MP_VAR_NONE) {
+        MP_TRY(mp__transpose(t, bias, &bt));
+        MP_TRY(mp__concat(t, w, bt, MP_AXIS_COLS, &wb));
+    }
+    MP_TRY(mp__bmm_ex(t, wb, cols, N, 0, 0, 1, 0, 0, &y)); /* (N*F) x (Ho*Wo) */
     return mp__reshape(t, y, N, F * g.Ho * g.Wo, out);
 }
 
@@ -165,9 +205,11 @@ mp_status mp_conv2d(mp_tape *t, mp_var x, mp_var w, mp_var bias, int32_t channel
                    "%s: bias is %dx%d, expected 1x%d (one per filter)", fn, (int)B->rows, (int)B->cols,
                    (int)Wt->rows);
     }
-    int32_t geom[6] = {channels, height, width, kernel, stride, pad};
+    MP_REQUIRE(stride < 65536 && pad < 65536, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: stride = %d, pad = %d, expected < 65536", fn, (int)stride, (int)pad);
+    int32_t geom[6] = {channels, height, width, kernel, stride | pad << 16, bias != MP_VAR_NONE};
     geom_t g = geom_of(geom);
-    MP_REQUIRE((int64_t)X->rows * g.Ho * g.Wo * ckk <= INT32_MAX, t->err, MP_ERR_INVALID_ARGUMENT,
+    MP_REQUIRE((int64_t)X->rows * g.Ho * g.Wo * (ckk + 1) <= INT32_MAX, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: the im2col matrix (%lld x %lld) is too large", fn, (long long)X->rows * g.Ho * g.Wo,
                (long long)ckk);
     mp__mark m = mp__tape_mark(t);

@@ -181,30 +181,40 @@ mp_status mp__add_scalar(mp_tape *t, mp_var a, float s, mp_var *out)
 }
 
 /* ---- sum (y = s * reduce(a)) and expand (its adjoint: broadcast, times s) ------------ */
+/* Eight independent partial sums: the loop vectorizes without reassociation
+ * flags and the error grows like n/8 instead of n. */
+static double sum8(const float *restrict x, size_t n)
+{
+    float acc[8] = {0};
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += x[k + l];
+    double s = 0;
+    for (; k < n; k++) s += x[k];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
 void mp__fwd_sum(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]);
-    const float *x = A->val;
+    const float *restrict x = A->val;
+    float *restrict y = o->val;
     int32_t R = A->rows, C = A->cols;
     switch (o->attr[0]) {
-    case MP_REDUCE_ALL: {
-        double acc = 0; /* double: long sums of float32 lose digits */
-        for (size_t k = 0; k < (size_t)R * C; k++) acc += x[k];
-        o->val[0] = (float)(o->f * acc);
+    case MP_REDUCE_ALL:
+        y[0] = (float)(o->f * sum8(x, (size_t)R * C));
         break;
-    }
     case MP_REDUCE_PER_ROW:
-        for (int32_t i = 0; i < R; i++) {
-            float acc = 0;
-            for (int32_t j = 0; j < C; j++) acc += x[(size_t)i * C + j];
-            o->val[i] = o->f * acc;
-        }
+        for (int32_t i = 0; i < R; i++) y[i] = (float)(o->f * sum8(x + (size_t)i * C, (size_t)C));
         break;
     default:
-        for (int32_t j = 0; j < C; j++) o->val[j] = 0;
-        for (int32_t i = 0; i < R; i++)
-            for (int32_t j = 0; j < C; j++) o->val[j] += x[(size_t)i * C + j];
-        for (int32_t j = 0; j < C; j++) o->val[j] *= o->f;
+        for (int32_t j = 0; j < C; j++) y[j] = 0;
+        for (int32_t i = 0; i < R; i++) {
+            const float *restrict xr = x + (size_t)i * C;
+            for (int32_t j = 0; j < C; j++) y[j] += xr[j];
+        }
+        for (int32_t j = 0; j < C; j++) y[j] *= o->f;
     }
 }
 mp_status mp__bwd_sum(mp_tape *t, mp_var v, mp_var g)

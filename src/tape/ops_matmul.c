@@ -5,64 +5,80 @@
 
 #include <cblas.h>
 
-/* Shapes of op(A) (m x k) and op(B) (k2 x n) for one block of `batch`. */
+/* A batched product has attr = {trans_a, trans_b, batch, shared_a, shared_b,
+ * sum_out}: a shared operand is one block used by every batch item, and a
+ * summed output is the sum of the batch items' products (one block). The
+ * family is closed under differentiation (the gradient of a shared operand
+ * is a summed product), which is what conv2d's shared filter bank needs. */
 typedef struct {
     int32_t m, k, k2, n;
 } mm_dims;
 
-static mm_dims dims(const mp__node *A, const mp__node *B, int32_t batch, int32_t ta, int32_t tb)
+static mm_dims dims(const mp__node *A, const mp__node *B, int32_t batch, int32_t ta, int32_t tb, int32_t sa,
+                    int32_t sb)
 {
-    int32_t ra = A->rows / batch, rb = B->rows / batch;
+    int32_t ra = sa ? A->rows : A->rows / batch, rb = sb ? B->rows : B->rows / batch;
     mm_dims d = {ta ? A->cols : ra, ta ? ra : A->cols, tb ? B->cols : rb, tb ? rb : B->cols};
     return d;
 }
 
-static void gemm_blocks(mp_tape *t, mp__node *o, int32_t batch)
+static void gemm_blocks(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);
-    int32_t ta = o->attr[0], tb = o->attr[1];
-    mm_dims d = dims(A, B, batch, ta, tb);
-    size_t sa = (size_t)(A->rows / batch) * A->cols, sb = (size_t)(B->rows / batch) * B->cols;
-    size_t so = (size_t)d.m * d.n;
+    const int32_t *at = o->attr;
+    int32_t ta = at[0], tb = at[1], batch = at[2], sa = at[3], sb = at[4], so = at[5];
+    mm_dims d = dims(A, B, batch, ta, tb, sa, sb);
+    size_t stride_a = sa ? 0 : (size_t)(A->rows / batch) * A->cols;
+    size_t stride_b = sb ? 0 : (size_t)(B->rows / batch) * B->cols;
+    size_t stride_o = so ? 0 : (size_t)d.m * d.n;
     for (int32_t i = 0; i < batch; i++)
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, d.m, d.n,
-                    d.k, 1.0f, A->val + i * sa, A->cols, B->val + i * sb, B->cols, 0.0f, o->val + i * so, d.n);
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, d.m, d.n, d.k,
+                    1.0f, A->val + i * stride_a, A->cols, B->val + i * stride_b, B->cols,
+                    so && i > 0 ? 1.0f : 0.0f, o->val + i * stride_o, d.n);
 }
 
-/* dA = ta ? op(B) G^T : G op(B)^T ; dB = tb ? G^T op(A) : op(A)^T G. */
-static mp_status gemm_backward(mp_tape *t, mp_var v, mp_var g, int32_t batch)
+/* C = op(A) op(B): dA = ta ? op(B) G^T : G op(B)^T ; dB = tb ? G^T op(A) : op(A)^T G.
+ * The operand shared flags follow the operands (G is one block when the
+ * output is summed), and a shared operand's gradient is a summed product. */
+static mp_status gemm_backward(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     mp_var a = n.in[0], b = n.in[1], c;
-    int32_t ta = n.attr[0], tb = n.attr[1];
+    int32_t ta = n.attr[0], tb = n.attr[1], batch = n.attr[2], sa = n.attr[3], sb = n.attr[4], so = n.attr[5];
     if (mp__need(t, a)) {
-        if (ta) MP_TRY(mp__bmm(t, b, g, batch, tb, 1, &c));
-        else MP_TRY(mp__bmm(t, g, b, batch, 0, !tb, &c));
+        if (ta) MP_TRY(mp__bmm_ex(t, b, g, batch, tb, 1, sb, so, sa, &c));
+        else MP_TRY(mp__bmm_ex(t, g, b, batch, 0, !tb, so, sb, sa, &c));
         MP_TRY(mp__acc(t, a, c));
     }
     if (mp__need(t, b)) {
-        if (tb) MP_TRY(mp__bmm(t, g, a, batch, 1, ta, &c));
-        else MP_TRY(mp__bmm(t, a, g, batch, !ta, 0, &c));
+        if (tb) MP_TRY(mp__bmm_ex(t, g, a, batch, 1, ta, so, sa, sb, &c));
+        else MP_TRY(mp__bmm_ex(t, a, g, batch, !ta, 0, sa, so, sb, &c));
         MP_TRY(mp__acc(t, b, c));
     }
     return MP_OK;
 }
 
-void mp__fwd_matmul(mp_tape *t, mp__node *o) { gemm_blocks(t, o, 1); }
-mp_status mp__bwd_matmul(mp_tape *t, mp_var v, mp_var g) { return gemm_backward(t, v, g, 1); }
-void mp__fwd_bmm(mp_tape *t, mp__node *o) { gemm_blocks(t, o, o->attr[2]); }
-mp_status mp__bwd_bmm(mp_tape *t, mp_var v, mp_var g) { return gemm_backward(t, v, g, mp__nd(t, v)->attr[2]); }
+void mp__fwd_matmul(mp_tape *t, mp__node *o) { gemm_blocks(t, o); }
+mp_status mp__bwd_matmul(mp_tape *t, mp_var v, mp_var g) { return gemm_backward(t, v, g); }
+void mp__fwd_bmm(mp_tape *t, mp__node *o) { gemm_blocks(t, o); }
+mp_status mp__bwd_bmm(mp_tape *t, mp_var v, mp_var g) { return gemm_backward(t, v, g); }
 
+mp_status mp__bmm_ex(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa, int32_t sb,
+                     int32_t so, mp_var *out)
+{
+    if (batch == 1) sa = sb = so = 0; /* one item: all the same */
+    mm_dims d = dims(mp__nd(t, a), mp__nd(t, b), batch, ta, tb, sa, sb);
+    int32_t attr[6] = {ta, tb, batch, sa, sb, so};
+    int32_t op = batch == 1 ? MP__OP_MATMUL : MP__OP_BMM;
+    return mp__record(t, op, so ? d.m : batch * d.m, d.n, a, b, attr, 0.0f, NULL, out);
+}
 mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, mp_var *out)
 {
-    mm_dims d = dims(mp__nd(t, a), mp__nd(t, b), batch, ta, tb);
-    int32_t attr[6] = {ta, tb, batch};
-    int32_t op = batch == 1 ? MP__OP_MATMUL : MP__OP_BMM;
-    return mp__record(t, op, batch * d.m, d.n, a, b, attr, 0.0f, NULL, out);
+    return mp__bmm_ex(t, a, b, batch, ta, tb, 0, 0, 0, out);
 }
 mp_status mp__matmul(mp_tape *t, mp_var a, mp_var b, int32_t ta, int32_t tb, mp_var *out)
 {
-    return mp__bmm(t, a, b, 1, ta, tb, out);
+    return mp__bmm_ex(t, a, b, 1, ta, tb, 0, 0, 0, out);
 }
 
 /* ---- public entry points ---------------------------------------------------------- */
@@ -78,7 +94,7 @@ static mp_status check_mm(mp_tape *t, const char *fn, mp_var a, mp_var b, int32_
     MP_REQUIRE(A->rows % batch == 0 && B->rows % batch == 0, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: a %dx%d and b %dx%d do not split into batch = %d blocks of rows", fn, (int)A->rows,
                (int)A->cols, (int)B->rows, (int)B->cols, (int)batch);
-    mm_dims d = dims(A, B, batch, ta, tb);
+    mm_dims d = dims(A, B, batch, ta, tb, 0, 0);
     MP_REQUIRE(d.k == d.k2, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: inner dimensions differ: op(a) is %dx%d (a %dx%d, trans_a=%d), op(b) is %dx%d (b %dx%d, "
                "trans_b=%d)", fn, (int)d.m, (int)d.k, (int)A->rows, (int)A->cols, (int)ta, (int)d.k2, (int)d.n,

@@ -1,5 +1,5 @@
-/* Data movement: slice/pad, concat, reshape, transpose, block transpose,
- * split/merge heads, gather/scatter rows. Each is linear, and its backward
+/* Data movement: slice/pad, concat, reshape, transpose, split/merge heads,
+ * gather/scatter rows. Each is linear, and its backward
  * is its adjoint, itself one of these ops. */
 #include "tape/tape_internal.h"
 
@@ -108,11 +108,16 @@ mp_status mp__reshape(mp_tape *t, mp_var a, int32_t rows, int32_t cols, mp_var *
     return mp__record_alias(t, MP__OP_RESHAPE, rows, cols, a, mp__nd(t, a)->val, out);
 }
 
-/* ---- transpose and block transpose ((batch*m) x n -> (batch*n) x m) ------------------ */
-static void transpose_block(float *dst, const float *src, int32_t m, int32_t n)
+/* ---- transpose ------------------------------------------------------------------------- */
+/* Tiles of 16x16 keep both the reads and the strided writes in cache. */
+static void transpose_block(float *restrict dst, const float *restrict src, int32_t m, int32_t n)
 {
-    for (int32_t i = 0; i < m; i++)
-        for (int32_t j = 0; j < n; j++) dst[(size_t)j * m + i] = src[(size_t)i * n + j];
+    for (int32_t i0 = 0; i0 < m; i0 += 16)
+        for (int32_t j0 = 0; j0 < n; j0 += 16) {
+            int32_t i1 = i0 + 16 < m ? i0 + 16 : m, j1 = j0 + 16 < n ? j0 + 16 : n;
+            for (int32_t i = i0; i < i1; i++)
+                for (int32_t j = j0; j < j1; j++) dst[(size_t)j * m + i] = src[(size_t)i * n + j];
+        }
 }
 
 void mp__fwd_transpose(mp_tape *t, mp__node *o)
@@ -130,25 +135,6 @@ mp_status mp__transpose(mp_tape *t, mp_var a, mp_var *out)
 {
     const mp__node *A = mp__nd(t, a);
     return mp__record(t, MP__OP_TRANSPOSE, A->cols, A->rows, a, MP_VAR_NONE, NULL, 0.0f, NULL, out);
-}
-
-void mp__fwd_btranspose(mp_tape *t, mp__node *o)
-{
-    const mp__node *A = mp__nd(t, o->in[0]);
-    int32_t batch = o->attr[0], m = A->rows / batch, n = A->cols;
-    for (int32_t b = 0; b < batch; b++) transpose_block(o->val + (size_t)b * m * n, A->val + (size_t)b * m * n, m, n);
-}
-mp_status mp__bwd_btranspose(mp_tape *t, mp_var v, mp_var g)
-{
-    mp_var c;
-    MP_TRY(mp__btranspose(t, g, mp__nd(t, v)->attr[0], &c));
-    return mp__acc(t, mp__nd(t, v)->in[0], c);
-}
-mp_status mp__btranspose(mp_tape *t, mp_var a, int32_t batch, mp_var *out)
-{
-    const mp__node *A = mp__nd(t, a);
-    int32_t attr[6] = {batch};
-    return mp__record(t, MP__OP_BTRANSPOSE, batch * A->cols, A->rows / batch, a, MP_VAR_NONE, attr, 0.0f, NULL, out);
 }
 
 /* ---- split / merge heads: attr = {batch, seq, heads} ------------------------------------
@@ -236,6 +222,15 @@ static mp_status check_axis(mp_tape *t, const char *fn, int32_t axis)
     MP_REQUIRE(axis == MP_AXIS_ROWS || axis == MP_AXIS_COLS, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: axis = %d, expected MP_AXIS_ROWS (0) or MP_AXIS_COLS (1)", fn, (int)axis);
     return MP_OK;
+}
+
+mp_status mp__concat(mp_tape *t, mp_var a, mp_var b, int32_t axis, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    int32_t attr[6] = {axis};
+    if (axis == MP_AXIS_ROWS)
+        return mp__record(t, MP__OP_CONCAT, A->rows + B->rows, A->cols, a, b, attr, 0.0f, NULL, out);
+    return mp__record(t, MP__OP_CONCAT, A->rows, A->cols + B->cols, a, b, attr, 0.0f, NULL, out);
 }
 
 mp_status mp_concat(mp_tape *t, mp_var a, mp_var b, int32_t axis, mp_var *out)

@@ -9,21 +9,24 @@
  * give exp(-inf) = 0 exactly, so their probability and gradient are 0. */
 static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
 {
-    const float *x = mp__nd(t, o->in[0])->val;
+    const float *restrict x = mp__nd(t, o->in[0])->val;
     int32_t C = o->cols;
     for (int32_t i = 0; i < o->rows; i++) {
-        const float *xr = x + (size_t)i * C;
-        float *yr = o->val + (size_t)i * C;
+        const float *restrict xr = x + (size_t)i * C;
+        float *restrict yr = o->val + (size_t)i * C;
         float m = -INFINITY;
         for (int32_t j = 0; j < C; j++) m = xr[j] > m ? xr[j] : m;
         double s = 0;
-        for (int32_t j = 0; j < C; j++) s += exp((double)xr[j] - m);
+        for (int32_t j = 0; j < C; j++) {
+            yr[j] = expf(xr[j] - m); /* in (0, 1]: no overflow */
+            s += yr[j];
+        }
         if (log_out) {
             float ls = (float)log(s);
             for (int32_t j = 0; j < C; j++) yr[j] = xr[j] - m - ls;
         } else {
             float r = (float)(1.0 / s);
-            for (int32_t j = 0; j < C; j++) yr[j] = (float)exp((double)xr[j] - m) * r;
+            for (int32_t j = 0; j < C; j++) yr[j] *= r;
         }
     }
 }

@@ -18,7 +18,7 @@
     X(MATMUL, matmul) X(BMM, bmm)                                                          \
     X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(PICK, pick) X(UNPICK, unpick)        \
     X(SLICE, slice) X(PAD, pad) X(CONCAT, concat) X(RESHAPE, reshape)                      \
-    X(TRANSPOSE, transpose) X(BTRANSPOSE, btranspose) X(SPLIT_HEADS, split_heads)          \
+    X(TRANSPOSE, transpose) X(SPLIT_HEADS, split_heads)          \
     X(MERGE_HEADS, merge_heads) X(GATHER_ROWS, gather_rows) X(SCATTER_ROWS, scatter_rows)  \
     X(GATHER_FLAT, gather_flat) X(SCATTER_FLAT, scatter_flat) X(IM2COL, im2col)            \
     X(COL2IM, col2im)
@@ -147,11 +147,14 @@ mp_status mp__unary(mp_tape *t, int32_t op, mp_var a, float f, int32_t attr0, mp
 mp_status mp__binary(mp_tape *t, int32_t op, mp_var a, mp_var b, mp_var *out);
 mp_status mp__matmul(mp_tape *t, mp_var a, mp_var b, int32_t ta, int32_t tb, mp_var *out);
 mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, mp_var *out);
+/* Batched product with a shared (single-block) a or b, or a summed output. */
+mp_status mp__bmm_ex(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa, int32_t sb,
+                     int32_t so, mp_var *out);
+mp_status mp__concat(mp_tape *t, mp_var a, mp_var b, int32_t axis, mp_var *out);
 mp_status mp__slice(mp_tape *t, mp_var a, int32_t axis, int32_t start, int32_t len, mp_var *out);
 mp_status mp__pad(mp_tape *t, mp_var a, int32_t axis, int32_t start, int32_t total, mp_var *out);
 mp_status mp__reshape(mp_tape *t, mp_var a, int32_t rows, int32_t cols, mp_var *out);
 mp_status mp__transpose(mp_tape *t, mp_var a, mp_var *out);
-mp_status mp__btranspose(mp_tape *t, mp_var a, int32_t batch, mp_var *out);
 mp_status mp__heads(mp_tape *t, int32_t op, mp_var x, int32_t batch, int32_t seq, int32_t heads, mp_var *out);
 mp_status mp__pick(mp_tape *t, mp_var a, const int32_t *labels, mp_var *out);
 mp_status mp__unpick(mp_tape *t, mp_var g, const int32_t *labels, int32_t cols, mp_var *out);
