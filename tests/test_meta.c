@@ -693,14 +693,14 @@ START_TEST(classifier_prompt_training_reports_accuracy)
 END_TEST
 
 /* ---- evaluation -------------------------------------------------------------------------------- */
-static int64_t live_seen[64];
+static int64_t live_seen[256];
 static int n_seen;
 static int32_t record_live(uint64_t done, uint64_t total, void *ud)
 {
     (void)done;
     (void)total;
     (void)ud;
-    if (n_seen < 64) live_seen[n_seen++] = mp_live_allocations();
+    if (n_seen < 256) live_seen[n_seen++] = mp_live_allocations();
     return 0;
 }
 static int32_t cancel_now(uint64_t done, uint64_t total, void *ud)
@@ -756,8 +756,8 @@ static void evaluate_sinusoid(int threads, double *mean, double *ci, size_t n)
 START_TEST(evaluate_is_thread_independent_and_flat)
 {
     double m1, c1, m2, c2;
-    evaluate_sinusoid(1, &m1, &c1, 300);
-    evaluate_sinusoid(2, &m2, &c2, 300);
+    evaluate_sinusoid(1, &m1, &c1, 2000);
+    evaluate_sinusoid(2, &m2, &c2, 2000);
     ck_assert(m1 == m2 && c1 == c2);
     ck_assert(m1 > 0 && c1 > 0 && c1 < m1);
     ck_assert_int_eq(mp_live_allocations(), 0);
