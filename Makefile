@@ -62,8 +62,10 @@ $(BUILD)/obj/%.o: src/%.c $(HDR)
 
 # The tape's element-wise kernels are plain loops over float arrays: let the
 # compiler vectorize them with its full cost model (GCC's -O2 only takes loops
-# that need no epilogue).
-TAPE_VEC := $(if $(filter -O0,$(OPT)),,-fvect-cost-model=dynamic -ftree-vectorize)
+# that need no epilogue). -fno-trapping-math lets it if-convert the selects
+# in src/tape/fastmath.h; it changes no result (the library never reads FP
+# exception flags).
+TAPE_VEC := $(if $(filter -O0,$(OPT)),,-fvect-cost-model=dynamic -ftree-vectorize -fno-trapping-math)
 $(BUILD)/obj/tape/%.o: src/tape/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(TAPE_VEC) -c $< -o $@

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "tape/fastmath.h"
 #include "tape/tape_internal.h"
 
 #define MAXIN 6
@@ -931,6 +932,27 @@ START_TEST(relu_and_sqrt_at_zero_follow_the_convention)
 }
 END_TEST
 
+START_TEST(fast_exp_and_normal_cdf_are_accurate)
+{
+    double worst_exp = 0, worst_cdf = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double want = exp((double)x);
+        worst_exp = fmax(worst_exp, fabs(mp__expf(x) - want) / want);
+        float z = -9.0f + 18.0f * (float)i / 200000.0f;
+        worst_cdf = fmax(worst_cdf, fabs(mp__normal_cdf(z) - 0.5 * erfc(-(double)z / sqrt(2.0))));
+    }
+    ck_assert_msg(worst_exp < 3e-7, "exp relative error %g", worst_exp);
+    ck_assert_msg(worst_cdf < 3e-7, "normal cdf absolute error %g", worst_cdf);
+    ck_assert_float_eq(mp__expf(-INFINITY), 0.0f);
+    ck_assert_float_eq(mp__expf(-100.0f), 0.0f);
+    ck_assert_float_eq(mp__expf(0.0f), 1.0f);
+    ck_assert(isfinite(mp__expf(INFINITY)));
+    ck_assert_float_eq(mp__normal_cdf(-INFINITY), 0.0f);
+    ck_assert_float_eq(mp__normal_cdf(INFINITY), 1.0f);
+}
+END_TEST
+
 /* ---- bad inputs: status, message naming the op, nothing recorded, *out untouched ------- */
 #define FAILS(call, status, substr)                                                        \
     do {                                                                                   \
@@ -1081,6 +1103,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(num, minus_infinity_gives_zero_probability_and_gradient);
     tcase_add_test(num, all_minus_infinity_row_is_rejected);
     tcase_add_test(num, relu_and_sqrt_at_zero_follow_the_convention);
+    tcase_add_test(num, fast_exp_and_normal_cdf_are_accurate);
     suite_add_tcase(s, num);
     TCase *bad = tcase_create("bad_inputs");
     tcase_add_test(bad, ops_reject_bad_inputs);

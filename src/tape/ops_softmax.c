@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "tape/fastmath.h"
+
 /* Subtracting the row max keeps exp in range for huge logits; -inf entries
  * give exp(-inf) = 0 exactly, so their probability and gradient are 0. */
 static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
@@ -16,11 +18,9 @@ static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
         float *restrict yr = o->val + (size_t)i * C;
         float m = -INFINITY;
         for (int32_t j = 0; j < C; j++) m = xr[j] > m ? xr[j] : m;
+        for (int32_t j = 0; j < C; j++) yr[j] = mp__expf(xr[j] - m); /* in [0, 1]: no overflow */
         double s = 0;
-        for (int32_t j = 0; j < C; j++) {
-            yr[j] = expf(xr[j] - m); /* in (0, 1]: no overflow */
-            s += yr[j];
-        }
+        for (int32_t j = 0; j < C; j++) s += yr[j];
         if (log_out) {
             float ls = (float)log(s);
             for (int32_t j = 0; j < C; j++) yr[j] = xr[j] - m - ls;

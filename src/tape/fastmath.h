@@ -1,0 +1,58 @@
+/* Inline float exp and normal CDF written so that GCC vectorizes loops over
+ * them at baseline x86-64 (no libm call, no branch): the tape spends much of
+ * a transformer's time in gelu and softmax. Not installed. */
+#ifndef MP_TAPE_FASTMATH_H
+#define MP_TAPE_FASTMATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* e^x with relative error < 3e-7 on [-87, 88]; 0 below -87 (so that
+ * exp(-inf) = 0 exactly, as softmax needs; e^-87 is near the smallest normal
+ * float) and e^88 above 88 (2^k must stay a normal float).
+ * Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, then a degree-7 Taylor
+ * polynomial in r (truncation < 1e-8) and 2^k from the exponent bits. */
+static inline float mp__expf(float x)
+{
+    /* Every value is computed unconditionally and then selected, so GCC can
+     * if-convert (it does not speculate FP operations under -ftrapping-math). */
+    float lo = x < -87.0f ? -87.0f : x;
+    float xc = lo > 88.0f ? 88.0f : lo;
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float k = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float e = p * scale;
+    return x < -87.0f ? 0.0f : e;
+}
+
+/* Phi(x) = P(N(0,1) <= x) = erfc(-x/sqrt 2)/2 with absolute error < 2e-7,
+ * from the Abramowitz-Stegun 7.1.26 form erfc(a) = t P(t) e^(-a^2),
+ * t = 1/(1 + 0.3275911 a), a >= 0, reflected for the other sign. */
+static inline float mp__normal_cdf(float x)
+{
+    float z = x * 0.70710678118654752f, nz = -z;
+    float a = z < 0.0f ? nz : z;
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    float half_erfc_a = 0.5f * t * p * mp__expf(-a * a);
+    float upper = 1.0f - half_erfc_a;
+    return z < 0.0f ? half_erfc_a : upper;
+}
+
+#endif
