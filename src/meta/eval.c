@@ -71,7 +71,7 @@ static mp_status adapt_into(const mp_meta *m, const mp__task_view *tv, float *pr
                             float *param_buf)
 {
     mp__worker w;
-    MP_TRY(mp__worker_init(&w, m->n_tensors));
+    MP_TRY(mp__worker_init(&w, m));
     mp__run r;
     memset(&r, 0, sizeof r);
     r.mode = MP__RUN_ADAPT;

@@ -97,7 +97,7 @@ static mp_status alloc_vectors(mp_meta *m)
 
 static mp_status start_workers(mp_meta *m)
 {
-    for (int32_t i = 0; i < m->threads; i++) MP_TRY(mp__worker_init(&m->w[i], m->n_tensors));
+    for (int32_t i = 0; i < m->threads; i++) MP_TRY(mp__worker_init(&m->w[i], m));
     MP_TRY(mp__pool_create(&m->pool, m->threads));
     if (m->threads > 1 && mp_blas_num_threads() > 1)
         mp__log(MP_LOG_WARN,

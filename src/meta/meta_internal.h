@@ -61,6 +61,8 @@ int32_t mp__pool_size(const mp__pool *pool);
 typedef struct {
     mp_tape *tape;
     mp_var *base, *cur, *lrv, *grads; /* n_tensors each */
+    float *values;                    /* first-order runs: the adapted values between
+                                         inner steps (n_prompt + n_params floats) */
     float *scratch;                   /* query outputs, grown on demand */
     size_t scratch_cap;
     mp_task *task;                    /* sampler episodes during evaluation */
@@ -108,7 +110,7 @@ struct mp_meta {
     void *progress_ud;
 };
 
-mp_status mp__worker_init(mp__worker *w, int32_t n_tensors);
+mp_status mp__worker_init(mp__worker *w, const mp_meta *m);
 void mp__worker_free(mp__worker *w);
 /* Runs the inner loop (and what r->mode asks for) on one task. The task
  * view must have been validated (mp__meta_check_task). */

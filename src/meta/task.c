@@ -15,27 +15,32 @@
 #include <math.h>
 #include <string.h>
 
-mp_status mp__worker_init(mp__worker *w, int32_t n_tensors)
+mp_status mp__worker_init(mp__worker *w, const mp_meta *m)
 {
     memset(w, 0, sizeof *w);
-    size_t n = n_tensors > 0 ? (size_t)n_tensors : 1;
+    size_t n = m->n_tensors > 0 ? (size_t)m->n_tensors : 1;
     w->base = mp__calloc(4 * n, sizeof(mp_var));
-    if (!w->base) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta: out of memory (worker)");
+    w->values = mp__calloc(m->n_prompt + m->n_params + 1, sizeof(float));
+    mp_status st = w->base && w->values
+                       ? mp_tape_create(&w->tape)
+                       : mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta: out of memory (worker)");
+    if (st != MP_OK) {
+        mp__free(w->base);
+        mp__free(w->values);
+        memset(w, 0, sizeof *w);
+        return st;
+    }
     w->cur = w->base + n;
     w->lrv = w->base + 2 * n;
     w->grads = w->base + 3 * n;
-    mp_status st = mp_tape_create(&w->tape);
-    if (st != MP_OK) {
-        mp__free(w->base);
-        w->base = NULL;
-    }
-    return st;
+    return MP_OK;
 }
 
 void mp__worker_free(mp__worker *w)
 {
     mp_tape_destroy(w->tape);
     mp__free(w->base);
+    mp__free(w->values);
     mp__free(w->scratch);
     mp_task_destroy(w->task);
     memset(w, 0, sizeof *w);
@@ -69,23 +74,30 @@ mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, cons
 
 /* ---- leaves ------------------------------------------------------------------- */
 /* BORROW leaves over the meta-parameters (no copies); a leaf requires a
- * gradient when the inner loop adapts it or training differentiates it. */
-static mp_status make_leaves(const mp_meta *m, mp__worker *w, int32_t train, mp_var *prompt)
+ * gradient when the inner loop adapts it or training differentiates it.
+ * With `values` (first-order runs restarting the tape between inner
+ * steps), the adapted variables are instead copied from values, which
+ * holds the prompt then the parameters in the model's layout. */
+static mp_status make_leaves(const mp_meta *m, mp__worker *w, int32_t train, const float *values,
+                             mp_var *prompt)
 {
     mp_tape *t = w->tape;
     const float *params = mp__model_params_const(m->model);
     int32_t needs_meta = train && m->algo != MP_META_REPTILE;
     *prompt = MP_VAR_NONE;
     if (m->P > 0) {
-        int32_t fl = MP_LEAF_BORROW | MP_LEAF_REQUIRES_GRAD;
-        MP_TRY(mp_tape_leaf(t, m->P, m->d, mp__prompt_data_const(m->prompt), m->n_prompt, fl, prompt));
+        const float *src = values ? values : mp__prompt_data_const(m->prompt);
+        int32_t fl = (values ? 0 : MP_LEAF_BORROW) | MP_LEAF_REQUIRES_GRAD;
+        MP_TRY(mp_tape_leaf(t, m->P, m->d, src, m->n_prompt, fl, prompt));
     }
     for (int32_t i = 0; i < m->n_tensors; i++) {
         const mp__param_info *pi = mp__model_tensor(m->model, i);
         int32_t req = m->adapted[i] || (needs_meta && m->learned[i]);
-        int32_t fl = MP_LEAF_BORROW | (req ? MP_LEAF_REQUIRES_GRAD : 0);
+        int32_t copy = values && m->adapted[i];
+        const float *src = copy ? values + m->n_prompt + pi->offset : params + pi->offset;
+        int32_t fl = (copy ? 0 : MP_LEAF_BORROW) | (req ? MP_LEAF_REQUIRES_GRAD : 0);
         size_t len = (size_t)pi->rows * (size_t)pi->cols;
-        MP_TRY(mp_tape_leaf(t, pi->rows, pi->cols, params + pi->offset, len, fl, &w->base[i]));
+        MP_TRY(mp_tape_leaf(t, pi->rows, pi->cols, src, len, fl, &w->base[i]));
         w->cur[i] = w->base[i];
     }
     return MP_OK;
@@ -269,38 +281,82 @@ static mp_status read_adapted(const mp_meta *m, mp__worker *w, mp_var prompt, mp
 }
 
 /* ---- one task ---------------------------------------------------------------------------- */
-mp_status mp__run_task(const mp_meta *m, mp__worker *w, const mp__task_view *tv, mp__run *r)
+typedef struct {
+    mp_var prompt0, prompt, prompt_lr, sx, qx;
+} run_vars;
+
+/* (Re)starts the tape: leaves over the meta-parameters (values == NULL) or
+ * over the adapted values of a first-order run, the rates and the data. */
+static mp_status start_tape(const mp_meta *m, mp__worker *w, const mp__task_view *tv, int32_t train,
+                            const float *values, run_vars *v)
 {
     mp_tape *t = w->tape;
-    int32_t train = r->mode == MP__RUN_TRAIN;
-    mp_var prompt0, prompt, prompt_lr = MP_VAR_NONE, sx, qx, qloss;
     MP_TRY(mp_tape_reset(t));
-    MP_TRY(make_leaves(m, w, train, &prompt0));
-    if (m->algo == MP_META_METASGD) MP_TRY(make_rate_leaves(m, w, train, &prompt_lr));
+    MP_TRY(make_leaves(m, w, train, values, &v->prompt0));
+    v->prompt = v->prompt0;
+    v->prompt_lr = MP_VAR_NONE;
+    if (m->algo == MP_META_METASGD) MP_TRY(make_rate_leaves(m, w, train, &v->prompt_lr));
     MP_TRY(mp_tape_leaf(t, (int32_t)tv->n_support, tv->dim, tv->support_x,
-                        tv->n_support * (size_t)tv->dim, MP_LEAF_BORROW, &sx));
-    MP_TRY(mp_tape_leaf(t, (int32_t)tv->n_query, tv->dim, tv->query_x, tv->n_query * (size_t)tv->dim,
-                        MP_LEAF_BORROW, &qx));
+                        tv->n_support * (size_t)tv->dim, MP_LEAF_BORROW, &v->sx));
+    return mp_tape_leaf(t, (int32_t)tv->n_query, tv->dim, tv->query_x, tv->n_query * (size_t)tv->dim,
+                        MP_LEAF_BORROW, &v->qx);
+}
+
+/* First-order runs (inner gradients are constants, so dv_{k+1}/dv_k = I)
+ * carry only the values from one inner step to the next: the tape restarts
+ * from leaves over them, so memory and backward sweeps stay one step long
+ * whatever the number of steps. */
+static mp_status save_values(const mp_meta *m, mp__worker *w, mp_var prompt)
+{
+    if (m->P > 0) MP_TRY(read_into(w->tape, prompt, w->values, m->n_prompt));
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        if (!m->adapted[i]) continue;
+        const mp__param_info *pi = mp__model_tensor(m->model, i);
+        size_t len = (size_t)pi->rows * (size_t)pi->cols;
+        MP_TRY(read_into(w->tape, w->cur[i], w->values + m->n_prompt + pi->offset, len));
+    }
+    return MP_OK;
+}
+
+static mp_status inner_loop(const mp_meta *m, mp__worker *w, const mp__task_view *tv, const mp__run *r,
+                            run_vars *v)
+{
+    int32_t train = r->mode == MP__RUN_TRAIN;
+    for (int32_t k = 0; k < r->steps; k++) {
+        MP_TRY(inner_step(m, w, v->sx, tv, r->create_graph, v->prompt_lr, &v->prompt));
+        if (r->create_graph) continue;
+        MP_TRY(save_values(m, w, v->prompt));
+        MP_TRY(start_tape(m, w, tv, train, w->values, v));
+    }
+    return MP_OK;
+}
+
+mp_status mp__run_task(const mp_meta *m, mp__worker *w, const mp__task_view *tv, mp__run *r)
+{
+    int32_t train = r->mode == MP__RUN_TRAIN;
+    run_vars v;
+    mp_var qloss;
+    MP_TRY(start_tape(m, w, tv, train, NULL, &v));
     for (int s = 0; s < MP_META_NUM_STATS; s++) r->stats[s] = NAN;
     if (r->want_before)
-        MP_TRY(query_eval(m, w, prompt0, qx, tv, &qloss, &r->stats[MP_META_STAT_LOSS_BEFORE],
+        MP_TRY(query_eval(m, w, v.prompt0, v.qx, tv, &qloss, &r->stats[MP_META_STAT_LOSS_BEFORE],
                           &r->stats[MP_META_STAT_ACC_BEFORE]));
-    prompt = prompt0;
-    for (int32_t k = 0; k < r->steps; k++)
-        MP_TRY(inner_step(m, w, sx, tv, r->create_graph, prompt_lr, &prompt));
-    if (r->mode == MP__RUN_ADAPT) return read_adapted(m, w, prompt, r);
+    MP_TRY(inner_loop(m, w, tv, r, &v));
+    if (r->mode == MP__RUN_ADAPT) return read_adapted(m, w, v.prompt, r);
     /* Reptile's meta-gradient needs no query loss: skip it unless asked. */
     if (train && m->algo == MP_META_REPTILE && !r->want_before) {
         memset(r->grad, 0, m->n_grad * sizeof(float));
-        return reptile_grad(m, w, prompt, r->grad);
+        return reptile_grad(m, w, v.prompt, r->grad);
     }
-    MP_TRY(query_eval(m, w, prompt, qx, tv, &qloss, &r->stats[MP_META_STAT_LOSS_AFTER],
+    MP_TRY(query_eval(m, w, v.prompt, v.qx, tv, &qloss, &r->stats[MP_META_STAT_LOSS_AFTER],
                       &r->stats[MP_META_STAT_ACC_AFTER]));
     if (r->mode == MP__RUN_EVAL) {
         r->metric = m->classifier ? r->stats[MP_META_STAT_ACC_AFTER] : r->stats[MP_META_STAT_LOSS_AFTER];
         return MP_OK;
     }
     memset(r->grad, 0, m->n_grad * sizeof(float));
-    if (m->algo == MP_META_REPTILE) return reptile_grad(m, w, prompt, r->grad);
-    return read_meta_grad(m, w, qloss, prompt0, prompt_lr, r->grad);
+    if (m->algo == MP_META_REPTILE) return reptile_grad(m, w, v.prompt, r->grad);
+    /* FOMAML: after a restart the leaves ARE the adapted values, so the
+     * gradient with respect to them is the query gradient at v_K. */
+    return read_meta_grad(m, w, qloss, v.prompt0, v.prompt_lr, r->grad);
 }
