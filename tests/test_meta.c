@@ -1041,6 +1041,67 @@ START_TEST(create_survives_allocation_failures)
 }
 END_TEST
 
+START_TEST(step_and_evaluate_survive_allocation_failures)
+{
+    mp_test_install_failing_allocator();
+    mp_model *model = make_model(1, 1, 2, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_prompt *prompt = make_prompt(model, 0.1, 1);
+    meta_opts o = defaults(MP_META_MAML);
+    o.threads = 2;
+    o.steps = 2;
+    mp_meta *m = make_meta(model, prompt, &o);
+    mp_task *tasks[6];
+    for (int i = 0; i < 6; i++) MP_CK_OK(mp_task_sinusoid(&tasks[i], 1, (uint64_t)i, 5, 5));
+    MP_CK_OK(mp_meta_step(m, tasks, 1, NULL, 0)); /* small warm-up: the big batch must grow */
+    size_t n = mp__model_param_count(model);
+    float *before = malloc(n * sizeof(float));
+    int ok = 0;
+    for (long k = 0; k < 400 && !ok; k++) {
+        memcpy(before, mp__model_params_const(model), n * sizeof(float));
+        int64_t t0, t1;
+        MP_CK_OK(mp_meta_step_count(m, &t0));
+        mp_test_fail_after(k);
+        mp_status st = mp_meta_step(m, tasks, 6, NULL, 0);
+        mp_test_alloc_reset();
+        MP_CK_OK(mp_meta_step_count(m, &t1));
+        if (st == MP_OK) {
+            ok = 1;
+            ck_assert_int_eq(t1, t0 + 1);
+            break;
+        }
+        ck_assert_int_eq(st, MP_ERR_OUT_OF_MEMORY);
+        ck_assert_int_eq(t1, t0);
+        ck_assert(memcmp(before, mp__model_params_const(model), n * sizeof(float)) == 0);
+    }
+    ck_assert(ok);
+    mp_sampler *s;
+    MP_CK_OK(mp_sampler_create_sinusoid(&s, NULL));
+    int64_t live = mp_live_allocations();
+    ok = 0;
+    for (long k = 0; k < 400 && !ok; k++) {
+        double mean = 7, ci = 7;
+        mp_test_fail_after(k);
+        mp_status st = mp_meta_evaluate(m, s, 0, 40, &mean, &ci);
+        mp_test_alloc_reset();
+        ck_assert_int_eq(mp_live_allocations(), live);
+        if (st == MP_OK) ok = 1;
+        else {
+            ck_assert_int_eq(st, MP_ERR_OUT_OF_MEMORY);
+            ck_assert(mean == 7 && ci == 7);
+        }
+    }
+    ck_assert(ok);
+    free(before);
+    mp_sampler_destroy(s);
+    for (int i = 0; i < 6; i++) mp_task_destroy(tasks[i]);
+    mp_meta_destroy(m);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+    MP_CK_OK(mp_set_allocator(NULL, NULL, NULL));
+}
+END_TEST
+
 Suite *mp_test_meta_suite(void)
 {
     Suite *s = suite_create("meta");
@@ -1070,6 +1131,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, create_rejects_bad_inputs);
     tcase_add_test(alg, calls_reject_bad_inputs);
     tcase_add_test(alg, create_survives_allocation_failures);
+    tcase_add_test(alg, step_and_evaluate_survive_allocation_failures);
     suite_add_tcase(s, alg);
     return s;
 }
