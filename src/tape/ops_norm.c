@@ -1,19 +1,81 @@
-/* Layer norm, composed from recorded ops so that every order of derivative
- * comes for free: y = (x - mean) / sqrt(var + eps) * gamma + beta, with the
- * biased variance over each row (as PyTorch's layer_norm). */
+/* Layer norm as two fused ops whose backward passes are compositions of
+ * recorded ops (so every order of derivative is available):
+ *   r = ln_rstd(x)    = 1 / sqrt(var(x) + eps), rows x 1 (biased variance, as PyTorch)
+ *   y = ln_apply(x, r) = (x - mean(x)) * r
+ * then y * gamma + beta. Two passes over x instead of eight recorded ops. */
 #include "tape/tape_internal.h"
+
+#include <math.h>
+
+static double row_mean(const float *x, int32_t C)
+{
+    double s = 0;
+    for (int32_t j = 0; j < C; j++) s += x[j];
+    return s / C;
+}
+
+void mp__fwd_ln_rstd(mp_tape *t, mp__node *o)
+{
+    const mp__node *X = mp__nd(t, o->in[0]);
+    int32_t C = X->cols;
+    for (int32_t i = 0; i < X->rows; i++) {
+        const float *x = X->val + (size_t)i * C;
+        double mu = row_mean(x, C), v = 0;
+        for (int32_t j = 0; j < C; j++) v += (x[j] - mu) * (x[j] - mu); /* two passes: no cancellation */
+        o->val[i] = (float)(1.0 / sqrt(v / C + o->f));
+    }
+}
+/* dr/dx = -r^3 (x - mean)/C = -(r^2 / C) y with y = (x - mean) r. */
+mp_status mp__bwd_ln_rstd(mp_tape *t, mp_var v, mp_var g)
+{
+    mp_var x = mp__nd(t, v)->in[0], r2, c, y;
+    float invc = 1.0f / (float)mp__nd(t, x)->cols;
+    MP_TRY(mp__binary(t, MP__OP_LN_APPLY, x, v, &y));
+    MP_TRY(mp__mul(t, v, v, 1.0f, &r2));
+    MP_TRY(mp__mul(t, g, r2, -invc, &c));
+    MP_TRY(mp__mul(t, y, c, 1.0f, &c));
+    return mp__acc(t, x, c);
+}
+
+void mp__fwd_ln_apply(mp_tape *t, mp__node *o)
+{
+    const mp__node *X = mp__nd(t, o->in[0]);
+    const float *r = mp__nd(t, o->in[1])->val;
+    int32_t C = X->cols;
+    for (int32_t i = 0; i < X->rows; i++) {
+        const float *restrict x = X->val + (size_t)i * C;
+        float *restrict y = o->val + (size_t)i * C;
+        float mu = (float)row_mean(x, C), ri = r[i];
+        for (int32_t j = 0; j < C; j++) y[j] = (x[j] - mu) * ri;
+    }
+}
+/* With r an independent input: dx = r (g - mean(g)), dr = rowsum(g (x - mean)) = rowsum(g y) / r. */
+mp_status mp__bwd_ln_apply(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    float invc = 1.0f / (float)n.cols;
+    mp_var m, c;
+    if (mp__need(t, n.in[0])) {
+        MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, invc, &m));
+        MP_TRY(mp__sub(t, g, m, &c));
+        MP_TRY(mp__mul(t, c, n.in[1], 1.0f, &c));
+        MP_TRY(mp__acc(t, n.in[0], c));
+    }
+    if (mp__need(t, n.in[1])) {
+        MP_TRY(mp__mul(t, g, v, 1.0f, &c));
+        MP_TRY(mp__sum(t, c, MP_REDUCE_PER_ROW, 1.0f, &c));
+        MP_TRY(mp__div(t, c, n.in[1], &c));
+        MP_TRY(mp__acc(t, n.in[1], c));
+    }
+    return MP_OK;
+}
 
 static mp_status record_ln(mp_tape *t, mp_var x, mp_var gamma, mp_var beta, float eps, mp_var *out)
 {
-    float inv = 1.0f / (float)mp__nd(t, x)->cols;
-    mp_var mu, xc, sq, var, sd, y;
-    MP_TRY(mp__sum(t, x, MP_REDUCE_PER_ROW, inv, &mu));
-    MP_TRY(mp__sub(t, x, mu, &xc));
-    MP_TRY(mp__unary(t, MP__OP_SQUARE, xc, 0.0f, 0, &sq));
-    MP_TRY(mp__sum(t, sq, MP_REDUCE_PER_ROW, inv, &var));
-    MP_TRY(mp__add_scalar(t, var, eps, &var));
-    MP_TRY(mp__unary(t, MP__OP_SQRT, var, 0.0f, 0, &sd));
-    MP_TRY(mp__div(t, xc, sd, &y));
+    const mp__node *X = mp__nd(t, x);
+    mp_var r, y;
+    MP_TRY(mp__record(t, MP__OP_LN_RSTD, X->rows, 1, x, MP_VAR_NONE, NULL, eps, NULL, &r));
+    MP_TRY(mp__binary(t, MP__OP_LN_APPLY, x, r, &y));
     if (gamma != MP_VAR_NONE) MP_TRY(mp__mul(t, y, gamma, 1.0f, &y));
     if (beta != MP_VAR_NONE) MP_TRY(mp__add(t, y, beta, &y));
     *out = y;

@@ -21,7 +21,7 @@
     X(TRANSPOSE, transpose) X(SPLIT_HEADS, split_heads)          \
     X(MERGE_HEADS, merge_heads) X(GATHER_ROWS, gather_rows) X(SCATTER_ROWS, scatter_rows)  \
     X(GATHER_FLAT, gather_flat) X(SCATTER_FLAT, scatter_flat) X(IM2COL, im2col)            \
-    X(COL2IM, col2im)
+    X(COL2IM, col2im) X(LN_RSTD, ln_rstd) X(LN_APPLY, ln_apply)
 
 enum {
 #define MP__X_ENUM(E, n) MP__OP_##E,
