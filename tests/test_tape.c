@@ -1028,6 +1028,36 @@ START_TEST(ops_reject_bad_inputs)
     FAILS(mp_split_heads(t, m34, 1, 3, 3, &o), MP_ERR_SHAPE_MISMATCH, "divisible by heads");
     FAILS(mp_split_heads(t, m34, 1, 3, 0, &o), MP_ERR_INVALID_ARGUMENT, "heads = 0");
     FAILS(mp_merge_heads(t, m34, 1, 3, 2, &o), MP_ERR_SHAPE_MISMATCH, "mp_merge_heads: x is 3x4, expected 6 rows");
+    /* NULL tape and NULL out for every op that has not been covered above. */
+    const int32_t lab1[3] = {0, 0, 0};
+    mp_status nulls[] = {
+        mp_matmul(NULL, m34, m45, 0, 0, &o), mp_add(NULL, m34, m34, &o), mp_sub(NULL, m34, m34, &o),
+        mp_mul(NULL, m34, m34, &o), mp_div(NULL, m34, m34, &o), mp_scale(NULL, m34, 1.0f, &o),
+        mp_add_scalar(NULL, m34, 1.0f, &o), mp_sum(NULL, m34, 0, &o), mp_mean(NULL, m34, 0, &o),
+        mp_cross_entropy(NULL, m34, lab1, 3, &o), mp_mse(NULL, m34, m34, &o),
+        mp_layer_norm(NULL, m34, MP_VAR_NONE, MP_VAR_NONE, 1e-5f, &o), mp_gather_rows(NULL, m34, lab1, 3, &o),
+        mp_concat(NULL, m34, m34, 0, &o), mp_slice(NULL, m34, 0, 0, 1, &o), mp_reshape(NULL, m34, 4, 3, &o),
+        mp_conv2d(NULL, m34, m34, MP_VAR_NONE, 1, 2, 2, 2, 1, 0, &o), mp_maxpool2d(NULL, m34, 1, 2, 2, &o),
+        mp_batch_matmul(NULL, m34, m45, 1, 0, 0, &o), mp_split_heads(NULL, m34, 1, 3, 2, &o),
+        mp_merge_heads(NULL, m34, 1, 3, 2, &o), mp_tape_fill(NULL, 1, 1, 0.0f, &o),
+        mp_tape_leaf(NULL, 1, 1, z, 1, 0, &o), mp_tape_grad(NULL, m34, &o), mp_tape_backward(NULL, m34, 0),
+        mp_tape_backward_wrt(NULL, m34, 0, &m34, 1), mp_tape_read(NULL, m34, z, 12),
+    };
+    for (size_t i = 0; i < sizeof nulls / sizeof nulls[0]; i++) ck_assert_msg(nulls[i] == MP_ERR_NULL_POINTER, "call %zu", i);
+    ck_assert_int_eq(o, 777);
+    FAILS(mp_matmul(t, m34, m45, 0, 0, NULL), MP_ERR_NULL_POINTER, "'out'");
+    FAILS(mp_add(t, m34, m34, NULL), MP_ERR_NULL_POINTER, "mp_add: argument 'out'");
+    FAILS(mp_sum(t, m34, 0, NULL), MP_ERR_NULL_POINTER, "mp_sum");
+    FAILS(mp_cross_entropy(t, m34, lab1, 3, NULL), MP_ERR_NULL_POINTER, "mp_cross_entropy");
+    FAILS(mp_mse(t, m34, m34, NULL), MP_ERR_NULL_POINTER, "mp_mse");
+    FAILS(mp_layer_norm(t, m34, MP_VAR_NONE, MP_VAR_NONE, 1e-5f, NULL), MP_ERR_NULL_POINTER, "mp_layer_norm");
+    FAILS(mp_gather_rows(t, m34, lab1, 3, NULL), MP_ERR_NULL_POINTER, "mp_gather_rows");
+    FAILS(mp_concat(t, m34, m34, 0, NULL), MP_ERR_NULL_POINTER, "mp_concat");
+    FAILS(mp_conv2d(t, m34, m34, MP_VAR_NONE, 1, 2, 2, 2, 1, 0, NULL), MP_ERR_NULL_POINTER, "mp_conv2d");
+    FAILS(mp_maxpool2d(t, m34, 1, 2, 2, NULL), MP_ERR_NULL_POINTER, "mp_maxpool2d");
+    FAILS(mp_batch_matmul(t, m34, m45, 1, 0, 0, NULL), MP_ERR_NULL_POINTER, "mp_batch_matmul");
+    FAILS(mp_split_heads(t, m34, 1, 3, 2, NULL), MP_ERR_NULL_POINTER, "mp_split_heads");
+    FAILS(mp_tape_fill(t, 1, 1, 0.0f, NULL), MP_ERR_NULL_POINTER, "mp_tape_fill");
     mp_tape_destroy(t);
 }
 END_TEST
