@@ -11,9 +11,9 @@ struct mp__pool {
     int32_t started;       /* threads actually created */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    uint64_t generation;   /* bumped per job; workers wait for a change */
-    int32_t busy;          /* threads still working on the current job */
-    int stop;
+    atomic_uint_fast64_t generation; /* bumped per job; workers wait for a change */
+    atomic_int busy;       /* threads still working on the current job */
+    atomic_int stop;
     /* the current job */
     mp__pool_fn fn;
     void *ctx;
@@ -35,21 +35,36 @@ static void drain(mp__pool *p, int32_t worker)
     }
 }
 
+/* Meta-batches come back to back and their tasks take tens of
+ * microseconds, so a worker (and the caller waiting for the workers) first
+ * polls briefly before sleeping on the condition variable: a futex wake-up
+ * costs about as much as a small task. */
+#define SPIN_POLLS 20000
+
+static void spin_until_new_job(mp__pool *p, uint64_t seen)
+{
+    for (int i = 0; i < SPIN_POLLS; i++)
+        if (atomic_load(&p->generation) != seen || atomic_load(&p->stop)) return;
+}
+
 static void *thread_main(void *arg)
 {
     mp__pool *p = ((thread_arg *)arg)->pool;
     int32_t worker = ((thread_arg *)arg)->worker;
     mp__free(arg);
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop) break;
-        seen = p->generation;
+        spin_until_new_job(p, seen);
+        pthread_mutex_lock(&p->mu);
+        while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
+            pthread_cond_wait(&p->wake, &p->mu);
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load(&p->generation);
         pthread_mutex_unlock(&p->mu);
         drain(p, worker);
         pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        if (atomic_fetch_sub(&p->busy, 1) == 1) pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -80,6 +95,9 @@ mp_status mp__pool_create(mp__pool **out, int32_t n_workers)
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->next, 0);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->busy, 0);
+    atomic_init(&p->stop, 0);
     if (p->n > 1) {
         p->threads = mp__calloc((size_t)p->n - 1, sizeof *p->threads);
         if (!p->threads) {
@@ -100,7 +118,7 @@ void mp__pool_destroy(mp__pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int32_t i = 0; i < p->started; i++) pthread_join(p->threads[i], NULL);
@@ -124,13 +142,14 @@ void mp__pool_run(mp__pool *p, size_t n_items, mp__pool_fn fn, void *ctx)
     p->ctx = ctx;
     p->n_items = n_items;
     atomic_store(&p->next, 0);
-    p->busy = p->started;
-    p->generation++;
+    atomic_store(&p->busy, p->started);
+    atomic_fetch_add(&p->generation, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     drain(p, 0);
+    for (int i = 0; i < SPIN_POLLS && atomic_load(&p->busy) > 0; i++) continue;
     pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    while (atomic_load(&p->busy) > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
 
