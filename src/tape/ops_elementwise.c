@@ -181,20 +181,6 @@ mp_status mp__add_scalar(mp_tape *t, mp_var a, float s, mp_var *out)
 }
 
 /* ---- sum (y = s * reduce(a)) and expand (its adjoint: broadcast, times s) ------------ */
-/* Eight independent partial sums: the loop vectorizes without reassociation
- * flags and the error grows like n/8 instead of n. */
-static double sum8(const float *restrict x, size_t n)
-{
-    float acc[8] = {0};
-    size_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int l = 0; l < 8; l++) acc[l] += x[k + l];
-    double s = 0;
-    for (; k < n; k++) s += x[k];
-    for (int l = 0; l < 8; l++) s += acc[l];
-    return s;
-}
-
 void mp__fwd_sum(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]);
@@ -203,10 +189,10 @@ void mp__fwd_sum(mp_tape *t, mp__node *o)
     int32_t R = A->rows, C = A->cols;
     switch (o->attr[0]) {
     case MP_REDUCE_ALL:
-        y[0] = (float)(o->f * sum8(x, (size_t)R * C));
+        y[0] = (float)(o->f * mp__sum8(x, (size_t)R * C));
         break;
     case MP_REDUCE_PER_ROW:
-        for (int32_t i = 0; i < R; i++) y[i] = (float)(o->f * sum8(x + (size_t)i * C, (size_t)C));
+        for (int32_t i = 0; i < R; i++) y[i] = (float)(o->f * mp__sum8(x + (size_t)i * C, (size_t)C));
         break;
     default:
         for (int32_t j = 0; j < C; j++) y[j] = 0;

@@ -7,21 +7,21 @@
 
 #include <math.h>
 
-static double row_mean(const float *x, int32_t C)
-{
-    double s = 0;
-    for (int32_t j = 0; j < C; j++) s += x[j];
-    return s / C;
-}
+static float row_mean(const float *x, int32_t C) { return (float)(mp__sum8(x, (size_t)C) / C); }
 
 void mp__fwd_ln_rstd(mp_tape *t, mp__node *o)
 {
     const mp__node *X = mp__nd(t, o->in[0]);
     int32_t C = X->cols;
     for (int32_t i = 0; i < X->rows; i++) {
-        const float *x = X->val + (size_t)i * C;
-        double mu = row_mean(x, C), v = 0;
-        for (int32_t j = 0; j < C; j++) v += (x[j] - mu) * (x[j] - mu); /* two passes: no cancellation */
+        const float *restrict x = X->val + (size_t)i * C;
+        float mu = row_mean(x, C), acc[8] = {0}; /* two passes: no cancellation */
+        int32_t j = 0;
+        for (; j + 8 <= C; j += 8)
+            for (int l = 0; l < 8; l++) acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
+        double v = 0;
+        for (; j < C; j++) v += (x[j] - mu) * (x[j] - mu);
+        for (int l = 0; l < 8; l++) v += acc[l];
         o->val[i] = (float)(1.0 / sqrt(v / C + o->f));
     }
 }
@@ -45,7 +45,7 @@ void mp__fwd_ln_apply(mp_tape *t, mp__node *o)
     for (int32_t i = 0; i < X->rows; i++) {
         const float *restrict x = X->val + (size_t)i * C;
         float *restrict y = o->val + (size_t)i * C;
-        float mu = (float)row_mean(x, C), ri = r[i];
+        float mu = row_mean(x, C), ri = r[i];
         for (int32_t j = 0; j < C; j++) y[j] = (x[j] - mu) * ri;
     }
 }

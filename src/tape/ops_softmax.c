@@ -9,13 +9,12 @@
 
 /* Subtracting the row max keeps exp in range for huge logits; -inf entries
  * give exp(-inf) = 0 exactly, so their probability and gradient are 0. */
-static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
+MP__SIMD_CLONES static void softmax_block(const float *restrict x, float *restrict y, int32_t rows, int32_t C,
+                                          int log_out)
 {
-    const float *restrict x = mp__nd(t, o->in[0])->val;
-    int32_t C = o->cols;
-    for (int32_t i = 0; i < o->rows; i++) {
+    for (int32_t i = 0; i < rows; i++) {
         const float *restrict xr = x + (size_t)i * C;
-        float *restrict yr = o->val + (size_t)i * C;
+        float *restrict yr = y + (size_t)i * C;
         float m = -INFINITY;
         for (int32_t j = 0; j < C; j++) m = xr[j] > m ? xr[j] : m;
         for (int32_t j = 0; j < C; j++) yr[j] = mp__expf(xr[j] - m); /* in [0, 1]: no overflow */
@@ -29,6 +28,11 @@ static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
             for (int32_t j = 0; j < C; j++) yr[j] *= r;
         }
     }
+}
+
+static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
+{
+    softmax_block(mp__nd(t, o->in[0])->val, o->val, o->rows, o->cols, log_out);
 }
 
 /* dx = y * (g - rowsum(g * y)). */

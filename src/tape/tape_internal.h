@@ -106,6 +106,20 @@ static inline int mp__need(const mp_tape *t, mp_var v)
     return (f & MP__NODE_RG) && (!t->prune || (f & MP__NODE_DEP));
 }
 
+/* Sum of n floats with eight independent partial sums: the loop vectorizes
+ * without reassociation flags and the rounding error grows like n/8. */
+static inline double mp__sum8(const float *restrict x, size_t n)
+{
+    float acc[8] = {0};
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += x[k + l];
+    double s = 0;
+    for (; k < n; k++) s += x[k];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
 /* Records one op: allocates the output (rows x cols) on the arena, fills
  * the node, runs the forward kernel. attr may be NULL (zeros). On failure
  * nothing is recorded. */
