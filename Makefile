@@ -65,7 +65,8 @@ $(BUILD)/obj/%.o: src/%.c $(HDR)
 # that need no epilogue). -fno-trapping-math lets it if-convert the selects
 # in src/tape/fastmath.h; it changes no result (the library never reads FP
 # exception flags).
-TAPE_VEC := $(if $(filter -O0,$(OPT)),,-fvect-cost-model=dynamic -ftree-vectorize -fno-trapping-math)
+CC_IS_CLANG := $(shell $(CC) --version 2>/dev/null | grep -c clang)
+TAPE_VEC := $(if $(filter -O0,$(OPT)),,$(if $(filter 0,$(CC_IS_CLANG)),-fvect-cost-model=dynamic) -ftree-vectorize -fno-trapping-math)
 $(BUILD)/obj/tape/%.o: src/tape/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(TAPE_VEC) -c $< -o $@
