@@ -61,6 +61,7 @@ int32_t mp__pool_size(const mp__pool *pool);
 typedef struct {
     mp_tape *tape;
     mp_var *base, *cur, *lrv, *grads; /* n_tensors each */
+    mp_var *wrt;                      /* 2 * n_tensors + 2: variables a backward differentiates */
     float *values;                    /* first-order runs: the adapted values between
                                          inner steps (n_prompt + n_params floats) */
     float *scratch;                   /* query outputs, grown on demand */

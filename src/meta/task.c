@@ -19,7 +19,7 @@ mp_status mp__worker_init(mp__worker *w, const mp_meta *m)
 {
     memset(w, 0, sizeof *w);
     size_t n = m->n_tensors > 0 ? (size_t)m->n_tensors : 1;
-    w->base = mp__calloc(4 * n, sizeof(mp_var));
+    w->base = mp__calloc(6 * n + 2, sizeof(mp_var));
     w->values = mp__calloc(m->n_prompt + m->n_params + 1, sizeof(float));
     mp_status st = w->base && w->values
                        ? mp_tape_create(&w->tape)
@@ -33,6 +33,7 @@ mp_status mp__worker_init(mp__worker *w, const mp_meta *m)
     w->cur = w->base + n;
     w->lrv = w->base + 2 * n;
     w->grads = w->base + 3 * n;
+    w->wrt = w->base + 4 * n;
     return MP_OK;
 }
 
@@ -199,7 +200,13 @@ static mp_status inner_step(const mp_meta *m, mp__worker *w, mp_var sx, const mp
     MP_TRY(loss_on(m, w, *prompt, sx, tv->support_labels, tv->support_targets, tv->n_support, &out,
                    &loss));
     MP_TRY(read_loss(m, w, loss, &lv));
-    MP_TRY(mp_tape_backward(t, loss, create_graph));
+    /* Only the adapted variables: the sweep then skips the earlier inner
+     * steps and the leaves only the outer loop differentiates. */
+    size_t n = 0;
+    if (*prompt != MP_VAR_NONE) w->wrt[n++] = *prompt;
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        if (m->adapted[i]) w->wrt[n++] = w->cur[i];
+    MP_TRY(mp_tape_backward_wrt(t, loss, create_graph, w->wrt, n));
     /* Fetch every gradient before recording the updates. */
     if (*prompt != MP_VAR_NONE) MP_TRY(mp_tape_grad(t, *prompt, &gp));
     for (int32_t i = 0; i < m->n_tensors; i++)
@@ -222,7 +229,15 @@ static mp_status read_meta_grad(const mp_meta *m, mp__worker *w, mp_var loss, mp
 {
     mp_tape *t = w->tape;
     mp_var gv;
-    MP_TRY(mp_tape_backward(t, loss, 0));
+    size_t n = 0;
+    int32_t rates = m->n_lr && (m->learn & MP_LEARN_INNER_LR);
+    if (m->P > 0 && (m->learn & MP_LEARN_PROMPT)) w->wrt[n++] = prompt0;
+    if (rates && m->P > 0) w->wrt[n++] = prompt_lr;
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        if (m->learned[i]) w->wrt[n++] = w->base[i];
+        if (rates && m->adapted[i]) w->wrt[n++] = w->lrv[i];
+    }
+    MP_TRY(mp_tape_backward_wrt(t, loss, 0, w->wrt, n));
     if (m->P > 0 && (m->learn & MP_LEARN_PROMPT)) {
         MP_TRY(mp_tape_grad(t, prompt0, &gv));
         MP_TRY(read_into(t, gv, g, m->n_prompt));
