@@ -35,28 +35,87 @@ static void softmax_rows(mp_tape *t, mp__node *o, int log_out)
     softmax_block(mp__nd(t, o->in[0])->val, o->val, o->rows, o->cols, log_out);
 }
 
-/* dx = y * (g - rowsum(g * y)). */
+/* ---- softmax: dx = softmax_grad(g, y) = y * (g - rowsum(g * y)) -----------------------
+ * One fused node for the first-order pass; its own backward is composed:
+ * d/dg = softmax_grad(h, y), d/dy = h (g - rowsum(g y)) - g rowsum(h y). */
 void mp__fwd_softmax(mp_tape *t, mp__node *o) { softmax_rows(t, o, 0); }
 mp_status mp__bwd_softmax(mp_tape *t, mp_var v, mp_var g)
 {
-    mp_var gy, s, d, c;
-    MP_TRY(mp__mul(t, g, v, 1.0f, &gy));
-    MP_TRY(mp__sum(t, gy, MP_REDUCE_PER_ROW, 1.0f, &s));
-    MP_TRY(mp__sub(t, g, s, &d));
-    MP_TRY(mp__mul(t, v, d, 1.0f, &c));
+    mp_var c;
+    MP_TRY(mp__binary(t, MP__OP_SOFTMAX_GRAD, g, v, &c));
     return mp__acc(t, mp__nd(t, v)->in[0], c);
 }
 
-/* dx = g - exp(y) * rowsum(g). */
+void mp__fwd_softmax_grad(mp_tape *t, mp__node *o)
+{
+    const float *g = mp__nd(t, o->in[0])->val, *y = mp__nd(t, o->in[1])->val;
+    int32_t C = o->cols;
+    for (int32_t i = 0; i < o->rows; i++) {
+        const float *restrict gr = g + (size_t)i * C, *restrict yr = y + (size_t)i * C;
+        float *restrict out = o->val + (size_t)i * C;
+        double s = 0;
+        for (int32_t j = 0; j < C; j++) s += gr[j] * yr[j];
+        float sf = (float)s;
+        for (int32_t j = 0; j < C; j++) out[j] = yr[j] * (gr[j] - sf);
+    }
+}
+mp_status mp__bwd_softmax_grad(mp_tape *t, mp_var v, mp_var h)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var g = n.in[0], y = n.in[1], c, s, d, t1, t2;
+    if (mp__need(t, g)) {
+        MP_TRY(mp__binary(t, MP__OP_SOFTMAX_GRAD, h, y, &c));
+        MP_TRY(mp__acc(t, g, c));
+    }
+    if (!mp__need(t, y)) return MP_OK;
+    MP_TRY(mp__mul(t, g, y, 1.0f, &s));
+    MP_TRY(mp__sum(t, s, MP_REDUCE_PER_ROW, 1.0f, &s));
+    MP_TRY(mp__sub(t, g, s, &d));
+    MP_TRY(mp__mul(t, h, d, 1.0f, &t1));
+    MP_TRY(mp__mul(t, h, y, 1.0f, &s));
+    MP_TRY(mp__sum(t, s, MP_REDUCE_PER_ROW, 1.0f, &s));
+    MP_TRY(mp__mul(t, g, s, 1.0f, &t2));
+    MP_TRY(mp__sub(t, t1, t2, &c));
+    return mp__acc(t, y, c);
+}
+
+/* ---- log-softmax: dx = log_softmax_grad(g, y) = g - exp(y) rowsum(g) --------------------
+ * Its backward: d/dg = h - rowsum(h exp(y)), d/dy = -h exp(y) rowsum(g). */
 void mp__fwd_log_softmax(mp_tape *t, mp__node *o) { softmax_rows(t, o, 1); }
 mp_status mp__bwd_log_softmax(mp_tape *t, mp_var v, mp_var g)
 {
-    mp_var p, s, ps, c;
-    MP_TRY(mp__unary(t, MP__OP_EXP, v, 0.0f, 0, &p));
-    MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, 1.0f, &s));
-    MP_TRY(mp__mul(t, p, s, 1.0f, &ps));
-    MP_TRY(mp__sub(t, g, ps, &c));
+    mp_var c;
+    MP_TRY(mp__binary(t, MP__OP_LOG_SOFTMAX_GRAD, g, v, &c));
     return mp__acc(t, mp__nd(t, v)->in[0], c);
+}
+
+void mp__fwd_log_softmax_grad(mp_tape *t, mp__node *o)
+{
+    const float *g = mp__nd(t, o->in[0])->val, *y = mp__nd(t, o->in[1])->val;
+    int32_t C = o->cols;
+    for (int32_t i = 0; i < o->rows; i++) {
+        const float *restrict gr = g + (size_t)i * C, *restrict yr = y + (size_t)i * C;
+        float *restrict out = o->val + (size_t)i * C;
+        float sf = (float)mp__sum8(gr, (size_t)C);
+        for (int32_t j = 0; j < C; j++) out[j] = gr[j] - mp__expf(yr[j]) * sf; /* exp(-inf) = 0 */
+    }
+}
+mp_status mp__bwd_log_softmax_grad(mp_tape *t, mp_var v, mp_var h)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var g = n.in[0], y = n.in[1], p, s, c;
+    MP_TRY(mp__unary(t, MP__OP_EXP, y, 0.0f, 0, &p));
+    if (mp__need(t, g)) {
+        MP_TRY(mp__mul(t, h, p, 1.0f, &s));
+        MP_TRY(mp__sum(t, s, MP_REDUCE_PER_ROW, 1.0f, &s));
+        MP_TRY(mp__sub(t, h, s, &c));
+        MP_TRY(mp__acc(t, g, c));
+    }
+    if (!mp__need(t, y)) return MP_OK;
+    MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, 1.0f, &s));
+    MP_TRY(mp__mul(t, h, p, -1.0f, &c));
+    MP_TRY(mp__mul(t, c, s, 1.0f, &c));
+    return mp__acc(t, y, c);
 }
 
 /* ---- pick (rows x cols -> rows x 1, entry labels[i] of row i) and unpick ---------- */

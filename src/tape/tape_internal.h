@@ -16,7 +16,8 @@
     X(SIGMOID, sigmoid) X(SIGMOID_GRAD, sigmoid_grad) X(GELU, gelu)                        \
     X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(SQRT_GRAD, sqrt_grad) X(SQUARE, square)        \
     X(MATMUL, matmul) X(BMM, bmm)                                                          \
-    X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(PICK, pick) X(UNPICK, unpick)        \
+    X(SOFTMAX, softmax) X(SOFTMAX_GRAD, softmax_grad) X(LOG_SOFTMAX, log_softmax)                  \
+    X(LOG_SOFTMAX_GRAD, log_softmax_grad) X(PICK, pick) X(UNPICK, unpick)        \
     X(SLICE, slice) X(PAD, pad) X(CONCAT, concat) X(RESHAPE, reshape)                      \
     X(TRANSPOSE, transpose) X(SPLIT_HEADS, split_heads)          \
     X(MERGE_HEADS, merge_heads) X(GATHER_ROWS, gather_rows) X(SCATTER_ROWS, scatter_rows)  \
