@@ -14,7 +14,7 @@ int main(int argc, char **argv)
     CHECK(mp_config_create(&cfg));                       /* 1-40-40-1 ReLU net, no prompt */
     CHECK(mp_config_set_int(cfg, MP_CFG_MODEL_KIND, MP_MODEL_MLP));
     CHECK(mp_config_set_int(cfg, MP_CFG_MODEL_TASK, MP_TASK_REGRESSION));
-    CHECK(mp_config_set_int(cfg, MP_CFG_MODEL_PROMPT_LEN, 0));
+    CHECK(mp_config_set_int(cfg, MP_CFG_MODEL_INIT, MP_INIT_TORCH));
     CHECK(mp_config_set_int(cfg, MP_CFG_DATA_SHOTS, 10));  /* K = 10 support points */
     CHECK(mp_config_set_int(cfg, MP_CFG_META_SCOPE, MP_SCOPE_ALL));
     CHECK(mp_config_set_float(cfg, MP_CFG_META_INNER_LR, 0.01));

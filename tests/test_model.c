@@ -1337,6 +1337,60 @@ START_TEST(checkpoint_allocation_failures)
 }
 END_TEST
 
+/* MP_INIT_TORCH gives PyTorch's default U(+-1/sqrt(fan_in)) for weights and
+ * biases of the MLP and conv kinds; the default scheme keeps zero biases. */
+START_TEST(torch_init_scheme_matches_pytorch_bounds)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        mp_config *cfg;
+        MP_CK_OK(mp_config_create(&cfg));
+        MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_KIND, kind ? MP_MODEL_CONV : MP_MODEL_MLP));
+        if (kind) MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_CHANNELS, 8));
+        if (kind) MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_OUTPUT_DIM, 5));
+        MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_INIT, MP_INIT_TORCH));
+        mp_model *m;
+        MP_CK_OK(mp_model_create(&m, cfg));
+        int64_t v;
+        MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_INIT, &v));
+        ck_assert_int_eq(v, MP_INIT_TORCH);
+        const float *p = mp__model_params_const(m);
+        for (int32_t i = 0; i < mp__model_num_tensors(m); i++) {
+            const mp__param_info *t = mp__model_tensor(m, i);
+            if (strstr(t->name, "norm")) continue; /* norm scale/shift: ones/zeros */
+            /* fan_in: rows of an x-out weight (MLP), cols of a conv filter bank */
+            int is_conv = strncmp(t->name, "conv", 4) == 0;
+            const mp__param_info *w = strstr(t->name, "bias") ? mp__model_tensor(m, i - 1) : t;
+            double fan = is_conv ? w->cols : w->rows;
+            double bound = 1.0 / sqrt(fan);
+            size_t n = (size_t)t->rows * (size_t)t->cols;
+            double s2 = 0, mx = 0;
+            for (size_t j = 0; j < n; j++) {
+                double x = p[t->offset + j];
+                s2 += x * x;
+                if (fabs(x) > mx) mx = fabs(x);
+            }
+            ck_assert_msg(mx <= bound * (1 + 1e-6), "%s: |x| %g > bound %g", t->name, mx, bound);
+            ck_assert_msg(mx > 0, "%s is all zeros", t->name);
+            if (n >= 500) /* variance of U(-b, b) is b^2/3 */
+                ck_assert_msg(fabs(s2 / (double)n - bound * bound / 3) < 0.15 * bound * bound / 3,
+                              "%s: variance %g, expected %g", t->name, s2 / (double)n, bound * bound / 3);
+        }
+        mp_model_destroy(m);
+        mp_config_destroy(cfg);
+    }
+    mp_config *cfg;
+    MP_CK_OK(mp_config_create(&cfg));
+    MP_CK_STATUS(mp_config_set_int(cfg, MP_CFG_MODEL_INIT, 2), MP_ERR_RANGE);
+    mp_model *m;
+    MP_CK_OK(mp_model_create(&m, cfg));
+    const mp__param_info *b = mp__model_tensor(m, 1);
+    ck_assert_ptr_nonnull(strstr(b->name, "bias"));
+    ck_assert(mp__model_params_const(m)[b->offset] == 0.0f);
+    mp_model_destroy(m);
+    mp_config_destroy(cfg);
+}
+END_TEST
+
 Suite *mp_test_model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -1352,6 +1406,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_loop_test(m, prompt_reaches_the_output_for_every_kind, 0, NKINDS);
     tcase_add_loop_test(m, examples_are_independent_within_a_batch, 0, NKINDS);
     tcase_add_test(m, default_model_is_the_sinusoid_mlp_without_prompt);
+    tcase_add_test(m, torch_init_scheme_matches_pytorch_bounds);
     tcase_add_test(m, reference_shapes);
     tcase_add_test(m, predict_is_reentrant_across_threads);
     tcase_add_test(m, bad_configurations_are_refused);

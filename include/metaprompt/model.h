@@ -48,6 +48,11 @@ typedef struct mp_meta mp_meta;
 #define MP_TASK_CLASSIFICATION 1 /* logits, mean cross-entropy against int32 labels */
 #define MP_TASK_REGRESSION     2 /* raw outputs, mean squared error against float targets */
 
+/* Initialisation schemes (MP_CFG_MODEL_INIT). */
+#define MP_INIT_HE    0 /* He normal (relu/gelu) or Xavier normal (tanh/sigmoid, heads); zero biases */
+#define MP_INIT_TORCH 1 /* PyTorch's nn.Linear/nn.Conv2d default: weights and biases
+                           U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the MAML paper's sinusoid setup */
+
 #define MP_ACT_RELU    1
 #define MP_ACT_TANH    2
 #define MP_ACT_GELU    3 /* exact erf form, as the tape's mp_gelu */
@@ -89,6 +94,8 @@ typedef struct mp_meta mp_meta;
 #define MP_CFG_MODEL_MLP_DIM       118 /* transformer MLP width, default 128 */
 #define MP_CFG_MODEL_CHANNELS      119 /* conv filters per block, default 64 */
 #define MP_CFG_MODEL_CONV_BLOCKS   120 /* conv blocks, default 4 */
+#define MP_CFG_MODEL_INIT          122 /* MLP and conv weight initialisation: MP_INIT_HE (default)
+                                          or MP_INIT_TORCH */
 #define MP_CFG_MODEL_PROMPT_MODE   121 /* conv: MP_PROMPT_INPUT_CHANNELS (default) or
                                           MP_PROMPT_HEAD_FEATURES */
 

@@ -63,6 +63,17 @@ mp_status mp_checkpoint_save(const char *path, const mp_model *model, const mp_p
 }
 
 /* ---- load: checks -------------------------------------------------------------- */
+
+/* A model key the file does not hold was added to the library after the
+ * file was written: it takes its default, which is what the writer used. */
+static int64_t file_model_key(const mp__ckpt_reader *r, int32_t key)
+{
+    int64_t v;
+    if (mp__ckpt_config(r, key, &v, NULL) == MP_OK) return v;
+    const mp__key_info *k = mp__key_lookup(key);
+    return k ? (int64_t)k->def : 0;
+}
+
 static mp_status check_config(const mp__ckpt_reader *r, const mp_model *m)
 {
     /* A model key this library does not know means a newer architecture
@@ -78,8 +89,7 @@ static mp_status check_config(const mp__ckpt_reader *r, const mp_model *m)
                    "this library", (int)key);
     }
     for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
-        int64_t v;
-        MP_TRY(mp__ckpt_config(r, k, &v, NULL));
+        int64_t v = file_model_key(r, k);
         MP_REQUIRE(v == mp__mcfg(m, k), NULL, MP_ERR_SHAPE_MISMATCH,
                    "mp_checkpoint_load: the file's model has %s = %lld, this model %lld",
                    mp_config_key_name(k), (long long)v, (long long)mp__mcfg(m, k));
@@ -184,7 +194,7 @@ static mp_status config_from(const mp__ckpt_reader *r, mp_config *cfg)
 {
     int64_t v;
     for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
-        MP_TRY(mp__ckpt_config(r, k, &v, NULL));
+        v = file_model_key(r, k);
         mp_status st = mp_config_set_int(cfg, k, v);
         MP_REQUIRE(st == MP_OK, NULL, MP_ERR_FORMAT,
                    "mp_model_create_from_checkpoint: stored %s = %lld is invalid",

@@ -20,11 +20,16 @@ static int32_t input_prompt(const mp_model *m)
 static mp_status add_block(mp_model *m, int32_t b, int32_t cin, int32_t F)
 {
     char name[48];
+    /* MP_INIT_TORCH: nn.Conv2d's default U(+-1/sqrt(fan_in)), bias too. */
+    int torch = mp__mcfg(m, MP_CFG_MODEL_INIT) == MP_INIT_TORCH;
+    double bound = 1.0 / sqrt(9.0 * cin);
     snprintf(name, sizeof name, "conv%d.weight", (int)b);
-    MP_TRY(mp__model_add_tensor(m, name, F, cin * 9, MP__GROUP_BACKBONE, MP__INIT_NORMAL,
-                                sqrt(2.0 / (9.0 * cin))));
+    MP_TRY(mp__model_add_tensor(m, name, F, cin * 9, MP__GROUP_BACKBONE,
+                                torch ? MP__INIT_UNIFORM : MP__INIT_NORMAL,
+                                torch ? bound : sqrt(2.0 / (9.0 * cin))));
     snprintf(name, sizeof name, "conv%d.bias", (int)b);
-    MP_TRY(mp__model_add_tensor(m, name, 1, F, MP__GROUP_BACKBONE, MP__INIT_ZERO, 0));
+    MP_TRY(mp__model_add_tensor(m, name, 1, F, MP__GROUP_BACKBONE,
+                                torch ? MP__INIT_UNIFORM : MP__INIT_ZERO, torch ? bound : 0.0));
     snprintf(name, sizeof name, "norm%d.weight", (int)b);
     MP_TRY(mp__model_add_tensor(m, name, 1, F, MP__GROUP_BACKBONE, MP__INIT_ONE, 0));
     snprintf(name, sizeof name, "norm%d.bias", (int)b);
@@ -61,9 +66,13 @@ mp_status mp__conv_layout(mp_model *m)
     }
     int64_t feat = (int64_t)F * h * w + (inch ? 0 : (int64_t)m->P * m->d);
     MP_REQUIRE(feat <= INT32_MAX, NULL, MP_ERR_RANGE, "mp_model_create: conv head input too large");
+    int torch = mp__mcfg(m, MP_CFG_MODEL_INIT) == MP_INIT_TORCH;
+    double hb = 1.0 / sqrt((double)feat);
     MP_TRY(mp__model_add_tensor(m, "head.weight", (int32_t)feat, m->out_dim, MP__GROUP_HEAD,
-                                MP__INIT_NORMAL, sqrt(2.0 / (double)(feat + m->out_dim))));
-    return mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD, MP__INIT_ZERO, 0);
+                                torch ? MP__INIT_UNIFORM : MP__INIT_NORMAL,
+                                torch ? hb : sqrt(2.0 / (double)(feat + m->out_dim))));
+    return mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD,
+                                torch ? MP__INIT_UNIFORM : MP__INIT_ZERO, torch ? hb : 0.0);
 }
 
 /* Per-channel vector (1 x F) repeated for each example as an (n*F) x 1

@@ -24,5 +24,6 @@ const mp__key_info mp__keys_model[] = {
     {MP_CFG_MODEL_CHANNELS, "model.channels", MP_CFG_TYPE_INT, 64, 1, 4096},
     {MP_CFG_MODEL_CONV_BLOCKS, "model.conv_blocks", MP_CFG_TYPE_INT, 4, 1, 16},
     {MP_CFG_MODEL_PROMPT_MODE, "model.prompt_mode", MP_CFG_TYPE_INT, MP_PROMPT_INPUT_CHANNELS, 1, 2},
+    {MP_CFG_MODEL_INIT, "model.init", MP_CFG_TYPE_INT, MP_INIT_HE, 0, 1},
     {0, NULL, 0, 0, 0, 0},
 };

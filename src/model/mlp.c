@@ -18,19 +18,25 @@ mp_status mp__mlp_layout(mp_model *m)
     /* He init keeps activations' scale through relu/gelu; Xavier suits the
      * saturating tanh/sigmoid and the linear head. */
     int he = act == MP_ACT_RELU || act == MP_ACT_GELU;
+    /* MP_INIT_TORCH: PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)) for
+     * weights and biases alike, which the MAML sinusoid setup assumes. */
+    int torch = mp__mcfg(m, MP_CFG_MODEL_INIT) == MP_INIT_TORCH;
+    int32_t winit = torch ? MP__INIT_UNIFORM : MP__INIT_NORMAL;
+    int32_t binit = torch ? MP__INIT_UNIFORM : MP__INIT_ZERO;
     char name[48];
     for (int64_t l = 0; l < layers; l++) {
-        double std = he ? sqrt(2.0 / (double)fan) : sqrt(2.0 / (double)(fan + width));
+        double std = torch ? 1.0 / sqrt((double)fan)
+                           : he ? sqrt(2.0 / (double)fan) : sqrt(2.0 / (double)(fan + width));
         snprintf(name, sizeof name, "fc%d.weight", (int)l);
-        MP_TRY(mp__model_add_tensor(m, name, (int32_t)fan, (int32_t)width, MP__GROUP_BACKBONE,
-                                    MP__INIT_NORMAL, std));
+        MP_TRY(mp__model_add_tensor(m, name, (int32_t)fan, (int32_t)width, MP__GROUP_BACKBONE, winit, std));
         snprintf(name, sizeof name, "fc%d.bias", (int)l);
-        MP_TRY(mp__model_add_tensor(m, name, 1, (int32_t)width, MP__GROUP_BACKBONE, MP__INIT_ZERO, 0));
+        MP_TRY(mp__model_add_tensor(m, name, 1, (int32_t)width, MP__GROUP_BACKBONE, binit,
+                                    torch ? std : 0.0));
         fan = width;
     }
-    MP_TRY(mp__model_add_tensor(m, "head.weight", (int32_t)fan, m->out_dim, MP__GROUP_HEAD,
-                                MP__INIT_NORMAL, sqrt(2.0 / (double)(fan + m->out_dim))));
-    return mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD, MP__INIT_ZERO, 0);
+    double hstd = torch ? 1.0 / sqrt((double)fan) : sqrt(2.0 / (double)(fan + m->out_dim));
+    MP_TRY(mp__model_add_tensor(m, "head.weight", (int32_t)fan, m->out_dim, MP__GROUP_HEAD, winit, hstd));
+    return mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD, binit, torch ? hstd : 0.0);
 }
 
 static mp_status activation(mp_tape *t, int64_t act, mp_var a, mp_var *out)

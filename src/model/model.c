@@ -77,6 +77,8 @@ static void init_params(mp_model *m)
         for (size_t j = 0; j < n; j++) {
             if (m->init[i] == MP__INIT_NORMAL)
                 p[j] = (float)(m->std[i] * mp__rng_normal(&r));
+            else if (m->init[i] == MP__INIT_UNIFORM)
+                p[j] = (float)(m->std[i] * (2.0 * mp__rng_uniform(&r) - 1.0));
             else
                 p[j] = m->init[i] == MP__INIT_ONE ? 1.0f : 0.0f;
         }

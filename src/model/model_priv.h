@@ -6,13 +6,14 @@
 #include "model/model_internal.h"
 
 #define MP__MODEL_KEY_FIRST MP_CFG_MODEL_KIND
-#define MP__MODEL_KEY_LAST  MP_CFG_MODEL_PROMPT_MODE
+#define MP__MODEL_KEY_LAST  MP_CFG_MODEL_INIT
 #define MP__MODEL_NKEYS     (MP__MODEL_KEY_LAST - MP__MODEL_KEY_FIRST + 1)
 
 /* Weight initialisations (docs/MODELS.md). */
 #define MP__INIT_ZERO   0
 #define MP__INIT_ONE    1
 #define MP__INIT_NORMAL 2 /* N(0, std^2), std given */
+#define MP__INIT_UNIFORM 3 /* U(-std, std): std holds the bound */
 
 #define MP__NORM_EPS 1e-5f
 
