@@ -1102,6 +1102,50 @@ START_TEST(step_and_evaluate_survive_allocation_failures)
 }
 END_TEST
 
+/* After warm-up a step (and an evaluation of caller tasks) allocates
+ * nothing: with every allocation failing, they still succeed. */
+START_TEST(no_allocation_after_warm_up)
+{
+    const int algos[4] = {MP_META_MAML, MP_META_FOMAML, MP_META_REPTILE, MP_META_METASGD};
+    mp_test_install_failing_allocator();
+    for (int a = 0; a < 4; a++) {
+        mp_model *model = make_model(1, 1, 2, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+        mp_prompt *prompt = make_prompt(model, 0.1, 1);
+        meta_opts o = defaults(algos[a]);
+        o.steps = 3;
+        o.opt = MP_OPT_ADAM;
+        mp_meta *m = make_meta(model, prompt, &o);
+        mp_task *tasks[5];
+        for (int i = 0; i < 5; i++) MP_CK_OK(mp_task_sinusoid(&tasks[i], 1, (uint64_t)i, 5, 5));
+        mp_sampler *s;
+        MP_CK_OK(mp_sampler_create_sinusoid(&s, NULL));
+        double st[4], mean, ci;
+        MP_CK_OK(mp_meta_step(m, tasks, 5, st, 4));
+        MP_CK_OK(mp_meta_evaluate_tasks(m, tasks, 5, &mean, &ci));
+        mp_test_fail_after(0);
+        for (int k = 0; k < 3; k++) MP_CK_OK(mp_meta_step(m, tasks, 5, st, 4));
+        MP_CK_OK(mp_meta_evaluate_tasks(m, tasks, 5, &mean, &ci));
+        mp_test_alloc_reset();
+        /* Sampler evaluation creates one episode task per worker per call,
+         * whatever the number of episodes. */
+        mp_test_fail_after(1000000);
+        MP_CK_OK(mp_meta_evaluate(m, s, 0, 10, &mean, &ci));
+        long few = mp_test_alloc_count();
+        mp_test_fail_after(1000000);
+        MP_CK_OK(mp_meta_evaluate(m, s, 0, 300, &mean, &ci));
+        ck_assert_int_eq(mp_test_alloc_count(), few);
+        mp_test_alloc_reset();
+        mp_sampler_destroy(s);
+        for (int i = 0; i < 5; i++) mp_task_destroy(tasks[i]);
+        mp_meta_destroy(m);
+        mp_prompt_destroy(prompt);
+        mp_model_destroy(model);
+    }
+    ck_assert_int_eq(mp_live_allocations(), 0);
+    MP_CK_OK(mp_set_allocator(NULL, NULL, NULL));
+}
+END_TEST
+
 Suite *mp_test_meta_suite(void)
 {
     Suite *s = suite_create("meta");
@@ -1132,6 +1176,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, calls_reject_bad_inputs);
     tcase_add_test(alg, create_survives_allocation_failures);
     tcase_add_test(alg, step_and_evaluate_survive_allocation_failures);
+    tcase_add_test(alg, no_allocation_after_warm_up);
     suite_add_tcase(s, alg);
     return s;
 }
