@@ -39,6 +39,9 @@ pub const CFG_MODEL_MLP_DIM: i32 = 118;
 pub const CFG_MODEL_CHANNELS: i32 = 119;
 pub const CFG_MODEL_CONV_BLOCKS: i32 = 120;
 pub const CFG_MODEL_PROMPT_MODE: i32 = 121;
+pub const CFG_MODEL_INIT: i32 = 122;
+pub const INIT_HE: i32 = 0;
+pub const INIT_TORCH: i32 = 1;
 
 /// A backbone + head with a prompt slot (mp_model).
 pub struct Model {
