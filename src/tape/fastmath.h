@@ -8,9 +8,9 @@
 #include <string.h>
 
 /* Hot loops over these functions also get an AVX2+FMA clone picked at load
- * time (GCC on x86-64 Linux, through ifunc); elsewhere only the baseline
+ * time (GCC on x86-64 with glibc, through ifunc); elsewhere only the baseline
  * vectorized loop. Results differ from the baseline only by FMA rounding. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define MP__SIMD_CLONES __attribute__((target_clones("avx2,fma", "default")))
 #else
 #define MP__SIMD_CLONES
