@@ -15,10 +15,15 @@ pub const AXIS_ROWS: i32 = 0;
 pub const AXIS_COLS: i32 = 1;
 pub const LEAF_REQUIRES_GRAD: i32 = 1;
 pub const LEAF_BORROW: i32 = 2;
-pub const STAT_NODES: i32 = 0;
-pub const STAT_ARENA_USED: i32 = 1;
-pub const STAT_ARENA_HIGH: i32 = 2;
-pub const STAT_HEAP_BYTES: i32 = 3;
+pub const TAPE_STAT_NODES: i32 = 0;
+pub const TAPE_STAT_ARENA_USED: i32 = 1;
+pub const TAPE_STAT_ARENA_HIGH: i32 = 2;
+pub const TAPE_STAT_HEAP_BYTES: i32 = 3;
+/// Short aliases of the TAPE_STAT_* constants.
+pub const STAT_NODES: i32 = TAPE_STAT_NODES;
+pub const STAT_ARENA_USED: i32 = TAPE_STAT_ARENA_USED;
+pub const STAT_ARENA_HIGH: i32 = TAPE_STAT_ARENA_HIGH;
+pub const STAT_HEAP_BYTES: i32 = TAPE_STAT_HEAP_BYTES;
 
 /// An autodiff tape (mp_tape). Leaves are always copied: the borrow flag
 /// (MP_LEAF_BORROW) would need the buffer to outlive the next reset, which

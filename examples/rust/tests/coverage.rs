@@ -89,3 +89,55 @@ fn sys_parameter_counts_match_headers() {
     }
     assert_eq!(checked, header.len());
 }
+
+/// Every integer MP_* constant of the headers is a `pub const` of the crate
+/// (name without "MP_", the status codes under `status::`), same value.
+#[test]
+fn every_integer_constant_is_exported_with_its_value() {
+    let skip = ["MP_API", "MP_VERSION_MAJOR", "MP_VERSION_MINOR", "MP_VERSION_PATCH",
+                "MP_VERSION_STRING", "MP_VERSION_NUMBER", "MP_STATUS_COUNT_"];
+    let mut src = String::new();
+    for f in ["src/lib.rs", "src/tape.rs", "src/model.rs", "src/data.rs", "src/meta.rs"] {
+        src.push_str(&read(f));
+    }
+    let consts: std::collections::BTreeMap<String, String> = src
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("pub const ")?;
+            let (name, rhs) = rest.split_once(':')?;
+            let value = rhs.split_once('=')?.1.trim().trim_end_matches(';').trim();
+            Some((name.trim().to_string(), value.to_string()))
+        })
+        .collect();
+    let dir = format!("{}/../../include/metaprompt", env!("CARGO_MANIFEST_DIR"));
+    let mut bad = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().map_or(true, |x| x != "h") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            let l = line.trim_start();
+            let rest = match l.strip_prefix("#define MP_") {
+                Some(r) => r,
+                None => continue,
+            };
+            let mut it = rest.split_whitespace();
+            let name = it.next().unwrap();
+            let value = match it.next() {
+                Some(v) => v.trim_matches(|c| c == '(' || c == ')'),
+                None => continue, // a guard
+            };
+            if skip.contains(&format!("MP_{}", name).as_str()) || value.parse::<i64>().is_err() {
+                continue;
+            }
+            // Status codes are in `status::`; MP_VAR_NONE is the typed Var(-1).
+            match consts.get(name) {
+                Some(v) if v == value || *v == format!("Var({})", value) => {}
+                other => bad.push(format!("MP_{} = {}: crate has {:?}", name, value, other)),
+            }
+        }
+    }
+    assert!(bad.is_empty(), "constants missing or different:\n{}", bad.join("\n"));
+}
