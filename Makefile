@@ -164,7 +164,7 @@ abicheck: all
 # nothing is written into examples/rust/.
 PYTHON ?= /usr/bin/python3
 CARGO ?= cargo
-bindings-check: all
+bindings-check: all $(BUILD)/examples/sinusoid
 	cd examples/python && PYTHONDONTWRITEBYTECODE=1 OPENBLAS_NUM_THREADS=1 MP_LIBRARY_PATH= \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
 	@if [ -f examples/rust/Cargo.toml ]; then \

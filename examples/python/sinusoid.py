@@ -18,6 +18,7 @@ def main(iters=2000, meta_batch=25):
         mp.CFG_MODEL_KIND: mp.MODEL_MLP,             # 1-40-40-1 ReLU net, no prompt
         mp.CFG_MODEL_TASK: mp.TASK_REGRESSION,
         mp.CFG_MODEL_PROMPT_LEN: 0,
+        mp.CFG_MODEL_INIT: mp.INIT_TORCH,            # PyTorch's default init, as the paper
         mp.CFG_DATA_SHOTS: 10,                       # K = 10 support points
         mp.CFG_META_SCOPE: mp.SCOPE_ALL,             # plain MAML: adapt every weight
         mp.CFG_META_INNER_LR: 0.01,

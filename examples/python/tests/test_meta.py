@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import metaprompt as mp
-from conftest import PYDIR, requires
+from conftest import PYDIR, ROOT, requires
 
 pytestmark = requires("mp_meta_create", "mp_meta_step", "mp_sampler_create_sinusoid",
                       "mp_model_create")
@@ -118,12 +118,19 @@ def test_checkpoint_with_meta(tmp_path):
     np.testing.assert_array_equal(prompt2.get(), prompt.get())
 
 
-def test_sinusoid_example_runs():
-    env = dict(os.environ, PYTHONPATH=PYDIR, PYTHONDONTWRITEBYTECODE="1")
+def test_sinusoid_example_runs_and_matches_c():
+    env = dict(os.environ, PYTHONPATH=PYDIR, PYTHONDONTWRITEBYTECODE="1", OPENBLAS_NUM_THREADS="1")
     r = subprocess.run([sys.executable, os.path.join(PYDIR, "sinusoid.py"), "20"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "test MSE after adaptation" in r.stdout and "new wave" in r.stdout
+    c_example = os.path.join(ROOT, "lib", "examples", "sinusoid")
+    if not os.path.exists(c_example):
+        pytest.skip("lib/examples/sinusoid not built (make bindings-check builds it)")
+    c = subprocess.run([c_example, "20"], capture_output=True, text=True, env=env, timeout=120)
+    assert c.returncode == 0, c.stderr
+    # Same configuration, same episodes: the same numbers, line for line.
+    assert r.stdout.splitlines()[1:1 + len(c.stdout.splitlines())] == c.stdout.splitlines()
 
 
 def test_model_without_prompt():

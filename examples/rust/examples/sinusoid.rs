@@ -9,6 +9,7 @@ fn main() -> Result<()> {
     cfg.set_int(CFG_MODEL_KIND, MODEL_MLP as i64)?
         .set_int(CFG_MODEL_TASK, TASK_REGRESSION as i64)?
         .set_int(CFG_MODEL_PROMPT_LEN, 0)?
+        .set_int(CFG_MODEL_INIT, INIT_TORCH as i64)? // PyTorch's default init, as the paper
         .set_int(CFG_DATA_SHOTS, 10)? // K = 10 support points
         .set_int(CFG_META_SCOPE, SCOPE_ALL as i64)? // plain MAML: adapt every weight
         .set_float(CFG_META_INNER_LR, 0.01)?;
