@@ -218,13 +218,17 @@ static result run_method(const options *o, const method *me, const mp_sampler *t
 }
 
 /* ---- options ------------------------------------------------------------ */
-static void usage(void)
+static void usage(int code)
 {
-    fprintf(stderr,
+    fprintf(code ? stderr : stdout,
             "usage: fashion_demo [--data DIR] [--out DIR] [--ways N] [--shots K] [--queries Q]\n"
             "                    [--iters N] [--meta-batch B] [--episodes N] [--threads T]\n"
-            "                    [--inner-steps S] [--inner-lr A] [--outer-lr B] [--seed S] [--quick]\n");
-    exit(2);
+            "                    [--inner-steps S] [--inner-lr A] [--outer-lr B] [--seed S] [--quick]\n"
+            "defaults: --ways 4 --shots 1 --queries 15 --iters 600 --meta-batch 8 --episodes 600\n"
+            "          --threads 2 --inner-steps 5 --inner-lr 0.1 --outer-lr 0.001 --seed 1\n"
+            "          --data /usr/share/datasets/fashion-mnist --out lib/demo\n"
+            "--quick: 30 meta-iterations and 100 test episodes (a smoke test)\n");
+    exit(code);
 }
 
 static void parse(options *o, int argc, char **argv)
@@ -232,12 +236,13 @@ static void parse(options *o, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) usage(0);
         if (!strcmp(a, "--quick")) {
             o->iters = 30;
             o->episodes = 100;
             continue;
         }
-        if (!v) usage();
+        if (!v) usage(2);
         if (!strcmp(a, "--data")) o->data_dir = v;
         else if (!strcmp(a, "--out")) o->out_dir = v;
         else if (!strcmp(a, "--ways")) o->ways = atoi(v);
@@ -251,7 +256,7 @@ static void parse(options *o, int argc, char **argv)
         else if (!strcmp(a, "--inner-lr")) o->inner_lr = atof(v);
         else if (!strcmp(a, "--outer-lr")) o->outer_lr = atof(v);
         else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
-        else usage();
+        else usage(2);
         i++;
     }
     if (o->ways < 2 || o->ways > 4 || o->shots < 1 || o->queries < 1 || o->iters < 0 ||
