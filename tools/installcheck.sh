@@ -16,12 +16,16 @@ echo "installcheck: pkg-config finds metaprompt $ver"
 # shared
 $cc -std=c11 -Wall -Wextra -Werror examples/install_check.c $(pkg-config --cflags --libs metaprompt) -o "$root/shared"
 LD_LIBRARY_PATH="$prefix/lib" "$root/shared"
-LD_LIBRARY_PATH="$prefix/lib" ldd "$root/shared" | grep -q "libmetaprompt.so.${ver%%.*} => $prefix/lib/"
+# ldd's output is captured first: `ldd | grep -q` under pipefail fails at
+# random when grep exits early and ldd dies of SIGPIPE.
+deps=$(LD_LIBRARY_PATH="$prefix/lib" ldd "$root/shared")
+grep -qF "libmetaprompt.so.${ver%%.*} => $prefix/lib/" <<<"$deps"
 # static: the same flags with --static, the archive chosen over the .so
 libs=$(pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')
 $cc -std=c11 -Wall -Wextra -Werror examples/install_check.c $(pkg-config --cflags metaprompt) $libs -o "$root/static"
 "$root/static"
-if ldd "$root/static" | grep -q libmetaprompt; then
+deps=$(ldd "$root/static")
+if grep -q libmetaprompt <<<"$deps"; then
     echo "installcheck: static build still links libmetaprompt.so" >&2
     exit 1
 fi
