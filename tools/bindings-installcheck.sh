@@ -24,7 +24,7 @@ run() {   # run <label> <env...> -- cargo args
 manifest="$tree/examples/rust/Cargo.toml"
 out=$(run "pkg-config" PKG_CONFIG_PATH="$prefix/lib/pkgconfig" CARGO_TARGET_DIR="$root/target-pc" \
       "$cargo" run -q --offline --manifest-path "$manifest" --example tape)
-echo "$out" | head -1
+printf "%s\n" "${out%%$'\n'*}"   # first line, no pipe (pipefail)
 grep -qF "linked from $prefix/lib (pkg-config)" <<<"$out"
 run "pkg-config" PKG_CONFIG_PATH="$prefix/lib/pkgconfig" CARGO_TARGET_DIR="$root/target-pc" \
     "$cargo" test -q --offline --manifest-path "$manifest" >/dev/null
@@ -34,7 +34,7 @@ else
     out=$(run "linker default path" LIBRARY_PATH="$prefix/lib" LD_LIBRARY_PATH="$prefix/lib" \
           CARGO_TARGET_DIR="$root/target-sys" \
           "$cargo" run -q --offline --manifest-path "$manifest" --example tape)
-    echo "$out" | head -1
+    printf "%s\n" "${out%%$'\n'*}"   # first line, no pipe (pipefail)
     grep -qF "linked from linker default path" <<<"$out"
 fi
 echo "bindings-installcheck: OK"
