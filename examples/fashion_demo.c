@@ -12,25 +12,12 @@
  * Usage: fashion_demo [--data DIR] [--out DIR] [--ways N] [--shots K]
  *                     [--iters N] [--episodes N] [--threads N] [--quick]
  */
-#include <metaprompt.h>
+#include "example_util.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#define CHECK(call)                                                                     \
-    do {                                                                                \
-        mp_status st_ = (call);                                                         \
-        if (st_ != MP_OK) {                                                             \
-            fprintf(stderr, "fashion_demo: %s failed: %s: %s\n", #call,                 \
-                    mp_status_string(st_), mp_last_error());                            \
-            exit(1);                                                                    \
-        }                                                                               \
-    } while (0)
+const char *const example_name = "fashion_demo";
 
 typedef struct {
     const char *data_dir, *out_dir;
@@ -39,51 +26,7 @@ typedef struct {
     unsigned long long seed;
 } options;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ---- progress with ETA on stderr, only on a terminal ----------------------- */
-typedef struct {
-    const char *label;
-    double t0;
-    int tty;
-} progress;
-
-static void progress_start(progress *p, const char *label)
-{
-    p->label = label;
-    p->t0 = now_s();
-    p->tty = isatty(2);
-}
-
-static void progress_show(progress *p, unsigned long long done, unsigned long long total, const char *extra)
-{
-    if (!p->tty || total == 0) return;
-    double el = now_s() - p->t0;
-    double eta = done ? el * (double)(total - done) / (double)done : 0.0;
-    fprintf(stderr, "\r  %-34s %6llu/%-6llu %5.1f%%  elapsed %5.0fs  ETA %5.0fs %s   ", p->label, done,
-            total, 100.0 * (double)done / (double)total, el, eta, extra ? extra : "");
-    if (done == total) fputc('\n', stderr);
-    fflush(stderr);
-}
-
-static int32_t eval_progress(uint64_t done, uint64_t total, void *ud)
-{
-    progress_show(ud, done, total, NULL);
-    return 0;
-}
-
 /* ---- data ------------------------------------------------------------------ */
-static int file_exists(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0;
-}
-
 static mp_dataset *load_split(const options *o, const char *prefix, const int32_t *classes, size_t n)
 {
     char img[1024], lab[1024];
@@ -205,7 +148,7 @@ static result run_method(const options *o, const method *me, const mp_sampler *t
     snprintf(label, sizeof label, "evaluate %s", me->name);
     progress pr;
     progress_start(&pr, label);
-    CHECK(mp_meta_set_progress(meta, eval_progress, &pr));
+    CHECK(mp_meta_set_progress(meta, progress_eval_cb, &pr));
     /* Test episodes are indexed from a range the training never touches and
      * drawn from another sampler: classes 6-9 of the test images. */
     CHECK(mp_meta_evaluate(meta, test, 0, (size_t)o->episodes, &r.acc, &r.ci));
@@ -245,17 +188,17 @@ static void parse(options *o, int argc, char **argv)
         if (!v) usage(2);
         if (!strcmp(a, "--data")) o->data_dir = v;
         else if (!strcmp(a, "--out")) o->out_dir = v;
-        else if (!strcmp(a, "--ways")) o->ways = atoi(v);
-        else if (!strcmp(a, "--shots")) o->shots = atoi(v);
-        else if (!strcmp(a, "--queries")) o->queries = atoi(v);
-        else if (!strcmp(a, "--iters")) o->iters = atoi(v);
-        else if (!strcmp(a, "--meta-batch")) o->meta_batch = atoi(v);
-        else if (!strcmp(a, "--episodes")) o->episodes = atoi(v);
-        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
-        else if (!strcmp(a, "--inner-steps")) o->inner_steps = o->eval_steps = atoi(v);
-        else if (!strcmp(a, "--inner-lr")) o->inner_lr = atof(v);
-        else if (!strcmp(a, "--outer-lr")) o->outer_lr = atof(v);
-        else if (!strcmp(a, "--seed")) o->seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--ways")) o->ways = parse_count(a, v, 2);
+        else if (!strcmp(a, "--shots")) o->shots = parse_count(a, v, 1);
+        else if (!strcmp(a, "--queries")) o->queries = parse_count(a, v, 1);
+        else if (!strcmp(a, "--iters")) o->iters = parse_count(a, v, 0);
+        else if (!strcmp(a, "--meta-batch")) o->meta_batch = parse_count(a, v, 1);
+        else if (!strcmp(a, "--episodes")) o->episodes = parse_count(a, v, 2);
+        else if (!strcmp(a, "--threads")) o->threads = parse_count(a, v, 1);
+        else if (!strcmp(a, "--inner-steps")) o->inner_steps = o->eval_steps = parse_count(a, v, 1);
+        else if (!strcmp(a, "--inner-lr")) o->inner_lr = parse_real(a, v);
+        else if (!strcmp(a, "--outer-lr")) o->outer_lr = parse_real(a, v);
+        else if (!strcmp(a, "--seed")) o->seed = (unsigned long long)parse_count(a, v, 0);
         else usage(2);
         i++;
     }
@@ -294,7 +237,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("libmetaprompt %s — meta-learned prompts on Fashion-MNIST\n", mp_version_string());
-    printf("OpenBLAS core %s, %d worker thread(s)\n", mp_blas_corename(), o.threads);
+    print_blas_core(o.threads);
     printf("meta-train: classes 0-5 (training images); meta-test: %d-way %d-shot, %d queries/class,\n"
            "on held-out classes 6-9 (test images); %d meta-iterations x %d tasks, %d inner steps,\n"
            "%d test episodes\n\n",
