@@ -1,6 +1,6 @@
 # libmetaprompt — build, test, install.
 # Targets: all (default), check, sanitize, valgrind, install, uninstall,
-# installcheck, abicheck, abi-baseline, bindings-check, docs-check, examples,
+# installcheck, abicheck, abi-baseline, bindings-check, docs-check, examples, examples-check,
 # demo, bench, clean.
 
 VERSION_H := include/metaprompt/core.h
@@ -51,7 +51,7 @@ TEST_BIN := $(BUILD)/tests/check_runner
 TEST_CFLAGS := $(BASE_CFLAGS) $(CHECK_CFLAGS) -Itests -DMP_SOURCE_DIR='"$(CURDIR)"' -DMP_BUILD_DIR='"$(CURDIR)/$(BUILD)"' -Wno-missing-prototypes
 
 .PHONY: all check check-build sanitize valgrind install uninstall installcheck abicheck \
-        abi-baseline bindings-check docs docs-check fuzz fuzz-build examples demo bench clean
+        abi-baseline bindings-check docs docs-check fuzz fuzz-build examples examples-check demo bench clean
 .DELETE_ON_ERROR:
 
 all: $(STATIC) $(SHARED) $(PC)
@@ -210,10 +210,20 @@ fuzz: fuzz-build
 # ---- examples, demo, benchmarks ------------------------------------------------
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
-$(BUILD)/examples/%: examples/%.c $(STATIC)
+$(BUILD)/examples/%: examples/%.c examples/example_util.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $< -o $@ $(STATIC) $(DEPS_LIBS)
 examples: $(EXAMPLE_BIN)
+
+# Every example program run with short settings (CI): each exits non-zero
+# on any failed library call. OMNIGLOT_DIR is the Omniglot IDX folder.
+OMNIGLOT_DIR ?= ../shared/data/omniglot
+examples-check: examples
+	@mkdir -p $(BUILD)/examples-check
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/examples/sinusoid 20
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/examples/fashion_demo --quick --out $(BUILD)/examples-check/fashion
+	OPENBLAS_NUM_THREADS=1 $(BUILD)/examples/omniglot --quick --data $(OMNIGLOT_DIR) \
+	  --out $(BUILD)/examples-check/omniglot
 
 # The main job: meta-learned prompts on Fashion-MNIST (Debian's
 # dataset-fashion-mnist). Our two worker threads run OpenBLAS single-threaded

@@ -12,4 +12,5 @@ step() {
 
 step "bindings (Python ctypes/cffi, Rust)" make bindings-check
 step "API reference up to date (docs/API.md from the header comments)" make docs-check
+step "examples, short settings (sinusoid, fashion_demo, omniglot)" make examples-check
 step "fuzz (every tests/fuzz/fuzz_*.c, 30 s each)" make fuzz FUZZ_SECONDS=30
