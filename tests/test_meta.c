@@ -586,7 +586,15 @@ START_TEST(non_finite_loss_skips_the_update)
     int64_t t;
     MP_CK_OK(mp_meta_step_count(m, &t));
     ck_assert_int_eq(t, 1);
-    ck_assert_ptr_nonnull(strstr(mp_meta_error(m), "finite"));
+    /* The message names the public function and the task, in task order. */
+    ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_step: task 1: a task loss is not finite", 47) == 0, "%s",
+                  mp_meta_error(m));
+    double mean, ci;
+    MP_CK_STATUS(mp_meta_evaluate_tasks(m, batch, 2, &mean, &ci), MP_ERR_NOT_FINITE);
+    ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_evaluate_tasks: task 1: ", 32) == 0, "%s", mp_meta_error(m));
+    MP_CK_STATUS(mp_meta_adapt(m, bad, NULL, NULL), MP_ERR_NOT_FINITE);
+    ck_assert_msg(strncmp(mp_last_error(), "mp_meta_adapt: a task loss is not finite", 40) == 0, "%s",
+                  mp_last_error());
     float *nan = calloc(ng, sizeof(float));
     nan[0] = NAN;
     MP_CK_STATUS(mp_meta_set_gradients(m, nan, ng), MP_ERR_NOT_FINITE);
@@ -852,6 +860,12 @@ START_TEST(checkpoint_resume_is_bit_identical)
     MP_CK_ERROR_MENTIONS("meta.scope");
     MP_CK_OK(mp_meta_step_count(d, &t));
     ck_assert_int_eq(t, 0);
+    /* A file saved without a meta says so when a meta asks for its state. */
+    MP_CK_OK(mp_checkpoint_save(path, mc, pc, NULL));
+    MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_NOT_FOUND);
+    MP_CK_ERROR_MENTIONS("holds no meta-optimizer state");
+    MP_CK_OK(mp_meta_step_count(d, &t));
+    ck_assert_int_eq(t, 0);
     mp_meta_destroy(d);
     unlink(path);
     mp_meta_destroy(a);
@@ -990,6 +1004,8 @@ START_TEST(calls_reject_bad_inputs)
     MP_CK_STATUS(mp_meta_evaluate_tasks(m, &s.task, 0, &mean, &ci), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_meta_evaluate_tasks(m, &null_task, 1, &mean, &ci), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_evaluate_tasks(m, &wide, 1, &mean, &ci), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_evaluate_tasks: task 0 has ", 35) == 0 &&
+                      !strstr(mp_meta_error(m), "(task"), "%s", mp_meta_error(m));
     ck_assert(mean == 5 && ci == 5);
     MP_CK_OK(mp_meta_evaluate_tasks(m, &s.task, 1, &mean, &ci));
     ck_assert(isfinite(mean) && isnan(ci));

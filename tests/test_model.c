@@ -161,8 +161,11 @@ START_TEST(container_rejects_damaged_files)
     unsigned char *good = slurp(path, &len), *b = malloc(len + 8);
     mp__ckpt_reader *r = (mp__ckpt_reader *)0x1;
 
+    /* The reader reports what failed; the public loaders add the path. */
     MP_CK_STATUS(mp__ckpt_reader_open(&r, tmp_path("missing.ckpt")), MP_ERR_IO);
-    MP_CK_ERROR_MENTIONS("missing.ckpt");
+    MP_CK_ERROR_MENTIONS("No such file");
+    MP_CK_STATUS(mp__ckpt_reader_open(&r, g_tmpdir), MP_ERR_IO); /* never sized by ftell */
+    MP_CK_ERROR_MENTIONS("is a directory");
 
     memcpy(b, good, len);
     b[1] = 'X';
@@ -1189,10 +1192,12 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
     const struct { int defect; mp_status st; const char *mention; } cases[] = {
         {D_TRANSPOSED, MP_ERR_SHAPE_MISMATCH, "fc0.weight"}, {D_MISSING, MP_ERR_NOT_FOUND, "fc0.weight"},
         {D_EXTRA, MP_ERR_FORMAT, "extra.weight"},            {D_UNKNOWN, MP_ERR_FORMAT, "other"},
-        {D_NAN, MP_ERR_NOT_FINITE, "not finite"},            {D_CONFIG, MP_ERR_SHAPE_MISMATCH, "hidden_width"},
+        {D_NAN, MP_ERR_NOT_FINITE, "tensor 'model/fc0.bias' value 0 is not finite"},            {D_CONFIG, MP_ERR_SHAPE_MISMATCH, "hidden_width"},
         {D_NO_PROMPT, MP_ERR_NOT_FOUND, "prompt"},           {D_PROMPT_SHAPE, MP_ERR_SHAPE_MISMATCH, "prompt"},
         {D_NEW_KEY, MP_ERR_SHAPE_MISMATCH, "199"},
     };
+    char prefix[600]; /* every message names the function and the file */
+    snprintf(prefix, sizeof prefix, "mp_checkpoint_load: '%s': ", path);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         write_defective(path, src, sp, cases[c].defect);
         mp_clear_error();
@@ -1200,6 +1205,8 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
         ck_assert_msg(st == cases[c].st, "defect %d: got %d (%s), want %d", cases[c].defect, (int)st,
                       mp_last_error(), (int)cases[c].st);
         MP_CK_ERROR_MENTIONS(cases[c].mention);
+        ck_assert_msg(strncmp(mp_last_error(), prefix, strlen(prefix)) == 0, "'%s' does not start with '%s'",
+                      mp_last_error(), prefix);
         ck_assert_str_eq(mp_model_error(dst), mp_last_error());
         ck_assert_int_eq(memcmp(before, mp__model_params(dst), np * 4), 0);
         MP_CK_OK(mp_prompt_get(dp, pnow, 8));
@@ -1230,9 +1237,17 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
     spit(bad, good, len - 10);
     MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_FORMAT);
     MP_CK_ERROR_MENTIONS("truncated");
+    MP_CK_ERROR_MENTIONS(bad);
     MP_CK_STATUS(mp_checkpoint_load(tmp_path("none"), dst, dp, NULL), MP_ERR_IO);
+    MP_CK_ERROR_MENTIONS("none': cannot open: No such file");
+    MP_CK_STATUS(mp_checkpoint_load(g_tmpdir, dst, dp, NULL), MP_ERR_IO);
+    MP_CK_ERROR_MENTIONS("is a directory");
     mp_model *other = (mp_model *)0x1;
     MP_CK_STATUS(mp_model_create_from_checkpoint(&other, bad), MP_ERR_FORMAT);
+    snprintf(prefix, sizeof prefix, "mp_model_create_from_checkpoint: '%s': file truncated", bad);
+    MP_CK_ERROR_MENTIONS(prefix);
+    MP_CK_STATUS(mp_model_create_from_checkpoint(&other, g_tmpdir), MP_ERR_IO);
+    MP_CK_ERROR_MENTIONS("is a directory");
     ck_assert_ptr_eq(other, (mp_model *)0x1);
     ck_assert_int_eq(memcmp(before, mp__model_params(dst), np * 4), 0);
     MP_CK_OK(mp_prompt_get(dp, pnow, 8));

@@ -61,6 +61,22 @@ mp_status mp__fail(char *handle_err, mp_status st, const char *fmt, ...)
     return st;
 }
 
+/* The message after a leading "<prefix>: ", or msg itself. */
+static const char *after_prefix(const char *msg, const char *prefix)
+{
+    size_t n = prefix ? strlen(prefix) : 0;
+    return n && strncmp(msg, prefix, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
+}
+
+mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char *context, const char *internal)
+{
+    char inner[MP_ERRMSG_LEN];
+    memcpy(inner, tls_error, sizeof inner);
+    const char *body = after_prefix(after_prefix(inner, fn), internal);
+    if (context) return mp__fail(handle_err, st, "%s: %s: %s", fn, context, body);
+    return mp__fail(handle_err, st, "%s: %s", fn, body);
+}
+
 mp_status mp__fail_propagate(char *handle_err, mp_status st)
 {
     if (handle_err && handle_err != tls_error) memcpy(handle_err, tls_error, MP_ERRMSG_LEN);

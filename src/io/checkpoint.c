@@ -85,13 +85,13 @@ static mp_status check_config(const mp__ckpt_reader *r, const mp_model *m)
         mp__ckpt_config_entry(r, i, &key, &type, &iv, &fv);
         MP_REQUIRE(key < 100 || key > 199 || (key >= MP__MODEL_KEY_FIRST && key <= MP__MODEL_KEY_LAST),
                    NULL, MP_ERR_SHAPE_MISMATCH,
-                   "mp_checkpoint_load: the file uses model configuration key %d unknown to "
+                   "mp_checkpoint: the file uses model configuration key %d unknown to "
                    "this library", (int)key);
     }
     for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
         int64_t v = file_model_key(r, k);
         MP_REQUIRE(v == mp__mcfg(m, k), NULL, MP_ERR_SHAPE_MISMATCH,
-                   "mp_checkpoint_load: the file's model has %s = %lld, this model %lld",
+                   "mp_checkpoint: the file's model has %s = %lld, this model %lld",
                    mp_config_key_name(k), (long long)v, (long long)mp__mcfg(m, k));
     }
     return MP_OK;
@@ -109,18 +109,18 @@ static mp_status check_tensors(const mp__ckpt_reader *r, const mp_model *m)
         const char *n = mp__ckpt_tensor_name(r, i);
         if (starts_with(n, META_PREFIX) || strcmp(n, PROMPT_NAME) == 0) continue;
         MP_REQUIRE(starts_with(n, MODEL_PREFIX), NULL, MP_ERR_FORMAT,
-                   "mp_checkpoint_load: unknown tensor '%s' in the file", n);
+                   "mp_checkpoint: unknown tensor '%s' in the file", n);
         MP_REQUIRE(mp__model_find_tensor(m, n + strlen(MODEL_PREFIX)) >= 0, NULL, MP_ERR_FORMAT,
-                   "mp_checkpoint_load: the file has tensor '%s' that this model does not", n);
+                   "mp_checkpoint: the file has tensor '%s' that this model does not", n);
     }
     return MP_OK;
 }
 
-static mp_status check_finite(const float *v, size_t n, const char *what)
+static mp_status check_finite(const float *v, size_t n, const char *tensor)
 {
     for (size_t i = 0; i < n; i++)
         MP_REQUIRE(isfinite(v[i]), NULL, MP_ERR_NOT_FINITE,
-                   "mp_checkpoint_load: %s value %zu is not finite", what, i);
+                   "mp_checkpoint: tensor '%s' value %zu is not finite (%g)", tensor, i, (double)v[i]);
     return MP_OK;
 }
 
@@ -133,23 +133,23 @@ static mp_status stage(const mp__ckpt_reader *r, const mp_model *m, const mp_pro
 {
     char name[MP__CKPT_NAME_MAX + 1];
     s->params = mp__alloc(m->nparams * sizeof(float));
-    MP_REQUIRE(s->params, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint_load: out of memory");
+    MP_REQUIRE(s->params, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint: out of memory");
     for (int32_t i = 0; i < m->ntensors; i++) {
         const mp__param_info *t = &m->tensors[i];
         tensor_key(name, sizeof name, t);
         MP_TRY(mp__ckpt_read(r, name, s->params + t->offset, (size_t)t->rows * (size_t)t->cols));
+        MP_TRY(check_finite(s->params + t->offset, (size_t)t->rows * (size_t)t->cols, name));
     }
-    MP_TRY(check_finite(s->params, m->nparams, "parameter"));
     if (!p) return MP_OK;
     size_t n = (size_t)p->rows * (size_t)p->cols;
     MP_REQUIRE(p->rows == m->P && p->cols == m->d, NULL, MP_ERR_SHAPE_MISMATCH,
-               "mp_checkpoint_load: prompt is %d x %d, the model's is %d x %d", (int)p->rows,
+               "mp_checkpoint: prompt is %d x %d, the model's is %d x %d", (int)p->rows,
                (int)p->cols, (int)m->P, (int)m->d);
     MP_TRY(mp__ckpt_expect(r, PROMPT_NAME, MP__CKPT_F32, p->rows, p->cols));
     s->prompt = mp__alloc((n ? n : 1) * sizeof(float));
-    MP_REQUIRE(s->prompt, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint_load: out of memory");
+    MP_REQUIRE(s->prompt, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint: out of memory");
     MP_TRY(mp__ckpt_read(r, PROMPT_NAME, s->prompt, n));
-    return check_finite(s->prompt, n, "prompt");
+    return check_finite(s->prompt, n, PROMPT_NAME);
 }
 
 static mp_status verify(const mp__ckpt_reader *r, const mp_model *m, const mp_prompt *p,
@@ -176,6 +176,15 @@ mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *m, mp_p
     return st;
 }
 
+/* A load failure as fn's, naming the file (the steps below report as
+ * "mp_checkpoint: ..." because both public loaders share them). */
+static mp_status fail_with_path(char *herr, mp_status st, const char *fn, const char *path)
+{
+    char ctx[MP_ERRMSG_LEN];
+    snprintf(ctx, sizeof ctx, "'%s'", path);
+    return mp__fail_in(herr, st, fn, ctx, "mp_checkpoint");
+}
+
 mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt, mp_meta *meta)
 {
     MP_REQUIRE_PTR(model, NULL, "mp_checkpoint_load");
@@ -186,7 +195,7 @@ mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *promp
         st = mp__checkpoint_load_reader(r, model, prompt, meta);
         mp__ckpt_reader_close(r);
     }
-    return st == MP_OK ? MP_OK : mp__fail_propagate(model->err, st);
+    return st == MP_OK ? MP_OK : fail_with_path(model->err, st, "mp_checkpoint_load", path);
 }
 
 /* ---- create from a checkpoint ------------------------------------------------------- */
@@ -226,8 +235,10 @@ mp_status mp_model_create_from_checkpoint(mp_model **out, const char *path)
     MP_REQUIRE_PTR(out, NULL, "mp_model_create_from_checkpoint");
     MP_REQUIRE_PTR(path, NULL, "mp_model_create_from_checkpoint");
     mp__ckpt_reader *r;
-    MP_TRY(mp__ckpt_reader_open(&r, path));
-    mp_status st = create_from(r, out);
-    mp__ckpt_reader_close(r);
-    return st;
+    mp_status st = mp__ckpt_reader_open(&r, path);
+    if (st == MP_OK) {
+        st = create_from(r, out);
+        mp__ckpt_reader_close(r);
+    }
+    return st == MP_OK ? MP_OK : fail_with_path(NULL, st, "mp_model_create_from_checkpoint", path);
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -469,13 +470,20 @@ mp_status mp__ckpt_reader_open_mem(mp__ckpt_reader **out, const void *data, size
 static mp_status read_all(const char *path, unsigned char **out, size_t *len_out)
 {
     FILE *f = fopen(path, "rb");
-    MP_REQUIRE(f, NULL, MP_ERR_IO, "mp_checkpoint: cannot open '%s': %s", path, strerror(errno));
+    MP_REQUIRE(f, NULL, MP_ERR_IO, "mp_checkpoint: cannot open: %s", strerror(errno));
+    struct stat sb; /* a directory opens, and its "size" would reach the allocator */
+    int rc = fstat(fileno(f), &sb), stat_err = errno;
+    if (rc != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint: cannot read: %s",
+                        rc != 0 ? strerror(stat_err) : S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    }
     long len = -1;
     if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
     if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
         int err = errno;
         fclose(f);
-        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint: cannot size '%s': %s", path, strerror(err));
+        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint: cannot size the file: %s", strerror(err));
     }
     unsigned char *buf = mp__alloc((size_t)len);
     if (!buf) {
@@ -487,8 +495,7 @@ static mp_status read_all(const char *path, unsigned char **out, size_t *len_out
     fclose(f);
     if (got != (size_t)len) {
         mp__free(buf);
-        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint: cannot read '%s': %s", path,
-                        err ? strerror(err) : "short read");
+        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint: cannot read: %s", err ? strerror(err) : "short read");
     }
     *out = buf;
     *len_out = (size_t)len;

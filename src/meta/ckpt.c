@@ -60,9 +60,11 @@ static mp_status check_config(const mp_meta *m, const mp__ckpt_reader *r)
         int32_t key = structural_keys[i];
         int64_t iv = 0;
         double fv = 0;
-        MP_TRY(mp__ckpt_config(r, key, &iv, &fv));
+        MP_REQUIRE(mp__ckpt_config(r, key, &iv, &fv) == MP_OK, NULL, MP_ERR_NOT_FOUND,
+                   "mp_checkpoint: the file holds no meta-optimizer state (it was saved without a meta; "
+                   "load it with meta = NULL), configuration key '%s' is missing", mp_config_key_name(key));
         MP_REQUIRE(iv == structural_value(m, key), NULL, MP_ERR_SHAPE_MISMATCH,
-                   "mp_checkpoint_load: '%s' is %lld in the file but %lld in the meta",
+                   "mp_checkpoint: '%s' is %lld in the file but %lld in the meta",
                    mp_config_key_name(key), (long long)iv, (long long)structural_value(m, key));
     }
     return MP_OK;
@@ -76,7 +78,7 @@ static mp_status check_known_tensors(const mp__ckpt_reader *r)
         int known = 0;
         for (size_t k = 0; k < sizeof tensor_names / sizeof tensor_names[0]; k++)
             known |= strcmp(name, tensor_names[k]) == 0;
-        MP_REQUIRE(known, NULL, MP_ERR_FORMAT, "mp_checkpoint_load: unknown meta tensor '%s'", name);
+        MP_REQUIRE(known, NULL, MP_ERR_FORMAT, "mp_checkpoint: unknown meta tensor '%s'", name);
     }
     return MP_OK;
 }
@@ -91,11 +93,11 @@ mp_status mp__meta_ckpt_check(const mp_meta *m, const mp__ckpt_reader *r)
         MP_TRY(mp__ckpt_expect(r, tensor_names[2], MP__CKPT_F32, 1, (int32_t)m->n_lr));
     else
         MP_REQUIRE(mp__ckpt_find(r, tensor_names[2], NULL, NULL, NULL) == MP_ERR_NOT_FOUND, NULL,
-                   MP_ERR_FORMAT, "mp_checkpoint_load: the file has Meta-SGD rates, the meta has none");
+                   MP_ERR_FORMAT, "mp_checkpoint: the file has Meta-SGD rates, the meta has none");
     uint64_t step = 0;
     MP_TRY(mp__ckpt_read_u64(r, tensor_names[3], &step));
     MP_REQUIRE(step <= (uint64_t)INT64_MAX, NULL, MP_ERR_FORMAT,
-               "mp_checkpoint_load: meta step count %llu out of range", (unsigned long long)step);
+               "mp_checkpoint: meta step count %llu out of range", (unsigned long long)step);
     return MP_OK;
 }
 

@@ -107,7 +107,7 @@ mp_status mp_meta_adapt(const mp_meta *m, const mp_task *task, mp_prompt *out_pr
         if (params) memcpy(mp__model_params(out_model), params, m->n_params * sizeof(float));
     }
     mp__free(buf);
-    return st;
+    return st == MP_OK ? MP_OK : mp__fail_in(NULL, st, "mp_meta_adapt", NULL, "mp_meta");
 }
 
 /* ---- evaluate ------------------------------------------------------------------------ */
@@ -117,6 +117,7 @@ typedef struct {
     const mp_sampler *sampler;
     uint64_t base;           /* sampler: index of the first episode */
     size_t offset;           /* tasks done before the current chunk */
+    const char *fn;          /* the public function, for messages */
 } eval_job;
 
 /* The worker's reusable task holds sampler episodes: created on first use,
@@ -142,7 +143,7 @@ static mp_status eval_one(const eval_job *j, mp__worker *w, size_t slot)
         MP_TRY(episode(j, w, j->base + idx, &task));
     mp__task_view tv;
     mp__task_get_view(task, &tv);
-    MP_TRY(mp__meta_check_task(m, NULL, "mp_meta_evaluate", &tv, idx));
+    MP_TRY(mp__meta_check_task(m, NULL, j->fn, &tv, idx));
     return mp__run_task(m, w, &tv, &m->slot_run[slot]);
 }
 
@@ -173,17 +174,17 @@ static mp_status eval_chunks(mp_meta *m, eval_job *j, size_t n, mp__running *acc
         }
         j->offset = done;
         mp__pool_run(m->pool, k, eval_item, j);
-        MP_TRY(mp__meta_first_failure(m, k));
+        MP_TRY(mp__meta_first_failure(m, k, j->fn, done));
         for (size_t i = 0; i < k; i++) {
             double v = m->slot_run[i].metric;
             MP_REQUIRE(isfinite(v), m->err, MP_ERR_NOT_FINITE,
-                       "mp_meta_evaluate: the metric of task %zu is not finite", done + i);
+                       "%s: the metric of task %zu is not finite", j->fn, done + i);
             mp__running_add(acc, v);
         }
         done += k;
         if (m->progress && m->progress((uint64_t)done, (uint64_t)n, m->progress_ud) != 0)
             return mp__fail(m->err, MP_ERR_CANCELLED,
-                            "mp_meta_evaluate: cancelled by the progress callback after %zu of %zu tasks",
+                            "%s: cancelled by the progress callback after %zu of %zu tasks", j->fn,
                             done, n);
     }
     return MP_OK;
@@ -208,7 +209,7 @@ mp_status mp_meta_evaluate(mp_meta *m, const mp_sampler *sampler, uint64_t first
     MP_REQUIRE_PTR(mean, m->err, fn);
     MP_REQUIRE_PTR(ci95, m->err, fn);
     MP_REQUIRE(n_episodes > 0, m->err, MP_ERR_INVALID_ARGUMENT, "%s: n_episodes must be >= 1, got 0", fn);
-    eval_job j = {m, NULL, sampler, first_episode, 0};
+    eval_job j = {m, NULL, sampler, first_episode, 0, fn};
     return evaluate(m, &j, n_episodes, mean, ci95);
 }
 
@@ -222,6 +223,6 @@ mp_status mp_meta_evaluate_tasks(mp_meta *m, mp_task *const *tasks, size_t n, do
     MP_REQUIRE(n > 0, m->err, MP_ERR_INVALID_ARGUMENT, "%s: n_tasks must be >= 1, got 0", fn);
     for (size_t i = 0; i < n; i++)
         MP_REQUIRE(tasks[i] != NULL, m->err, MP_ERR_NULL_POINTER, "%s: tasks[%zu] is NULL", fn, i);
-    eval_job j = {m, tasks, NULL, 0, 0};
+    eval_job j = {m, tasks, NULL, 0, 0, fn};
     return evaluate(m, &j, n, mean, ci95);
 }

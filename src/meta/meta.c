@@ -221,13 +221,23 @@ void mp__meta_slot_status(mp_meta *m, size_t i, mp_status st)
     if (st != MP_OK) snprintf(m->slot_err + i * MP_ERRMSG_LEN, MP_ERRMSG_LEN, "%s", mp_last_error());
 }
 
-/* First failing slot in task order (deterministic whatever the threads). */
-mp_status mp__meta_first_failure(mp_meta *m, size_t n)
+/* First failing slot in task order (deterministic whatever the threads),
+ * reported as fn's with the task's index, offset + slot. Workers report as
+ * "mp_meta: ..." (they serve every public function); a task check already
+ * names fn and the task. */
+mp_status mp__meta_first_failure(mp_meta *m, size_t n, const char *fn, size_t offset)
 {
-    for (size_t i = 0; i < n; i++)
-        if (m->slot_st[i] != MP_OK)
-            return mp__fail(m->err, m->slot_st[i], "%.*s (task %zu)", MP_ERRMSG_LEN - 32,
-                            m->slot_err + i * MP_ERRMSG_LEN, i);
+    for (size_t i = 0; i < n; i++) {
+        mp_status st = m->slot_st[i];
+        if (st == MP_OK) continue;
+        const char *msg = m->slot_err + i * MP_ERRMSG_LEN;
+        char ctx[48];
+        snprintf(ctx, sizeof ctx, "%s: task %zu ", fn, offset + i);
+        mp__fail(NULL, st, "%s", msg);
+        if (strncmp(msg, ctx, strlen(ctx)) == 0) return mp__fail_propagate(m->err, st);
+        snprintf(ctx, sizeof ctx, "task %zu", offset + i);
+        return mp__fail_in(m->err, st, fn, ctx, "mp_meta");
+    }
     return MP_OK;
 }
 
@@ -320,7 +330,7 @@ static mp_status compute(mp_meta *m, const char *fn, mp_task *const *tasks, size
     }
     train_job j = {m, tasks};
     mp__pool_run(m->pool, n, train_item, &j);
-    MP_TRY(mp__meta_first_failure(m, n));
+    MP_TRY(mp__meta_first_failure(m, n, fn, 0));
     return reduce_batch(m, n, stats);
 }
 

@@ -121,6 +121,6 @@ mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, cons
 /* Per-task result slots of the meta (meta.c), shared with evaluation. */
 mp_status mp__meta_slots(mp_meta *m, size_t n, int32_t with_grad);
 void mp__meta_slot_status(mp_meta *m, size_t i, mp_status st);
-mp_status mp__meta_first_failure(mp_meta *m, size_t n);
+mp_status mp__meta_first_failure(mp_meta *m, size_t n, const char *fn, size_t offset);
 
 #endif
