@@ -186,6 +186,27 @@ def as_i32(a):
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
+def shaped(a, name, *shape, conv=as_f32, flat=False):
+    """conv(a) (as_f32 or as_i32: no copy when a already fits) after checking
+    its shape. The C functions get no length for most arrays, so every
+    wrapper checks here. In `shape` an int must match exactly, a str (the
+    axis' name, for the message) matches any length and a final ... any
+    further axes. flat=True also takes a 1-D array of n values for (n, w)
+    when w is 1 or free, returned as an (n, 1) view. A mismatch raises
+    ValueError naming the argument, the expected and the received shape."""
+    arr = conv(a)
+    rest = shape[-1:] == (Ellipsis,)
+    want = shape[:-1] if rest else shape
+    alts = [want] + ([want[:1]] if flat and (want[1] == 1 or isinstance(want[1], str)) else [])
+    for w in alts:
+        if (arr.ndim == len(w) or rest and arr.ndim > len(w)) and all(
+                isinstance(e, str) or e == g for e, g in zip(w, arr.shape)):
+            return arr if w is want else arr.reshape(-1, 1)
+    text = " or ".join("(%s%s)" % (", ".join(map(str, w + (("...",) if rest else ()))),
+                                   "," if len(w) == 1 and not rest else "") for w in alts)
+    raise ValueError("%s must have shape %s, got %s" % (name, text, arr.shape))
+
+
 def fptr(arr):
     return arr.ctypes.data_as(c_float_p)
 

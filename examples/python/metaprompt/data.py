@@ -6,7 +6,7 @@ import numpy as np
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int32_p, c_uint64_p, c_size_p)
-from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr
+from metaprompt._base import Handle, check, as_i32, fptr, iptr, shaped
 from metaprompt.core import config_ptr
 
 __all__ = ["Dataset", "Task", "Sampler", "DATA_MAX_DIMS"]
@@ -77,15 +77,17 @@ class Dataset(Handle):
     def __init__(self, x, labels=None, targets=None):
         """From arrays (copied): x (n, dim) or (n, *sample_shape) — a shape
         with more than two dimensions becomes the sample shape; exactly one
-        of labels (n ints) or targets (n, target_dim)."""
-        xa = as_f32(x)
-        if xa.ndim < 1 or xa.shape[0] == 0:
-            raise ValueError("Dataset: x needs at least one row")
+        of labels (n ints) or targets (n, target_dim), or n values for
+        target_dim 1."""
+        xa = shaped(x, "Dataset: x", "n", "dim", ...)
         n = xa.shape[0]
+        if n == 0:
+            raise ValueError("Dataset: x needs at least one row")
         dim = xa.size // n
-        lab = as_i32(labels).reshape(-1) if labels is not None else None
-        tgt = as_f32(targets) if targets is not None else None
-        tdim = (tgt.size // n if n else 0) if tgt is not None else 0
+        lab = None if labels is None else shaped(labels, "Dataset: labels", n, conv=as_i32)
+        tgt = None if targets is None else shaped(targets, "Dataset: targets", n, "target_dim",
+                                                  flat=True)
+        tdim = 0 if tgt is None else tgt.shape[1]
         out = ctypes.c_void_p()
         check(F.mp_dataset_from_arrays(ctypes.byref(out), fptr(xa), n, dim,
                                        iptr(lab) if lab is not None else None,
@@ -170,12 +172,16 @@ class Task(Handle):
 
     @classmethod
     def classification(cls, support_x, support_labels, query_x, query_labels, n_way=None):
-        sx, qx = as_f32(support_x), as_f32(query_x)
-        sl, ql = as_i32(support_labels).reshape(-1), as_i32(query_labels).reshape(-1)
-        ns, nq = sl.size, ql.size
+        """x (n, dim) with one int label per row, for support and query;
+        n_way None: the largest label + 1."""
+        sx = shaped(support_x, "Task.classification: support_x", "n_support", "dim")
+        ns, dim = sx.shape
+        qx = shaped(query_x, "Task.classification: query_x", "n_query", dim)
+        nq = qx.shape[0]
+        sl = shaped(support_labels, "Task.classification: support_labels", ns, conv=as_i32)
+        ql = shaped(query_labels, "Task.classification: query_labels", nq, conv=as_i32)
         if ns == 0 or nq == 0:
             raise ValueError("Task.classification: empty support or query set")
-        dim = sx.size // ns
         if n_way is None:
             n_way = int(max(sl.max(), ql.max())) + 1
         return cls._create(F.mp_task_create_classification, dim, int(n_way), fptr(sx), iptr(sl),
@@ -185,13 +191,17 @@ class Task(Handle):
     def regression(cls, support_x, support_y, query_x, query_y):
         """Rows of x (n, dim) with targets (n, target_dim); 1-D arrays are
         read as one value per row."""
-        sx, sy, qx, qy = (as_f32(a) for a in (support_x, support_y, query_x, query_y))
-        ns = sx.shape[0] if sx.ndim else 1
-        nq = qx.shape[0] if qx.ndim else 1
+        sx = shaped(support_x, "Task.regression: support_x", "n_support", "dim", flat=True)
+        ns, dim = sx.shape
+        sy = shaped(support_y, "Task.regression: support_y", ns, "target_dim", flat=True)
+        tdim = sy.shape[1]
+        qx = shaped(query_x, "Task.regression: query_x", "n_query", dim, flat=True)
+        nq = qx.shape[0]
+        qy = shaped(query_y, "Task.regression: query_y", nq, tdim, flat=True)
         if ns == 0 or nq == 0:
             raise ValueError("Task.regression: empty support or query set")
-        return cls._create(F.mp_task_create_regression, sx.size // ns, sy.size // ns, fptr(sx),
-                           fptr(sy), ns, fptr(qx), fptr(qy), nq)
+        return cls._create(F.mp_task_create_regression, dim, tdim, fptr(sx), fptr(sy), ns,
+                           fptr(qx), fptr(qy), nq)
 
     @classmethod
     def sinusoid(cls, seed, index, k_support=10, k_query=10):

@@ -4,7 +4,7 @@ import os
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, f64, size_t, c_void_pp,
                              c_float_p, c_int32_p, c_int64_p, c_size_p)
-from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32
+from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32, shaped
 from metaprompt.core import config_ptr
 
 __all__ = ["Model", "Prompt", "checkpoint_save", "checkpoint_load",
@@ -77,13 +77,11 @@ def _ptr_or_null(h):
     return None if h is None else h.ptr
 
 
-def _rows(x, width, what):
-    """x as a C-contiguous float32 array of rows of `width` values; returns
+def _rows(x, model, what):
+    """x checked to be (n, model.input_dim), as C-contiguous float32; returns
     (array, n)."""
-    arr = as_f32(x)
-    if arr.size % max(width, 1):
-        raise ValueError("%s: %d values is not a whole number of rows of %d" % (what, arr.size, width))
-    return arr, arr.size // max(width, 1)
+    arr = shaped(x, what + ": x", "n", model.input_dim)
+    return arr, arr.shape[0]
 
 
 class Model(Handle):
@@ -147,7 +145,7 @@ class Model(Handle):
     def predict(self, x, prompt=None, out=None):
         """Outputs (n, output_dim) for rows of x (n x input_dim); prompt None
         means an all-zero prompt."""
-        arr, n = _rows(x, self.input_dim, "predict")
+        arr, n = _rows(x, self, "Model.predict")
         od = self.output_dim
         buf = out_f32((n, od), out)
         self._check(F.mp_model_predict(self.ptr, _ptr_or_null(prompt), fptr(arr), n, arr.size,
@@ -155,11 +153,13 @@ class Model(Handle):
         return buf if out is not None else buf.reshape(n, od)
 
     def loss(self, x, labels=None, targets=None, prompt=None):
-        """Mean cross-entropy against int labels (classifier) or mean squared
-        error against targets (regressor)."""
-        arr, n = _rows(x, self.input_dim, "loss")
-        lab = as_i32(labels).reshape(-1) if labels is not None else None
-        tgt = as_f32(targets) if targets is not None else None
+        """Mean cross-entropy against int labels (classifier: n,) or mean
+        squared error against targets (regressor: n x output_dim, or n
+        values when output_dim is 1) for the n rows of x (n x input_dim)."""
+        arr, n = _rows(x, self, "Model.loss")
+        lab = None if labels is None else shaped(labels, "Model.loss: labels", n, conv=as_i32)
+        tgt = None if targets is None else shaped(targets, "Model.loss: targets", n,
+                                                  self.output_dim, flat=True)
         out = ctypes.c_float()
         self._check(F.mp_model_loss(self.ptr, _ptr_or_null(prompt), fptr(arr), n, arr.size,
                                     iptr(lab) if lab is not None else None,
@@ -191,8 +191,8 @@ class Prompt(Handle):
 
     def init_from_data(self, model, x):
         """Initialises from example rows of model's input (like PEFT's
-        initialisation from text)."""
-        arr, n = _rows(x, model.input_dim, "init_from_data")
+        initialisation from text); x is n x model.input_dim."""
+        arr, n = _rows(x, model, "Prompt.init_from_data")
         self._check(F.mp_prompt_init_from_data(self.ptr, model.ptr, fptr(arr), n, arr.size))
         return self
 
