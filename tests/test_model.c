@@ -258,6 +258,19 @@ static mp_model *make_model(const int64_t *kv)
     return m;
 }
 
+/* make_model with one more key set after the pairs. */
+static mp_model *make_model_plus(const int64_t *kv, int32_t key, int64_t value)
+{
+    mp_config *cfg;
+    MP_CK_OK(mp_config_create(&cfg));
+    for (; kv[0]; kv += 2) MP_CK_OK(mp_config_set_int(cfg, (int32_t)kv[0], kv[1]));
+    MP_CK_OK(mp_config_set_int(cfg, key, value));
+    mp_model *m = NULL;
+    MP_CK_OK(mp_model_create(&m, cfg));
+    mp_config_destroy(cfg);
+    return m;
+}
+
 static mp_status try_model(const int64_t *kv)
 {
     mp_config *cfg;
@@ -1292,6 +1305,70 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
 }
 END_TEST
 
+/* model.init only chose the initial values: a checkpoint saved from a
+ * TORCH-initialised model loads into an He-initialised one of the same
+ * layout, and the loaded model predicts exactly as the saved one. The key
+ * is still stored, so create_from_checkpoint rebuilds the TORCH config. */
+START_TEST(load_ignores_a_different_init_scheme)
+{
+    make_tmpdir();
+    const char *path = tmp_path("init.ckpt");
+    const int64_t *kinds[2] = {CFG_MLP, CFG_CONV_IN};
+    for (int k = 0; k < 2; k++) {
+        mp_model *src = make_model_plus(kinds[k], MP_CFG_MODEL_INIT, MP_INIT_TORCH);
+        mp_model *dst = make_model_plus(kinds[k], MP_CFG_MODEL_INIT, MP_INIT_HE);
+        size_t np = mp__model_param_count(src);
+        ck_assert_uint_eq(np, mp__model_param_count(dst));
+        ck_assert_int_ne(memcmp(mp__model_params(src), mp__model_params(dst), np * 4), 0);
+        mp_prompt *sp = random_prompt(src, 31), *dp;
+        MP_CK_OK(mp_prompt_create(&dp, dst));
+        size_t n = 3, no = out_count(src, n), xl = n * (size_t)mp__model_input_dim(src);
+        float *x = make_x(src, n, 12), *want = malloc(no * 4), *got = malloc(no * 4);
+        MP_CK_OK(mp_model_predict(src, sp, x, n, xl, want, no));
+        MP_CK_OK(mp_model_predict(dst, dp, x, n, xl, got, no));
+        ck_assert_int_ne(memcmp(want, got, no * 4), 0); /* the load has something to change */
+        MP_CK_OK(mp_checkpoint_save(path, src, sp, NULL));
+
+        MP_CK_OK(mp_checkpoint_load(path, dst, dp, NULL));
+        ck_assert_int_eq(memcmp(mp__model_params(src), mp__model_params(dst), np * 4), 0);
+        MP_CK_OK(mp_model_predict(dst, dp, x, n, xl, got, no));
+        ck_assert_int_eq(memcmp(want, got, no * 4), 0);
+        int64_t v;
+        MP_CK_OK(mp_model_get_int(dst, MP_CFG_MODEL_INIT, &v)); /* the handle's config stays */
+        ck_assert_int_eq(v, MP_INIT_HE);
+
+        /* The file keeps the key, and create_from_checkpoint reproduces it. */
+        mp__ckpt_reader *r;
+        MP_CK_OK(mp__ckpt_reader_open(&r, path));
+        MP_CK_OK(mp__ckpt_config(r, MP_CFG_MODEL_INIT, &v, NULL));
+        ck_assert_int_eq(v, MP_INIT_TORCH);
+        mp__ckpt_reader_close(r);
+        mp_model *re;
+        MP_CK_OK(mp_model_create_from_checkpoint(&re, path));
+        MP_CK_OK(mp_model_get_int(re, MP_CFG_MODEL_INIT, &v));
+        ck_assert_int_eq(v, MP_INIT_TORCH);
+        ck_assert_int_eq(memcmp(mp__model_params(src), mp__model_params(re), np * 4), 0);
+        mp_model_destroy(re);
+
+        /* A layout key still has to agree (the init key is the only one skipped). */
+        mp_model *wide = make_model_plus(kinds[k], MP_CFG_MODEL_OUTPUT_DIM, 7);
+        MP_CK_STATUS(mp_checkpoint_load(path, wide, NULL, NULL), MP_ERR_SHAPE_MISMATCH);
+        MP_CK_ERROR_MENTIONS("model.output_dim");
+        mp_model_destroy(wide);
+
+        free(x);
+        free(want);
+        free(got);
+        mp_prompt_destroy(sp);
+        mp_prompt_destroy(dp);
+        mp_model_destroy(src);
+        mp_model_destroy(dst);
+    }
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* Out of memory anywhere in save or load: a clean status, nothing leaked,
  * and a failed load leaves the destination as it was. */
 START_TEST(checkpoint_allocation_failures)
@@ -1433,6 +1510,7 @@ Suite *mp_test_model_suite(void)
     TCase *k = tcase_create("checkpoint");
     tcase_add_loop_test(k, save_then_load_in_a_fresh_process_is_bit_identical, 0, NKINDS);
     tcase_add_test(k, load_verifies_everything_before_touching_the_destination);
+    tcase_add_test(k, load_ignores_a_different_init_scheme);
     tcase_add_test(k, checkpoint_allocation_failures);
     suite_add_tcase(s, k);
     return s;

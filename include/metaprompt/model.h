@@ -95,7 +95,8 @@ typedef struct mp_meta mp_meta;
 #define MP_CFG_MODEL_CHANNELS      119 /* conv filters per block, default 64 */
 #define MP_CFG_MODEL_CONV_BLOCKS   120 /* conv blocks, default 4 */
 #define MP_CFG_MODEL_INIT          122 /* MLP and conv weight initialisation: MP_INIT_HE (default)
-                                          or MP_INIT_TORCH */
+                                          or MP_INIT_TORCH; stored in checkpoints but not
+                                          compared on load (layout is the same) */
 #define MP_CFG_MODEL_PROMPT_MODE   121 /* conv: MP_PROMPT_INPUT_CHANNELS (default) or
                                           MP_PROMPT_HEAD_FEATURES */
 
@@ -222,7 +223,9 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  (MP_ERR_FORMAT), format version newer than this library's
  *  (MP_ERR_VERSION), truncation or malformed records (MP_ERR_FORMAT), CRC32
  *  (MP_ERR_CHECKSUM), the model configuration in the file differing from
- *  model's (MP_ERR_SHAPE_MISMATCH, naming the key), a model tensor missing
+ *  model's (MP_ERR_SHAPE_MISMATCH, naming the key; MP_CFG_MODEL_INIT is
+ *  not compared: it only chose the initial values, which the file's
+ *  parameters replace), a model tensor missing
  *  (MP_ERR_NOT_FOUND) or unknown to the model (MP_ERR_FORMAT), a shape
  *  differing even when the element count agrees (MP_ERR_SHAPE_MISMATCH),
  *  NaN/Inf parameters (MP_ERR_NOT_FINITE). prompt may be NULL (a stored

@@ -74,6 +74,16 @@ static int64_t file_model_key(const mp__ckpt_reader *r, int32_t key)
     return k ? (int64_t)k->def : 0;
 }
 
+/* Keys that only chose how the initial values were drawn: they change no
+ * tensor's name, shape or meaning, so a file whose model differs from the
+ * destination in them alone loads (its parameters replace the initial
+ * ones). They are still written, so mp_model_create_from_checkpoint
+ * rebuilds the saved configuration exactly. */
+static int init_only_key(int32_t key)
+{
+    return key == MP_CFG_MODEL_INIT;
+}
+
 static mp_status check_config(const mp__ckpt_reader *r, const mp_model *m)
 {
     /* A model key this library does not know means a newer architecture
@@ -89,6 +99,7 @@ static mp_status check_config(const mp__ckpt_reader *r, const mp_model *m)
                    "this library", (int)key);
     }
     for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
+        if (init_only_key(k)) continue;
         int64_t v = file_model_key(r, k);
         MP_REQUIRE(v == mp__mcfg(m, k), NULL, MP_ERR_SHAPE_MISMATCH,
                    "mp_checkpoint: the file's model has %s = %lld, this model %lld",
