@@ -966,6 +966,214 @@ START_TEST(clone_and_prompt_copy_are_deep)
 }
 END_TEST
 
+/* Sample statistics of n values against a distribution: |mean - mu| <=
+ * mean_tol, |sd / sigma - 1| <= sd_rel, every |v| <= bound (bound < 0:
+ * none). Returns 1 when all hold; otherwise 0 with the reason in why. */
+static int moments_match(const float *v, size_t n, double mu, double sigma, double mean_tol,
+                         double sd_rel, double bound, char *why, size_t whylen)
+{
+    double s = 0, s2 = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += v[i];
+        if (fabs(v[i]) > mx) mx = fabs(v[i]);
+    }
+    double mean = s / (double)n;
+    for (size_t i = 0; i < n; i++) s2 += (v[i] - mean) * (v[i] - mean);
+    double sd = sqrt(s2 / (double)(n - 1));
+    snprintf(why, whylen, "mean %g (want %g +- %g), sd %g (want %g +- %g%%), max |v| %g (bound %g)",
+             mean, mu, mean_tol, sd, sigma, 100 * sd_rel, mx, bound);
+    return fabs(mean - mu) <= mean_tol && fabs(sd / sigma - 1) <= sd_rel && (bound < 0 || mx <= bound);
+}
+
+/* mp_prompt_init's distributions, on a 64 x 32 prompt (2048 values): the
+ * tolerances are about 5 standard errors of each statistic. */
+START_TEST(prompt_init_distributions)
+{
+    const int64_t big[] = {MP_CFG_MODEL_INPUT_DIM, 3, MP_CFG_MODEL_PROMPT_LEN, 64,
+                           MP_CFG_MODEL_PROMPT_DIM, 32, MP_CFG_MODEL_HIDDEN_WIDTH, 4, 0};
+    mp_model *m = make_model(big);
+    mp_prompt *p;
+    MP_CK_OK(mp_prompt_create(&p, m));
+    const size_t n = 64 * 32;
+    float *v = malloc(n * 4), *w = malloc(n * 4);
+    char why[256];
+    /* The checks can fail: an all-zero prompt (the ZEROS init) does not pass. */
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_ZEROS, 0.5, 1));
+    MP_CK_OK(mp_prompt_get(p, v, n));
+    for (size_t i = 0; i < n; i++) ck_assert(v[i] == 0.0f);
+    ck_assert(!moments_match(v, n, 0, 0.5 / sqrt(3.0), 0.03, 0.05, 0.5, why, sizeof why));
+    ck_assert(!moments_match(v, n, 0, 0.5, 0.06, 0.08, -1, why, sizeof why));
+
+    for (int k = 0; k < 2; k++) {
+        double scale = k ? 2.0 : 0.5;
+        /* U(-a, a): mean 0, sd a/sqrt(3) (relative SE of the sd ~1%), |v| <= a,
+         * and the extremes come close to +-a. */
+        MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_UNIFORM, scale, 40 + (uint64_t)k));
+        MP_CK_OK(mp_prompt_get(p, v, n));
+        double sd = scale / sqrt(3.0), lo = 0, hi = 0;
+        ck_assert_msg(moments_match(v, n, 0, sd, 5 * sd / sqrt((double)n), 0.05, scale, why, sizeof why),
+                      "uniform(%g): %s", scale, why);
+        for (size_t i = 0; i < n; i++) {
+            if (v[i] < lo) lo = v[i];
+            if (v[i] > hi) hi = v[i];
+        }
+        ck_assert_msg(lo < -0.98 * scale && hi > 0.98 * scale, "uniform(%g) spans only [%g, %g]", scale, lo, hi);
+        /* The same moments would not pass for N(0, a^2)-sized values. */
+        ck_assert(!moments_match(v, n, 0, scale, 5 * scale / sqrt((double)n), 0.08, -1, why, sizeof why));
+
+        /* N(0, s^2): mean 0 (SE s/45), sd s (relative SE ~1.6%), and about
+         * 68.3% of the values within one sd (a uniform of that sd has 57.7%). */
+        MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, scale, 50 + (uint64_t)k));
+        MP_CK_OK(mp_prompt_get(p, v, n));
+        ck_assert_msg(moments_match(v, n, 0, scale, 5 * scale / sqrt((double)n), 0.08, -1, why, sizeof why),
+                      "normal(%g): %s", scale, why);
+        size_t inside = 0;
+        for (size_t i = 0; i < n; i++) inside += fabs(v[i]) <= scale;
+        double frac = (double)inside / (double)n;
+        ck_assert_msg(frac > 0.64 && frac < 0.73, "normal(%g): %.3f within one sd", scale, frac);
+        /* Deterministic in the seed, different for another seed. */
+        MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, scale, 50 + (uint64_t)k));
+        MP_CK_OK(mp_prompt_get(p, w, n));
+        ck_assert_int_eq(memcmp(v, w, n * 4), 0);
+        MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, scale, 60 + (uint64_t)k));
+        MP_CK_OK(mp_prompt_get(p, w, n));
+        ck_assert_int_ne(memcmp(v, w, n * 4), 0);
+    }
+    /* Scale 0 gives zeros for both random methods. */
+    MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, 0.0, 3));
+    MP_CK_OK(mp_prompt_get(p, v, n));
+    for (size_t i = 0; i < n; i++) ck_assert(v[i] == 0.0f);
+    free(v);
+    free(w);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
+/* Reference backbone feature of one example for a 1-block conv whose
+ * filters copy input channel f (centre tap 1), zero conv bias, unit norm
+ * scale and zero shift: per channel, instance norm over the H x W map
+ * (biased variance, eps 1e-5), relu, 2x2 max-pool; channel-major. */
+static void ref_identity_conv_features(const float *x, int C, int H, int W, double *feat)
+{
+    int h2 = H / 2, w2 = W / 2;
+    for (int c = 0; c < C; c++) {
+        const float *map = x + (size_t)c * H * W;
+        double mu = 0, var = 0;
+        for (int j = 0; j < H * W; j++) mu += map[j];
+        mu /= H * W;
+        for (int j = 0; j < H * W; j++) var += (map[j] - mu) * (map[j] - mu);
+        var /= H * W;
+        for (int py = 0; py < h2; py++)
+            for (int px = 0; px < w2; px++) {
+                double best = 0; /* relu: nothing below 0 */
+                for (int dy = 0; dy < 2; dy++)
+                    for (int dx = 0; dx < 2; dx++) {
+                        double z = (map[(2 * py + dy) * W + 2 * px + dx] - mu) / sqrt(var + 1e-5);
+                        if (z > best) best = z;
+                    }
+                feat[(c * h2 + py) * w2 + px] = best;
+            }
+    }
+}
+
+/* Conv prompts from data, against values worked out by hand from the
+ * definitions in docs/MODELS.md. */
+START_TEST(prompt_init_from_data_conv_modes)
+{
+    /* Input channels, C = 2 images of 4 x 4, P = 3 (d = 16): row r is the
+     * mean map of channel r mod 2 over the examples i with i mod 3 == r. */
+    const int64_t inch[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 2,
+                            MP_CFG_MODEL_IMAGE_HEIGHT, 4, MP_CFG_MODEL_IMAGE_WIDTH, 4,
+                            MP_CFG_MODEL_IMAGE_CHANNELS, 2, MP_CFG_MODEL_CHANNELS, 2,
+                            MP_CFG_MODEL_CONV_BLOCKS, 1, MP_CFG_MODEL_PROMPT_LEN, 3, 0};
+    mp_model *m = make_model(inch);
+    mp_prompt *p;
+    MP_CK_OK(mp_prompt_create(&p, m));
+    int32_t rows, cols;
+    MP_CK_OK(mp_prompt_shape(p, &rows, &cols));
+    ck_assert(rows == 3 && cols == 16);
+    /* x[i][c][j] = 100 i + 10 c + j / 2 */
+    float x[5 * 32], got[48];
+    for (int i = 0; i < 5; i++)
+        for (int c = 0; c < 2; c++)
+            for (int j = 0; j < 16; j++) x[i * 32 + c * 16 + j] = 100.0f * i + 10.0f * c + 0.5f * j;
+    MP_CK_OK(mp_prompt_init_from_data(p, m, x, 5, 5 * 32));
+    MP_CK_OK(mp_prompt_get(p, got, 48));
+    /* row 0: examples 0, 3, channel 0 -> 150; row 1: examples 1, 4, channel 1
+     * -> 250 + 10; row 2: example 2, channel 0 -> 200. */
+    const float base5[3] = {150, 260, 200};
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 16; j++)
+            ck_assert_msg(got[r * 16 + j] == base5[r] + 0.5f * j, "n=5 row %d col %d: %g, want %g", r, j,
+                          (double)got[r * 16 + j], (double)(base5[r] + 0.5f * j));
+    /* n = 2 < P: every row averages both examples (mean 50), channel r mod 2. */
+    MP_CK_OK(mp_prompt_init_from_data(p, m, x, 2, 2 * 32));
+    MP_CK_OK(mp_prompt_get(p, got, 48));
+    const float base2[3] = {50, 60, 50};
+    for (int r = 0; r < 3; r++)
+        for (int j = 0; j < 16; j++)
+            ck_assert_msg(got[r * 16 + j] == base2[r] + 0.5f * j, "n=2 row %d col %d: %g, want %g", r, j,
+                          (double)got[r * 16 + j], (double)(base2[r] + 0.5f * j));
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+
+    /* Head features, same images, filters that copy their input channel:
+     * 2 channels x 2 x 2 pooled = 8 features per example. d = 5 truncates
+     * them, d = 11 pads with zeros. */
+    for (int k = 0; k < 2; k++) {
+        int32_t d = k ? 11 : 5;
+        const int64_t head[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 2,
+                                MP_CFG_MODEL_IMAGE_HEIGHT, 4, MP_CFG_MODEL_IMAGE_WIDTH, 4,
+                                MP_CFG_MODEL_IMAGE_CHANNELS, 2, MP_CFG_MODEL_CHANNELS, 2,
+                                MP_CFG_MODEL_CONV_BLOCKS, 1, MP_CFG_MODEL_PROMPT_LEN, 3,
+                                MP_CFG_MODEL_PROMPT_DIM, d, MP_CFG_MODEL_PROMPT_MODE,
+                                MP_PROMPT_HEAD_FEATURES, 0};
+        m = make_model(head);
+        float *prm = mp__model_params(m);
+        for (int32_t t = 0; t < mp__model_num_tensors(m); t++) {
+            const mp__param_info *ti = mp__model_tensor(m, t);
+            size_t cnt = (size_t)ti->rows * ti->cols;
+            if (strcmp(ti->name, "conv0.weight") == 0) {
+                ck_assert(ti->rows == 2 && ti->cols == 18);
+                memset(prm + ti->offset, 0, cnt * 4);
+                for (int f = 0; f < 2; f++) prm[ti->offset + (size_t)f * 18 + (size_t)f * 9 + 4] = 1.0f;
+            } else if (strcmp(ti->name, "norm0.weight") == 0) {
+                for (size_t j = 0; j < cnt; j++) prm[ti->offset + j] = 1.0f;
+            } else if (strncmp(ti->name, "head.", 5) != 0) {
+                memset(prm + ti->offset, 0, cnt * 4); /* conv0.bias, norm0.bias */
+            }
+        }
+        /* Distinct, non-affine maps per example so that the features differ. */
+        float xs[5 * 32];
+        for (int i = 0; i < 5 * 32; i++) xs[i] = sinf(0.37f * (float)(i * i % 97) + (float)i);
+        MP_CK_OK(mp_prompt_create(&p, m));
+        MP_CK_OK(mp_prompt_init_from_data(p, m, xs, 5, 5 * 32));
+        float *g = malloc((size_t)3 * d * 4);
+        MP_CK_OK(mp_prompt_get(p, g, (size_t)3 * d));
+        double feat[5][8];
+        for (int i = 0; i < 5; i++) ref_identity_conv_features(xs + i * 32, 2, 4, 4, feat[i]);
+        const int groups[3][2] = {{0, 3}, {1, 4}, {2, -1}};
+        for (int r = 0; r < 3; r++)
+            for (int j = 0; j < d; j++) {
+                double want = 0;
+                if (j < 8) {
+                    int a = groups[r][0], b = groups[r][1];
+                    want = b < 0 ? feat[a][j] : (feat[a][j] + feat[b][j]) / 2;
+                }
+                ck_assert_msg(fabs(g[r * d + j] - want) <= 1e-4, "d=%d row %d col %d: %g, want %g", (int)d, r,
+                              j, (double)g[r * d + j], want);
+            }
+        /* The rows really differ (the groups are told apart). */
+        ck_assert(fabs(feat[0][0] + feat[3][0] - 2 * feat[2][0]) > 1e-3 ||
+                  fabs(feat[0][1] + feat[3][1] - 2 * feat[2][1]) > 1e-3);
+        free(g);
+        mp_prompt_destroy(p);
+        mp_model_destroy(m);
+    }
+}
+END_TEST
+
 START_TEST(prompt_inits)
 {
     mp_model *m = make_model(CFG_MLP); /* P = 2, d = 4, input_dim 3 */
@@ -976,10 +1184,9 @@ START_TEST(prompt_inits)
     for (int i = 0; i < 8; i++) ck_assert_float_eq(v[i], 0);
     MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_UNIFORM, 0.5, 9));
     MP_CK_OK(mp_prompt_get(p, v, 8));
-    for (int i = 0; i < 8; i++) ck_assert(v[i] >= -0.5f && v[i] <= 0.5f);
     MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_UNIFORM, 0.5, 9));
     MP_CK_OK(mp_prompt_get(p, w, 8));
-    ck_assert_int_eq(memcmp(v, w, sizeof v), 0);
+    ck_assert_int_eq(memcmp(v, w, sizeof v), 0); /* same seed, same values */
     MP_CK_OK(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, 0.5, 10));
     MP_CK_OK(mp_prompt_get(p, w, 8));
     ck_assert_int_ne(memcmp(v, w, sizeof v), 0);
@@ -1238,15 +1445,22 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
     memcpy(b, good, len);
     b[0] = 0;
     spit(bad, b, len);
+    snprintf(prefix, sizeof prefix, "mp_checkpoint_load: '%s': ", bad);
     MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_FORMAT);
+    MP_CK_ERROR_MENTIONS(prefix);
+    MP_CK_ERROR_MENTIONS("bad magic");
     memcpy(b, good, len);
     put_le32(b + 8, 9);
     spit(bad, b, len);
     MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_VERSION);
+    MP_CK_ERROR_MENTIONS(prefix);
+    MP_CK_ERROR_MENTIONS("format version 9 is not supported");
     memcpy(b, good, len);
     b[len / 2] ^= 1;
     spit(bad, b, len);
     MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_CHECKSUM);
+    MP_CK_ERROR_MENTIONS(prefix);
+    MP_CK_ERROR_MENTIONS("CRC32 mismatch");
     spit(bad, good, len - 10);
     MP_CK_STATUS(mp_checkpoint_load(bad, dst, dp, NULL), MP_ERR_FORMAT);
     MP_CK_ERROR_MENTIONS("truncated");
@@ -1505,6 +1719,8 @@ Suite *mp_test_model_suite(void)
     tcase_add_test(m, bad_arguments_are_refused_and_change_nothing);
     tcase_add_loop_test(m, clone_and_prompt_copy_are_deep, 0, NKINDS);
     tcase_add_test(m, prompt_inits);
+    tcase_add_test(m, prompt_init_distributions);
+    tcase_add_test(m, prompt_init_from_data_conv_modes);
     tcase_add_test(m, allocation_failures_leak_nothing);
     suite_add_tcase(s, m);
     TCase *k = tcase_create("checkpoint");
