@@ -119,11 +119,16 @@ sanitize:
 	OPENBLAS_NUM_THREADS=1 CK_FORK=no ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  lib/asan/tests/check_runner $(SUITES)
 
-# A subset under valgrind memcheck (no fork, so leaks are seen).
+# A subset under valgrind memcheck (no fork, so leaks are seen). The runner
+# re-executing itself (the model tests' fresh-process checkpoint load) is
+# traced too, so its errors fail the test through the exit code; system
+# tools run by the tests (sh, rm, nm, ...) are not.
 VALGRIND_SUITES ?= core model
 valgrind: check-build
 	OPENBLAS_NUM_THREADS=1 CK_FORK=no valgrind --error-exitcode=99 --leak-check=full \
-	  --errors-for-leak-kinds=definite --track-origins=yes --quiet $(TEST_BIN) $(VALGRIND_SUITES)
+	  --errors-for-leak-kinds=definite --track-origins=yes --quiet \
+	  --trace-children=yes --trace-children-skip='/bin/*,/usr/bin/*,/usr/sbin/*' \
+	  $(TEST_BIN) $(VALGRIND_SUITES)
 
 # ---- install -----------------------------------------------------------------
 install: all

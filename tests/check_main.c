@@ -1,4 +1,6 @@
-/* The one Check runner. Usage: check_runner [suite-name ...] */
+/* The one Check runner. Usage: check_runner [suite-name ...]
+ * A helper mode for the model tests' fresh-process checkpoint check:
+ * check_runner --predict-from-checkpoint CKPT X N OUT (runs no suite). */
 #include "test_util.h"
 
 #include <stdlib.h>
@@ -46,6 +48,8 @@ static const suite_entry suites[] = {
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--predict-from-checkpoint") == 0)
+        return mp_test_predict_from_checkpoint_main(argc - 2, argv + 2);
     SRunner *sr = NULL;
     size_t n = sizeof suites / sizeof suites[0];
     for (size_t i = 0; i < n; i++) {

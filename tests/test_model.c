@@ -1277,23 +1277,104 @@ START_TEST(allocation_failures_leak_nothing)
 END_TEST
 
 /* ---- checkpoints ----------------------------------------------------------------------- */
-/* Child process: loads the checkpoint into fresh handles and writes the
- * predictions to fd. */
-static int child_predict(const char *path, const float *x, size_t n, int fd)
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+
+extern char **environ;
+
+/* The fresh process: check_runner --predict-from-checkpoint CKPT X N OUT
+ * (tests/check_main.c) creates a model from CKPT, loads its prompt, predicts
+ * on the N examples stored as raw floats in X and writes the raw float
+ * outputs to OUT. Nothing of the parent's memory is inherited: the runner
+ * binary is exec'd anew. Returns 0 on success, a distinct code otherwise
+ * (the reason on stderr). */
+static int predict_from_checkpoint(const char *ckpt, const char *xfile, size_t n, const char *outfile)
 {
-    mp_model *m;
-    mp_prompt *p;
-    if (mp_model_create_from_checkpoint(&m, path) != MP_OK) return 1;
-    if (mp_prompt_create(&p, m) != MP_OK) return 2;
-    if (mp_checkpoint_load(path, m, p, NULL) != MP_OK) return 3;
-    size_t no = n * (size_t)mp__model_output_dim(m);
-    float *out = malloc(no * 4);
-    if (mp_model_predict(m, p, x, n, n * (size_t)mp__model_input_dim(m), out, no) != MP_OK) return 4;
-    if (write(fd, out, no * 4) != (ssize_t)(no * 4)) return 5;
+    mp_model *m = NULL;
+    mp_prompt *p = NULL;
+    float *x = NULL, *out = NULL;
+    int rc = 0;
+    if (mp_model_create_from_checkpoint(&m, ckpt) != MP_OK) rc = 10;
+    if (!rc && mp_prompt_create(&p, m) != MP_OK) rc = 11;
+    if (!rc && mp_checkpoint_load(ckpt, m, p, NULL) != MP_OK) rc = 12;
+    size_t in = rc ? 0 : (size_t)mp__model_input_dim(m), no = rc ? 0 : n * (size_t)mp__model_output_dim(m);
+    if (!rc) {
+        FILE *f = fopen(xfile, "rb");
+        x = malloc(n * in * 4 + 4);
+        if (!f || !x || fread(x, 4, n * in, f) != n * in || fgetc(f) != EOF) rc = 13;
+        if (f) fclose(f);
+    }
+    out = rc ? NULL : malloc(no * 4 + 4);
+    if (!rc && (!out || mp_model_predict(m, p, x, n, n * in, out, no) != MP_OK)) rc = 14;
+    if (!rc) {
+        FILE *f = fopen(outfile, "wb");
+        if (!f || fwrite(out, 4, no, f) != no) rc = 15;
+        if (f && fclose(f) != 0) rc = 15;
+    }
+    if (rc) fprintf(stderr, "predict-from-checkpoint: step %d failed: %s\n", rc, mp_last_error());
+    free(x);
     free(out);
     mp_prompt_destroy(p);
     mp_model_destroy(m);
-    return 0;
+    return rc;
+}
+
+int mp_test_predict_from_checkpoint_main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: check_runner --predict-from-checkpoint CKPT X N OUT\n");
+        return 2;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(argv[2], &end, 10);
+    if (errno || *end || n == 0 || n > 1000) {
+        fprintf(stderr, "predict-from-checkpoint: bad N '%s'\n", argv[2]);
+        return 2;
+    }
+    return predict_from_checkpoint(argv[0], argv[1], (size_t)n, argv[3]);
+}
+
+/* Runs the runner binary itself (/proc/self/exe resolved to its path, which
+ * valgrind reports as the client program) in --predict-from-checkpoint mode
+ * and returns its exit status. The child gets this process's environment
+ * with OPENBLAS_CORETYPE set to the BLAS kernel this process uses: the
+ * kernel is a property of the machine, not of the checkpoint, and under
+ * valgrind (which hides AVX-512, so OpenBLAS picks another kernel) an
+ * untraced child would otherwise sum in another order. */
+static int spawn_predictor(const char *ckpt, const char *xfile, size_t n, const char *outfile,
+                           int quiet)
+{
+    char exe[4096], nbuf[32];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ck_assert_msg(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    exe[len] = '\0';
+    snprintf(nbuf, sizeof nbuf, "%zu", n);
+    char *argv[] = {exe, (char *)"--predict-from-checkpoint", (char *)ckpt, (char *)xfile, nbuf,
+                    (char *)outfile, NULL};
+    posix_spawn_file_actions_t fa;
+    ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
+    if (quiet) /* an expected failure: keep its message out of the test log */
+        ck_assert_int_eq(posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0), 0);
+    size_t ne = 0;
+    while (environ[ne]) ne++;
+    char **envp = malloc((ne + 2) * sizeof *envp), core[128];
+    size_t k = 0;
+    for (size_t i = 0; i < ne; i++)
+        if (strncmp(environ[i], "OPENBLAS_CORETYPE=", 18) != 0) envp[k++] = environ[i];
+    snprintf(core, sizeof core, "OPENBLAS_CORETYPE=%s", mp_blas_corename());
+    envp[k++] = core;
+    envp[k] = NULL;
+    pid_t pid;
+    int err = posix_spawn(&pid, exe, &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    ck_assert_msg(err == 0, "posix_spawn %s: %s", exe, strerror(err));
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status), "predictor process did not exit normally (status %d)", status);
+    return WEXITSTATUS(status);
 }
 
 START_TEST(save_then_load_in_a_fresh_process_is_bit_identical)
@@ -1301,47 +1382,49 @@ START_TEST(save_then_load_in_a_fresh_process_is_bit_identical)
     make_tmpdir();
     mp_model *m = make_model(ALL_KINDS[_i]);
     mp_prompt *p = random_prompt(m, 21);
+    int32_t P = mp__model_prompt_rows(m);
     /* Trained-looking weights: not the seed's initial values. */
     for (size_t i = 0; i < mp__model_param_count(m); i++) mp__model_params(m)[i] += 0.01f * (float)(i % 7);
     size_t n = 4, no = out_count(m, n), xl = n * (size_t)mp__model_input_dim(m);
-    float *x = make_x(m, n, 8), *want = malloc(no * 4), *zero = malloc(no * 4), *got = malloc(no * 4);
+    float *x = make_x(m, n, 8), *want = malloc(no * 4), *zero = malloc(no * 4);
     MP_CK_OK(mp_model_predict(m, p, x, n, xl, want, no));
     MP_CK_OK(mp_model_predict(m, NULL, x, n, xl, zero, no));
-    ck_assert_int_ne(memcmp(want, zero, no * 4), 0);
-    const char *path = tmp_path("m.ckpt");
+    /* With a prompt the saved prompt must matter; with P = 0 there is none. */
+    if (P > 0) ck_assert_int_ne(memcmp(want, zero, no * 4), 0);
+    else ck_assert_int_eq(memcmp(want, zero, no * 4), 0);
+    char path[512], xfile[512], outfile[512];
+    snprintf(path, sizeof path, "%s", tmp_path("m.ckpt"));
+    snprintf(xfile, sizeof xfile, "%s", tmp_path("x.f32"));
+    snprintf(outfile, sizeof outfile, "%s", tmp_path("out.f32"));
     MP_CK_OK(mp_checkpoint_save(path, m, p, NULL));
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        int rc = child_predict(path, x, n, fds[1]);
-        /* The child owns copies of the parent's objects: free them so leak
-         * checkers running without fork mode see a clean exit. */
-        free(x);
-        free(want);
-        free(zero);
-        free(got);
-        mp_prompt_destroy(p);
-        mp_model_destroy(m);
-        _exit(rc);
-    }
-    close(fds[1]);
-    size_t got_bytes = 0;
-    ssize_t r;
-    while (got_bytes < no * 4 && (r = read(fds[0], (char *)got + got_bytes, no * 4 - got_bytes)) > 0)
-        got_bytes += (size_t)r;
-    close(fds[0]);
-    int status;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed with %d", status);
+    spit(xfile, (const unsigned char *)x, xl * 4);
+
+    int rc = spawn_predictor(path, xfile, n, outfile, 0);
+    ck_assert_msg(rc == 0, "the fresh process failed with exit code %d", rc);
+    size_t got_bytes;
+    float *got = (float *)slurp(outfile, &got_bytes);
     ck_assert_uint_eq(got_bytes, no * 4);
     ck_assert_int_eq(memcmp(got, want, no * 4), 0);
+    if (P > 0) ck_assert_int_ne(memcmp(got, zero, no * 4), 0);
+    free(got);
+
+    /* The runner mode fails loudly: a missing checkpoint is not a pass. */
+    if (_i == 0) ck_assert_int_eq(spawn_predictor(tmp_path("none.ckpt"), xfile, n, outfile, 1), 10);
+
+    /* The same in-process through create_from_checkpoint: same config. */
+    mp_model *re;
+    MP_CK_OK(mp_model_create_from_checkpoint(&re, path));
+    for (int32_t k = MP_CFG_MODEL_KIND; k <= MP_CFG_MODEL_INIT; k++) {
+        int64_t a, b;
+        MP_CK_OK(mp_model_get_int(m, k, &a));
+        MP_CK_OK(mp_model_get_int(re, k, &b));
+        ck_assert_msg(a == b, "key %d: saved %lld, recreated %lld", (int)k, (long long)a, (long long)b);
+    }
+    ck_assert_int_eq(memcmp(mp__model_params(m), mp__model_params(re), mp__model_param_count(m) * 4), 0);
+    mp_model_destroy(re);
     free(x);
     free(want);
     free(zero);
-    free(got);
     mp_prompt_destroy(p);
     mp_model_destroy(m);
     remove_tmpdir();

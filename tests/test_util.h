@@ -40,6 +40,12 @@ void mp_test_fail_after(long n);
 void mp_test_alloc_reset(void);
 long mp_test_alloc_count(void);
 
+/* Helper mode of the runner (tests/test_model.c): argv = CKPT X N OUT;
+ * loads the checkpoint in this fresh process, predicts on the N examples
+ * in X (raw floats) and writes the raw outputs to OUT. Returns the exit
+ * code (0 on success). */
+int mp_test_predict_from_checkpoint_main(int argc, char **argv);
+
 /* Path of a file in the source tree (static buffer, valid until next call). */
 const char *mp_test_path(const char *rel);
 
