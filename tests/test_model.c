@@ -305,8 +305,27 @@ static const int64_t CFG_TOK[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CF
                                   MP_CFG_MODEL_VOCAB, 9, MP_CFG_MODEL_SEQ_LEN, 6,
                                   MP_CFG_MODEL_D_MODEL, 8, MP_CFG_MODEL_HEADS, 2,
                                   MP_CFG_MODEL_LAYERS, 1, MP_CFG_MODEL_PROMPT_LEN, 2, 0};
-static const int64_t *const ALL_KINDS[] = {CFG_MLP, CFG_CONV_IN, CFG_CONV_HEAD, CFG_TF, CFG_TOK};
-#define NKINDS 5
+/* Prompt length 0 (no prompt: the plain MAML backbones) for every kind and
+ * conv prompt mode. */
+static const int64_t CFG_MLP_P0[] = {MP_CFG_MODEL_INPUT_DIM, 3, MP_CFG_MODEL_OUTPUT_DIM, 2,
+                                     MP_CFG_MODEL_HIDDEN_WIDTH, 8, MP_CFG_SEED, 7, 0};
+static const int64_t CFG_CONV_IN_P0[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                         MP_CFG_MODEL_IMAGE_HEIGHT, 10, MP_CFG_MODEL_IMAGE_WIDTH, 10,
+                                         MP_CFG_MODEL_CHANNELS, 4, MP_CFG_MODEL_CONV_BLOCKS, 2,
+                                         MP_CFG_MODEL_PROMPT_LEN, 0, 0};
+static const int64_t CFG_CONV_HEAD_P0[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                           MP_CFG_MODEL_IMAGE_HEIGHT, 10, MP_CFG_MODEL_IMAGE_WIDTH, 10,
+                                           MP_CFG_MODEL_CHANNELS, 4, MP_CFG_MODEL_CONV_BLOCKS, 2,
+                                           MP_CFG_MODEL_PROMPT_LEN, 0, MP_CFG_MODEL_PROMPT_DIM, 3,
+                                           MP_CFG_MODEL_PROMPT_MODE, MP_PROMPT_HEAD_FEATURES, 0};
+static const int64_t CFG_TF_P0[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 4,
+                                    MP_CFG_MODEL_IMAGE_HEIGHT, 8, MP_CFG_MODEL_IMAGE_WIDTH, 8,
+                                    MP_CFG_MODEL_PATCH, 4, MP_CFG_MODEL_D_MODEL, 16,
+                                    MP_CFG_MODEL_HEADS, 2, MP_CFG_MODEL_MLP_DIM, 16,
+                                    MP_CFG_MODEL_PROMPT_LEN, 0, 0};
+static const int64_t *const ALL_KINDS[] = {CFG_MLP,    CFG_CONV_IN,    CFG_CONV_HEAD,    CFG_TF, CFG_TOK,
+                                           CFG_MLP_P0, CFG_CONV_IN_P0, CFG_CONV_HEAD_P0, CFG_TF_P0};
+#define NKINDS 9
 
 /* Deterministic example rows for a model (token ids for token models). */
 static float *make_x(const mp_model *m, size_t n, unsigned seed)
@@ -435,8 +454,9 @@ static mp_model *fixture_model(const fixture *f, mp_prompt **prompt)
 
 static const char *const FIXTURES[] = {"model_mlp.bin",      "model_mlp_cls.bin", "model_mlp_sig.bin",
                                        "model_mlp_p0.bin",   "model_conv_in.bin", "model_conv_head.bin",
-                                       "model_tf_patch.bin", "model_tf_tok.bin"};
-#define NFIXTURES 8
+                                       "model_tf_patch.bin", "model_tf_tok.bin",  "model_conv_p0.bin",
+                                       "model_tf_patch_p0.bin"};
+#define NFIXTURES 10
 
 /* Tape gradients of the fixture loss for every tensor and the prompt. */
 static void check_fixture_grads(const fixture *f, const mp_model *m, const mp_prompt *p)
@@ -529,8 +549,7 @@ static double fd_loss(const mp_model *m, const mp_prompt *p, const float *x, siz
 
 START_TEST(gradients_match_finite_differences)
 {
-    const int64_t *kinds[] = {CFG_MLP, CFG_CONV_HEAD, CFG_TOK};
-    mp_model *m = make_model(kinds[_i]);
+    mp_model *m = make_model(ALL_KINDS[_i]);
     mp_prompt *p = random_prompt(m, 3);
     size_t n = 3;
     float *x = make_x(m, n, 5);
@@ -538,28 +557,55 @@ START_TEST(gradients_match_finite_differences)
     float targets[6] = {0.5f, -0.25f, 1, 0, -1, 2};
     const float *tg = mp__model_is_classifier(m) ? NULL : targets;
     const int32_t *lb = mp__model_is_classifier(m) ? labels : NULL;
+    /* The loss is the mean cross-entropy / squared error of the predictions. */
+    size_t od = (size_t)mp__model_output_dim(m);
+    float y[3 * 8], lv;
+    ck_assert_uint_le(od, 8);
+    MP_CK_OK(mp_model_predict(m, p, x, n, n * (size_t)mp__model_input_dim(m), y, n * od));
+    MP_CK_OK(mp_model_loss(m, p, x, n, n * (size_t)mp__model_input_dim(m), lb, tg, &lv));
+    double want = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lb) {
+            double mx = y[i * od], se = 0;
+            for (size_t j = 1; j < od; j++) mx = fmax(mx, y[i * od + j]);
+            for (size_t j = 0; j < od; j++) se += exp(y[i * od + j] - mx);
+            want += (mx + log(se) - y[i * od + (size_t)lb[i]]) / (double)n;
+        } else {
+            for (size_t j = 0; j < od; j++)
+                want += ((double)y[i * od + j] - tg[i * od + j]) * ((double)y[i * od + j] - tg[i * od + j]) /
+                        (double)(n * od);
+        }
+    }
+    ck_assert_msg(fabs(lv - want) <= 1e-5 * (1 + fabs(want)), "loss %g, from the predictions %g", (double)lv, want);
     /* Tape gradient. */
     int32_t nt = mp__model_num_tensors(m), P = mp__model_prompt_rows(m), d = mp__model_prompt_cols(m);
     mp_tape *t;
     MP_CK_OK(mp_tape_create(&t));
-    mp_var pv[64], prv, xv, out, loss, g;
+    mp_var pv[64], prv = MP_VAR_NONE, xv, out, loss, g;
+    ck_assert_int_le(nt, 64);
     for (int32_t i = 0; i < nt; i++) {
         const mp__param_info *ti = mp__model_tensor(m, i);
         MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, mp__model_params(m) + ti->offset,
                               (size_t)ti->rows * ti->cols, MP_LEAF_REQUIRES_GRAD, &pv[i]));
     }
-    MP_CK_OK(mp_tape_leaf(t, P, d, mp__prompt_data(p), (size_t)P * d, MP_LEAF_REQUIRES_GRAD, &prv));
+    if (P > 0)
+        MP_CK_OK(mp_tape_leaf(t, P, d, mp__prompt_data(p), (size_t)P * d, MP_LEAF_REQUIRES_GRAD, &prv));
     MP_CK_OK(mp_tape_leaf(t, (int32_t)n, mp__model_input_dim(m), x, n * mp__model_input_dim(m), 0, &xv));
     MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, &out));
     MP_CK_OK(mp__model_loss(m, t, out, lb, tg, n, &loss));
+    float tl;
+    MP_CK_OK(mp_tape_scalar(t, loss, &tl));
+    ck_assert(tl == lv); /* the same computation as mp_model_loss */
     MP_CK_OK(mp_tape_backward(t, loss, 0));
     /* Prompt entries. */
-    float *gp = malloc((size_t)P * d * sizeof(float));
-    MP_CK_OK(mp_tape_grad(t, prv, &g));
-    MP_CK_OK(mp_tape_read(t, g, gp, (size_t)P * d));
+    float *gp = malloc(((size_t)P * d + 1) * sizeof(float));
+    if (P > 0) {
+        MP_CK_OK(mp_tape_grad(t, prv, &g));
+        MP_CK_OK(mp_tape_read(t, g, gp, (size_t)P * d));
+    }
     /* Small steps: relu kinks and max-pool switches lie close by. */
     const float eps = 1e-3f;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < (P > 0 ? 4 : 0); k++) {
         size_t j = (size_t)(k * 7919) % ((size_t)P * d);
         float *v = mp__prompt_data(p), keep = v[j];
         v[j] = keep + eps;
@@ -613,7 +659,10 @@ START_TEST(prompt_reaches_the_output_for_every_kind)
     ck_assert_int_eq(memcmp(a, b, no * 4), 0); /* NULL is the zero prompt */
     double diff = 0;
     for (size_t i = 0; i < no; i++) diff += fabs((double)a[i] - c[i]);
-    ck_assert_msg(diff > 1e-3, "prompt changed the outputs by only %g", diff);
+    if (mp__model_prompt_rows(m) > 0)
+        ck_assert_msg(diff > 1e-3, "prompt changed the outputs by only %g", diff);
+    else /* P = 0: an empty prompt, nothing to change */
+        ck_assert_int_eq(memcmp(a, c, no * 4), 0);
     for (size_t i = 0; i < no; i++) ck_assert(isfinite(c[i]));
     free(x);
     free(a);
@@ -1225,11 +1274,12 @@ START_TEST(prompt_inits)
         float *xk = make_x(mk, 3, 2);
         MP_CK_OK(mp_prompt_init_from_data(p, mk, xk, 3, 3 * (size_t)mp__model_input_dim(mk)));
         size_t cnt = (size_t)mp__model_prompt_rows(mk) * mp__model_prompt_cols(mk);
-        float *pv = malloc(cnt * 4);
+        float *pv = malloc(cnt * 4 + 4);
         MP_CK_OK(mp_prompt_get(p, pv, cnt));
         double s = 0;
         for (size_t i = 0; i < cnt; i++) s += fabs(pv[i]);
-        ck_assert_msg(s > 0, "kind %d: data init gave a zero prompt", k);
+        ck_assert_msg(cnt == 0 || s > 0, "kind %d: data init gave a zero prompt", k);
+        ck_assert(cnt > 0 || mp__model_prompt_rows(mk) == 0);
         free(pv);
         free(xk);
         mp_prompt_destroy(p);
@@ -1791,7 +1841,7 @@ Suite *mp_test_model_suite(void)
     TCase *m = tcase_create("model");
     tcase_set_timeout(m, 60);
     tcase_add_loop_test(m, forward_and_gradients_match_pytorch, 0, NFIXTURES);
-    tcase_add_loop_test(m, gradients_match_finite_differences, 0, 3);
+    tcase_add_loop_test(m, gradients_match_finite_differences, 0, NKINDS);
     tcase_add_loop_test(m, prompt_reaches_the_output_for_every_kind, 0, NKINDS);
     tcase_add_loop_test(m, examples_are_independent_within_a_batch, 0, NKINDS);
     tcase_add_test(m, default_model_is_the_sinusoid_mlp_without_prompt);

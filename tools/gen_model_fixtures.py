@@ -267,6 +267,13 @@ def main():
                             HEADS: 4, MLP_DIM: 32}, n=3, seed=7)
     write_case("tf_tok", {KIND: TRANSFORMER, OUTPUT_DIM: 3, TASK: CLS, PROMPT_LEN: 2, PROMPT_DIM: 8,
                           VOCAB: 11, SEQ_LEN: 5, D_MODEL: 8, LAYERS: 1, HEADS: 2, MLP_DIM: 16}, n=4, seed=8)
+    # Prompt length 0 (plain MAML backbones): no prompt channels, features or tokens.
+    write_case("conv_p0", {KIND: CONV, OUTPUT_DIM: 3, TASK: CLS, PROMPT_LEN: 0, PROMPT_DIM: 10 * 9,
+                           IMAGE_H: 10, IMAGE_W: 9, IMAGE_C: 2, CHANNELS: 5, CONV_BLOCKS: 2,
+                           PROMPT_MODE: 1}, n=3, seed=9)
+    write_case("tf_patch_p0", {KIND: TRANSFORMER, OUTPUT_DIM: 4, TASK: CLS, PROMPT_LEN: 0, PROMPT_DIM: 16,
+                               IMAGE_H: 8, IMAGE_W: 8, IMAGE_C: 1, PATCH: 4, D_MODEL: 16, LAYERS: 2,
+                               HEADS: 4, MLP_DIM: 32}, n=3, seed=10)
 
 
 if __name__ == "__main__":
