@@ -244,7 +244,7 @@ END_TEST
 /* ---- model helpers ------------------------------------------------------------------------ */
 #include <sys/wait.h>
 
-#include "model/model_internal.h"
+#include "model/model_priv.h"
 
 /* Creates a model from (key, value) pairs terminated by key 0. */
 static mp_model *make_model(const int64_t *kv)
@@ -845,6 +845,29 @@ START_TEST(reference_shapes)
 }
 END_TEST
 
+/* The model keys are contiguous from MP__MODEL_KEY_FIRST to _LAST (what
+ * checkpoints write and check), and the docs state that range. */
+START_TEST(docs_state_the_model_key_range)
+{
+    ck_assert_int_eq(MP__MODEL_KEY_FIRST, MP_CFG_MODEL_KIND);
+    for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++)
+        ck_assert_msg(mp_config_key_name(k) != NULL, "model key %d has no name", (int)k);
+    for (int32_t k = MP__MODEL_KEY_LAST + 1; k < 200; k++)
+        ck_assert_msg(mp_config_key_name(k) == NULL, "key %d (%s) lies past MP__MODEL_KEY_LAST", (int)k,
+                      mp_config_key_name(k));
+    char range[64];
+    snprintf(range, sizeof range, "%d\xe2\x80\x93%d", (int)MP__MODEL_KEY_FIRST, (int)MP__MODEL_KEY_LAST);
+    const char *docs[2] = {"docs/MODELS.md", "docs/FORMAT.md"};
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        char *text = (char *)slurp(mp_test_path(docs[i]), &len);
+        text[len] = '\0';
+        ck_assert_msg(strstr(text, range) != NULL, "%s does not state the model key range %s", docs[i], range);
+        free(text);
+    }
+}
+END_TEST
+
 START_TEST(bad_configurations_are_refused)
 {
     const int64_t cls1[] = {MP_CFG_MODEL_TASK, MP_TASK_CLASSIFICATION, 0};
@@ -997,7 +1020,7 @@ START_TEST(clone_and_prompt_copy_are_deep)
     MP_CK_OK(mp_model_predict(m, p, x, n, xl, a, no));
     MP_CK_OK(mp_model_predict(c, q, x, n, xl, b, no));
     ck_assert_int_eq(memcmp(a, b, no * 4), 0);
-    for (int32_t k = MP_CFG_MODEL_KIND; k <= MP_CFG_MODEL_PROMPT_MODE; k++) {
+    for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
         int64_t v1, v2;
         MP_CK_OK(mp_model_get_int(m, k, &v1));
         MP_CK_OK(mp_model_get_int(c, k, &v2));
@@ -1464,7 +1487,7 @@ START_TEST(save_then_load_in_a_fresh_process_is_bit_identical)
     /* The same in-process through create_from_checkpoint: same config. */
     mp_model *re;
     MP_CK_OK(mp_model_create_from_checkpoint(&re, path));
-    for (int32_t k = MP_CFG_MODEL_KIND; k <= MP_CFG_MODEL_INIT; k++) {
+    for (int32_t k = MP__MODEL_KEY_FIRST; k <= MP__MODEL_KEY_LAST; k++) {
         int64_t a, b;
         MP_CK_OK(mp_model_get_int(m, k, &a));
         MP_CK_OK(mp_model_get_int(re, k, &b));
@@ -1849,6 +1872,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_test(m, reference_shapes);
     tcase_add_test(m, predict_is_reentrant_across_threads);
     tcase_add_test(m, bad_configurations_are_refused);
+    tcase_add_test(m, docs_state_the_model_key_range);
     tcase_add_test(m, bad_arguments_are_refused_and_change_nothing);
     tcase_add_loop_test(m, clone_and_prompt_copy_are_deep, 0, NKINDS);
     tcase_add_test(m, prompt_inits);
