@@ -408,16 +408,42 @@ START_TEST(idx_bad_inputs)
     write_bytes(tmp_path("trunc"), good, glen - 3, 0);
     idx_fails(tmp_path("trunc"), lb, MP_ERR_FORMAT, "truncated");
     write_bytes(tmp_path("short"), good, 2, 0);
-    idx_fails(tmp_path("short"), lb, MP_ERR_FORMAT, NULL);
+    idx_fails(tmp_path("short"), lb, MP_ERR_FORMAT, "2 bytes, too short");
     memcpy(buf, good, glen);
     write_bytes(tmp_path("trail"), buf, glen + 1, 0);
-    idx_fails(tmp_path("trail"), lb, MP_ERR_FORMAT, "trailing");
+    idx_fails(tmp_path("trail"), lb, MP_ERR_FORMAT, "trailing bytes after the 36 bytes of IDX data");
     /* truncated and corrupt gzip */
     write_bytes(tmp_path("z"), good, glen, 1);
     uint8_t z[512];
     size_t zlen = read_bytes(tmp_path("z"), z, sizeof z);
     write_bytes(tmp_path("ztrunc"), z, zlen - 12, 0);
-    idx_fails(tmp_path("ztrunc"), lb, MP_ERR_FORMAT, NULL);
+    idx_fails(tmp_path("ztrunc"), lb, MP_ERR_FORMAT, "truncated gzip stream");
+    write_bytes(tmp_path("ztrunc2"), z, zlen - 1, 0); /* inside the 8-byte trailer */
+    idx_fails(tmp_path("ztrunc2"), lb, MP_ERR_FORMAT, "truncated gzip stream");
+    z[zlen - 8] ^= 0x01; /* CRC-32 of the trailer */
+    write_bytes(tmp_path("zcrc"), z, zlen, 0);
+    idx_fails(tmp_path("zcrc"), lb, MP_ERR_FORMAT, "corrupt gzip data");
+    z[zlen - 8] ^= 0x01;
+    /* the same IDX bytes, but the gzip stream holds more or fewer of them */
+    write_bytes(tmp_path("zshort"), good, glen - 3, 1);
+    idx_fails(tmp_path("zshort"), lb, MP_ERR_FORMAT, "truncated IDX data (33 of 36 bytes)");
+    write_bytes(tmp_path("zlong"), buf, glen + 1, 1);
+    idx_fails(tmp_path("zlong"), lb, MP_ERR_FORMAT, "inside the gzip stream");
+    /* junk after the gzip stream: zlib's gzread would ignore it */
+    uint8_t zj[600];
+    memcpy(zj, z, zlen);
+    memcpy(zj + zlen, "junk", 4);
+    write_bytes(tmp_path("zjunk"), zj, zlen + 4, 0);
+    idx_fails(tmp_path("zjunk"), lb, MP_ERR_FORMAT, "trailing bytes after the gzip stream");
+    memset(zj + zlen, 0, 4); /* zero padding is junk too */
+    write_bytes(tmp_path("zzero"), zj, zlen + 4, 0);
+    idx_fails(tmp_path("zzero"), lb, MP_ERR_FORMAT, "trailing bytes after the gzip stream");
+    zj[zlen] = 0x1f; /* one byte of a gzip magic, then the end */
+    write_bytes(tmp_path("zone"), zj, zlen + 1, 0);
+    idx_fails(tmp_path("zone"), lb, MP_ERR_FORMAT, "trailing bytes after the gzip stream");
+    memcpy(zj + zlen, z, 10); /* a second member cut inside its header */
+    write_bytes(tmp_path("zhalf"), zj, zlen + 10, 0);
+    idx_fails(tmp_path("zhalf"), lb, MP_ERR_FORMAT, "truncated gzip stream");
     for (size_t i = 12; i < zlen - 8; i++) z[i] ^= 0x5A;
     write_bytes(tmp_path("zbad"), z, zlen, 0);
     idx_fails(tmp_path("zbad"), lb, MP_ERR_FORMAT, "corrupt");
@@ -450,23 +476,73 @@ START_TEST(idx_bad_inputs)
 }
 END_TEST
 
-START_TEST(idx_parse_from_memory)
+/* Header and length errors of small in-memory files, plain and gzipped
+ * (the gzip path must report the same errors as the plain one). */
+START_TEST(idx_header_and_length_errors)
 {
-    uint8_t buf[64];
-    uint32_t d[2] = {2, 2};
-    uint8_t pay[4] = {1, 2, 3, 4};
+    make_tmpdir();
+    uint8_t buf[64], lbuf[64];
+    uint32_t d[2] = {2, 2}, d1[1] = {2};
+    uint8_t pay[4] = {1, 2, 3, 4}, labs[2] = {1, 0};
     size_t len = idx_build(buf, 0x08, 2, d, pay, 4);
-    mp__idx h;
-    MP_CK_OK(mp__idx_parse(buf, len, &h, "mem"));
-    ck_assert(h.count == 4 && h.ndims == 2 && h.data == buf + 12);
-    ck_assert(mp__idx_value(&h, h.data, 3) == 4.0);
-    MP_CK_STATUS(mp__idx_parse(buf, len - 1, &h, "mem"), MP_ERR_FORMAT);
-    MP_CK_STATUS(mp__idx_parse(buf, len + 1, &h, "mem"), MP_ERR_FORMAT);
-    MP_CK_STATUS(mp__idx_parse(buf, 0, &h, "mem"), MP_ERR_FORMAT);
-    MP_CK_STATUS(mp__idx_parse(buf, 7, &h, "mem"), MP_ERR_FORMAT);
-    MP_CK_ERROR_MENTIONS("truncated IDX header");
-    buf[3] = 0;
-    MP_CK_STATUS(mp__idx_parse(buf, len, &h, "mem"), MP_ERR_FORMAT);
+    const char *im = tmp_path("im"), *lb = tmp_path("lb");
+    write_bytes(lb, lbuf, idx_build(lbuf, 0x08, 1, d1, labs, 2), 0);
+    for (int gz = 0; gz < 2; gz++) {
+        write_bytes(im, buf, len, gz);
+        mp_dataset *ds;
+        MP_CK_OK(mp_dataset_load_idx(&ds, im, lb, NULL));
+        float row[2];
+        int32_t l;
+        MP_CK_OK(mp_dataset_get(ds, 1, row, 2, &l));
+        ck_assert(row[1] == 4.0f / 255.0f && l == 0);
+        mp_dataset_destroy(ds);
+        write_bytes(im, buf, len - 1, gz);
+        idx_fails(im, lb, MP_ERR_FORMAT, "truncated IDX data (3 of 4 bytes)");
+        write_bytes(im, buf, len + 1, gz);
+        idx_fails(im, lb, MP_ERR_FORMAT, "trailing bytes");
+        write_bytes(im, buf, 0, gz);
+        idx_fails(im, lb, MP_ERR_FORMAT, "0 bytes, too short");
+        write_bytes(im, buf, 7, gz);
+        idx_fails(im, lb, MP_ERR_FORMAT, "truncated IDX header (7 of 12 bytes)");
+        buf[3] = 0;
+        write_bytes(im, buf, len, gz);
+        idx_fails(im, lb, MP_ERR_FORMAT, "0 dimensions");
+        buf[3] = 2;
+    }
+    remove_tmpdir();
+}
+END_TEST
+
+/* Concatenated gzip members are one stream (gzip(1) and zlib agree), also
+ * with an empty member and a split inside the header. */
+START_TEST(idx_gzip_multi_member)
+{
+    make_tmpdir();
+    const char *im = tmp_path("im"), *lb = tmp_path("lb");
+    write_small_idx(im, lb, 0);
+    uint8_t good[256], all[1024], part[512];
+    size_t glen = read_bytes(im, good, sizeof good), n = 0;
+    size_t cuts[4] = {0, 6, 6, glen}; /* members: 6 bytes, empty, the rest */
+    for (int m = 0; m < 3; m++) {
+        write_bytes(tmp_path("part"), good + cuts[m], cuts[m + 1] - cuts[m], 1);
+        size_t pl = read_bytes(tmp_path("part"), part, sizeof part);
+        ck_assert_uint_lt(n + pl, sizeof all);
+        memcpy(all + n, part, pl);
+        n += pl;
+    }
+    write_bytes(tmp_path("multi"), all, n, 0);
+    mp_dataset *ds;
+    MP_CK_OK(mp_dataset_load_idx(&ds, tmp_path("multi"), lb, NULL));
+    check_small_idx(ds, 1.0f / 255.0f);
+    mp_dataset_destroy(ds);
+    /* a second member holding one byte too many is trailing data */
+    write_bytes(tmp_path("part"), "x", 1, 1);
+    size_t pl = read_bytes(tmp_path("part"), part, sizeof part);
+    memcpy(all + n, part, pl);
+    write_bytes(tmp_path("multi"), all, n + pl, 0);
+    idx_fails(tmp_path("multi"), lb, MP_ERR_FORMAT, "trailing bytes after the 36 bytes of IDX data");
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
 
@@ -1266,7 +1342,8 @@ Suite *mp_test_data_suite(void)
     tcase_add_test(idx, idx_plain_and_gzip);
     tcase_add_test(idx, idx_element_types);
     tcase_add_test(idx, idx_bad_inputs);
-    tcase_add_test(idx, idx_parse_from_memory);
+    tcase_add_test(idx, idx_header_and_length_errors);
+    tcase_add_test(idx, idx_gzip_multi_member);
     tcase_add_test(idx, idx_allocation_failures);
     suite_add_tcase(s, idx);
     TCase *csv = tcase_create("csv");

@@ -1,5 +1,6 @@
 /* Private layouts and parsers of the data module (src/data only, plus tests
- * and fuzz harnesses). Not installed. */
+ * and fuzz harnesses). Not installed. The IDX reader is private to idx.c:
+ * tests and fuzzing go through mp_dataset_load_idx. */
 #ifndef MP_DATA_IMPL_H
 #define MP_DATA_IMPL_H
 
@@ -32,34 +33,6 @@ struct mp_dataset {
  * fn names the public caller for messages. */
 mp_status mp__dataset_adopt(mp_dataset **out, const char *fn, float *x, size_t n, int32_t dim,
                             int32_t *labels, float *targets, int32_t target_dim, int trusted);
-
-/* ---- IDX ------------------------------------------------------------------ */
-#define MP__IDX_UBYTE 0x08
-#define MP__IDX_SBYTE 0x09
-#define MP__IDX_SHORT 0x0B
-#define MP__IDX_INT   0x0C
-#define MP__IDX_FLOAT 0x0D
-/* Files larger than this are refused before anything is allocated. */
-#define MP__IDX_MAX_BYTES ((uint64_t)1 << 40)
-
-typedef struct {
-    int32_t type;         /* one of MP__IDX_* */
-    size_t elem_size;     /* bytes per element */
-    size_t ndims;
-    uint32_t dims[255];
-    size_t count;         /* product of dims */
-    size_t header_len;    /* 4 + 4 * ndims */
-    const uint8_t *data;  /* set by mp__idx_parse only */
-} mp__idx;
-
-/* Parses a header from the first len bytes of buf (len may exceed the
- * header). Checks the magic, the type, zero dimensions and overflow.
- * MP_ERR_FORMAT when len is shorter than the header. */
-mp_status mp__idx_header(const uint8_t *buf, size_t len, mp__idx *out, const char *what);
-/* Parses a whole in-memory IDX file (header + exactly count elements). */
-mp_status mp__idx_parse(const uint8_t *buf, size_t len, mp__idx *out, const char *what);
-/* Element i of the data as a double. */
-double mp__idx_value(const mp__idx *h, const uint8_t *data, size_t i);
 
 /* ---- CSV ------------------------------------------------------------------ */
 typedef struct {
