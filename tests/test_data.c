@@ -4,6 +4,7 @@
  * present (required when MP_REQUIRE_FASHION_MNIST / MP_REQUIRE_OMNIGLOT=1). */
 #include "test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -541,6 +542,45 @@ START_TEST(idx_gzip_multi_member)
     memcpy(all + n, part, pl);
     write_bytes(tmp_path("multi"), all, n + pl, 0);
     idx_fails(tmp_path("multi"), lb, MP_ERR_FORMAT, "trailing bytes after the 36 bytes of IDX data");
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* The fuzz harness's seeds (tests/fuzz/corpus/fuzz_idx/) must stay valid:
+ * each loads as images with the harness's fixed labels or as labels with
+ * its fixed images (2 examples), and some are gzipped. */
+START_TEST(idx_fuzz_seeds_load)
+{
+    make_tmpdir();
+    static const uint8_t im[] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8};
+    static const uint8_t lb[] = {0, 0, 8, 1, 0, 0, 0, 2, 0, 1};
+    write_bytes(tmp_path("im"), im, sizeof im, 0);
+    write_bytes(tmp_path("lb"), lb, sizeof lb, 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", mp_test_path("tests/fuzz/corpus/fuzz_idx"));
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "cannot open %s", dir);
+    int seeds = 0, gz = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.') continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        uint8_t head[2] = {0};
+        read_bytes(path, head, 2);
+        gz += head[0] == 0x1f && head[1] == 0x8b;
+        mp_dataset *ds = NULL;
+        mp_status a = mp_dataset_load_idx(&ds, path, tmp_path("lb"), NULL);
+        mp_dataset_destroy(ds);
+        ds = NULL;
+        mp_status b = mp_dataset_load_idx(&ds, tmp_path("im"), path, NULL);
+        mp_dataset_destroy(ds);
+        ck_assert_msg(a == MP_OK || b == MP_OK, "seed %s loads in neither role: %s", e->d_name, mp_last_error());
+        seeds++;
+    }
+    closedir(d);
+    ck_assert_int_ge(seeds, 5);
+    ck_assert_int_ge(gz, 1);
     remove_tmpdir();
     ck_assert_int_eq(mp_live_allocations(), 0);
 }
@@ -1344,6 +1384,7 @@ Suite *mp_test_data_suite(void)
     tcase_add_test(idx, idx_bad_inputs);
     tcase_add_test(idx, idx_header_and_length_errors);
     tcase_add_test(idx, idx_gzip_multi_member);
+    tcase_add_test(idx, idx_fuzz_seeds_load);
     tcase_add_test(idx, idx_allocation_failures);
     suite_add_tcase(s, idx);
     TCase *csv = tcase_create("csv");

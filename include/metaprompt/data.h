@@ -73,7 +73,8 @@ MP_API mp_status mp_dataset_from_arrays(mp_dataset **out, const float *x, size_t
                                         int32_t target_dim);
 
 /** Loads images and labels from two IDX files (the MNIST format), each plain
- *  or gzip-compressed (detected from the content).
+ *  or gzip-compressed (a file starting with the gzip magic 1f 8b; several
+ *  concatenated gzip members are read as one stream).
  *  Element types: unsigned byte 0x08, signed byte 0x09, short 0x0B, int32
  *  0x0C, float32 0x0D (big-endian); 0x0E (double) is rejected. The images file
  *  has >= 1 dimensions: n x d1 x ... x dk; each example becomes a row of
@@ -85,8 +86,8 @@ MP_API mp_status mp_dataset_from_arrays(mp_dataset **out, const float *x, size_t
  *  cfg may be NULL (defaults); it is only read.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_IO (a file cannot be opened or read:
  *  path and system error in the message), MP_ERR_FORMAT (bad magic, unknown
- *  element type, truncated or corrupt data or gzip stream, trailing bytes,
- *  labels file not 1-D), MP_ERR_INVALID_ARGUMENT (a zero dimension, a row
+ *  element type, truncated or corrupt data or gzip stream, trailing bytes
+ *  after the IDX data or after the last gzip member, labels file not 1-D), MP_ERR_INVALID_ARGUMENT (a zero dimension, a row
  *  larger than INT32_MAX values, a total size that overflows or exceeds
  *  2^40 bytes), MP_ERR_SHAPE_MISMATCH (label count != image count),
  *  MP_ERR_RANGE (a negative or non-integral label: index named),
