@@ -1,8 +1,9 @@
 /*
  * omniglot — MAML's Omniglot benchmark with a prompted conv4 backbone.
  *
- * Meta-train on the background set (964 characters, each rotated by 0, 90,
- * 180 and 270 degrees into 3856 classes: the Omniglot convention), then
+ * Meta-train on the background set (964 characters; each class of a training
+ * episode is rotated by a random 0, 90, 180 or 270 degrees, MAML's Omniglot
+ * convention, so rotations act as 3856 classes across episodes), then
  * evaluate N-way K-shot on the evaluation set (659 characters, never seen in
  * training) over 600 episodes with a 95 % confidence interval, in three modes:
  *   full         MAML (exact second order) adapting everything in the inner loop
@@ -192,7 +193,7 @@ static void usage(int code)
             " [--iters N] [--iters5 N] [--iters20 N] [--meta-batch B] [--inner-steps S]\n"
             "                [--eval-steps S] [--inner-lr A] [--prompt-lr A] [--outer-lr B] [--per-shot]\n"
             "                [--queries Q] [--episodes N] [--threads T] [--seed S] [--paper] [--quick]\n"
-            "Meta-trains a prompted conv4 on Omniglot's background set (rotations as new classes) and\n"
+            "Meta-trains a prompted conv4 on Omniglot's background set (random rotations per class) and\n"
             "evaluates N-way K-shot on the evaluation set, adapting everything (full), the prompt only\n"
             "(prompt) or the prompt and the head (prompt-head).\n"
             "defaults: --data ../shared/data/omniglot --out lib/omniglot --modes full,prompt,prompt-head\n"
@@ -303,7 +304,7 @@ static void run_model(const options *o, int mode, int ways, int train_shots, con
     mp_model *m = make_model(o, ways, &p);
     mp_meta *meta = make_meta(o, mode, ways, m, p);
     /* Training tasks: K support and K query examples per class (MAML's
-     * Omniglot convention), rotated copies of the characters as new classes. */
+     * Omniglot convention), each class at a random rotation. */
     mp_sampler *train = make_sampler(background, ways, train_shots, train_shots, 1, o->seed);
     char label[96];
     snprintf(label, sizeof label, "%s %d-way %d-shot", mode_name[mode], ways, train_shots);

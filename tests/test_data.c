@@ -971,21 +971,47 @@ START_TEST(sampler_episode_invariants_and_uniform_labels)
     CK_OK(mp_sampler_episode(s, 0, &t));
     /* chi-square of which original class gets episode label 0: uniform over C */
     const int E = 20000;
-    long hist[10] = {0}, first_row_label[5] = {0};
+    long hist[10] = {0}, first_row_label[5] = {0}, first_query_label[5] = {0}, last_query_label[5] = {0};
+    long sorted_support = 0, sorted_query = 0, same_adjacent = 0;
     for (int e = 0; e < E; e++) {
         CK_OK(mp_sampler_episode_into(s, (uint64_t)e, t));
         hist[check_episode(t, N, K, Q, C, M)]++;
         mp__task_view v;
         mp__task_get_view(t, &v);
         first_row_label[v.support_labels[0]]++; /* shuffled order: uniform too */
+        first_query_label[v.query_labels[0]]++;
+        last_query_label[v.query_labels[v.n_query - 1]]++;
+        int sorted = 1;
+        for (size_t r = 1; r < v.n_support; r++) sorted &= v.support_labels[r - 1] <= v.support_labels[r];
+        sorted_support += sorted;
+        sorted = 1;
+        for (size_t r = 1; r < v.n_query; r++) {
+            sorted &= v.query_labels[r - 1] <= v.query_labels[r];
+            same_adjacent += v.query_labels[r - 1] == v.query_labels[r];
+        }
+        sorted_query += sorted;
     }
     double chi = 0, ex = (double)E / C;
     for (int c = 0; c < C; c++) chi += (hist[c] - ex) * (hist[c] - ex) / ex;
     ck_assert_msg(chi < 27.9, "label-0 class chi-square %g (df 9, p=0.001 at 27.9)", chi);
-    chi = 0;
-    ex = (double)E / N;
-    for (int l = 0; l < N; l++) chi += (first_row_label[l] - ex) * (first_row_label[l] - ex) / ex;
-    ck_assert_msg(chi < 18.5, "first support row label chi-square %g (df 4)", chi);
+    /* the label of a fixed row position is uniform over N (df 4, p=0.001 at 18.47) */
+    const long *pos_hist[3] = {first_row_label, first_query_label, last_query_label};
+    const char *pos_name[3] = {"first support row", "first query row", "last query row"};
+    for (int p = 0; p < 3; p++) {
+        chi = 0;
+        ex = (double)E / N;
+        for (int l = 0; l < N; l++) chi += (pos_hist[p][l] - ex) * (pos_hist[p][l] - ex) / ex;
+        ck_assert_msg(chi < 18.47, "%s label chi-square %g (df 4)", pos_name[p], chi);
+    }
+    /* rows are not grouped, sorted or interleaved by label: a sorted support
+     * set of 10 rows has probability 2^5/10! (about 1e-5), and two
+     * neighbouring query rows share a label with probability (Q-1)/(NQ-1) =
+     * 1/7 in a uniform shuffle (5/7 grouped, 0 round-robin) */
+    ck_assert_msg(sorted_support <= 3 && sorted_query == 0, "%ld support / %ld query sets sorted by label",
+                  sorted_support, sorted_query);
+    double same_rate = (double)same_adjacent / ((double)E * (N * Q - 1));
+    ck_assert_msg(fabs(same_rate - 1.0 / 7.0) < 0.005, "neighbouring query rows share a label at rate %g, "
+                  "expected 1/7", same_rate);
     mp_task_destroy(t);
     mp_sampler_destroy(s);
 
@@ -1213,60 +1239,99 @@ static void ref_rotate(const float *src, float *dst, int n, int r)
 
 START_TEST(sampler_rotations_rotate_pixels)
 {
-    /* 2 classes x 4 examples of 3x3 asymmetric images: pixel (i,j) = 100*id + 3i + j. */
-    const int n = 3, E = 8;
-    float x[8 * 9];
-    int32_t lab[8];
-    for (int id = 0; id < E; id++) {
-        lab[id] = id % 2;
+    /* C classes x M examples of 3x3 asymmetric images: pixel (i,j) of
+     * example id = 100*id + 3i + j, label id % C. */
+    enum { C = 6, M = 4, NE = C * M, N = 4, EP = 400 };
+    const int n = 3;
+    float x[NE * 9];
+    int32_t lab[NE];
+    for (int id = 0; id < NE; id++) {
+        lab[id] = id % C;
         for (int p = 0; p < 9; p++) x[id * 9 + p] = (float)(100 * id + p);
     }
     mp_dataset *ds;
-    CK_OK(mp_dataset_from_arrays(&ds, x, E, 9, lab, NULL, 0));
+    CK_OK(mp_dataset_from_arrays(&ds, x, NE, 9, lab, NULL, 0));
     int32_t shape[2] = {3, 3};
     CK_OK(mp_dataset_set_sample_shape(ds, shape, 2));
-    mp_sampler *s = make_sampler(ds, 8, 1, 1, 1, 3); /* all 8 virtual classes */
-    int seen_rot[4] = {0};
-    for (uint64_t e = 0; e < 50; e++) {
-        mp_task *t;
-        CK_OK(mp_sampler_episode(s, e, &t));
+    /* every rotation of every example, to identify rows */
+    static float refs[NE * 4][9];
+    for (int id = 0; id < NE; id++)
+        for (int rot = 0; rot < 4; rot++) ref_rotate(x + 9 * id, refs[id * 4 + rot], n, rot);
+    mp_sampler *s = make_sampler(ds, N, 1, 2, 1, 3);
+    long rot_hist[4] = {0}, cls_hist[C] = {0};
+    uint64_t hashes[EP];
+    mp_task *t;
+    CK_OK(mp_sampler_episode(s, 0, &t));
+    for (uint64_t e = 0; e < EP; e++) {
+        CK_OK(mp_sampler_episode_into(s, e, t));
+        hashes[e] = task_hash(t);
         mp__task_view v;
         mp__task_get_view(t, &v);
-        int label_key[8];
-        for (int l = 0; l < 8; l++) label_key[l] = -1;
-        for (size_t r = 0; r < 16; r++) {
-            const float *row = r < 8 ? v.support_x + 9 * r : v.query_x + 9 * (r - 8);
-            int l = r < 8 ? v.support_labels[r] : v.query_labels[r - 8];
+        int label_key[N], seen[NE] = {0};
+        for (int l = 0; l < N; l++) label_key[l] = -1;
+        for (size_t r = 0; r < v.n_support + v.n_query; r++) {
+            int sup = r < v.n_support;
+            const float *row = sup ? v.support_x + 9 * r : v.query_x + 9 * (r - v.n_support);
+            int l = sup ? v.support_labels[r] : v.query_labels[r - v.n_support];
             int found = -1;
-            for (int id = 0; id < E && found < 0; id++)
-                for (int rot = 0; rot < 4 && found < 0; rot++) {
-                    float ref[9];
-                    ref_rotate(x + 9 * id, ref, n, rot);
-                    if (memcmp(ref, row, sizeof ref) == 0) found = (id % 2) * 4 + rot;
-                }
+            for (int k = 0; k < NE * 4 && found < 0; k++)
+                if (memcmp(refs[k], row, sizeof refs[k]) == 0) found = k;
             ck_assert_msg(found >= 0, "episode %d row %d is no rotation of any example", (int)e, (int)r);
-            if (label_key[l] < 0) label_key[l] = found;
-            CK((label_key[l]) == (found)); /* one (class, rotation) per label */
-            seen_rot[found % 4]++;
+            int id = found / 4, rot = found % 4;
+            /* an example once per episode, whatever its rotation */
+            ck_assert_msg(!seen[id], "episode %d: example %d appears twice", (int)e, id);
+            seen[id] = 1;
+            int key = (id % C) * 4 + rot; /* (base class, rotation) */
+            if (label_key[l] < 0) label_key[l] = key;
+            CK(label_key[l] == key); /* one (class, rotation) per label */
         }
-        for (int a = 0; a < 8; a++)
-            for (int b = 0; b < a; b++) CK(label_key[a] != label_key[b]);
+        for (int a2 = 0; a2 < N; a2++) {
+            rot_hist[label_key[a2] % 4]++;
+            cls_hist[label_key[a2] / 4]++;
+            for (int b2 = 0; b2 < a2; b2++)
+                ck_assert_msg(label_key[a2] / 4 != label_key[b2] / 4,
+                              "episode %d holds two rotations of base class %d", (int)e, label_key[a2] / 4);
+        }
+    }
+    mp_task_destroy(t);
+    /* rotations and base classes uniform (df 3 and 5, p = 0.001) */
+    double chi = 0, ex = EP * N / 4.0;
+    for (int r = 0; r < 4; r++) chi += (rot_hist[r] - ex) * (rot_hist[r] - ex) / ex;
+    ck_assert_msg(chi < 16.27, "rotation chi-square %g", chi);
+    chi = 0;
+    ex = EP * N / (double)C;
+    for (int c = 0; c < C; c++) chi += (cls_hist[c] - ex) * (cls_hist[c] - ex) / ex;
+    ck_assert_msg(chi < 20.52, "base class chi-square %g", chi);
+    /* episode i is a pure function of (seed, i): fresh tasks, reverse order */
+    for (int e = EP - 1; e >= 0; e -= 37) {
+        CK_OK(mp_sampler_episode(s, (uint64_t)e, &t));
+        ck_assert_msg(task_hash(t) == hashes[e], "episode %d differs when drawn again", e);
         mp_task_destroy(t);
     }
-    for (int r = 0; r < 4; r++) CK((seen_rot[r]) == (50 * 4));
-    ck_assert_msg(x[1] == 1.0f, "dataset untouched");
-    /* ways beyond 2 classes x 4 rotations */
+    /* the dataset is untouched: its contents, read back, are the input */
+    for (int id = 0; id < NE; id++) {
+        float row[9];
+        int32_t l;
+        CK_OK(mp_dataset_get(ds, (size_t)id, row, 9, &l));
+        ck_assert_msg(memcmp(row, x + 9 * id, sizeof row) == 0 && l == lab[id], "dataset example %d changed", id);
+    }
+    /* N distinct base classes: at most C ways, rotations add none */
+    mp_sampler_destroy(s);
+    s = make_sampler(ds, C, 1, 1, 1, 3);
+    mp_sampler_destroy(s);
     mp_config *cfg;
     CK_OK(mp_config_create(&cfg));
     CK_OK(mp_config_set_int(cfg, MP_CFG_DATA_ROTATIONS, 1));
-    CK_OK(mp_config_set_int(cfg, MP_CFG_DATA_WAYS, 9));
+    CK_OK(mp_config_set_int(cfg, MP_CFG_DATA_WAYS, C + 1));
     CK_OK(mp_config_set_int(cfg, MP_CFG_DATA_QUERIES, 1));
     mp_sampler *bad = (mp_sampler *)0x1;
     MP_CK_STATUS(mp_sampler_create(&bad, ds, cfg), MP_ERR_RANGE);
-    MP_CK_ERROR_MENTIONS("rotations included");
+    MP_CK_ERROR_MENTIONS("only 6 classes");
+    MP_CK_ERROR_MENTIONS("rotations add no classes");
+    ck_assert_ptr_eq(bad, (mp_sampler *)0x1);
     mp_config_destroy(cfg);
-    mp_sampler_destroy(s);
     mp_dataset_destroy(ds);
+    ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
 

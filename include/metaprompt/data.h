@@ -47,8 +47,11 @@ typedef struct mp_sampler mp_sampler;
 /* int, default 15, 1..100000: query examples per class (Q); for the
  * sinusoid sampler the number of query points. */
 #define MP_CFG_DATA_QUERIES           212
-/* int 0/1, default 0: 1 adds the 90, 180 and 270 degree rotations of every
- * class as new classes (the Omniglot convention); needs square samples. */
+/* int 0/1, default 0: 1 shows each class of an episode at a random rotation
+ * of 0, 90, 180 or 270 degrees (MAML's Omniglot convention: N distinct base
+ * classes are drawn, then one rotation each, so a rotated class is a new
+ * class across episodes but two rotations of one class never share an
+ * episode); needs square samples. */
 #define MP_CFG_DATA_ROTATIONS         213
 
 /* Most dimensions a sample shape may have (IDX allows 255 in total). */
@@ -243,8 +246,8 @@ MP_API mp_status mp_task_sinusoid_params(const mp_task *task, double *amplitude,
 /* ---- samplers ------------------------------------------------------------------ */
 /*
  * An N-way K-shot Q-query episode from a classification dataset holds
- * exactly N distinct classes drawn uniformly from the available ones (the
- * classes with examples, times 4 with rotations), exactly K support and Q
+ * exactly N distinct classes drawn uniformly from the classes with examples
+ * (with rotations, then one uniform rotation per class), exactly K support and Q
  * query examples of each class drawn without replacement (no example is in
  * both sets), episode labels 0..N-1 given by a fresh uniformly random
  * permutation, and support and query rows each in shuffled order.
@@ -258,7 +261,8 @@ MP_API mp_status mp_task_sinusoid_params(const mp_task *task, double *amplitude,
  *  MP_CFG_DATA_ROTATIONS, MP_CFG_SEED; cfg may be NULL (defaults).
  *  The position starts at 0.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_STATE (regression dataset),
- *  MP_ERR_RANGE (N larger than the classes available; a class with fewer
+ *  MP_ERR_RANGE (N larger than the classes with examples, rotations or not;
+ *  a class with fewer
  *  than K+Q examples: named), MP_ERR_SHAPE_MISMATCH (rotations on samples
  *  that are not square: the shape's last two dimensions differ or it has
  *  fewer than two), MP_ERR_OUT_OF_MEMORY. Thread-safe with respect to ds. */

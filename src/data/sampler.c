@@ -17,7 +17,6 @@ struct mp_sampler {
     int32_t ways, shots, queries, rotations;
     int32_t dim, side;        /* side: rotated plane is side x side */
     size_t planes;            /* dim / (side * side) with rotations */
-    size_t n_virtual;         /* classes available: present classes x (1 or 4) */
     uint64_t seed, position;
 };
 
@@ -48,11 +47,12 @@ static mp_status check_rotations(mp_sampler *s, const mp_dataset *ds)
 static mp_status check_classes(const mp_sampler *s, const mp_dataset *ds)
 {
     static const char fn[] = "mp_sampler_create";
-    MP_REQUIRE((size_t)s->ways <= s->n_virtual, NULL, MP_ERR_RANGE,
-               "%s: ways (N) is %d, but only %zu classes are available%s", fn, (int)s->ways, s->n_virtual,
-               s->rotations ? " (rotations included)" : "");
+    MP_REQUIRE((size_t)s->ways <= ds->n_present, NULL, MP_ERR_RANGE,
+               "%s: ways (N) is %d, but only %zu classes are available%s", fn, (int)s->ways, ds->n_present,
+               s->rotations ? " (rotations add no classes: an episode holds N distinct base classes, each "
+                              "at one rotation)" : "");
     size_t need = (size_t)s->shots + (size_t)s->queries;
-    MP_REQUIRE(s->n_virtual <= INT32_MAX && need * (size_t)s->ways <= INT32_MAX / 2, NULL, MP_ERR_RANGE,
+    MP_REQUIRE(ds->n_present <= INT32_MAX / 4 && need * (size_t)s->ways <= INT32_MAX / 2, NULL, MP_ERR_RANGE,
                "%s: episodes of %d ways x %zu examples are too large", fn, (int)s->ways, need);
     for (size_t c = 0; c < ds->n_present; c++) {
         size_t have = ds->class_start[c + 1] - ds->class_start[c];
@@ -72,7 +72,6 @@ mp_status mp_sampler_create(mp_sampler **out, const mp_dataset *ds, const mp_con
     mp_sampler s = {.kind = KIND_CLASSES, .ds = ds, .dim = ds->dim};
     read_keys(&s, cfg);
     if (s.rotations) MP_TRY(check_rotations(&s, ds));
-    s.n_virtual = ds->n_present * (s.rotations ? 4u : 1u);
     MP_TRY(check_classes(&s, ds));
     mp_sampler *p = mp__alloc(sizeof *p);
     MP_REQUIRE(p, NULL, MP_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -147,9 +146,12 @@ static void copy_rotated(const mp_sampler *s, const float *src, float *dst, int 
             }
 }
 
-/* Draw order: N classes (Floyd/selection), the label permutation, then per
- * episode label l the K+Q examples of its class and their shuffle, then
- * the shuffle of support slots and of query slots. */
+/* Draw order: N distinct base classes (Floyd/selection), the label
+ * permutation, with rotations one quarter-turn count per label (in label
+ * order; MAML's convention: two rotations of one class never share an
+ * episode, so no drawing can appear under two labels), then per episode
+ * label l the K+Q examples of its class and their shuffle, then the shuffle
+ * of support slots and of query slots. */
 static void fill_classes(const mp_sampler *s, uint64_t index, mp_task *t)
 {
     const mp_dataset *ds = s->ds;
@@ -157,8 +159,10 @@ static void fill_classes(const mp_sampler *s, uint64_t index, mp_task *t)
     int32_t *chosen = t->scratch, *picks = chosen + n, *slots = picks + per;
     mp__rng r;
     mp__rng_seed(&r, s->seed, index);
-    sample_subset(&r, s->n_virtual, n, chosen);
+    sample_subset(&r, ds->n_present, n, chosen);
     mp__rng_shuffle_i32(&r, chosen, n); /* position in chosen = episode label */
+    if (s->rotations) /* chosen[l] = 4 * base class + quarter turns */
+        for (size_t l = 0; l < n; l++) chosen[l] = 4 * chosen[l] + (int32_t)mp__rng_below(&r, 4);
     /* slots[l*per + j] = example index; picks' first k go to support. */
     for (size_t l = 0; l < n; l++) {
         size_t c = (size_t)chosen[l] / (s->rotations ? 4u : 1u);
