@@ -128,6 +128,33 @@ START_TEST(dataset_from_arrays_and_accessors)
     ck_assert_uint_eq(cs, 3);
     MP_CK_OK(mp_dataset_class_size(ds, 3, &cs));
     ck_assert_uint_eq(cs, 0);
+    /* class members: count query, dataset order, empty class, small buffer */
+    size_t idx[4] = {77, 77, 77, 77}, cnt = 0;
+    MP_CK_OK(mp_dataset_class_indices(ds, 2, NULL, 0, &cnt));
+    ck_assert_uint_eq(cnt, 3);
+    MP_CK_OK(mp_dataset_class_indices(ds, 2, idx, 4, &cnt));
+    ck_assert(cnt == 3 && idx[0] == 0 && idx[1] == 2 && idx[2] == 5 && idx[3] == 77);
+    MP_CK_OK(mp_dataset_class_indices(ds, 0, idx, 2, &cnt));
+    ck_assert(cnt == 2 && idx[0] == 1 && idx[1] == 4);
+    MP_CK_OK(mp_dataset_class_indices(ds, 5, idx, 1, &cnt));
+    ck_assert(cnt == 1 && idx[0] == 3);
+    cnt = 77;
+    MP_CK_OK(mp_dataset_class_indices(ds, 3, idx, 4, &cnt));
+    ck_assert_uint_eq(cnt, 0);
+    idx[0] = idx[1] = 77;
+    MP_CK_STATUS(mp_dataset_class_indices(ds, 2, idx, 2, &cnt), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_ERROR_MENTIONS("cap is 2, needed 3");
+    ck_assert(cnt == 3 && idx[0] == 77 && idx[1] == 77);
+    /* every index of class c has label c, and the classes cover the dataset */
+    size_t total = 0;
+    for (int32_t c = 0; c < 6; c++) {
+        MP_CK_OK(mp_dataset_class_indices(ds, c, idx, 4, &cnt));
+        MP_CK_OK(mp_dataset_class_size(ds, c, &cs));
+        ck_assert_uint_eq(cnt, cs);
+        for (size_t i = 0; i < cnt; i++) ck_assert_int_eq(lab[idx[i]], c);
+        total += cnt;
+    }
+    ck_assert_uint_eq(total, 6);
     float row[2];
     MP_CK_OK(mp_dataset_get(ds, 0, row, 2, &l));
     ck_assert(row[0] == 0 && row[1] == 1 && l == 2);
@@ -150,6 +177,8 @@ START_TEST(dataset_from_arrays_and_accessors)
     ck_assert(tt[0] == 5 && tt[1] == 6);
     MP_CK_STATUS(mp_dataset_num_classes(ds, &nc), MP_ERR_STATE);
     MP_CK_STATUS(mp_dataset_class_size(ds, 0, &cs), MP_ERR_STATE);
+    MP_CK_STATUS(mp_dataset_class_indices(ds, 0, NULL, 0, &cs), MP_ERR_STATE);
+    MP_CK_ERROR_MENTIONS("mp_dataset_class_indices: a regression dataset");
     MP_CK_STATUS(mp_dataset_get(ds, 0, x, 4, &l), MP_ERR_STATE);
     MP_CK_STATUS(mp_dataset_get_target(ds, 3, tt, 2), MP_ERR_RANGE);
     MP_CK_STATUS(mp_dataset_get_target(ds, 0, tt, 1), MP_ERR_BUFFER_TOO_SMALL);
@@ -207,6 +236,16 @@ START_TEST(dataset_accessor_bad_inputs)
     MP_CK_STATUS(mp_dataset_class_size(ds, 2, &n), MP_ERR_RANGE);
     MP_CK_ERROR_MENTIONS("cls is 2");
     MP_CK_STATUS(mp_dataset_class_size(ds, -1, &n), MP_ERR_RANGE);
+    size_t ci[2] = {77, 77};
+    MP_CK_STATUS(mp_dataset_class_indices(ds, 2, ci, 2, &n), MP_ERR_RANGE);
+    MP_CK_ERROR_MENTIONS("cls is 2, expected [0, 2)");
+    MP_CK_STATUS(mp_dataset_class_indices(ds, -1, ci, 2, &n), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_dataset_class_indices(NULL, 0, ci, 2, &n), MP_ERR_NULL_POINTER);
+    MP_CK_STATUS(mp_dataset_class_indices(ds, 0, ci, 2, NULL), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("'count'");
+    MP_CK_STATUS(mp_dataset_class_indices(ds, 0, NULL, 2, &n), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("'indices' is NULL with cap 2");
+    ck_assert(ci[0] == 77 && ci[1] == 77);
     MP_CK_STATUS(mp_dataset_get(ds, 2, row, 2, &v), MP_ERR_RANGE);
     MP_CK_STATUS(mp_dataset_get(ds, 0, row, 1, &v), MP_ERR_BUFFER_TOO_SMALL);
     MP_CK_ERROR_MENTIONS("needed 2");

@@ -140,6 +140,17 @@ MP_API mp_status mp_dataset_num_classes(const mp_dataset *ds, int32_t *out);
  *  MP_ERR_RANGE (cls outside [0, num_classes)). Thread-safe. */
 MP_API mp_status mp_dataset_class_size(const mp_dataset *ds, int32_t cls, size_t *out);
 
+/** Indices of the examples with label cls, ascending (the dataset's order),
+ *  for mp_dataset_get: writes up to cap of them into indices (may be NULL
+ *  when cap is 0) and their number (mp_dataset_class_size) into *count.
+ *  Call with cap 0 to query the count; a class id in range without examples
+ *  gives count 0. Errors: MP_ERR_NULL_POINTER (ds, count, or indices with
+ *  cap > 0), MP_ERR_STATE (regression dataset), MP_ERR_RANGE (cls outside
+ *  [0, num_classes)), MP_ERR_BUFFER_TOO_SMALL (cap < count; *count is still
+ *  set, nothing else written). Thread-safe. */
+MP_API mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *indices, size_t cap,
+                                          size_t *count);
+
 /** Sample shape: writes up to cap dimensions into dims (may be NULL when cap
  *  is 0) and their count into *ndims. Call with cap 0 to query the count.
  *  Errors: MP_ERR_NULL_POINTER (ds, ndims, or dims with cap > 0),

@@ -212,6 +212,27 @@ mp_status mp_dataset_class_size(const mp_dataset *ds, int32_t cls, size_t *out)
     return MP_OK;
 }
 
+mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *indices, size_t cap, size_t *count)
+{
+    static const char fn[] = "mp_dataset_class_indices";
+    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_PTR(count, NULL, fn);
+    MP_REQUIRE(indices || cap == 0, NULL, MP_ERR_NULL_POINTER, "%s: argument 'indices' is NULL with cap %zu", fn,
+               cap);
+    MP_REQUIRE(ds->labels, NULL, MP_ERR_STATE, "%s: a regression dataset has no classes", fn);
+    MP_REQUIRE(cls >= 0 && cls < ds->num_classes, NULL, MP_ERR_RANGE, "%s: cls is %d, expected [0, %d)", fn,
+               (int)cls, (int)ds->num_classes);
+    ptrdiff_t c = find_class(ds, cls);
+    size_t start = c < 0 ? 0 : ds->class_start[c], n = c < 0 ? 0 : ds->class_start[c + 1] - start;
+    *count = n;
+    if (cap == 0 && !indices) return MP_OK;
+    MP_REQUIRE(cap >= n, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: cap is %zu, needed %zu indices for class %d", fn, cap,
+               n, (int)cls);
+    /* members are grouped by class in dataset order (a stable grouping) */
+    for (size_t i = 0; i < n; i++) indices[i] = (size_t)ds->members[start + i];
+    return MP_OK;
+}
+
 mp_status mp_dataset_sample_shape(const mp_dataset *ds, int32_t *dims, size_t cap, size_t *ndims)
 {
     static const char fn[] = "mp_dataset_sample_shape";

@@ -22,6 +22,7 @@ register({
     "mp_dataset_target_dim": (status, [vp, c_int32_p]),
     "mp_dataset_num_classes": (status, [vp, c_int32_p]),
     "mp_dataset_class_size": (status, [vp, i32, c_size_p]),
+    "mp_dataset_class_indices": (status, [vp, i32, c_size_p, size_t, c_size_p]),
     "mp_dataset_sample_shape": (status, [vp, c_int32_p, size_t, c_size_p]),
     "mp_dataset_set_sample_shape": (status, [vp, c_int32_p, size_t]),
     "mp_dataset_get": (status, [vp, size_t, c_float_p, size_t, c_int32_p]),
@@ -130,6 +131,15 @@ class Dataset(Handle):
 
     def class_size(self, cls_id):
         return self._get(F.mp_dataset_class_size, ctypes.c_size_t, int(cls_id))
+
+    def class_indices(self, cls_id):
+        """Indices of the examples of class cls_id, ascending (for get())."""
+        n = ctypes.c_size_t()
+        self._check(F.mp_dataset_class_indices(self.ptr, int(cls_id), None, 0, ctypes.byref(n)))
+        idx = np.zeros(n.value, np.uintp)
+        self._check(F.mp_dataset_class_indices(self.ptr, int(cls_id), idx.ctypes.data_as(c_size_p),
+                                               idx.size, ctypes.byref(n)))
+        return idx.astype(np.int64)
 
     @property
     def sample_shape(self):

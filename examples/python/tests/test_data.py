@@ -21,6 +21,12 @@ def test_dataset_from_arrays(no_leaks):
     with ds:
         assert len(ds) == 48 and ds.dim == 4 and ds.num_classes == 6 and ds.target_dim == 0
         assert ds.class_size(2) == 8
+        idx = ds.class_indices(2)
+        np.testing.assert_array_equal(idx, np.flatnonzero(y == 2))
+        assert ds.get(int(idx[0]))[1] == 2
+        with pytest.raises(mp.MetapromptError) as ei:
+            ds.class_indices(6)
+        assert ei.value.status == mp.ERR_RANGE and "cls is 6" in ei.value.message
         xi, li = ds.get(9)
         np.testing.assert_array_equal(xi, x[9])
         assert li == y[9]

@@ -96,6 +96,15 @@ impl Dataset {
         let st = unsafe { sys::mp_dataset_class_size(self.ptr, cls, &mut v) };
         out_or_err(st, self.error(), v)
     }
+    /// Indices of the examples of class cls, ascending (for `get`).
+    pub fn class_indices(&self, cls: i32) -> Result<Vec<usize>> {
+        let mut n = 0usize;
+        let st = unsafe { sys::mp_dataset_class_indices(self.ptr, cls, ptr::null_mut(), 0, &mut n) };
+        out_or_err(st, self.error(), ())?;
+        let mut idx = vec![0usize; n];
+        let st = unsafe { sys::mp_dataset_class_indices(self.ptr, cls, idx.as_mut_ptr(), idx.len(), &mut n) };
+        out_or_err(st, self.error(), idx)
+    }
     pub fn sample_shape(&self) -> Result<Vec<i32>> {
         let mut n = 0usize;
         let st = unsafe { sys::mp_dataset_sample_shape(self.ptr, ptr::null_mut(), 0, &mut n) };

@@ -148,6 +148,7 @@ extern "C" {
     pub fn mp_dataset_target_dim(ds: *const mp_dataset, out: *mut i32) -> mp_status;
     pub fn mp_dataset_num_classes(ds: *const mp_dataset, out: *mut i32) -> mp_status;
     pub fn mp_dataset_class_size(ds: *const mp_dataset, cls: i32, out: *mut usize) -> mp_status;
+    pub fn mp_dataset_class_indices(ds: *const mp_dataset, cls: i32, indices: *mut usize, cap: usize, count: *mut usize) -> mp_status;
     pub fn mp_dataset_sample_shape(ds: *const mp_dataset, dims: *mut i32, cap: usize, ndims: *mut usize) -> mp_status;
     pub fn mp_dataset_set_sample_shape(ds: *mut mp_dataset, dims: *const i32, ndims: usize) -> mp_status;
     pub fn mp_dataset_get(ds: *const mp_dataset, i: usize, x: *mut f32, len: usize, label: *mut i32) -> mp_status;

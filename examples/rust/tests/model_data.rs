@@ -65,6 +65,10 @@ fn dataset_sampler_tasks() {
     assert_eq!(ds.len().unwrap(), 48);
     assert_eq!(ds.num_classes().unwrap(), 6);
     assert_eq!(ds.get(9).unwrap(), (x[36..40].to_vec(), 1));
+    assert_eq!(ds.class_indices(1).unwrap(), (8..16).collect::<Vec<usize>>());
+    let e = ds.class_indices(6).unwrap_err();
+    assert_eq!(e.status, status::ERR_RANGE);
+    assert!(e.message.contains("cls is 6"), "{}", e.message);
     ds.set_sample_shape(&[2, 2]).unwrap();
     assert_eq!(ds.sample_shape().unwrap(), vec![2, 2]);
     assert_eq!(ds.select_classes(&[1, 3]).unwrap().len().unwrap(), 16);
