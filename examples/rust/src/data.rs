@@ -1,5 +1,5 @@
 //! data.h: datasets, few-shot tasks and episode samplers.
-use crate::{c_string, cfg_ptr, check, status, sys, text, Config, Result};
+use crate::{c_string, cfg_ptr, check, check_len, rows_of, status, sys, text, Config, Result};
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -33,9 +33,16 @@ fn out_or_err<T>(st: i32, handle_msg: String, v: T) -> Result<T> {
 }
 
 impl Dataset {
-    /// From arrays (copied): x holds n rows of dim floats; labels (n class
-    /// ids) for classification or targets (n * target_dim) for regression.
+    /// From arrays (copied): x holds n rows of dim floats with n =
+    /// labels.len() class ids (classification). A slice length that does not
+    /// match (x.len() != labels.len() * dim) is ERR_SHAPE_MISMATCH; other
+    /// argument errors (dim < 1, no rows) come from the library.
     pub fn from_labels(x: &[f32], dim: i32, labels: &[i32]) -> Result<Dataset> {
+        const F: &str = "Dataset::from_labels";
+        if dim >= 1 {
+            check_len(F, "x", x.len(), labels.len(), dim as usize,
+                      &format!("{} labels x dim {}", labels.len(), dim))?;
+        } // dim < 1: the library rejects it before reading x
         let mut p = ptr::null_mut();
         check(unsafe {
             sys::mp_dataset_from_arrays(&mut p, x.as_ptr(), labels.len(), dim, labels.as_ptr(),
@@ -43,8 +50,22 @@ impl Dataset {
         }, None)?;
         Ok(Dataset { ptr: p })
     }
+    /// Regression: n = targets.len() / target_dim rows; targets.len() must be
+    /// a multiple of target_dim and x.len() == n * dim (else
+    /// ERR_SHAPE_MISMATCH).
     pub fn from_targets(x: &[f32], dim: i32, targets: &[f32], target_dim: i32) -> Result<Dataset> {
-        let n = if target_dim > 0 { targets.len() / target_dim as usize } else { 0 };
+        const F: &str = "Dataset::from_targets";
+        // target_dim < 1 or dim < 1: n or dim is rejected by the library
+        // before it reads anything.
+        let mut n = 0;
+        if target_dim >= 1 {
+            n = rows_of(F, "targets", targets.len(), target_dim as usize,
+                        &format!("rows of target_dim {}", target_dim))?;
+            if dim >= 1 {
+                check_len(F, "x", x.len(), n, dim as usize,
+                          &format!("{} target rows x dim {}", n, dim))?;
+            }
+        }
         let mut p = ptr::null_mut();
         check(unsafe {
             sys::mp_dataset_from_arrays(&mut p, x.as_ptr(), n, dim, ptr::null(), targets.as_ptr(),
@@ -173,9 +194,18 @@ pub struct Task {
 unsafe impl Send for Task {}
 
 impl Task {
-    #[allow(clippy::too_many_arguments)]
+    /// n_support = support_labels.len() and n_query = query_labels.len()
+    /// rows; support_x and query_x must hold that many rows of dim values
+    /// (else ERR_SHAPE_MISMATCH naming the argument).
     pub fn classification(dim: i32, n_way: i32, support_x: &[f32], support_labels: &[i32],
                           query_x: &[f32], query_labels: &[i32]) -> Result<Task> {
+        const F: &str = "Task::classification";
+        if dim >= 1 { // dim < 1: rejected by the library before any read
+            check_len(F, "support_x", support_x.len(), support_labels.len(), dim as usize,
+                      &format!("{} support_labels x dim {}", support_labels.len(), dim))?;
+            check_len(F, "query_x", query_x.len(), query_labels.len(), dim as usize,
+                      &format!("{} query_labels x dim {}", query_labels.len(), dim))?;
+        }
         let mut p = ptr::null_mut();
         check(unsafe {
             sys::mp_task_create_classification(&mut p, dim, n_way, support_x.as_ptr(), support_labels.as_ptr(),
@@ -184,14 +214,28 @@ impl Task {
         }, None)?;
         Ok(Task { ptr: p })
     }
-    /// n rows of dim features with target_dim targets each, per set.
-    #[allow(clippy::too_many_arguments)]
+    /// n rows of dim features with target_dim targets each, per set: the
+    /// rows are counted from sy and qy (whose lengths must be multiples of
+    /// target_dim), sx and qx must hold as many rows of dim values (else
+    /// ERR_SHAPE_MISMATCH naming the argument).
     pub fn regression(dim: i32, target_dim: i32, sx: &[f32], sy: &[f32], qx: &[f32], qy: &[f32]) -> Result<Task> {
-        let td = target_dim.max(1) as usize;
+        const F: &str = "Task::regression";
+        // target_dim < 1 or dim < 1: rejected by the library before any read.
+        let (mut ns, mut nq) = (sy.len(), qy.len());
+        if target_dim >= 1 {
+            let td = target_dim as usize;
+            let how = format!("rows of target_dim {}", target_dim);
+            ns = rows_of(F, "sy", sy.len(), td, &how)?;
+            nq = rows_of(F, "qy", qy.len(), td, &how)?;
+            if dim >= 1 {
+                check_len(F, "sx", sx.len(), ns, dim as usize, &format!("{} sy rows x dim {}", ns, dim))?;
+                check_len(F, "qx", qx.len(), nq, dim as usize, &format!("{} qy rows x dim {}", nq, dim))?;
+            }
+        }
         let mut p = ptr::null_mut();
         check(unsafe {
-            sys::mp_task_create_regression(&mut p, dim, target_dim, sx.as_ptr(), sy.as_ptr(), sy.len() / td,
-                                           qx.as_ptr(), qy.as_ptr(), qy.len() / td)
+            sys::mp_task_create_regression(&mut p, dim, target_dim, sx.as_ptr(), sy.as_ptr(), ns,
+                                           qx.as_ptr(), qy.as_ptr(), nq)
         }, None)?;
         Ok(Task { ptr: p })
     }

@@ -124,6 +124,42 @@ pub(crate) fn check(st: i32, handle_msg: Option<String>) -> Result<()> {
     Err(Error { status: st, message })
 }
 
+// ---- slice lengths -----------------------------------------------------------
+// Some C functions take counts rather than buffer lengths (n rows of dim
+// values, n labels: docs/ABI.md, "Departures") and read as many values as
+// the counts imply. The wrappers derive those counts from one slice and
+// check every other slice against them here, so that safe code cannot make
+// the library read past the end of a slice. A mismatch is the library's own
+// MP_ERR_SHAPE_MISMATCH with a message naming the wrapper, the argument, the
+// expected and the received length.
+
+fn len_error(func: &str, arg: &str, got: usize, expected: String) -> Error {
+    Error {
+        status: status::ERR_SHAPE_MISMATCH,
+        message: format!("{}: argument '{}' has length {}, expected {}", func, arg, got, expected),
+    }
+}
+
+/// Checks that `got == rows * width`; `how` says where rows and width come
+/// from (e.g. "4 labels x dim 64").
+pub(crate) fn check_len(func: &str, arg: &str, got: usize, rows: usize, width: usize, how: &str) -> Result<()> {
+    match rows.checked_mul(width) {
+        Some(want) if want == got => Ok(()),
+        Some(want) => Err(len_error(func, arg, got, format!("{} ({})", want, how))),
+        None => Err(len_error(func, arg, got, format!("{} x {} ({}), which overflows", rows, width, how))),
+    }
+}
+
+/// Rows of a slice holding whole rows of `width` values (width >= 1):
+/// `got / width`, or the shape-mismatch error when `got` is not a multiple.
+pub(crate) fn rows_of(func: &str, arg: &str, got: usize, width: usize, how: &str) -> Result<usize> {
+    if got % width == 0 {
+        Ok(got / width)
+    } else {
+        Err(len_error(func, arg, got, format!("a multiple of {} ({})", width, how)))
+    }
+}
+
 /// A C string for a path or name (MP_ERR_INVALID_ARGUMENT for a NUL byte).
 pub(crate) fn c_string(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error {

@@ -1,5 +1,5 @@
 //! model.h: models, soft prompts and checkpoints.
-use crate::{c_string, cfg_ptr, check, status, sys, text, Config, Result};
+use crate::{c_string, cfg_ptr, check, check_len, rows_of, status, sys, text, Config, Result};
 use std::ptr;
 
 pub const MODEL_MLP: i32 = 1;
@@ -129,10 +129,22 @@ impl Model {
         Ok(out)
     }
     /// Mean cross-entropy against labels (classifier) or MSE against
-    /// targets (regressor) over the rows of x.
+    /// targets (regressor) over the n rows of x (x.len() = n * input_dim).
+    /// labels, when given, must hold n ids and targets n * output_dim
+    /// values (else ERR_SHAPE_MISMATCH naming the argument): the library
+    /// reads n of them.
     pub fn loss(&self, x: &[f32], labels: Option<&[i32]>, targets: Option<&[f32]>,
                 prompt: Option<&Prompt>) -> Result<f32> {
-        let n = x.len() / self.input_dim()?.max(1);
+        const F: &str = "Model::loss";
+        let d = self.input_dim()?.max(1);
+        let n = rows_of(F, "x", x.len(), d, &format!("rows of input_dim {}", d))?;
+        if let Some(l) = labels {
+            check_len(F, "labels", l.len(), n, 1, &format!("one per row of x, {} rows", n))?;
+        }
+        if let Some(t) = targets {
+            let od = self.output_dim()?;
+            check_len(F, "targets", t.len(), n, od, &format!("{} rows x output_dim {}", n, od))?;
+        }
         let mut l = 0f32;
         self.check(unsafe {
             sys::mp_model_loss(self.ptr, prompt_ptr(prompt), x.as_ptr(), n, x.len(),
