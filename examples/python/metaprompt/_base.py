@@ -191,13 +191,16 @@ def shaped(a, name, *shape, conv=as_f32, flat=False):
     its shape. The C functions get no length for most arrays, so every
     wrapper checks here. In `shape` an int must match exactly, a str (the
     axis' name, for the message) matches any length and a final ... any
-    further axes. flat=True also takes a 1-D array of n values for (n, w)
-    when w is 1 or free, returned as an (n, 1) view. A mismatch raises
-    ValueError naming the argument, the expected and the received shape."""
+    further axes. flat=True also takes a 1-D array of n values for a
+    two-axis (n, w) when w is 1 or free, returned as an (n, 1) view (for any
+    other shape flat changes nothing). A mismatch raises ValueError naming
+    the argument, the expected and the received shape."""
     arr = conv(a)
     rest = shape[-1:] == (Ellipsis,)
     want = shape[:-1] if rest else shape
-    alts = [want] + ([want[:1]] if flat and (want[1] == 1 or isinstance(want[1], str)) else [])
+    alts = [want]
+    if flat and not rest and len(want) == 2 and (want[1] == 1 or isinstance(want[1], str)):
+        alts.append(want[:1])
     for w in alts:
         if (arr.ndim == len(w) or rest and arr.ndim > len(w)) and all(
                 isinstance(e, str) or e == g for e, g in zip(w, arr.shape)):
