@@ -13,6 +13,11 @@ Which comment documents a function (Doxygen-like, on purpose simple):
   - or a comment on the declaration's last line, after the `;`.
 Ruler comments `/* ---- title ---- */` are section headings, never docs.
 Constants, typedefs and their comments are reproduced as C code.
+
+Every function returning mp_status must list its error statuses: its doc
+comment contains "Errors:", or a free-standing comment earlier in the same
+section does (errors common to a run of functions, as for the tape's ops).
+--check (and the generator) fail otherwise.
 Standard library only (any python3).
 """
 import difflib
@@ -62,12 +67,15 @@ class Module:
         self.intro = ""
         self.items = []        # ("section", title) | ("code", text) | ("func", decls, doc)
         self.undocumented = []
+        self.no_errors = []    # mp_status functions whose comments list no "Errors:"
         self.parse(open(path).read().split("\n"))
 
     def parse(self, lines):
         i, n = 0, len(lines)
         comment = None          # (lines, doxygen, end_index) of the last comment
         group = None            # open plain-comment function group
+        group_doc = None        # its comment text
+        common_errors = False   # a free-standing "Errors:" comment in this section
         code = []               # pending constants/typedefs
         first_comment = True
 
@@ -87,6 +95,7 @@ class Module:
                 flush_code()
                 self.items.append(("section", m.group(1)))
                 comment, group = None, None
+                common_errors = False
                 i += 1
                 continue
             if s.startswith("/*"):
@@ -103,6 +112,7 @@ class Module:
                 else:
                     code.extend(block)
                     comment = None
+                    common_errors = common_errors or "Errors:" in clean_comment(block)
                 group = None
                 i = j + 1
                 continue
@@ -116,6 +126,11 @@ class Module:
                 decl_lines[-1] = decl_lines[-1].split(";", 1)[0] + ";"
                 decl = re.sub(r"\s+", " ", " ".join(decl_lines).replace("MP_API ", "", 1)).strip()
                 name = re.search(r"\b(mp_\w+)\s*\(", decl).group(1)
+
+                def need_errors(text):
+                    if decl.startswith("mp_status ") and not common_errors and \
+                            "Errors:" not in (text or ""):
+                        self.no_errors.append("%s: %s" % (self.name, name))
                 doc = None
                 if tail.startswith("/*"):
                     doc = clean_comment([tail])
@@ -124,17 +139,22 @@ class Module:
                     doc = clean_comment(comment[0])
                     group = None if comment[1] else [decl]
                     if group is not None:
+                        group_doc = doc
+                        need_errors(doc)
                         self.items.append(("func", group, doc))
                         comment = None
                         i = j + 1
                         continue
                 elif group is not None:
+                    need_errors(group_doc)
                     group.append(decl)
                     i = j + 1
                     continue
                 comment = None
                 if doc is None:
                     self.undocumented.append("%s: %s" % (self.name, name))
+                else:
+                    need_errors(doc)
                 self.items.append(("func", [decl], doc))
                 i = j + 1
                 continue
@@ -194,6 +214,10 @@ def generate():
     return "\n".join(out).rstrip() + "\n", undocumented, mods
 
 
+def missing_errors(mods):
+    return [u for m in mods for u in m.no_errors]
+
+
 def main(argv):
     check = "--check" in argv
     text, undocumented, mods = generate()
@@ -207,6 +231,11 @@ def main(argv):
     if undocumented:
         print("gen_api_docs: MP_API functions without a doc comment:\n  " +
               "\n  ".join(undocumented), file=sys.stderr)
+        rc = 1
+    no_errors = missing_errors(mods)
+    if no_errors:
+        print("gen_api_docs: functions returning mp_status whose comment has no \"Errors:\" list"
+              " (CONVENTIONS #18):\n  " + "\n  ".join(no_errors), file=sys.stderr)
         rc = 1
     if check:
         old = open(OUT).read() if os.path.exists(OUT) else ""

@@ -147,18 +147,31 @@ typedef struct mp_config mp_config;
 MP_API mp_status mp_config_create(mp_config **out);
 /** Destroys a configuration; NULL is ignored. */
 MP_API void mp_config_destroy(mp_config *cfg);
-/** Copies all values of src into a new configuration. */
+/** Copies all values of src (only read) into a new configuration given
+ *  through *out (the caller destroys it); its error message starts empty.
+ *  Errors: MP_ERR_NULL_POINTER (out, src), MP_ERR_OUT_OF_MEMORY; *out is
+ *  unchanged on failure. */
 MP_API mp_status mp_config_clone(mp_config **out, const mp_config *src);
-/** Sets an integer key. Errors: MP_ERR_NOT_FOUND (unknown key),
+/** Sets an integer key. Errors: MP_ERR_NULL_POINTER (cfg),
+ *  MP_ERR_NOT_FOUND (unknown key),
  *  MP_ERR_INVALID_ARGUMENT (key is a float key), MP_ERR_RANGE (value
  *  outside the key's documented range). On error the config is unchanged. */
 MP_API mp_status mp_config_set_int(mp_config *cfg, int32_t key, int64_t value);
-/** Sets a float key; an integer key is rejected (MP_ERR_INVALID_ARGUMENT).
- *  NaN/Inf give MP_ERR_NOT_FINITE; out of range MP_ERR_RANGE. */
+/** Sets a float key.
+ *  Errors: MP_ERR_NULL_POINTER (cfg), MP_ERR_NOT_FOUND (unknown key),
+ *  MP_ERR_INVALID_ARGUMENT (key is an integer key), MP_ERR_NOT_FINITE (NaN
+ *  or Inf), MP_ERR_RANGE (value outside the key's documented range). On
+ *  error the config is unchanged. */
 MP_API mp_status mp_config_set_float(mp_config *cfg, int32_t key, double value);
-/** Reads an integer key (its default if never set). */
+/** Reads an integer key (its default if never set) into *out, written only
+ *  on success. Errors: MP_ERR_NULL_POINTER (cfg, out), MP_ERR_NOT_FOUND
+ *  (unknown key), MP_ERR_INVALID_ARGUMENT (key is a float key); the message
+ *  goes to mp_last_error() and cfg's error. */
 MP_API mp_status mp_config_get_int(const mp_config *cfg, int32_t key, int64_t *out);
-/** Reads a float key (its default if never set). */
+/** Reads a float key (its default if never set) into *out, written only on
+ *  success. Errors: MP_ERR_NULL_POINTER (cfg, out), MP_ERR_NOT_FOUND
+ *  (unknown key), MP_ERR_INVALID_ARGUMENT (key is an integer key); the
+ *  message goes to mp_last_error() and cfg's error. */
 MP_API mp_status mp_config_get_float(const mp_config *cfg, int32_t key, double *out);
 /** 1 if the key was explicitly set, 0 if not (or if the key is unknown). */
 MP_API int32_t mp_config_is_set(const mp_config *cfg, int32_t key);
@@ -166,7 +179,9 @@ MP_API int32_t mp_config_is_set(const mp_config *cfg, int32_t key);
 MP_API const char *mp_config_key_name(int32_t key);
 /** Type of a key (MP_CFG_TYPE_INT/FLOAT), or 0 if unknown. */
 MP_API int32_t mp_config_key_type(int32_t key);
-/** Looks a key up by its name; MP_ERR_NOT_FOUND if none. */
+/** Looks a key up by its name (e.g. "model.hidden_width").
+ *  Errors: MP_ERR_NULL_POINTER (name, out_key), MP_ERR_NOT_FOUND (no key of
+ *  that name; *out_key unchanged). Thread-safe. */
 MP_API mp_status mp_config_key_by_name(const char *name, int32_t *out_key);
 /** Message of the last failed call on this config ("" if none). */
 MP_API const char *mp_config_error(const mp_config *cfg);

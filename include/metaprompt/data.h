@@ -235,7 +235,9 @@ MP_API mp_status mp_task_get_support(const mp_task *task, float *x, size_t x_len
                                      int32_t *labels, size_t labels_len, float *targets,
                                      size_t targets_len);
 
-/** Same as mp_task_get_support for the query set. */
+/** Same as mp_task_get_support for the query set (x: n_query*dim floats,
+ *  labels: n_query, targets: n_query*target_dim).
+ *  Errors: as mp_task_get_support. Thread-safe. */
 MP_API mp_status mp_task_get_query(const mp_task *task, float *x, size_t x_len,
                                    int32_t *labels, size_t labels_len, float *targets,
                                    size_t targets_len);
@@ -312,7 +314,10 @@ MP_API mp_status mp_sampler_episode_into(const mp_sampler *s, uint64_t index, mp
 MP_API mp_status mp_sampler_next(mp_sampler *s, mp_task **out);
 
 /** Current position (the index the next mp_sampler_next uses; saved in
- *  checkpoints). Errors: MP_ERR_NULL_POINTER. */
+ *  checkpoints). Errors: MP_ERR_NULL_POINTER (s, out; the message goes to
+ *  mp_last_error() only). Thread-safe: a plain read, like
+ *  mp_sampler_episode; it must not overlap mp_sampler_next or
+ *  mp_sampler_set_position on the same sampler. */
 MP_API mp_status mp_sampler_get_position(const mp_sampler *s, uint64_t *out);
 
 /** Sets the position. Errors: MP_ERR_NULL_POINTER. Not thread-safe. */

@@ -157,19 +157,23 @@ MP_API const char *mp_meta_error(const mp_meta *meta);
  *  status of a failing tape/model operation. */
 MP_API mp_status mp_meta_step(mp_meta *meta, mp_task *const *tasks, size_t n_tasks, double *stats, size_t n_stats);
 /** Computes the meta-gradient of a meta-batch (mean over tasks) into the
- *  meta's gradient buffer without updating anything else; arguments and
- *  errors as mp_meta_step. On failure the previous gradient buffer is kept. */
+ *  meta's gradient buffer without updating anything else; arguments as
+ *  mp_meta_step. Errors: as mp_meta_step. On failure the previous gradient
+ *  buffer is kept. */
 MP_API mp_status mp_meta_compute_gradients(mp_meta *meta, mp_task *const *tasks, size_t n_tasks, double *stats, size_t n_stats);
 /** Length of the gradient vector (layout in the header comment): constant
  *  for the meta's lifetime. Errors: MP_ERR_NULL_POINTER. */
 MP_API mp_status mp_meta_gradient_size(const mp_meta *meta, size_t *out);
-/** Copies the gradient buffer into grad (len >= gradient size, else
- *  MP_ERR_BUFFER_TOO_SMALL naming the size). MP_ERR_STATE if no gradient
- *  has been computed or set since the last apply. */
+/** Copies the gradient buffer into grad (len >= gradient size).
+ *  Errors: MP_ERR_NULL_POINTER (meta, grad), MP_ERR_BUFFER_TOO_SMALL (len <
+ *  gradient size; the size is named), MP_ERR_STATE (no gradient computed or
+ *  set since the last apply). The message goes to mp_last_error() only. */
 MP_API mp_status mp_meta_get_gradients(const mp_meta *meta, float *grad, size_t len);
-/** Replaces the gradient buffer (e.g. after an external all-reduce);
- *  len must equal the gradient size (MP_ERR_SHAPE_MISMATCH), values finite
- *  (MP_ERR_NOT_FINITE). Entries the meta does not learn are ignored. */
+/** Replaces the gradient buffer (e.g. after an external all-reduce) with
+ *  the len values of grad (copied). Entries the meta does not learn are
+ *  ignored. Errors: MP_ERR_NULL_POINTER (meta, grad), MP_ERR_SHAPE_MISMATCH
+ *  (len != gradient size), MP_ERR_NOT_FINITE (a NaN/Inf value: index
+ *  named). Nothing changes on failure. */
 MP_API mp_status mp_meta_set_gradients(mp_meta *meta, const float *grad, size_t len);
 /** Clips the gradient buffer (MP_CFG_META_CLIP_NORM), takes one optimizer
  *  step on the learned meta-parameters (model, prompt, Meta-SGD rates) and
@@ -177,7 +181,8 @@ MP_API mp_status mp_meta_set_gradients(mp_meta *meta, const float *grad, size_t 
  *  gradient to apply), MP_ERR_NOT_FINITE (the norm of the learned entries
  *  is not finite; nothing changed). */
 MP_API mp_status mp_meta_apply_gradients(mp_meta *meta);
-/** Number of optimizer steps applied so far (restored by checkpoints). */
+/** Number of optimizer steps applied so far (restored by checkpoints).
+ *  Errors: MP_ERR_NULL_POINTER (meta, out). */
 MP_API mp_status mp_meta_step_count(const mp_meta *meta, int64_t *out);
 
 /* ---- inference -------------------------------------------------------------------- */
@@ -207,7 +212,12 @@ MP_API mp_status mp_meta_adapt(const mp_meta *meta, const mp_task *task, mp_prom
  *  MP_ERR_CANCELLED (the progress callback asked to stop), sampler and
  *  allocation errors. */
 MP_API mp_status mp_meta_evaluate(mp_meta *meta, const mp_sampler *sampler, uint64_t first_episode, size_t n_episodes, double *mean, double *ci95);
-/** As mp_meta_evaluate over caller tasks (borrowed, read only). */
+/** As mp_meta_evaluate over the n_tasks >= 1 caller tasks (borrowed, read
+ *  only). Errors: MP_ERR_NULL_POINTER (meta, tasks, mean, ci95, a NULL task:
+ *  index named), MP_ERR_INVALID_ARGUMENT (n_tasks == 0, a task not matching
+ *  the model: index named), MP_ERR_NOT_FINITE, MP_ERR_CANCELLED (the
+ *  progress callback asked to stop), MP_ERR_OUT_OF_MEMORY, or the status of
+ *  a failing tape/model operation. */
 MP_API mp_status mp_meta_evaluate_tasks(mp_meta *meta, mp_task *const *tasks, size_t n_tasks, double *mean, double *ci95);
 
 /** Progress callback for mp_meta_evaluate*: called on the calling thread
@@ -229,7 +239,9 @@ MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
  *  0 for the other algorithms). Errors: MP_ERR_NULL_POINTER. */
 MP_API mp_status mp_meta_inner_lr_count(const mp_meta *meta, size_t *out);
 /** Copies the inner rates (prompt entries then adapted tensors in model
- *  order) into buf; len >= count else MP_ERR_BUFFER_TOO_SMALL. */
+ *  order) into buf (len >= count; buf may be NULL when the count is 0).
+ *  Errors: MP_ERR_NULL_POINTER (meta, buf), MP_ERR_BUFFER_TOO_SMALL (len <
+ *  count; the count is named). */
 MP_API mp_status mp_meta_get_inner_lr(const mp_meta *meta, float *buf, size_t len);
 
 #ifdef __cplusplus

@@ -174,7 +174,8 @@ MP_API mp_status mp_prompt_create(mp_prompt **out, const mp_model *model);
 MP_API void mp_prompt_destroy(mp_prompt *prompt);
 /** Message of the last failed call on this prompt ("" if none). */
 MP_API const char *mp_prompt_error(const mp_prompt *prompt);
-/** Shape of the prompt (rows = P, cols = d); either pointer may be NULL. */
+/** Shape of the prompt (rows = P, cols = d); either pointer may be NULL.
+ *  Errors: MP_ERR_NULL_POINTER (prompt). */
 MP_API mp_status mp_prompt_shape(const mp_prompt *prompt, int32_t *rows, int32_t *cols);
 /** Fills the prompt: MP_PROMPT_INIT_ZEROS (scale ignored),
  *  MP_PROMPT_INIT_NORMAL (N(0, scale^2)) or MP_PROMPT_INIT_UNIFORM
@@ -231,9 +232,12 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  NaN/Inf parameters (MP_ERR_NOT_FINITE). prompt may be NULL (a stored
  *  prompt is then ignored); a non-NULL prompt requires one in the file
  *  (MP_ERR_NOT_FOUND) of the model's shape. meta may be NULL (stored meta
- *  state ignored); otherwise the file must hold state matching it.
- *  Errors also: MP_ERR_NULL_POINTER, MP_ERR_IO, MP_ERR_OUT_OF_MEMORY. The
- *  message is recorded in model's error and mp_last_error(). */
+ *  state ignored); otherwise the file must hold state matching it
+ *  (MP_ERR_NOT_FOUND: saved without a meta; MP_ERR_SHAPE_MISMATCH or
+ *  MP_ERR_FORMAT: state of another meta configuration).
+ *  Errors: those above, and MP_ERR_NULL_POINTER (model, path), MP_ERR_IO
+ *  (errno text in the message), MP_ERR_OUT_OF_MEMORY. The message is
+ *  recorded in model's error and mp_last_error(). */
 MP_API mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt,
                                     mp_meta *meta);
 /** Creates a model with the configuration stored in a checkpoint and loads

@@ -58,7 +58,8 @@ MP_API mp_status mp_tape_create(mp_tape **out);
 /** Destroys a tape and every variable on it; NULL is ignored. Buffers given
  *  with MP_LEAF_BORROW may be freed by the caller afterwards. */
 MP_API void mp_tape_destroy(mp_tape *tape);
-/** Forgets every variable and rewinds the arena (memory is kept for reuse). */
+/** Forgets every variable and rewinds the arena (memory is kept for reuse).
+ *  Errors: MP_ERR_NULL_POINTER (tape). */
 MP_API mp_status mp_tape_reset(mp_tape *tape);
 /** Message of the last failed call on this tape ("" if none). Owned by the
  *  tape, valid until its next failing call or destruction. */
@@ -84,9 +85,9 @@ MP_API mp_status mp_tape_fill(mp_tape *tape, int32_t rows, int32_t cols, float v
  *  MP_ERR_UNKNOWN_VARIABLE (v not on this tape, or recorded before the last
  *  reset). */
 MP_API mp_status mp_tape_shape(const mp_tape *tape, mp_var v, int32_t *rows, int32_t *cols);
-/** Copies a variable's values (row-major) into buf (len >= rows*cols, else
- *  MP_ERR_BUFFER_TOO_SMALL naming the size needed). Errors also:
- *  MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE. */
+/** Copies a variable's values (row-major) into buf (len >= rows*cols).
+ *  Errors: MP_ERR_NULL_POINTER (tape, buf), MP_ERR_UNKNOWN_VARIABLE,
+ *  MP_ERR_BUFFER_TOO_SMALL (len < rows*cols; the size needed is named). */
 MP_API mp_status mp_tape_read(const mp_tape *tape, mp_var v, float *buf, size_t len);
 /** Value of a 1 x 1 variable. Errors: MP_ERR_NULL_POINTER,
  *  MP_ERR_UNKNOWN_VARIABLE, MP_ERR_SHAPE_MISMATCH (not 1 x 1). */

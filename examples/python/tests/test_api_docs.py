@@ -1,5 +1,6 @@
 """tools/gen_api_docs.py (make docs-check) must fail on an undocumented
-function and follow the documented comment rules."""
+function and on an mp_status function whose comments list no "Errors:", and
+follow the documented comment rules."""
 import importlib.util
 import os
 
@@ -45,3 +46,41 @@ def test_rules(tmp_path):
     md = "\n".join(m.markdown())
     assert "### Things" in md and "#define MP_THING 3" in md and "### Empty" not in md
 
+    # None of these comments lists errors: every documented mp_status
+    # function is flagged (mp_two is reported as undocumented instead).
+    assert [u.split(": ")[1] for u in m.no_errors] == ["mp_one", "mp_three", "mp_four", "mp_five"]
+
+
+ERRORS_HEADER = """/* intro */
+/* ---- first ---- */
+/** Listed. Errors: MP_ERR_NULL_POINTER. */
+MP_API mp_status mp_listed(int32_t a);
+/** Not listed, although MP_ERR_RANGE is named. */
+MP_API mp_status mp_unlisted(int32_t a);
+/** Returns no status. */
+MP_API int32_t mp_count(void);
+/* A group. Errors: MP_ERR_STATE. */
+MP_API mp_status mp_g1(void);
+MP_API mp_status mp_g2(void);
+/* Common to the functions below. Errors: MP_ERR_NULL_POINTER. */
+/* Op one. */
+MP_API mp_status mp_op1(void);
+MP_API mp_status mp_op2(void); /* trailing, no list */
+/* ---- second: the common list above does not reach here ---- */
+/* Op three. */
+MP_API mp_status mp_op3(void);
+"""
+
+
+def test_errors_lists_required(tmp_path):
+    p = tmp_path / "e.h"
+    p.write_text(ERRORS_HEADER)
+    m = gen.Module(str(p))
+    assert [u.split(": ")[1] for u in m.no_errors] == ["mp_unlisted", "mp_op3"]
+    assert gen.missing_errors([m]) == m.no_errors
+
+
+def test_real_headers_list_errors():
+    text, undocumented, mods = gen.generate()
+    assert undocumented == []
+    assert gen.missing_errors(mods) == []

@@ -300,8 +300,9 @@ pub struct Sampler<'a> {
     _ds: PhantomData<&'a Dataset>,
 }
 
-// SAFETY: data.h: episode/episode_into/info are thread-safe on a const
-// sampler; the mutators (next, set_position) take &mut self.
+// SAFETY: data.h: episode, episode_into, get_position and info are
+// thread-safe on a const sampler (get_position is a plain read that must not
+// overlap next/set_position, which take &mut self here, so it cannot).
 unsafe impl<'a> Send for Sampler<'a> {}
 unsafe impl<'a> Sync for Sampler<'a> {}
 
