@@ -88,9 +88,13 @@ fn dataset_sampler_tasks() {
     assert_eq!(t.query().unwrap(), e0.query().unwrap());
     let sz = t.sizes().unwrap();
     assert_eq!((sz.n_support, sz.n_query, sz.n_way), (6, 9, 3));
-    // Episodes from several threads at once (the sampler is Sync).
+    // Episodes and the position from several threads at once (the sampler
+    // is Sync: data.h documents both as thread-safe reads).
     let firsts: Vec<Vec<f32>> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..2).map(|_| sc.spawn(|| s.episode(7).unwrap().support().unwrap().0)).collect();
+        let hs: Vec<_> = (0..2).map(|_| sc.spawn(|| {
+            assert_eq!(s.position().unwrap(), 1);
+            s.episode(7).unwrap().support().unwrap().0
+        })).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(firsts[0], firsts[1]);
