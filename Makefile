@@ -165,18 +165,31 @@ abicheck: all
 
 # ---- language bindings ---------------------------------------------------------
 # Python (ctypes) tests under Debian's interpreter and the Rust crate's tests,
-# both against the library in $(BUILD)/. Cargo builds under $(BUILD)/cargo so
-# nothing is written into examples/rust/.
+# both against the library in $(BUILD)/, then the Rust sinusoid example with
+# a few iterations. Cargo builds under $(BUILD)/cargo so nothing is written
+# into examples/rust/. CARGO, RUSTC and RUSTDOC choose the Rust toolchain
+# (CI: Debian's /usr/bin/cargo, /usr/bin/rustc and /usr/bin/rustdoc, i.e.
+# Rust 1.63 on bookworm, even when another toolchain is first on PATH);
+# RUSTC and RUSTDOC empty: cargo's own choice.
 PYTHON ?= /usr/bin/python3
 CARGO ?= cargo
+RUSTC ?=
+RUSTDOC ?=
+RUST_ENV := $(if $(RUSTC),RUSTC=$(RUSTC)) $(if $(RUSTDOC),RUSTDOC=$(RUSTDOC))
 bindings-check: all $(BUILD)/examples/sinusoid
 	cd examples/python && PYTHONDONTWRITEBYTECODE=1 OPENBLAS_NUM_THREADS=1 MP_LIBRARY_PATH= \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests
 	@if [ -f examples/rust/Cargo.toml ]; then \
-	  echo "CARGO_TARGET_DIR=$(BUILD)/cargo $(CARGO) test --offline"; \
-	  CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) OPENBLAS_NUM_THREADS=1 \
-	    $(CARGO) test --offline --manifest-path examples/rust/Cargo.toml || exit 1; \
-	  CARGO="$(CARGO)" BUILD=$(BUILD) tools/bindings-installcheck.sh || exit 1; \
+	  set -e; \
+	  $(CARGO) --version; $(or $(RUSTC),rustc) --version; \
+	  echo "CARGO_TARGET_DIR=$(BUILD)/cargo $(RUST_ENV) $(CARGO) test --offline"; \
+	  env $(RUST_ENV) CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) \
+	    OPENBLAS_NUM_THREADS=1 $(CARGO) test --offline --manifest-path examples/rust/Cargo.toml; \
+	  echo "$(RUST_ENV) $(CARGO) run --example sinusoid 20"; \
+	  env $(RUST_ENV) CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) \
+	    OPENBLAS_NUM_THREADS=1 $(CARGO) run -q --offline --manifest-path examples/rust/Cargo.toml \
+	    --example sinusoid 20; \
+	  env $(RUST_ENV) CARGO="$(CARGO)" BUILD=$(BUILD) tools/bindings-installcheck.sh; \
 	fi
 
 # ---- documentation -------------------------------------------------------------

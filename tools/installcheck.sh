@@ -13,16 +13,18 @@ cc=${CC:-cc}
 pkg-config --exists metaprompt
 ver=$(pkg-config --modversion metaprompt)
 echo "installcheck: pkg-config finds metaprompt $ver"
-# shared
-$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c $(pkg-config --cflags --libs metaprompt) -o "$root/shared"
+# shared (pkg-config's output is split into words on purpose, into arrays)
+read -ra flags <<<"$(pkg-config --cflags --libs metaprompt)"
+$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${flags[@]}" -o "$root/shared"
 LD_LIBRARY_PATH="$prefix/lib" "$root/shared"
 # ldd's output is captured first: `ldd | grep -q` under pipefail fails at
 # random when grep exits early and ldd dies of SIGPIPE.
 deps=$(LD_LIBRARY_PATH="$prefix/lib" ldd "$root/shared")
 grep -qF "libmetaprompt.so.${ver%%.*} => $prefix/lib/" <<<"$deps"
 # static: the same flags with --static, the archive chosen over the .so
-libs=$(pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')
-$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c $(pkg-config --cflags metaprompt) $libs -o "$root/static"
+read -ra cflags <<<"$(pkg-config --cflags metaprompt)"
+read -ra libs <<<"$(pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')"
+$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${cflags[@]}" "${libs[@]}" -o "$root/static"
 "$root/static"
 deps=$(ldd "$root/static")
 if grep -q libmetaprompt <<<"$deps"; then
