@@ -295,12 +295,12 @@ static void add_into(float *restrict acc, const float *restrict g, size_t n)
 /* Sums the per-task gradients in task order (into slot 0) and divides by n:
  * the meta-gradient is the MEAN over the meta-batch. A NaN/Inf in any task
  * makes the sum non-finite, so one check of the sum covers them all. */
-static mp_status reduce_batch(mp_meta *m, size_t n, double *stats)
+static mp_status reduce_batch(mp_meta *m, const char *fn, size_t n, double *stats)
 {
     float *acc = m->slot_grad;
     for (size_t i = 1; i < n; i++) add_into(acc, m->slot_grad + i * m->n_grad, m->n_grad);
     MP_REQUIRE(all_finite(acc, m->n_grad), m->err, MP_ERR_NOT_FINITE,
-               "mp_meta_compute_gradients: the meta-gradient is not finite; no update");
+               "%s: the meta-gradient is not finite; no update", fn);
     const float inv = 1.0f / (float)n;
     for (size_t k = 0; k < m->n_grad; k++) m->grad[k] = acc[k] * inv;
     m->has_grad = 1;
@@ -331,7 +331,7 @@ static mp_status compute(mp_meta *m, const char *fn, mp_task *const *tasks, size
     train_job j = {m, tasks};
     mp__pool_run(m->pool, n, train_item, &j);
     MP_TRY(mp__meta_first_failure(m, n, fn, 0));
-    return reduce_batch(m, n, stats);
+    return reduce_batch(m, fn, n, stats);
 }
 
 mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n, double *stats,
