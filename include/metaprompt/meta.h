@@ -31,10 +31,19 @@
  * Thread safety: an mp_meta is not thread-safe (one call at a time per
  * handle); internally it runs MP_CFG_THREADS workers. Results are
  * bit-identical for any thread count: per-task results are combined in
- * task order. Run OpenBLAS single-threaded (OPENBLAS_NUM_THREADS=1) when
- * MP_CFG_THREADS > 1, or the two thread pools oversubscribe the cores; the
- * library logs a warning (MP_LOG_WARN) in that case and never changes
- * OpenBLAS's thread count itself.
+ * task order.
+ *
+ * OpenBLAS threads: the application's job. With MP_CFG_THREADS > 1, OpenBLAS
+ * must run single-threaded, or its thread pool and the meta's workers
+ * oversubscribe the cores (several times slower; docs/PERFORMANCE.md). The
+ * library never changes OpenBLAS's process-wide thread count, and the only
+ * sign of the problem is one MP_LOG_WARN message from mp_meta_create, which
+ * is dropped unless a log callback is installed. So, before mp_meta_create:
+ *   - start the process with OPENBLAS_NUM_THREADS=1 in its environment, or
+ *     call OpenBLAS's openblas_set_num_threads(1) from the application;
+ *   - check mp_blas_num_threads() == 1 (or install mp_set_log_callback with
+ *     MP_LOG_WARN to see the warning).
+ * With MP_CFG_THREADS = 1, OpenBLAS may use several threads (no warning).
  *
  * Unless stated otherwise a failing call returns a non-zero mp_status,
  * records a message (mp_last_error() and mp_meta_error()), and leaves the
@@ -130,6 +139,9 @@ typedef struct mp_meta mp_meta;
  *  meta and not be resized. The prompt must have the model's shape (P x d);
  *  a model without prompt (P == 0) takes prompt == NULL.
  *  Starts MP_CFG_THREADS - 1 worker threads (the caller is worker 0).
+ *  With MP_CFG_THREADS > 1 and mp_blas_num_threads() > 1 it succeeds but
+ *  logs MP_LOG_WARN (oversubscription; see the header comment: set
+ *  OPENBLAS_NUM_THREADS=1 first); it never changes OpenBLAS's settings.
  *  Errors: MP_ERR_NULL_POINTER (out, model; prompt when P > 0),
  *  MP_ERR_SHAPE_MISMATCH (prompt shape), MP_ERR_INVALID_ARGUMENT (a key out of
  *  its enumeration, MP_LEARN_INNER_LR without Meta-SGD, a scope that adapts
