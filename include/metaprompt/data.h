@@ -25,7 +25,10 @@ extern "C" {
 
 typedef struct mp_dataset mp_dataset;
 typedef struct mp_task mp_task;
+#ifndef MP_SAMPLER_TYPEDEF /* also declared by metaprompt/model.h */
+#define MP_SAMPLER_TYPEDEF
 typedef struct mp_sampler mp_sampler;
+#endif
 
 /* ---- configuration keys of the data module (200..299) --------------------- */
 /* int 0/1, default 1: IDX unsigned-byte images are divided by 255 (values in
@@ -313,10 +316,11 @@ MP_API mp_status mp_sampler_episode_into(const mp_sampler *s, uint64_t index, mp
  *  position is then not advanced). Not thread-safe (mutates the sampler). */
 MP_API mp_status mp_sampler_next(mp_sampler *s, mp_task **out);
 
-/** Current position (the index the next mp_sampler_next uses; saved in
- *  checkpoints). Errors: MP_ERR_NULL_POINTER (s, out; the message goes to
- *  mp_last_error() only). Thread-safe: a plain read, like
- *  mp_sampler_episode; it must not overlap mp_sampler_next or
+/** Current position (the index the next mp_sampler_next uses; saved and
+ *  restored, with the sampler's identity, by mp_checkpoint_save_with_sampler
+ *  and mp_checkpoint_load_with_sampler). Errors: MP_ERR_NULL_POINTER (s,
+ *  out; the message goes to mp_last_error() only). Thread-safe: a plain
+ *  read, like mp_sampler_episode; it must not overlap mp_sampler_next or
  *  mp_sampler_set_position on the same sampler. */
 MP_API mp_status mp_sampler_get_position(const mp_sampler *s, uint64_t *out);
 

@@ -32,11 +32,16 @@ extern "C" {
 
 typedef struct mp_model mp_model;
 typedef struct mp_prompt mp_prompt;
-/* The meta-optimizer (metaprompt/meta.h); declared here too so the
- * checkpoint functions can name it. */
+/* The meta-optimizer (metaprompt/meta.h) and the episode sampler
+ * (metaprompt/data.h); declared here too so the checkpoint functions can
+ * name them. */
 #ifndef MP_META_TYPEDEF
 #define MP_META_TYPEDEF
 typedef struct mp_meta mp_meta;
+#endif
+#ifndef MP_SAMPLER_TYPEDEF
+#define MP_SAMPLER_TYPEDEF
+typedef struct mp_sampler mp_sampler;
 #endif
 
 /* ---- model kinds, tasks, activations, prompt placement -------------------- */
@@ -216,7 +221,8 @@ MP_API mp_status mp_prompt_copy(mp_prompt *dst, const mp_prompt *src);
  *  Errors: MP_ERR_NULL_POINTER (path, model), MP_ERR_SHAPE_MISMATCH
  *  (prompt not shaped for model), MP_ERR_IO (errno text in the message),
  *  MP_ERR_UNSUPPORTED (meta given but this build cannot save it),
- *  MP_ERR_OUT_OF_MEMORY. Messages go to mp_last_error(). */
+ *  MP_ERR_OUT_OF_MEMORY. Messages go to mp_last_error(). An episode
+ *  sampler's position is not saved: see mp_checkpoint_save_with_sampler. */
 MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
                                     const mp_prompt *prompt, const mp_meta *meta);
 /** Loads a checkpoint into existing handles. Everything is verified before
@@ -234,12 +240,44 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  (MP_ERR_NOT_FOUND) of the model's shape. meta may be NULL (stored meta
  *  state ignored); otherwise the file must hold state matching it
  *  (MP_ERR_NOT_FOUND: saved without a meta; MP_ERR_SHAPE_MISMATCH or
- *  MP_ERR_FORMAT: state of another meta configuration).
+ *  MP_ERR_FORMAT: state of another meta configuration). Stored sampler
+ *  records are ignored (mp_checkpoint_load_with_sampler reads them).
  *  Errors: those above, and MP_ERR_NULL_POINTER (model, path), MP_ERR_IO
  *  (errno text in the message), MP_ERR_OUT_OF_MEMORY. The message is
  *  recorded in model's error and mp_last_error(). */
 MP_API mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt,
                                     mp_meta *meta);
+/** As mp_checkpoint_save, plus the state of the episode sampler that feeds
+ *  the training loop (NULL: none; then exactly mp_checkpoint_save): its
+ *  position (mp_sampler_get_position) as "meta/sampler_position" and its
+ *  identity (kind, seed, ways, shots, queries, rotations, features per
+ *  example, classes and examples of its dataset) as
+ *  "meta/sampler_identity", so that a run resumed with
+ *  mp_checkpoint_load_with_sampler draws the same episodes as one that
+ *  never stopped. sampler is only read; it may be saved without a meta
+ *  (meta NULL). Errors: those of mp_checkpoint_save, reported as this
+ *  function's. Messages go to mp_last_error(). Thread safety: as
+ *  mp_checkpoint_save (no other thread may modify the handles meanwhile). */
+MP_API mp_status mp_checkpoint_save_with_sampler(const char *path, const mp_model *model,
+                                                 const mp_prompt *prompt, const mp_meta *meta,
+                                                 const mp_sampler *sampler);
+/** As mp_checkpoint_load, plus an episode sampler (NULL: none, stored
+ *  sampler records are ignored; then exactly mp_checkpoint_load). A
+ *  non-NULL sampler requires the file to hold sampler records
+ *  (MP_ERR_NOT_FOUND naming "meta/sampler_position": the file was saved
+ *  without a sampler) describing a sampler configured like this one
+ *  (MP_ERR_SHAPE_MISMATCH naming the differing setting, e.g. "seed" or
+ *  "data.ways"; a sampler over another dataset differs in its dimension,
+ *  classes or examples), and then sets its position to the stored one.
+ *  Everything (model, prompt, meta, sampler) is verified before any of
+ *  them is changed: on failure all four are unchanged. Errors also: those
+ *  of mp_checkpoint_load, reported as this function's; MP_ERR_FORMAT (a
+ *  sampler record of the wrong type or shape). The message is recorded in
+ *  model's error and mp_last_error(). Not thread-safe with respect to the
+ *  four handles. */
+MP_API mp_status mp_checkpoint_load_with_sampler(const char *path, mp_model *model,
+                                                 mp_prompt *prompt, mp_meta *meta,
+                                                 mp_sampler *sampler);
 /** Creates a model with the configuration stored in a checkpoint and loads
  *  its parameters (verified as mp_checkpoint_load). Errors: those of
  *  mp_checkpoint_load and mp_model_create. *out unchanged on failure. */

@@ -1,5 +1,5 @@
-/* Internal task view used by src/meta. Not installed. Implemented by
- * src/data (issue 5). */
+/* Internal task view used by src/meta and the sampler identity used by
+ * src/io (checkpoints). Not installed. Implemented by src/data. */
 #ifndef MP_DATA_INTERNAL_H
 #define MP_DATA_INTERNAL_H
 
@@ -19,5 +19,21 @@ typedef struct {
 } mp__task_view;
 
 void mp__task_get_view(const mp_task *task, mp__task_view *out);
+
+/* What decides a sampler's episodes besides its position: a checkpoint
+ * stores it with the position and refuses to restore the position into a
+ * sampler that differs in any field. */
+#define MP__SAMPLER_ID_KIND      0 /* 1 = classification dataset, 2 = sinusoids */
+#define MP__SAMPLER_ID_SEED      1 /* MP_CFG_SEED */
+#define MP__SAMPLER_ID_WAYS      2 /* MP_CFG_DATA_WAYS (0 for sinusoids) */
+#define MP__SAMPLER_ID_SHOTS     3 /* MP_CFG_DATA_SHOTS */
+#define MP__SAMPLER_ID_QUERIES   4 /* MP_CFG_DATA_QUERIES */
+#define MP__SAMPLER_ID_ROTATIONS 5 /* MP_CFG_DATA_ROTATIONS (0 for sinusoids) */
+#define MP__SAMPLER_ID_DIM       6 /* features per example */
+#define MP__SAMPLER_ID_CLASSES   7 /* classes available (rotations included; 0 for sinusoids) */
+#define MP__SAMPLER_ID_EXAMPLES  8 /* examples in the dataset (0 for sinusoids) */
+#define MP__SAMPLER_ID_COUNT     9
+
+void mp__sampler_identity(const mp_sampler *s, uint64_t id[MP__SAMPLER_ID_COUNT]);
 
 #endif

@@ -256,6 +256,19 @@ mp_status mp_sampler_set_position(mp_sampler *s, uint64_t position)
     return MP_OK;
 }
 
+void mp__sampler_identity(const mp_sampler *s, uint64_t id[MP__SAMPLER_ID_COUNT])
+{
+    id[MP__SAMPLER_ID_KIND] = (uint64_t)s->kind;
+    id[MP__SAMPLER_ID_SEED] = s->seed;
+    id[MP__SAMPLER_ID_WAYS] = (uint64_t)s->ways;
+    id[MP__SAMPLER_ID_SHOTS] = (uint64_t)s->shots;
+    id[MP__SAMPLER_ID_QUERIES] = (uint64_t)s->queries;
+    id[MP__SAMPLER_ID_ROTATIONS] = (uint64_t)s->rotations;
+    id[MP__SAMPLER_ID_DIM] = (uint64_t)s->dim;
+    id[MP__SAMPLER_ID_CLASSES] = (uint64_t)s->n_virtual;
+    id[MP__SAMPLER_ID_EXAMPLES] = s->ds ? (uint64_t)s->ds->n : 0;
+}
+
 mp_status mp_sampler_info(const mp_sampler *s, int32_t *ways, int32_t *shots, int32_t *queries, int32_t *dim)
 {
     MP_REQUIRE_PTR(s, NULL, "mp_sampler_info");

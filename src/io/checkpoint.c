@@ -1,7 +1,9 @@
-/* Checkpoints of a model, its prompt and a meta-optimizer (docs/FORMAT.md).
+/* Checkpoints of a model, its prompt, a meta-optimizer and an episode
+ * sampler's position (docs/FORMAT.md).
  * Loading verifies every part against the destinations before copying
  * anything, so a failed load changes nothing. */
 #include "io/checkpoint_internal.h"
+#include "data/data_internal.h"
 #include "model/model_priv.h"
 
 #include <math.h>
@@ -37,29 +39,61 @@ static mp_status add_model(mp__ckpt_writer *w, const mp_model *m)
     return MP_OK;
 }
 
+/* The sampler's position and what must agree for it to mean the same
+ * episodes (data/data_internal.h). */
+static mp_status add_sampler(mp__ckpt_writer *w, const mp_sampler *s)
+{
+    uint64_t id[MP__SAMPLER_ID_COUNT], pos = 0;
+    mp__sampler_identity(s, id);
+    MP_TRY(mp_sampler_get_position(s, &pos));
+    MP_TRY(mp__ckpt_writer_add_u64(w, MP__CKPT_SAMPLER_POSITION, pos));
+    return mp__ckpt_writer_add_u64s(w, MP__CKPT_SAMPLER_IDENTITY, 1, MP__SAMPLER_ID_COUNT, id);
+}
+
 static mp_status save_all(mp__ckpt_writer *w, const char *path, const mp_model *m,
-                          const mp_prompt *p, const mp_meta *meta)
+                          const mp_prompt *p, const mp_meta *meta, const mp_sampler *sampler)
 {
     MP_TRY(add_model(w, m));
     if (p) MP_TRY(mp__ckpt_writer_add(w, PROMPT_NAME, p->rows, p->cols, p->data));
     if (meta) MP_TRY(mp__meta_ckpt_write(meta, w));
+    if (sampler) MP_TRY(add_sampler(w, sampler));
     return mp__ckpt_writer_save(w, path);
+}
+
+/* The steps report as "mp_checkpoint..." or "mp_checkpoint_save: ..."
+ * (shared by both public savers): a failure is re-attributed to fn. */
+static mp_status save(const char *fn, const char *path, const mp_model *model,
+                      const mp_prompt *prompt, const mp_meta *meta, const mp_sampler *sampler)
+{
+    MP_REQUIRE_PTR(path, NULL, fn);
+    MP_REQUIRE_PTR(model, NULL, fn);
+    MP_REQUIRE(!prompt || (prompt->rows == model->P && prompt->cols == model->d), NULL,
+               MP_ERR_SHAPE_MISMATCH, "%s: prompt is %d x %d, the model's is %d x %d", fn,
+               prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
+               (int)model->d);
+    mp__ckpt_writer *w;
+    MP_TRY(mp__ckpt_writer_create(&w));
+    mp_status st = save_all(w, path, model, prompt, meta, sampler);
+    mp__ckpt_writer_destroy(w);
+    return st;
 }
 
 mp_status mp_checkpoint_save(const char *path, const mp_model *model, const mp_prompt *prompt,
                              const mp_meta *meta)
 {
-    MP_REQUIRE_PTR(path, NULL, "mp_checkpoint_save");
-    MP_REQUIRE_PTR(model, NULL, "mp_checkpoint_save");
-    MP_REQUIRE(!prompt || (prompt->rows == model->P && prompt->cols == model->d), NULL,
-               MP_ERR_SHAPE_MISMATCH, "mp_checkpoint_save: prompt is %d x %d, the model's is %d x %d",
-               prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
-               (int)model->d);
-    mp__ckpt_writer *w;
-    MP_TRY(mp__ckpt_writer_create(&w));
-    mp_status st = save_all(w, path, model, prompt, meta);
-    mp__ckpt_writer_destroy(w);
-    return st;
+    return save("mp_checkpoint_save", path, model, prompt, meta, NULL);
+}
+
+mp_status mp_checkpoint_save_with_sampler(const char *path, const mp_model *model,
+                                          const mp_prompt *prompt, const mp_meta *meta,
+                                          const mp_sampler *sampler)
+{
+    static const char fn[] = "mp_checkpoint_save_with_sampler";
+    mp_status st = save(fn, path, model, prompt, meta, sampler);
+    if (st == MP_OK) return MP_OK;
+    const char *inner = starts_with(mp_last_error(), "mp_checkpoint_save: ") ? "mp_checkpoint_save"
+                                                                              : "mp_checkpoint";
+    return mp__fail_in(NULL, st, fn, NULL, inner);
 }
 
 /* ---- load: checks -------------------------------------------------------------- */
@@ -136,8 +170,9 @@ static mp_status check_finite(const float *v, size_t n, const char *tensor)
 }
 
 typedef struct {
-    float *params; /* staged model parameters */
-    float *prompt; /* staged prompt values */
+    float *params;     /* staged model parameters */
+    float *prompt;     /* staged prompt values */
+    uint64_t position; /* staged sampler position */
 } staged;
 
 static mp_status stage(const mp__ckpt_reader *r, const mp_model *m, const mp_prompt *p, staged *s)
@@ -163,24 +198,64 @@ static mp_status stage(const mp__ckpt_reader *r, const mp_model *m, const mp_pro
     return check_finite(s->prompt, n, PROMPT_NAME);
 }
 
+/* ---- load: the sampler ----------------------------------------------------------- */
+static const char *sampler_field_name(int i)
+{
+    switch (i) {
+    case MP__SAMPLER_ID_KIND: return "kind (1 = dataset episodes, 2 = sinusoids)";
+    case MP__SAMPLER_ID_SEED: return mp_config_key_name(MP_CFG_SEED);
+    case MP__SAMPLER_ID_WAYS: return mp_config_key_name(MP_CFG_DATA_WAYS);
+    case MP__SAMPLER_ID_SHOTS: return mp_config_key_name(MP_CFG_DATA_SHOTS);
+    case MP__SAMPLER_ID_QUERIES: return mp_config_key_name(MP_CFG_DATA_QUERIES);
+    case MP__SAMPLER_ID_ROTATIONS: return mp_config_key_name(MP_CFG_DATA_ROTATIONS);
+    case MP__SAMPLER_ID_DIM: return "features per example";
+    case MP__SAMPLER_ID_CLASSES: return "classes available";
+    default: return "dataset examples";
+    }
+}
+
+/* The file must hold a sampler configured like s; *position receives the
+ * stored position. */
+static mp_status check_sampler(const mp__ckpt_reader *r, const mp_sampler *s, uint64_t *position)
+{
+    MP_REQUIRE(mp__ckpt_find(r, MP__CKPT_SAMPLER_POSITION, NULL, NULL, NULL) == MP_OK, NULL,
+               MP_ERR_NOT_FOUND,
+               "mp_checkpoint: the file holds no sampler state ('" MP__CKPT_SAMPLER_POSITION
+               "' is missing: it was saved without a sampler; load it with sampler = NULL)");
+    MP_TRY(mp__ckpt_expect(r, MP__CKPT_SAMPLER_POSITION, MP__CKPT_U64, 1, 1));
+    MP_TRY(mp__ckpt_expect(r, MP__CKPT_SAMPLER_IDENTITY, MP__CKPT_U64, 1, MP__SAMPLER_ID_COUNT));
+    uint64_t file[MP__SAMPLER_ID_COUNT], mine[MP__SAMPLER_ID_COUNT];
+    MP_TRY(mp__ckpt_read_u64s(r, MP__CKPT_SAMPLER_IDENTITY, file, MP__SAMPLER_ID_COUNT));
+    mp__sampler_identity(s, mine);
+    for (int i = 0; i < MP__SAMPLER_ID_COUNT; i++)
+        MP_REQUIRE(file[i] == mine[i], NULL, MP_ERR_SHAPE_MISMATCH,
+                   "mp_checkpoint: the file's sampler has %s = %llu, this sampler %llu ('"
+                   MP__CKPT_SAMPLER_IDENTITY "'); its position would mean other episodes",
+                   sampler_field_name(i), (unsigned long long)file[i], (unsigned long long)mine[i]);
+    return mp__ckpt_read_u64(r, MP__CKPT_SAMPLER_POSITION, position);
+}
+
 static mp_status verify(const mp__ckpt_reader *r, const mp_model *m, const mp_prompt *p,
-                        const mp_meta *meta, staged *s)
+                        const mp_meta *meta, const mp_sampler *sampler, staged *s)
 {
     MP_TRY(check_config(r, m));
     MP_TRY(check_tensors(r, m));
     MP_TRY(stage(r, m, p, s));
     if (meta) MP_TRY(mp__meta_ckpt_check(meta, r));
+    if (sampler) MP_TRY(check_sampler(r, sampler, &s->position));
     return MP_OK;
 }
 
-mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *m, mp_prompt *p, mp_meta *meta)
+mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *m, mp_prompt *p, mp_meta *meta,
+                                     mp_sampler *sampler)
 {
-    staged s = {NULL, NULL};
-    mp_status st = verify(r, m, p, meta, &s);
+    staged s = {NULL, NULL, 0};
+    mp_status st = verify(r, m, p, meta, sampler, &s);
     if (st == MP_OK) {
         memcpy(m->params, s.params, m->nparams * sizeof(float));
         if (p) memcpy(p->data, s.prompt, (size_t)p->rows * (size_t)p->cols * sizeof(float));
         if (meta) mp__meta_ckpt_apply(meta, r);
+        if (sampler) (void)mp_sampler_set_position(sampler, s.position); /* cannot fail */
     }
     mp__free(s.params);
     mp__free(s.prompt);
@@ -196,17 +271,29 @@ static mp_status fail_with_path(char *herr, mp_status st, const char *fn, const 
     return mp__fail_in(herr, st, fn, ctx, "mp_checkpoint");
 }
 
-mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt, mp_meta *meta)
+static mp_status load(const char *fn, const char *path, mp_model *model, mp_prompt *prompt,
+                      mp_meta *meta, mp_sampler *sampler)
 {
-    MP_REQUIRE_PTR(model, NULL, "mp_checkpoint_load");
-    MP_REQUIRE_PTR(path, model->err, "mp_checkpoint_load");
+    MP_REQUIRE_PTR(model, NULL, fn);
+    MP_REQUIRE_PTR(path, model->err, fn);
     mp__ckpt_reader *r;
     mp_status st = mp__ckpt_reader_open(&r, path);
     if (st == MP_OK) {
-        st = mp__checkpoint_load_reader(r, model, prompt, meta);
+        st = mp__checkpoint_load_reader(r, model, prompt, meta, sampler);
         mp__ckpt_reader_close(r);
     }
-    return st == MP_OK ? MP_OK : fail_with_path(model->err, st, "mp_checkpoint_load", path);
+    return st == MP_OK ? MP_OK : fail_with_path(model->err, st, fn, path);
+}
+
+mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt, mp_meta *meta)
+{
+    return load("mp_checkpoint_load", path, model, prompt, meta, NULL);
+}
+
+mp_status mp_checkpoint_load_with_sampler(const char *path, mp_model *model, mp_prompt *prompt,
+                                          mp_meta *meta, mp_sampler *sampler)
+{
+    return load("mp_checkpoint_load_with_sampler", path, model, prompt, meta, sampler);
 }
 
 /* ---- create from a checkpoint ------------------------------------------------------- */
@@ -232,7 +319,7 @@ static mp_status create_from(const mp__ckpt_reader *r, mp_model **out)
     mp_status st = config_from(r, cfg);
     if (st == MP_OK) st = mp_model_create(&m, cfg);
     mp_config_destroy(cfg);
-    if (st == MP_OK) st = mp__checkpoint_load_reader(r, m, NULL, NULL);
+    if (st == MP_OK) st = mp__checkpoint_load_reader(r, m, NULL, NULL, NULL);
     if (st != MP_OK) {
         mp_model_destroy(m);
         return st;

@@ -91,11 +91,18 @@ mp_status mp__ckpt_read_u64s(const mp__ckpt_reader *r, const char *name, uint64_
                              size_t len);
 mp_status mp__ckpt_read_u64(const mp__ckpt_reader *r, const char *name, uint64_t *value);
 
-/* Verifies an open checkpoint against model (and prompt, meta: may be NULL)
- * and, only if everything passes, copies the values in: the body of
- * mp_checkpoint_load, used directly by the fuzz harness. */
+/* Verifies an open checkpoint against model (and prompt, meta, sampler: may
+ * be NULL) and, only if everything passes, copies the values in: the body
+ * of mp_checkpoint_load_with_sampler, used directly by the fuzz harness. */
 mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *model, mp_prompt *prompt,
-                                     mp_meta *meta);
+                                     mp_meta *meta, mp_sampler *sampler);
+
+/* Records of an episode sampler (written and checked by src/io/checkpoint.c;
+ * under "meta/" so that files stay readable by the format's version 1
+ * rules, and therefore accepted, not owned, by src/meta's check). */
+#define MP__CKPT_SAMPLER_PREFIX   "meta/sampler_"
+#define MP__CKPT_SAMPLER_POSITION "meta/sampler_position" /* u64 1 x 1 */
+#define MP__CKPT_SAMPLER_IDENTITY "meta/sampler_identity" /* u64 1 x MP__SAMPLER_ID_COUNT */
 
 /* ---- meta-optimizer hooks (implemented by src/meta) ------------------------------
  * mp_checkpoint_save calls write when a meta is given; mp_checkpoint_load

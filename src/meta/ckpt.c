@@ -75,6 +75,8 @@ static mp_status check_known_tensors(const mp__ckpt_reader *r)
     for (size_t i = 0; i < mp__ckpt_num_tensors(r); i++) {
         const char *name = mp__ckpt_tensor_name(r, i);
         if (strncmp(name, "meta/", 5) != 0) continue;
+        if (strncmp(name, MP__CKPT_SAMPLER_PREFIX, strlen(MP__CKPT_SAMPLER_PREFIX)) == 0)
+            continue; /* the sampler's records, checked by src/io/checkpoint.c */
         int known = 0;
         for (size_t k = 0; k < sizeof tensor_names / sizeof tensor_names[0]; k++)
             known |= strcmp(name, tensor_names[k]) == 0;

@@ -1,6 +1,7 @@
 /* libFuzzer harness: a checkpoint image parsed from memory, every record
- * read back, then verified and loaded into a small prompted MLP, as
- * mp_checkpoint_load does after reading a file. Each input is tried twice:
+ * read back, then verified and loaded into a small prompted MLP and a
+ * sinusoid sampler, as mp_checkpoint_load_with_sampler does after reading
+ * a file. Each input is tried twice:
  * as is, and with its length field and CRC32 repaired, so mutations reach
  * the parser and the checks behind the checksum. */
 #include <stdlib.h>
@@ -47,8 +48,11 @@ static void try_load(const mp__ckpt_reader *r)
     mp_config_set_int(cfg, MP_CFG_MODEL_PROMPT_LEN, 1);
     mp_model *m = NULL;
     mp_prompt *p = NULL;
-    if (mp_model_create(&m, cfg) == MP_OK && mp_prompt_create(&p, m) == MP_OK)
-        mp__checkpoint_load_reader(r, m, p, NULL);
+    mp_sampler *s = NULL;
+    if (mp_model_create(&m, cfg) == MP_OK && mp_prompt_create(&p, m) == MP_OK &&
+        mp_sampler_create_sinusoid(&s, NULL) == MP_OK)
+        mp__checkpoint_load_reader(r, m, p, NULL, s);
+    mp_sampler_destroy(s);
     mp_prompt_destroy(p);
     mp_model_destroy(m);
     mp_config_destroy(cfg);

@@ -36,6 +36,8 @@ register({
     "mp_prompt_copy": (status, [vp, vp]),
     "mp_checkpoint_save": (status, [cstr, vp, vp, vp]),
     "mp_checkpoint_load": (status, [cstr, vp, vp, vp]),
+    "mp_checkpoint_save_with_sampler": (status, [cstr, vp, vp, vp, vp]),
+    "mp_checkpoint_load_with_sampler": (status, [cstr, vp, vp, vp, vp]),
     "mp_model_create_from_checkpoint": (status, [c_void_pp, cstr]),
 })
 
@@ -212,13 +214,22 @@ class Prompt(Handle):
         return self
 
 
-def checkpoint_save(path, model, prompt=None, meta=None):
-    """Saves model, optional prompt and meta-optimizer state (atomically)."""
-    check(F.mp_checkpoint_save(os.fsencode(path), model.ptr, _ptr_or_null(prompt),
-                               _ptr_or_null(meta)))
+def checkpoint_save(path, model, prompt=None, meta=None, sampler=None):
+    """Saves model, optional prompt, meta-optimizer state and the position
+    (and identity) of an episode sampler, atomically."""
+    args = (os.fsencode(path), model.ptr, _ptr_or_null(prompt), _ptr_or_null(meta))
+    if sampler is None:
+        check(F.mp_checkpoint_save(*args))
+    else:
+        check(F.mp_checkpoint_save_with_sampler(*args, sampler.ptr))
 
 
-def checkpoint_load(path, model, prompt=None, meta=None):
-    """Loads a checkpoint into existing handles; nothing changes on failure."""
-    check(F.mp_checkpoint_load(os.fsencode(path), model.ptr, _ptr_or_null(prompt),
-                               _ptr_or_null(meta)), model)
+def checkpoint_load(path, model, prompt=None, meta=None, sampler=None):
+    """Loads a checkpoint into existing handles; with a sampler, restores its
+    position (the file must hold a sampler configured the same way).
+    Nothing changes on failure."""
+    args = (os.fsencode(path), model.ptr, _ptr_or_null(prompt), _ptr_or_null(meta))
+    if sampler is None:
+        check(F.mp_checkpoint_load(*args), model)
+    else:
+        check(F.mp_checkpoint_load_with_sampler(*args, sampler.ptr), model)

@@ -118,6 +118,46 @@ def test_checkpoint_with_meta(tmp_path):
     np.testing.assert_array_equal(prompt2.get(), prompt.get())
 
 
+def _steps(sampler, meta, n):
+    for _ in range(n):
+        tasks = [sampler.next() for _ in range(3)]
+        meta.step(tasks)
+        for t in tasks:
+            t.close()
+
+
+def test_checkpoint_with_sampler_resumes_bit_for_bit(tmp_path):
+    _, model_a, prompt_a, sampler_a, meta_a = sinusoid_setup()
+    _steps(sampler_a, meta_a, 4)
+    _, model_b, prompt_b, sampler_b, meta_b = sinusoid_setup()
+    _steps(sampler_b, meta_b, 2)
+    mp.checkpoint_save(tmp_path / "c", model_b, prompt_b, meta_b, sampler_b)
+    _, model_c, prompt_c, sampler_c, meta_c = sinusoid_setup()
+    mp.checkpoint_load(tmp_path / "c", model_c, prompt_c, meta_c, sampler_c)
+    assert sampler_c.position == 6 and meta_c.step_count == 2
+    _steps(sampler_c, meta_c, 2)
+    assert sampler_c.position == sampler_a.position == 12
+    np.testing.assert_array_equal(prompt_c.get(), prompt_a.get())
+    np.testing.assert_array_equal(model_c.get_params(), model_a.get_params())
+    # A sampler with another seed is refused and nothing changes.
+    other = mp.Sampler.sinusoid(mp.Config({mp.CFG_SEED: 5, mp.CFG_DATA_SHOTS: 5,
+                                           mp.CFG_DATA_QUERIES: 5}))
+    other.position = 1
+    p0 = prompt_c.get().copy()
+    with pytest.raises(mp.MetapromptError) as ei:
+        mp.checkpoint_load(tmp_path / "c", model_c, prompt_c, meta_c, other)
+    assert ei.value.status == mp.ERR_SHAPE_MISMATCH
+    assert "mp_checkpoint_load_with_sampler" in ei.value.message and "seed" in ei.value.message
+    assert other.position == 1 and meta_c.step_count == 4
+    np.testing.assert_array_equal(prompt_c.get(), p0)
+    # A file saved without a sampler cannot restore one.
+    mp.checkpoint_save(tmp_path / "d", model_c, prompt_c, meta_c)
+    with pytest.raises(mp.MetapromptError) as ei:
+        mp.checkpoint_load(tmp_path / "d", model_c, prompt_c, meta_c, sampler_c)
+    assert ei.value.status == mp.ERR_NOT_FOUND and "meta/sampler_position" in ei.value.message
+    assert sampler_c.position == 12
+
+
 def test_sinusoid_example_runs_and_matches_c():
     env = dict(os.environ, PYTHONPATH=PYDIR, PYTHONDONTWRITEBYTECODE="1", OPENBLAS_NUM_THREADS="1")
     r = subprocess.run([sys.executable, os.path.join(PYDIR, "sinusoid.py"), "20"],

@@ -316,6 +316,9 @@ impl<'a> Sampler<'a> {
     pub(crate) fn as_ptr(&self) -> *const sys::mp_sampler {
         self.ptr
     }
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut sys::mp_sampler {
+        self.ptr
+    }
     pub fn error(&self) -> String {
         text(unsafe { sys::mp_sampler_error(self.ptr) })
     }

@@ -199,6 +199,25 @@ impl<'a> Meta<'a> {
         let pp = self.prompt.as_ref().map_or(ptr::null_mut(), |p| p.ptr);
         check(unsafe { sys::mp_checkpoint_load(c.as_ptr(), self.model.ptr, pp, self.ptr) }, None)
     }
+    /// As save_checkpoint, plus the position and identity of the sampler the
+    /// training tasks come from, so that a run drawing with Sampler::next
+    /// resumes exactly where it stopped.
+    pub fn save_checkpoint_with_sampler(&self, path: &str, sampler: &Sampler) -> Result<()> {
+        let c = c_string("Meta::save_checkpoint_with_sampler", path)?;
+        let pp = self.prompt.as_ref().map_or(ptr::null(), |p| p.ptr as *const sys::mp_prompt);
+        check(unsafe {
+            sys::mp_checkpoint_save_with_sampler(c.as_ptr(), self.model.ptr, pp, self.ptr, sampler.as_ptr())
+        }, None)
+    }
+    /// As load_checkpoint, plus the sampler's position; the file must hold a
+    /// sampler configured like this one. Nothing changes on failure.
+    pub fn load_checkpoint_with_sampler(&mut self, path: &str, sampler: &mut Sampler) -> Result<()> {
+        let c = c_string("Meta::load_checkpoint_with_sampler", path)?;
+        let pp = self.prompt.as_ref().map_or(ptr::null_mut(), |p| p.ptr);
+        check(unsafe {
+            sys::mp_checkpoint_load_with_sampler(c.as_ptr(), self.model.ptr, pp, self.ptr, sampler.as_mut_ptr())
+        }, None)
+    }
 }
 
 impl<'a> std::fmt::Debug for Meta<'a> {

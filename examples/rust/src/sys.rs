@@ -133,6 +133,11 @@ extern "C" {
                               meta: *const mp_meta) -> mp_status;
     pub fn mp_checkpoint_load(path: *const c_char, model: *mut mp_model, prompt: *mut mp_prompt,
                               meta: *mut mp_meta) -> mp_status;
+    pub fn mp_checkpoint_save_with_sampler(path: *const c_char, model: *const mp_model,
+                                           prompt: *const mp_prompt, meta: *const mp_meta,
+                                           sampler: *const mp_sampler) -> mp_status;
+    pub fn mp_checkpoint_load_with_sampler(path: *const c_char, model: *mut mp_model, prompt: *mut mp_prompt,
+                                           meta: *mut mp_meta, sampler: *mut mp_sampler) -> mp_status;
     pub fn mp_model_create_from_checkpoint(out: *mut *mut mp_model, path: *const c_char) -> mp_status;
 
     // ---- data.h

@@ -100,3 +100,54 @@ fn metasgd_progress_and_checkpoint() {
     assert_eq!(meta2.prompt().unwrap().values().unwrap(), p.values().unwrap());
     std::fs::remove_file(&path).unwrap();
 }
+
+fn steps(meta: &mut Meta, s: &mut Sampler, n: usize) {
+    for _ in 0..n {
+        let tasks: Vec<Task> = (0..3).map(|_| s.next().unwrap()).collect();
+        let refs: Vec<&Task> = tasks.iter().collect();
+        meta.step(&refs).unwrap();
+    }
+}
+
+#[test]
+fn checkpoint_with_sampler_resumes_bit_for_bit() {
+    let c = cfg(META_MAML, 1);
+    let path = std::env::temp_dir().join(format!("mp-rust-sampler-{}.ckpt", std::process::id()));
+    let path = path.to_str().unwrap().to_string();
+    let (mut ma, mut pa) = setup(&c);
+    let mut sa = Sampler::sinusoid(Some(&c)).unwrap();
+    {
+        let mut a = Meta::new(&mut ma, Some(&mut pa), Some(&c)).unwrap();
+        steps(&mut a, &mut sa, 4);
+    }
+    let (mut mb, mut pb) = setup(&c);
+    let mut sb = Sampler::sinusoid(Some(&c)).unwrap();
+    {
+        let mut b = Meta::new(&mut mb, Some(&mut pb), Some(&c)).unwrap();
+        steps(&mut b, &mut sb, 2);
+        b.save_checkpoint_with_sampler(&path, &sb).unwrap();
+    }
+    let (mut mc, mut pc) = setup(&c);
+    let mut sc = Sampler::sinusoid(Some(&c)).unwrap();
+    {
+        let mut m = Meta::new(&mut mc, Some(&mut pc), Some(&c)).unwrap();
+        m.load_checkpoint_with_sampler(&path, &mut sc).unwrap();
+        assert_eq!(sc.position().unwrap(), 6);
+        assert_eq!(m.step_count().unwrap(), 2);
+        steps(&mut m, &mut sc, 2);
+        // Another seed: refused, nothing changes.
+        let mut oc = Config::new().unwrap();
+        oc.set_int(CFG_SEED, 5).unwrap().set_int(CFG_DATA_SHOTS, 5).unwrap().set_int(CFG_DATA_QUERIES, 5).unwrap();
+        let mut other = Sampler::sinusoid(Some(&oc)).unwrap();
+        other.set_position(1).unwrap();
+        let e = m.load_checkpoint_with_sampler(&path, &mut other).unwrap_err();
+        assert_eq!(e.status, status::ERR_SHAPE_MISMATCH);
+        assert!(e.message.contains("mp_checkpoint_load_with_sampler") && e.message.contains("seed"), "{}", e);
+        assert_eq!(other.position().unwrap(), 1);
+        assert_eq!(m.step_count().unwrap(), 4);
+    }
+    assert_eq!(sc.position().unwrap(), sa.position().unwrap());
+    assert_eq!(pc.values().unwrap(), pa.values().unwrap());
+    assert_eq!(mc.params().unwrap(), ma.params().unwrap());
+    std::fs::remove_file(&path).unwrap();
+}
