@@ -1,8 +1,11 @@
-/* Tests of the meta module: optimizers and statistics on flat arrays,
+/* Tests of the meta module: optimizers and statistics on flat arrays and
+ * through the handle (set/apply against hand-computed updates),
  * hand-computable meta-gradients of every algorithm on a linear model,
  * second-order MAML and Meta-SGD against central finite differences of the
- * whole inner + outer computation, thread determinism, evaluation,
- * checkpoints and bad inputs. */
+ * whole inner + outer computation for several scopes and learn sets,
+ * thread determinism, non-finite losses and gradients, evaluation,
+ * checkpoints (with the sampler position), the OpenBLAS oversubscription
+ * warning and bad inputs. */
 #include "test_util.h"
 
 #include <stdlib.h>
@@ -445,29 +448,83 @@ static double fd_at(mp_meta *m, fd_setup *s, float *x)
     return (lp - lm) / (2.0 * eps);
 }
 
-/* Entries checked: every prompt entry and every 3rd parameter; rates too
- * for Meta-SGD. Returns the largest |second - first order| difference. */
-static void fd_check(int algo, int steps)
+/* Whether gradient entry j is learned (prompt, parameter of a learned
+ * tensor, or Meta-SGD rate with MP_LEARN_INNER_LR). */
+static int entry_learned(const mp_meta *m, size_t j)
+{
+    if (j < m->n_prompt) return (m->learn & MP_LEARN_PROMPT) != 0;
+    if (j >= m->n_prompt + m->n_params) return (m->learn & MP_LEARN_INNER_LR) != 0;
+    size_t off = j - m->n_prompt;
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const mp__param_info *pi = mp__model_tensor(m->model, i);
+        if (off >= pi->offset && off < pi->offset + (size_t)pi->rows * (size_t)pi->cols) return m->learned[i];
+    }
+    ck_abort_msg("entry %zu outside the model", j);
+    return 0;
+}
+
+/* The first-order meta-gradient of m on s.task with m's own inner rates
+ * (scalar or per element): adapt with m (first order), then the query
+ * gradient at the adapted point, taken by a FOMAML meta with 0 inner
+ * steps over a copy of the adapted values learning what m learns. */
+static float *first_order_reference(mp_meta *m, fd_setup *s, const meta_opts *o)
+{
+    mp_model *am;
+    MP_CK_OK(mp_model_clone(&am, s->model));
+    mp_prompt *ap = make_prompt(s->model, 0, 0);
+    MP_CK_OK(mp_meta_adapt(m, s->task, ap, am));
+    meta_opts fo = *o;
+    fo.algo = MP_META_FOMAML;
+    fo.steps = 0;
+    fo.learn = m->learn & ~MP_LEARN_INNER_LR;
+    mp_meta *f = make_meta(am, ap, &fo);
+    float *g = meta_grad(f, &s->task, 1);
+    mp_meta_destroy(f);
+    mp_prompt_destroy(ap);
+    mp_model_destroy(am);
+    return g;
+}
+
+/* Checks the meta-gradient of (algo, steps, scope, learn) against central
+ * differences of the query loss after the inner loop: every learned
+ * prompt entry, every 3rd learned parameter and every learned rate;
+ * entries not learned must be exactly 0. Also checks that the exact
+ * gradient differs measurably from the first-order one computed with the
+ * same inner rates (the model has curvature), i.e. that second order is
+ * really taken. */
+static void fd_check(int algo, int steps, int scope, int learn)
 {
     fd_setup s = fd_make();
     meta_opts o = defaults(algo);
-    o.scope = MP_SCOPE_PROMPT_HEAD;
-    o.learn = MP_LEARN_PROMPT | MP_LEARN_HEAD | MP_LEARN_BACKBONE | (algo == MP_META_METASGD ? MP_LEARN_INNER_LR : 0);
+    o.scope = scope;
+    o.learn = learn;
     o.steps = o.eval_steps = steps;
     o.inner_lr = 0.3;
     mp_meta *m = make_meta(s.model, s.prompt, &o);
     if (algo == MP_META_METASGD)
         for (size_t i = 0; i < m->n_lr; i++) m->lr[i] = 0.1f + 0.4f * (float)(i % 5) / 4.0f;
     float *g = meta_grad(m, &s.task, 1);
-    meta_opts fo = o;
-    fo.algo = MP_META_FOMAML;
-    fo.learn &= ~MP_LEARN_INNER_LR;
-    mp_meta *f = make_meta(s.model, s.prompt, &fo);
-    float *gf = meta_grad(f, &s.task, 1);
+    float *gf = first_order_reference(m, &s, &o);
+    if (algo == MP_META_MAML) {
+        /* The reference equals what the FOMAML algorithm computes. */
+        meta_opts fo = o;
+        fo.algo = MP_META_FOMAML;
+        mp_meta *f = make_meta(s.model, s.prompt, &fo);
+        float *gfo = meta_grad(f, &s.task, 1);
+        for (size_t j = 0; j < m->n_prompt + m->n_params; j++)
+            ck_assert_msg(fabsf(gfo[j] - gf[j]) <= 1e-5f * (1 + fabsf(gf[j])), "entry %zu: FOMAML %g, reference %g",
+                          j, gfo[j], gf[j]);
+        free(gfo);
+        mp_meta_destroy(f);
+    }
     double max_gap = 0, max_err = 0;
-    size_t np = m->n_prompt, nparam = m->n_params;
+    size_t np = m->n_prompt, nparam = m->n_params, checked = 0, checked_values = 0;
     for (size_t j = 0; j < np + nparam + m->n_lr; j++) {
-        if (j >= np && (j - np) % 3 != 0) continue;
+        if (!entry_learned(m, j)) {
+            ck_assert_msg(g[j] == 0.0f, "entry %zu is not learned but has gradient %g", j, g[j]);
+            continue;
+        }
+        if (j >= np && j < np + nparam && (j - np) % 3 != 0) continue;
         float *x = j < np ? mp__prompt_data(s.prompt) + j
                           : j < np + nparam ? mp__model_params(s.model) + (j - np) : m->lr + (j - np - nparam);
         double fd = fd_at(m, &s, x);
@@ -475,29 +532,42 @@ static void fd_check(int algo, int steps)
         ck_assert_msg(err < 2e-3 + 2e-2 * fabs(fd), "entry %zu: meta-gradient %.7g, finite difference %.7g",
                       j, g[j], fd);
         if (err > max_err) max_err = err;
-        if (j < np + nparam && fabs(g[j] - gf[j]) > max_gap) max_gap = fabs(g[j] - gf[j]);
+        if (j < np + nparam) {
+            if (fabs(g[j] - gf[j]) > max_gap) max_gap = fabs(g[j] - gf[j]);
+            checked_values++;
+        }
+        checked++;
     }
-    /* The model has curvature: the first-order gradient is measurably off. */
-    ck_assert_msg(max_gap > 10 * max_err && max_gap > 1e-2, "second vs first order gap %.3g, fd error %.3g",
-                  max_gap, max_err);
+    ck_assert_uint_gt(checked, 3);
+    /* (Only rates learned: there is no first-order counterpart to compare.) */
+    if (checked_values)
+        ck_assert_msg(max_gap > 10 * max_err && max_gap > 1e-2, "second vs first order gap %.3g, fd error %.3g",
+                      max_gap, max_err);
     free(g);
     free(gf);
-    mp_meta_destroy(f);
     mp_meta_destroy(m);
     fd_free(&s);
 }
 
+#define LEARN_ALL (MP_LEARN_PROMPT | MP_LEARN_HEAD | MP_LEARN_BACKBONE)
+
 START_TEST(maml_matches_finite_differences)
 {
-    fd_check(MP_META_MAML, 1);
-    fd_check(MP_META_MAML, 3);
+    fd_check(MP_META_MAML, 1, MP_SCOPE_PROMPT_HEAD, LEARN_ALL);
+    fd_check(MP_META_MAML, 3, MP_SCOPE_PROMPT_HEAD, LEARN_ALL);
+    fd_check(MP_META_MAML, 3, MP_SCOPE_ALL, LEARN_ALL);
+    fd_check(MP_META_MAML, 2, MP_SCOPE_PROMPT, LEARN_ALL);
+    fd_check(MP_META_MAML, 2, MP_SCOPE_ALL, MP_LEARN_PROMPT);
 }
 END_TEST
 
 START_TEST(metasgd_matches_finite_differences)
 {
-    fd_check(MP_META_METASGD, 1);
-    fd_check(MP_META_METASGD, 2);
+    fd_check(MP_META_METASGD, 1, MP_SCOPE_PROMPT_HEAD, LEARN_ALL | MP_LEARN_INNER_LR);
+    fd_check(MP_META_METASGD, 2, MP_SCOPE_PROMPT_HEAD, LEARN_ALL | MP_LEARN_INNER_LR);
+    fd_check(MP_META_METASGD, 2, MP_SCOPE_ALL, LEARN_ALL | MP_LEARN_INNER_LR);
+    fd_check(MP_META_METASGD, 2, MP_SCOPE_PROMPT, MP_LEARN_PROMPT | MP_LEARN_INNER_LR);
+    fd_check(MP_META_METASGD, 1, MP_SCOPE_PROMPT, MP_LEARN_INNER_LR);
 }
 END_TEST
 
@@ -609,6 +679,123 @@ START_TEST(non_finite_loss_skips_the_update)
 }
 END_TEST
 
+/* Finite losses, non-finite gradients: a linear model with a prompt
+ * (y = w0 x + w1 p + b, all 0.1) and inputs of 1e20, so that a loss is
+ * about 1e38 (finite in float) while its gradient 2 y x overflows. */
+typedef struct {
+    float *params, *prompt, *m1, *m2;
+    int64_t t;
+} meta_snapshot;
+
+static meta_snapshot snapshot(const mp_meta *m)
+{
+    meta_snapshot s;
+    s.params = malloc(m->n_params * sizeof(float));
+    s.prompt = malloc(m->n_prompt * sizeof(float));
+    s.m1 = malloc(m->n_grad * sizeof(float));
+    s.m2 = malloc(m->n_grad * sizeof(float));
+    memcpy(s.params, mp__model_params_const(m->model), m->n_params * sizeof(float));
+    memcpy(s.prompt, mp__prompt_data_const(m->prompt), m->n_prompt * sizeof(float));
+    memcpy(s.m1, m->m1, m->n_grad * sizeof(float));
+    memcpy(s.m2, m->m2, m->n_grad * sizeof(float));
+    MP_CK_OK(mp_meta_step_count(m, &s.t));
+    return s;
+}
+
+static void check_unchanged(const mp_meta *m, const meta_snapshot *s, const char *what)
+{
+    int64_t t;
+    MP_CK_OK(mp_meta_step_count(m, &t));
+    ck_assert_msg(t == s->t, "%s: step count %lld, was %lld", what, (long long)t, (long long)s->t);
+    ck_assert_msg(memcmp(s->params, mp__model_params_const(m->model), m->n_params * sizeof(float)) == 0,
+                  "%s: parameters changed", what);
+    ck_assert_msg(memcmp(s->prompt, mp__prompt_data_const(m->prompt), m->n_prompt * sizeof(float)) == 0,
+                  "%s: prompt changed", what);
+    ck_assert_msg(memcmp(s->m1, m->m1, m->n_grad * sizeof(float)) == 0, "%s: m1 changed", what);
+    ck_assert_msg(memcmp(s->m2, m->m2, m->n_grad * sizeof(float)) == 0, "%s: m2 changed", what);
+}
+
+static void snapshot_free(meta_snapshot *s)
+{
+    free(s->params);
+    free(s->prompt);
+    free(s->m1);
+    free(s->m2);
+}
+
+START_TEST(non_finite_gradient_skips_the_update)
+{
+    float small_x[2] = {0.5f, -0.3f}, small_t[2] = {0.2f, 0.1f}, huge_x[1] = {1e20f}, zero[1] = {0.0f};
+    mp_task *good, *huge_query, *huge_support;
+    MP_CK_OK(mp_task_create_regression(&good, 1, 1, small_x, small_t, 2, small_x, small_t, 2));
+    MP_CK_OK(mp_task_create_regression(&huge_query, 1, 1, small_x, small_t, 2, huge_x, zero, 1));
+    MP_CK_OK(mp_task_create_regression(&huge_support, 1, 1, huge_x, zero, 1, small_x, small_t, 2));
+    /* The premise: the huge task's loss is finite. */
+    {
+        mp_model *model = make_model(1, 1, 1, 0, 0, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+        mp_prompt *prompt = make_prompt(model, 0, 0);
+        float ones[4] = {0.1f, 0.1f, 0.1f, 0.1f}, loss;
+        MP_CK_OK(mp_model_set_params(model, ones, mp__model_param_count(model)));
+        MP_CK_OK(mp_prompt_set(prompt, ones, 1));
+        MP_CK_OK(mp_model_loss(model, prompt, huge_x, 1, 1, NULL, zero, &loss));
+        ck_assert_msg(isfinite(loss) && loss > 1e37f, "loss %g", (double)loss);
+        mp_prompt_destroy(prompt);
+        mp_model_destroy(model);
+    }
+    /* (algorithm, task whose gradient overflows, expected message). */
+    struct {
+        int algo;
+        mp_task *bad;
+        const char *msg;
+    } cases[] = {
+        {MP_META_MAML, huge_query, "the meta-gradient is not finite"},
+        {MP_META_FOMAML, huge_query, "the meta-gradient is not finite"},
+        {MP_META_REPTILE, huge_support, "the meta-gradient is not finite"},
+        /* An inner step with an overflowing gradient: the query loss after it is not finite. */
+        {MP_META_FOMAML, huge_support, "task 1: a task loss is not finite"},
+        {MP_META_MAML, huge_support, "task 1: a task loss is not finite"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        mp_model *model = make_model(1, 1, 1, 0, 0, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+        mp_prompt *prompt = make_prompt(model, 0, 0);
+        size_t np = mp__model_param_count(model);
+        ck_assert_uint_eq(np, 3);
+        float ones[3] = {0.1f, 0.1f, 0.1f};
+        MP_CK_OK(mp_model_set_params(model, ones, np));
+        MP_CK_OK(mp_prompt_set(prompt, ones, 1));
+        meta_opts o = defaults(cases[c].algo);
+        o.opt = MP_OPT_ADAM;
+        o.outer_lr = 0.01;
+        o.threads = 2;
+        mp_meta *m = make_meta(model, prompt, &o);
+        MP_CK_OK(mp_meta_step(m, &good, 1, NULL, 0)); /* moments and step count become non-zero */
+        meta_snapshot snap = snapshot(m);
+        mp_task *batch[2] = {good, cases[c].bad};
+        MP_CK_STATUS(mp_meta_step(m, batch, 2, NULL, 0), MP_ERR_NOT_FINITE);
+        ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_step: ", 14) == 0 && strstr(mp_meta_error(m), cases[c].msg),
+                      "case %zu: %s", c, mp_meta_error(m));
+        check_unchanged(m, &snap, "mp_meta_step");
+        /* compute_gradients keeps a gradient set before it. */
+        float g[4] = {0.5f, -0.5f, 0.25f, 1.0f}, got[4];
+        MP_CK_OK(mp_meta_set_gradients(m, g, 4));
+        MP_CK_STATUS(mp_meta_compute_gradients(m, batch, 2, NULL, 0), MP_ERR_NOT_FINITE);
+        ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_compute_gradients: ", 27) == 0, "%s", mp_meta_error(m));
+        MP_CK_STATUS(mp_meta_step(m, batch, 2, NULL, 0), MP_ERR_NOT_FINITE);
+        MP_CK_OK(mp_meta_get_gradients(m, got, 4));
+        ck_assert(memcmp(g, got, sizeof g) == 0);
+        check_unchanged(m, &snap, "mp_meta_compute_gradients");
+        snapshot_free(&snap);
+        mp_meta_destroy(m);
+        mp_prompt_destroy(prompt);
+        mp_model_destroy(model);
+    }
+    mp_task_destroy(good);
+    mp_task_destroy(huge_query);
+    mp_task_destroy(huge_support);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* ---- split step, clipping ------------------------------------------------------------------------ */
 START_TEST(compute_set_apply_equals_step_and_clips)
 {
@@ -631,6 +818,169 @@ START_TEST(compute_set_apply_equals_step_and_clips)
     free(g);
     mp_meta_destroy(m);
     fd_free(&s);
+}
+END_TEST
+
+/* ---- outer optimizers through the handle ---------------------------------------------------------
+ * The linear model (w, b: gradient layout [w, b] at s.iw, s.ib), gradients
+ * set with mp_meta_set_gradients and applied with mp_meta_apply_gradients,
+ * against the documented update rules evaluated in double. */
+typedef struct {
+    double p[2], m[2], v[2];
+} hand_state;
+
+/* One documented update (docs/META.md) of both entries at step t. */
+static void hand_update(hand_state *h, int opt, int64_t t, const double g_in[2], double lr, double mu, double b1,
+                        double b2, double eps, double wd)
+{
+    for (int i = 0; i < 2; i++) {
+        double g = g_in[i];
+        if (opt == MP_OPT_SGD) {
+            h->m[i] = mu * h->m[i] + (g + wd * h->p[i]);
+            h->p[i] -= lr * h->m[i];
+            continue;
+        }
+        if (opt == MP_OPT_ADAMW)
+            h->p[i] -= lr * wd * h->p[i];
+        else
+            g += wd * h->p[i];
+        h->m[i] = b1 * h->m[i] + (1 - b1) * g;
+        h->v[i] = b2 * h->v[i] + (1 - b2) * g * g;
+        double mh = h->m[i] / (1 - pow(b1, (double)t)), vh = h->v[i] / (1 - pow(b2, (double)t));
+        h->p[i] -= lr * mh / (sqrt(vh) + eps);
+    }
+}
+
+static void check_close(double got, double want, const char *what, int step, int entry)
+{
+    ck_assert_msg(fabs(got - want) <= 2e-6 * (1 + fabs(want)), "%s after apply %d, entry %d: %.9g, expected %.9g",
+                  what, step, entry, got, want);
+}
+
+/* Two applies of gradients g[0], g[1] with optimizer opt, compared after
+ * each with the hand computation: parameters, both moment buffers, the
+ * step count. */
+static void two_applies(int opt, double lr, double mu, double wd, const double g[2][2])
+{
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    linear_setup s = linear();
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = opt;
+    o.outer_lr = lr;
+    o.momentum = mu;
+    o.wd = wd;
+    mp_meta *m = make_meta(s.model, NULL, &o);
+    hand_state h = {{W0, B0}, {0, 0}, {0, 0}};
+    for (int k = 0; k < 2; k++) {
+        float gf[2];
+        gf[s.iw] = (float)g[k][0];
+        gf[s.ib] = (float)g[k][1];
+        double gd[2] = {gf[s.iw], gf[s.ib]};
+        MP_CK_OK(mp_meta_set_gradients(m, gf, 2));
+        MP_CK_OK(mp_meta_apply_gradients(m));
+        hand_update(&h, opt, k + 1, gd, lr, mu, b1, b2, eps, wd);
+        const float *p = mp__model_params_const(s.model);
+        size_t idx[2] = {s.iw, s.ib};
+        for (int i = 0; i < 2; i++) {
+            check_close(p[idx[i]], h.p[i], "parameter", k + 1, i);
+            check_close(m->m1[idx[i]], h.m[i], opt == MP_OPT_SGD ? "velocity" : "first moment", k + 1, i);
+            if (opt != MP_OPT_SGD) check_close(m->m2[idx[i]], h.v[i], "second moment", k + 1, i);
+        }
+        int64_t t;
+        MP_CK_OK(mp_meta_step_count(m, &t));
+        ck_assert_int_eq(t, k + 1);
+    }
+    mp_meta_destroy(m);
+    linear_free(&s);
+}
+
+START_TEST(optimizers_through_the_handle)
+{
+    /* SGD with momentum: the second step moves by lr (mu g1 + g2). */
+    const double sgd_g[2][2] = {{0.5, -1.0}, {-0.25, 2.0}};
+    two_applies(MP_OPT_SGD, 0.1, 0.9, 0, sgd_g);
+    /* Adam: b sees no gradient in the first apply, so its first update
+     * happens at t = 2 and must use that shared count: with its own count
+     * (t = 1) the step would be exactly lr = 0.1. */
+    const double adam_g[2][2] = {{0.5, 0.0}, {0.5, -2.0}};
+    two_applies(MP_OPT_ADAM, 0.1, 0, 0, adam_g);
+    {
+        linear_setup s = linear();
+        meta_opts o = defaults(MP_META_MAML);
+        o.opt = MP_OPT_ADAM;
+        o.outer_lr = 0.1;
+        mp_meta *m = make_meta(s.model, NULL, &o);
+        for (int k = 0; k < 2; k++) {
+            float gf[2];
+            gf[s.iw] = (float)adam_g[k][0];
+            gf[s.ib] = (float)adam_g[k][1];
+            MP_CK_OK(mp_meta_set_gradients(m, gf, 2));
+            MP_CK_OK(mp_meta_apply_gradients(m));
+        }
+        double moved = mp__model_params_const(s.model)[s.ib] - B0;
+        /* t = 2: m_hat = -0.2 / 0.19, v_hat = 0.004 / 0.001999. */
+        double want = -0.1 * (-0.2 / 0.19) / (sqrt(0.004 / 0.001999) + 1e-8);
+        ck_assert_msg(fabs(moved - want) < 1e-6 && fabs(moved - 0.1) > 1e-2, "b moved by %.9g, expected %.9g", moved,
+                      want);
+        mp_meta_destroy(m);
+        linear_free(&s);
+    }
+    /* Adam with L2 decay and AdamW with decoupled decay, non-zero gradients. */
+    const double wd_g[2][2] = {{0.3, -0.7}, {-0.2, 0.4}};
+    two_applies(MP_OPT_ADAM, 0.05, 0, 0.5, wd_g);
+    two_applies(MP_OPT_ADAMW, 0.05, 0, 0.5, wd_g);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(clipping_through_the_handle)
+{
+    /* Global norm over both entries: (3, 4) has norm 5, clipped to 1. */
+    linear_setup s = linear();
+    meta_opts o = defaults(MP_META_MAML);
+    o.clip = 1.0;
+    mp_meta *m = make_meta(s.model, NULL, &o);
+    float g[2];
+    g[s.iw] = 3.0f;
+    g[s.ib] = 4.0f;
+    MP_CK_OK(mp_meta_set_gradients(m, g, 2));
+    MP_CK_OK(mp_meta_apply_gradients(m));
+    const float *p = mp__model_params_const(s.model);
+    ck_assert_double_eq_tol(p[s.iw], W0 - 0.6, 1e-6);
+    ck_assert_double_eq_tol(p[s.ib], B0 - 0.8, 1e-6);
+    /* Below the threshold: unchanged gradient. */
+    g[s.iw] = 0.3f;
+    g[s.ib] = -0.4f;
+    MP_CK_OK(mp_meta_set_gradients(m, g, 2));
+    MP_CK_OK(mp_meta_apply_gradients(m));
+    ck_assert_double_eq_tol(p[s.iw], W0 - 0.6 - 0.3, 1e-6);
+    ck_assert_double_eq_tol(p[s.ib], B0 - 0.8 + 0.4, 1e-6);
+    mp_meta_destroy(m);
+    linear_free(&s);
+    /* The norm is taken over the learned entries only: with the prompt
+     * learned, huge parameter entries are ignored (the prompt's own norm 3
+     * is clipped to 1), and the parameters do not move. */
+    mp_model *model = make_model(1, 1, 1, 0, 0, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_prompt *prompt = make_prompt(model, 0, 0);
+    o = defaults(MP_META_MAML);
+    o.scope = MP_SCOPE_PROMPT;
+    o.learn = MP_LEARN_PROMPT;
+    o.clip = 1.0;
+    m = make_meta(model, prompt, &o);
+    size_t ng = grad_size(m), np = mp__model_param_count(model);
+    ck_assert_uint_eq(ng, 1 + np);
+    float gp[8], before[8];
+    memcpy(before, mp__model_params_const(model), np * sizeof(float));
+    gp[0] = 3.0f;
+    for (size_t j = 1; j < ng; j++) gp[j] = 100.0f;
+    MP_CK_OK(mp_meta_set_gradients(m, gp, ng));
+    MP_CK_OK(mp_meta_apply_gradients(m));
+    ck_assert_float_eq_tol(mp__prompt_data_const(prompt)[0], -1.0f, 1e-6f);
+    ck_assert(memcmp(before, mp__model_params_const(model), np * sizeof(float)) == 0);
+    mp_meta_destroy(m);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+    ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
 
@@ -767,6 +1117,9 @@ START_TEST(evaluate_is_thread_independent_and_flat)
     evaluate_sinusoid(1, &m1, &c1, 2000);
     evaluate_sinusoid(2, &m2, &c2, 2000);
     ck_assert(m1 == m2 && c1 == c2);
+    double m4, c4;
+    evaluate_sinusoid(4, &m4, &c4, 2000);
+    ck_assert(m1 == m4 && c1 == c4);
     ck_assert(m1 > 0 && c1 > 0 && c1 < m1);
     ck_assert_int_eq(mp_live_allocations(), 0);
 }
@@ -795,87 +1148,382 @@ START_TEST(maml_learns_sinusoids)
 }
 END_TEST
 
-/* ---- checkpoints --------------------------------------------------------------------------------- */
-static void ckpt_steps(mp_meta *m, int from, int to)
+/* ---- checkpoints ---------------------------------------------------------------------------------
+ * A training run: model, prompt, meta and the sinusoid sampler its tasks
+ * come from (mp_sampler_next), so resuming needs the sampler position. */
+typedef struct {
+    mp_model *model;
+    mp_prompt *prompt;
+    mp_meta *meta;
+    mp_sampler *sampler;
+} train_run;
+
+static mp_sampler *sinusoid_sampler(uint64_t seed, int shots)
+{
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_SEED, (int64_t)seed));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_SHOTS, shots));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_QUERIES, 5));
+    mp_sampler *s;
+    MP_CK_OK(mp_sampler_create_sinusoid(&s, c));
+    mp_config_destroy(c);
+    return s;
+}
+
+/* The same starting point every time (fresh = 0), or FRESH handles that
+ * differ from it everywhere (another model seed, a zero prompt), each with
+ * a new sampler at position 0. */
+static train_run run_open(const meta_opts *o, int fresh)
+{
+    train_run r;
+    r.model = make_model(1, 1, 2, 1, 16, MP_ACT_TANH, MP_TASK_REGRESSION, fresh ? 77 : 8);
+    r.prompt = make_prompt(r.model, fresh ? 0 : 0.3, 2);
+    r.meta = make_meta(r.model, r.prompt, o);
+    r.sampler = sinusoid_sampler(9, 5);
+    return r;
+}
+
+static void run_steps(train_run *r, int n)
 {
     mp_task *tasks[4];
-    for (int step = from; step < to; step++) {
-        for (int i = 0; i < 4; i++) MP_CK_OK(mp_task_sinusoid(&tasks[i], 9, (uint64_t)(step * 4 + i), 5, 5));
-        MP_CK_OK(mp_meta_step(m, tasks, 4, NULL, 0));
+    for (int step = 0; step < n; step++) {
+        for (int i = 0; i < 4; i++) MP_CK_OK(mp_sampler_next(r->sampler, &tasks[i]));
+        MP_CK_OK(mp_meta_step(r->meta, tasks, 4, NULL, 0));
         for (int i = 0; i < 4; i++) mp_task_destroy(tasks[i]);
     }
 }
 
+static void run_close(train_run *r)
+{
+    mp_meta_destroy(r->meta);
+    mp_sampler_destroy(r->sampler);
+    mp_prompt_destroy(r->prompt);
+    mp_model_destroy(r->model);
+}
+
+static uint64_t position_of(const mp_sampler *s)
+{
+    uint64_t p;
+    MP_CK_OK(mp_sampler_get_position(s, &p));
+    return p;
+}
+
+static int64_t steps_of(const mp_meta *m)
+{
+    int64_t t;
+    MP_CK_OK(mp_meta_step_count(m, &t));
+    return t;
+}
+
+/* Bit-for-bit equality of everything a run carries. */
+static int runs_equal(const train_run *a, const train_run *c)
+{
+    const mp_meta *x = a->meta, *y = c->meta;
+    return memcmp(mp__model_params_const(a->model), mp__model_params_const(c->model), x->n_params * sizeof(float)) == 0 &&
+           memcmp(mp__prompt_data_const(a->prompt), mp__prompt_data_const(c->prompt), x->n_prompt * sizeof(float)) == 0 &&
+           memcmp(x->lr, y->lr, x->n_lr * sizeof(float)) == 0 &&
+           memcmp(x->m1, y->m1, x->n_grad * sizeof(float)) == 0 &&
+           memcmp(x->m2, y->m2, x->n_grad * sizeof(float)) == 0 && steps_of(x) == steps_of(y) &&
+           position_of(a->sampler) == position_of(c->sampler);
+}
+
+static void ckpt_path(char *path, size_t len, const char *tag)
+{
+    snprintf(path, len, "/tmp/mp_test_meta_%d_%s.ckpt", (int)getpid(), tag);
+}
+
+/* 10 steps straight == 5 steps, save, load into fresh handles, 5 steps. */
+static void resume_check(const meta_opts *o, int control)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "resume");
+    train_run a = run_open(o, 0);
+    run_steps(&a, 10);
+    ck_assert_int_eq(steps_of(a.meta), 10);
+    ck_assert_uint_eq(position_of(a.sampler), 40);
+    train_run b = run_open(o, 0);
+    run_steps(&b, 5);
+    MP_CK_OK(mp_checkpoint_save_with_sampler(path, b.model, b.prompt, b.meta, b.sampler));
+    run_close(&b);
+    train_run c = run_open(o, 1);
+    ck_assert(!runs_equal(&a, &c));
+    MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, c.meta, c.sampler));
+    ck_assert_int_eq(steps_of(c.meta), 5);
+    ck_assert_uint_eq(position_of(c.sampler), 20);
+    run_steps(&c, 5);
+    ck_assert_msg(runs_equal(&a, &c), "algorithm %d, optimizer %d, %d threads: the resumed run differs", o->algo,
+                  o->opt, o->threads);
+    if (control) {
+        /* Without the sampler position the resumed run draws episodes
+         * 0..19 again and ends elsewhere: the position is what matters. */
+        train_run d = run_open(o, 1);
+        MP_CK_OK(mp_checkpoint_load(path, d.model, d.prompt, d.meta));
+        ck_assert_uint_eq(position_of(d.sampler), 0);
+        run_steps(&d, 5);
+        ck_assert(memcmp(mp__model_params_const(a.model), mp__model_params_const(d.model),
+                         a.meta->n_params * sizeof(float)) != 0);
+        run_close(&d);
+    }
+    unlink(path);
+    run_close(&a);
+    run_close(&c);
+}
+
 START_TEST(checkpoint_resume_is_bit_identical)
 {
-    mp_model *base = make_model(1, 1, 2, 1, 16, MP_ACT_TANH, MP_TASK_REGRESSION, 8);
-    mp_prompt *bp = make_prompt(base, 0.3, 2);
     meta_opts o = defaults(MP_META_METASGD);
     o.opt = MP_OPT_ADAM;
     o.outer_lr = 1e-2;
     o.steps = 2;
-    /* Straight: 10 steps. */
-    mp_model *ma;
-    MP_CK_OK(mp_model_clone(&ma, base));
-    mp_prompt *pa = make_prompt(base, 0, 0);
-    MP_CK_OK(mp_prompt_copy(pa, bp));
-    mp_meta *a = make_meta(ma, pa, &o);
-    ckpt_steps(a, 0, 10);
-    /* 5 steps, save, load into fresh handles, 5 steps. */
-    mp_model *mb;
-    MP_CK_OK(mp_model_clone(&mb, base));
-    mp_prompt *pb = make_prompt(base, 0, 0);
-    MP_CK_OK(mp_prompt_copy(pb, bp));
-    mp_meta *b = make_meta(mb, pb, &o);
-    ckpt_steps(b, 0, 5);
+    resume_check(&o, 1);
+    o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_SGD;
+    o.momentum = 0.9;
+    o.outer_lr = 1e-3;
+    o.threads = 2;
+    resume_check(&o, 0);
+    o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAMW;
+    o.outer_lr = 1e-2;
+    o.wd = 0.01;
+    o.steps = 2;
+    o.threads = 2;
+    resume_check(&o, 0);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+START_TEST(checkpoint_refuses_other_metas)
+{
     char path[256];
-    snprintf(path, sizeof path, "/tmp/mp_test_meta_%d.ckpt", (int)getpid());
-    MP_CK_OK(mp_checkpoint_save(path, mb, pb, b));
-    mp_meta_destroy(b);
-    mp_model_destroy(mb);
-    mp_prompt_destroy(pb);
-    mp_model *mc = make_model(1, 1, 2, 1, 16, MP_ACT_TANH, MP_TASK_REGRESSION, 77);
-    mp_prompt *pc = make_prompt(mc, 0, 0);
-    mp_meta *c = make_meta(mc, pc, &o);
-    MP_CK_OK(mp_checkpoint_load(path, mc, pc, c));
-    int64_t t;
-    MP_CK_OK(mp_meta_step_count(c, &t));
-    ck_assert_int_eq(t, 5);
-    ckpt_steps(c, 5, 10);
-    size_t n = mp__model_param_count(ma);
-    ck_assert(memcmp(mp__model_params_const(ma), mp__model_params_const(mc), n * sizeof(float)) == 0);
-    ck_assert(memcmp(mp__prompt_data_const(pa), mp__prompt_data_const(pc), a->n_prompt * sizeof(float)) == 0);
-    ck_assert(memcmp(a->lr, c->lr, a->n_lr * sizeof(float)) == 0);
-    ck_assert(memcmp(a->m2, c->m2, a->n_grad * sizeof(float)) == 0);
+    ckpt_path(path, sizeof path, "metas");
+    meta_opts o = defaults(MP_META_METASGD);
+    o.opt = MP_OPT_ADAM;
+    train_run b = run_open(&o, 0);
+    run_steps(&b, 2);
+    MP_CK_OK(mp_checkpoint_save(path, b.model, b.prompt, b.meta));
     /* A meta with another algorithm refuses the state and changes nothing. */
     meta_opts other = defaults(MP_META_MAML);
-    mp_meta *d = make_meta(mc, pc, &other);
-    MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_SHAPE_MISMATCH);
+    mp_meta *d = make_meta(b.model, b.prompt, &other);
+    MP_CK_STATUS(mp_checkpoint_load(path, b.model, b.prompt, d), MP_ERR_SHAPE_MISMATCH);
     MP_CK_ERROR_MENTIONS("meta.algorithm");
     mp_meta_destroy(d);
     meta_opts scoped = o;
     scoped.scope = MP_SCOPE_PROMPT_HEAD;
-    d = make_meta(mc, pc, &scoped);
-    MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_SHAPE_MISMATCH);
+    d = make_meta(b.model, b.prompt, &scoped);
+    MP_CK_STATUS(mp_checkpoint_load(path, b.model, b.prompt, d), MP_ERR_SHAPE_MISMATCH);
     MP_CK_ERROR_MENTIONS("meta.scope");
-    MP_CK_OK(mp_meta_step_count(d, &t));
-    ck_assert_int_eq(t, 0);
+    ck_assert_int_eq(steps_of(d), 0);
     /* A file saved without a meta says so when a meta asks for its state. */
-    MP_CK_OK(mp_checkpoint_save(path, mc, pc, NULL));
-    MP_CK_STATUS(mp_checkpoint_load(path, mc, pc, d), MP_ERR_NOT_FOUND);
+    MP_CK_OK(mp_checkpoint_save(path, b.model, b.prompt, NULL));
+    MP_CK_STATUS(mp_checkpoint_load(path, b.model, b.prompt, d), MP_ERR_NOT_FOUND);
     MP_CK_ERROR_MENTIONS("holds no meta-optimizer state");
-    MP_CK_OK(mp_meta_step_count(d, &t));
-    ck_assert_int_eq(t, 0);
+    ck_assert_int_eq(steps_of(d), 0);
     mp_meta_destroy(d);
     unlink(path);
-    mp_meta_destroy(a);
-    mp_meta_destroy(c);
-    mp_model_destroy(ma);
-    mp_model_destroy(mc);
-    mp_model_destroy(base);
-    mp_prompt_destroy(pa);
-    mp_prompt_destroy(pc);
-    mp_prompt_destroy(bp);
+    run_close(&b);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* Everything a failed load must leave alone. */
+typedef struct {
+    meta_snapshot meta;
+    uint64_t position;
+} run_snapshot;
+
+static run_snapshot run_snap(const train_run *r)
+{
+    run_snapshot s = {snapshot(r->meta), position_of(r->sampler)};
+    return s;
+}
+
+static void run_check_unchanged(const train_run *r, mp_sampler *sampler, run_snapshot *s, const char *what)
+{
+    check_unchanged(r->meta, &s->meta, what);
+    ck_assert_msg(position_of(sampler) == s->position, "%s: sampler position changed", what);
+}
+
+static mp_sampler *class_sampler(const mp_dataset *ds, int ways)
+{
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_WAYS, ways));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_SHOTS, 1));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_DATA_QUERIES, 1));
+    mp_sampler *s;
+    MP_CK_OK(mp_sampler_create(&s, ds, c));
+    mp_config_destroy(c);
+    return s;
+}
+
+START_TEST(checkpoint_sampler_mismatch_changes_nothing)
+{
+    char with[256], without[256], classes[256];
+    ckpt_path(with, sizeof with, "with");
+    ckpt_path(without, sizeof without, "without");
+    ckpt_path(classes, sizeof classes, "classes");
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAM;
+    train_run b = run_open(&o, 0);
+    run_steps(&b, 3);
+    MP_CK_OK(mp_checkpoint_save_with_sampler(with, b.model, b.prompt, b.meta, b.sampler));
+    MP_CK_OK(mp_checkpoint_save(without, b.model, b.prompt, b.meta));
+    /* Classification samplers over a 4-class dataset of 12 examples. */
+    float x[12 * 2];
+    int32_t y[12];
+    for (int i = 0; i < 12; i++) {
+        y[i] = i % 4;
+        x[2 * i] = (float)i;
+        x[2 * i + 1] = (float)(i % 4);
+    }
+    mp_dataset *ds, *ds_small;
+    MP_CK_OK(mp_dataset_from_arrays(&ds, x, 12, 2, y, NULL, 0));
+    MP_CK_OK(mp_dataset_from_arrays(&ds_small, x, 8, 2, y, NULL, 0));
+    mp_sampler *three = class_sampler(ds, 3), *two = class_sampler(ds, 2), *three_small = class_sampler(ds_small, 3);
+    MP_CK_OK(mp_sampler_set_position(three, 11));
+    MP_CK_OK(mp_checkpoint_save_with_sampler(classes, b.model, b.prompt, b.meta, three));
+
+    /* The destination: a run that has moved (2 steps), its sampler and the
+     * mismatched ones all at position 3. */
+    train_run c = run_open(&o, 1);
+    run_steps(&c, 2);
+    mp_sampler *other_seed = sinusoid_sampler(10, 5), *other_shots = sinusoid_sampler(9, 6);
+    mp_sampler *all[] = {c.sampler, other_seed, other_shots, two, three_small};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) MP_CK_OK(mp_sampler_set_position(all[i], 3));
+    run_snapshot snap = run_snap(&c);
+    struct {
+        const char *file;
+        mp_sampler *sampler;
+        mp_status st;
+        const char *mentions;
+    } bad[] = {
+        {without, c.sampler, MP_ERR_NOT_FOUND, "meta/sampler_position"},
+        {with, other_seed, MP_ERR_SHAPE_MISMATCH, "seed = 9, this sampler 10"},
+        {with, other_shots, MP_ERR_SHAPE_MISMATCH, "data.shots = 5, this sampler 6"},
+        {with, two, MP_ERR_SHAPE_MISMATCH, "kind"},
+        {classes, two, MP_ERR_SHAPE_MISMATCH, "data.ways = 3, this sampler 2"},
+        {classes, three_small, MP_ERR_SHAPE_MISMATCH, "dataset examples = 12, this sampler 8"},
+        {classes, c.sampler, MP_ERR_SHAPE_MISMATCH, "kind"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        MP_CK_STATUS(mp_checkpoint_load_with_sampler(bad[i].file, c.model, c.prompt, c.meta, bad[i].sampler), bad[i].st);
+        MP_CK_ERROR_MENTIONS(bad[i].mentions);
+        ck_assert_msg(strncmp(mp_last_error(), "mp_checkpoint_load_with_sampler: '", 34) == 0, "%s", mp_last_error());
+        ck_assert_str_eq(mp_model_error(c.model), mp_last_error());
+        run_check_unchanged(&c, bad[i].sampler, &snap, bad[i].mentions);
+        run_check_unchanged(&c, c.sampler, &snap, bad[i].mentions);
+    }
+    ck_assert_uint_eq(position_of(three_small), 3);
+
+    /* The sampler is independent of the meta: restored without one, and a
+     * file with sampler records loads with the plain functions too. */
+    MP_CK_OK(mp_checkpoint_load_with_sampler(classes, c.model, c.prompt, NULL, three));
+    ck_assert_uint_eq(position_of(three), 11);
+    MP_CK_OK(mp_sampler_set_position(three, 0));
+    MP_CK_OK(mp_checkpoint_save_with_sampler(classes, c.model, NULL, NULL, three));
+    MP_CK_OK(mp_sampler_set_position(three, 5));
+    MP_CK_OK(mp_checkpoint_load_with_sampler(classes, c.model, NULL, NULL, three));
+    ck_assert_uint_eq(position_of(three), 0);
+    MP_CK_OK(mp_checkpoint_load(with, c.model, c.prompt, c.meta));
+    ck_assert_int_eq(steps_of(c.meta), 3);
+    MP_CK_OK(mp_checkpoint_load_with_sampler(with, c.model, c.prompt, c.meta, NULL));
+    ck_assert_uint_eq(position_of(c.sampler), 3);
+    MP_CK_OK(mp_checkpoint_load_with_sampler(with, c.model, c.prompt, c.meta, c.sampler));
+    ck_assert_uint_eq(position_of(c.sampler), 12);
+    ck_assert(runs_equal(&b, &c));
+
+    /* Bad arguments, reported as the new functions. */
+    mp_model *other = make_model(2, 1, 3, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    mp_prompt *wrong = make_prompt(other, 0, 0);
+    MP_CK_STATUS(mp_checkpoint_save_with_sampler(NULL, c.model, c.prompt, c.meta, c.sampler), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("mp_checkpoint_save_with_sampler: argument 'path'");
+    MP_CK_STATUS(mp_checkpoint_save_with_sampler(with, NULL, c.prompt, c.meta, c.sampler), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("'model'");
+    MP_CK_STATUS(mp_checkpoint_save_with_sampler(with, c.model, wrong, c.meta, c.sampler), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_ERROR_MENTIONS("mp_checkpoint_save_with_sampler: prompt is 3 x 2");
+    MP_CK_STATUS(mp_checkpoint_save_with_sampler("/nonexistent-dir/x.ckpt", c.model, c.prompt, c.meta, c.sampler),
+                 MP_ERR_IO);
+    ck_assert_msg(strncmp(mp_last_error(), "mp_checkpoint_save_with_sampler: cannot create", 46) == 0, "%s",
+                  mp_last_error());
+    MP_CK_STATUS(mp_checkpoint_load_with_sampler(with, NULL, c.prompt, c.meta, c.sampler), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("mp_checkpoint_load_with_sampler: argument 'model'");
+    MP_CK_STATUS(mp_checkpoint_load_with_sampler(NULL, c.model, c.prompt, c.meta, c.sampler), MP_ERR_NULL_POINTER);
+    MP_CK_ERROR_MENTIONS("'path'");
+    MP_CK_STATUS(mp_checkpoint_load_with_sampler("/nonexistent-dir/x.ckpt", c.model, c.prompt, c.meta, c.sampler),
+                 MP_ERR_IO);
+    MP_CK_ERROR_MENTIONS("mp_checkpoint_load_with_sampler: '/nonexistent-dir/x.ckpt'");
+
+    snapshot_free(&snap.meta);
+    mp_prompt_destroy(wrong);
+    mp_model_destroy(other);
+    for (size_t i = 1; i < sizeof all / sizeof all[0]; i++) mp_sampler_destroy(all[i]);
+    mp_sampler_destroy(three);
+    mp_dataset_destroy(ds);
+    mp_dataset_destroy(ds_small);
+    unlink(with);
+    unlink(without);
+    unlink(classes);
+    run_close(&b);
+    run_close(&c);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* ---- OpenBLAS oversubscription ----------------------------------------------------------------------
+ * OpenBLAS's own functions (the test links it, as the library does). The
+ * test changes OpenBLAS's process-wide thread count and restores it; the
+ * library itself must only warn. */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
+typedef struct {
+    int count, level;
+    char msg[512];
+} log_seen;
+
+static void record_log(int32_t level, const char *msg, void *ud)
+{
+    log_seen *l = ud;
+    l->count++;
+    l->level = level;
+    snprintf(l->msg, sizeof l->msg, "%s", msg);
+}
+
+static int warnings_for(int32_t meta_threads, log_seen *seen)
+{
+    mp_model *model = make_model(1, 1, 0, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 1);
+    meta_opts o = defaults(MP_META_MAML);
+    o.threads = meta_threads;
+    memset(seen, 0, sizeof *seen);
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+    return seen->count;
+}
+
+START_TEST(openblas_oversubscription_warns)
+{
+    const int saved = openblas_get_num_threads();
+    log_seen seen;
+    MP_CK_OK(mp_set_log_callback(record_log, MP_LOG_WARN, &seen));
+    openblas_set_num_threads(1);
+    ck_assert_int_eq(warnings_for(2, &seen), 0);
+    openblas_set_num_threads(2);
+    if (mp_blas_num_threads() >= 2) { /* a single-threaded OpenBLAS build cannot oversubscribe */
+        ck_assert_int_eq(warnings_for(1, &seen), 0);
+        ck_assert_int_eq(warnings_for(2, &seen), 1);
+        ck_assert_int_eq(seen.level, MP_LOG_WARN);
+        ck_assert_msg(strstr(seen.msg, "mp_meta_create") && strstr(seen.msg, "OPENBLAS_NUM_THREADS=1") &&
+                          strstr(seen.msg, "2 meta threads with 2 OpenBLAS threads"),
+                      "%s", seen.msg);
+        /* The library warned and left OpenBLAS's setting alone. */
+        ck_assert_int_eq(mp_blas_num_threads(), 2);
+    }
+    MP_CK_OK(mp_set_log_callback(NULL, MP_LOG_INFO, NULL));
+    openblas_set_num_threads(saved);
+    ck_assert_int_eq(openblas_get_num_threads(), saved);
     ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
@@ -1183,11 +1831,17 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, batch_of_copies_equals_one_task);
     tcase_add_test(alg, threads_give_bit_identical_steps);
     tcase_add_test(alg, non_finite_loss_skips_the_update);
+    tcase_add_test(alg, non_finite_gradient_skips_the_update);
     tcase_add_test(alg, compute_set_apply_equals_step_and_clips);
+    tcase_add_test(alg, optimizers_through_the_handle);
+    tcase_add_test(alg, clipping_through_the_handle);
     tcase_add_test(alg, classifier_prompt_training_reports_accuracy);
     tcase_add_test(alg, evaluate_is_thread_independent_and_flat);
     tcase_add_test(alg, maml_learns_sinusoids);
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
+    tcase_add_test(alg, checkpoint_refuses_other_metas);
+    tcase_add_test(alg, checkpoint_sampler_mismatch_changes_nothing);
+    tcase_add_test(alg, openblas_oversubscription_warns);
     tcase_add_test(alg, create_rejects_bad_inputs);
     tcase_add_test(alg, calls_reject_bad_inputs);
     tcase_add_test(alg, create_survives_allocation_failures);
