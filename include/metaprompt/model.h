@@ -270,8 +270,8 @@ MP_API mp_status mp_checkpoint_save_with_sampler(const char *path, const mp_mode
  *  "data.ways"; a sampler over another dataset differs in its dimension,
  *  classes or examples), and then sets its position to the stored one.
  *  Everything (model, prompt, meta, sampler) is verified before any of
- *  them is changed: on failure all four are unchanged. Errors also: those
- *  of mp_checkpoint_load, reported as this function's; MP_ERR_FORMAT (a
+ *  them is changed: on failure all four are unchanged. Errors: those of
+ *  mp_checkpoint_load, reported as this function's, and MP_ERR_FORMAT (a
  *  sampler record of the wrong type or shape). The message is recorded in
  *  model's error and mp_last_error(). Not thread-safe with respect to the
  *  four handles. */
