@@ -30,7 +30,7 @@ void mp__task_get_view(const mp_task *task, mp__task_view *out);
 #define MP__SAMPLER_ID_QUERIES   4 /* MP_CFG_DATA_QUERIES */
 #define MP__SAMPLER_ID_ROTATIONS 5 /* MP_CFG_DATA_ROTATIONS (0 for sinusoids) */
 #define MP__SAMPLER_ID_DIM       6 /* features per example */
-#define MP__SAMPLER_ID_CLASSES   7 /* classes available (rotations included; 0 for sinusoids) */
+#define MP__SAMPLER_ID_CLASSES   7 /* classes with examples in the dataset (0 for sinusoids) */
 #define MP__SAMPLER_ID_EXAMPLES  8 /* examples in the dataset (0 for sinusoids) */
 #define MP__SAMPLER_ID_COUNT     9
 

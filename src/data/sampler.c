@@ -265,7 +265,7 @@ void mp__sampler_identity(const mp_sampler *s, uint64_t id[MP__SAMPLER_ID_COUNT]
     id[MP__SAMPLER_ID_QUERIES] = (uint64_t)s->queries;
     id[MP__SAMPLER_ID_ROTATIONS] = (uint64_t)s->rotations;
     id[MP__SAMPLER_ID_DIM] = (uint64_t)s->dim;
-    id[MP__SAMPLER_ID_CLASSES] = (uint64_t)s->n_virtual;
+    id[MP__SAMPLER_ID_CLASSES] = s->ds ? (uint64_t)s->ds->n_present : 0;
     id[MP__SAMPLER_ID_EXAMPLES] = s->ds ? (uint64_t)s->ds->n : 0;
 }
 

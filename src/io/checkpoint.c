@@ -209,7 +209,7 @@ static const char *sampler_field_name(int i)
     case MP__SAMPLER_ID_QUERIES: return mp_config_key_name(MP_CFG_DATA_QUERIES);
     case MP__SAMPLER_ID_ROTATIONS: return mp_config_key_name(MP_CFG_DATA_ROTATIONS);
     case MP__SAMPLER_ID_DIM: return "features per example";
-    case MP__SAMPLER_ID_CLASSES: return "classes available";
+    case MP__SAMPLER_ID_CLASSES: return "classes with examples";
     default: return "dataset examples";
     }
 }
