@@ -1411,11 +1411,11 @@ int mp_test_predict_from_checkpoint_main(int argc, char **argv)
 
 /* Runs the runner binary itself (/proc/self/exe resolved to its path, which
  * valgrind reports as the client program) in --predict-from-checkpoint mode
- * and returns its exit status. The child gets this process's environment
- * with OPENBLAS_CORETYPE set to the BLAS kernel this process uses: the
- * kernel is a property of the machine, not of the checkpoint, and under
- * valgrind (which hides AVX-512, so OpenBLAS picks another kernel) an
- * untraced child would otherwise sum in another order. */
+ * and returns its exit status. The child inherits this process's
+ * environment and nothing pins its BLAS kernel: it detects the same one as
+ * this process because it runs on the same machine under the same tool
+ * (make valgrind traces children: valgrind hides AVX-512, so a traced
+ * parent and an untraced child would pick different kernels). */
 static int spawn_predictor(const char *ckpt, const char *xfile, size_t n, const char *outfile,
                            int quiet)
 {
@@ -1430,19 +1430,9 @@ static int spawn_predictor(const char *ckpt, const char *xfile, size_t n, const 
     ck_assert_int_eq(posix_spawn_file_actions_init(&fa), 0);
     if (quiet) /* an expected failure: keep its message out of the test log */
         ck_assert_int_eq(posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0), 0);
-    size_t ne = 0;
-    while (environ[ne]) ne++;
-    char **envp = malloc((ne + 2) * sizeof *envp), core[128];
-    size_t k = 0;
-    for (size_t i = 0; i < ne; i++)
-        if (strncmp(environ[i], "OPENBLAS_CORETYPE=", 18) != 0) envp[k++] = environ[i];
-    snprintf(core, sizeof core, "OPENBLAS_CORETYPE=%s", mp_blas_corename());
-    envp[k++] = core;
-    envp[k] = NULL;
     pid_t pid;
-    int err = posix_spawn(&pid, exe, &fa, NULL, argv, envp);
+    int err = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    free(envp);
     ck_assert_msg(err == 0, "posix_spawn %s: %s", exe, strerror(err));
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
