@@ -793,6 +793,62 @@ START_TEST(out_of_memory_is_reported_and_records_nothing)
 }
 END_TEST
 
+/* After a reset whose block merge failed, the arena keeps its blocks and
+ * restarts on the first one; an allocation that fits in none of them fails
+ * after stepping to the next block. Ops that allocate an index table
+ * (max-pool's argmax, gather's copy of the indices) must roll the arena
+ * back to where it was, like every other op. */
+START_TEST(failed_allocations_roll_the_arena_back)
+{
+    static float big[100000], img[4 * 110000];
+    static int32_t idx[110000];
+    mp_test_install_failing_allocator();
+    mp_tape *t = new_tape();
+    mp_var v, x, tab, o = 777;
+    MP_CK_OK(mp_tape_leaf(t, 1000, 100, big, 100000, 0, &v)); /* opens a second, 400 KB block */
+    ck_assert_int_eq(t->arena.nblk, 2);
+    mp_test_fail_after(0); /* every allocation fails from here on */
+    MP_CK_OK(mp_tape_reset(t)); /* the merge fails: both blocks kept, back on the first */
+    ck_assert_int_eq(t->arena.nblk, 2);
+    ck_assert_int_eq(t->arena.cur, 0);
+    MP_CK_OK(mp_tape_fill(t, 1, 1, 0.0f, &v));
+    MP_CK_OK(mp_tape_leaf(t, 1, 4 * 110000, img, 4 * 110000, MP_LEAF_BORROW, &x));
+    MP_CK_OK(mp_tape_leaf(t, 1, 1, big, 1, 0, &tab));
+    const mp__arena before = t->arena;
+    int64_t nodes = stat(t, MP_TAPE_STAT_NODES);
+    /* 110000 argmax indices (440 KB) fit in neither block */
+    MP_CK_STATUS(mp_maxpool2d(t, x, 1, 400, 1100, &o), MP_ERR_OUT_OF_MEMORY);
+    MP_CK_ERROR_MENTIONS("mp_maxpool2d");
+    ck_assert(t->arena.cur == before.cur && t->arena.off == before.off && t->arena.before == before.before);
+    ck_assert_int_eq(t->arena.high, before.high);
+    MP_CK_STATUS(mp_gather_rows(t, tab, idx, 110000, &o), MP_ERR_OUT_OF_MEMORY);
+    MP_CK_ERROR_MENTIONS("mp_gather_rows");
+    ck_assert(t->arena.cur == before.cur && t->arena.off == before.off && t->arena.before == before.before);
+    ck_assert_int_eq(t->arena.high, before.high);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), nodes);
+    ck_assert_int_eq(o, 777);
+    mp_test_alloc_reset();
+    mp_tape_destroy(t);
+    /* A composite op failing half-way also restores the high-water mark:
+     * layer norm's 1x1 rstd fits in the first block, its 1 x 110000 output
+     * does not and no new block can be allocated. */
+    t = new_tape();
+    mp_test_fail_after(0);
+    MP_CK_OK(mp_tape_leaf(t, 1, 110000, img, 110000, MP_LEAF_BORROW, &x));
+    MP_CK_OK(mp_tape_fill(t, 1, 1, 0.0f, &v));
+    int64_t used = stat(t, MP_TAPE_STAT_ARENA_USED), high = stat(t, MP_TAPE_STAT_ARENA_HIGH);
+    ck_assert_int_eq(used, high);
+    MP_CK_STATUS(mp_layer_norm(t, x, MP_VAR_NONE, MP_VAR_NONE, 1e-5f, &o), MP_ERR_OUT_OF_MEMORY);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_USED), used);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_HIGH), high);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), 2);
+    ck_assert_int_eq(o, 777);
+    mp_test_alloc_reset();
+    mp_tape_destroy(t);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* ---- numerics at the edges ------------------------------------------------------------ */
 static void assert_all_finite(mp_tape *t, mp_var v)
 {
@@ -1127,6 +1183,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(mem, borrowed_leaves_are_not_copied_or_written);
     tcase_add_test(mem, stats_report_nodes_and_reject_unknown_keys);
     tcase_add_test(mem, out_of_memory_is_reported_and_records_nothing);
+    tcase_add_test(mem, failed_allocations_roll_the_arena_back);
     suite_add_tcase(s, mem);
     TCase *num = tcase_create("numerics");
     tcase_add_test(num, softmax_is_stable_for_huge_logits);

@@ -250,7 +250,10 @@ mp_status mp_maxpool2d(mp_tape *t, mp_var x, int32_t channels, int32_t height, i
     int32_t cols = channels * (height / 2) * (width / 2);
     mp__mark m = mp__tape_mark(t);
     int32_t *idx = mp__arena_alloc(t, (size_t)X->rows * cols * sizeof *idx);
-    if (!idx) return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "%s: cannot allocate the argmax table", fn);
+    if (!idx) {
+        mp__tape_rollback(t, m); /* a failed allocation may have moved to the next arena block */
+        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "%s: cannot allocate the argmax table", fn);
+    }
     pool_argmax(mp__nd(t, x)->val, X->rows, channels, height, width, idx);
     mp_status st = mp__gather_flat(t, x, idx, X->rows, cols, out);
     if (st != MP_OK) mp__tape_rollback(t, m);

@@ -332,7 +332,10 @@ mp_status mp_gather_rows(mp_tape *t, mp_var table, const int32_t *idx, size_t n,
                    (int)T->rows, (int)T->cols);
     mp__mark m = mp__tape_mark(t);
     int32_t *copy = mp__arena_alloc(t, n * sizeof *copy);
-    if (!copy) return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "%s: cannot copy %zu indices", fn, n);
+    if (!copy) {
+        mp__tape_rollback(t, m); /* a failed allocation may have moved to the next arena block */
+        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "%s: cannot copy %zu indices", fn, n);
+    }
     memcpy(copy, idx, n * sizeof *copy);
     mp_status st = mp__gather_rows(t, table, copy, (int32_t)n, out);
     if (st != MP_OK) mp__tape_rollback(t, m);

@@ -81,7 +81,7 @@ static void arena_rewind(mp__arena *a)
 
 mp__mark mp__tape_mark(const mp_tape *t)
 {
-    mp__mark m = {t->arena.cur, t->arena.off, t->arena.before, t->n};
+    mp__mark m = {t->arena.cur, t->arena.off, t->arena.before, t->arena.high, t->n};
     return m;
 }
 
@@ -90,6 +90,7 @@ void mp__tape_rollback(mp_tape *t, mp__mark m)
     t->arena.cur = m.cur;
     t->arena.off = m.off;
     t->arena.before = m.before;
+    t->arena.high = m.high;
     t->n = m.n;
 }
 

@@ -62,9 +62,11 @@ typedef struct {
     size_t high;      /* high-water mark of before + off */
 } mp__arena;
 
+/* What mp__tape_rollback restores: the arena position, its high-water mark
+ * and the node count, so a failed call leaves every statistic unchanged. */
 typedef struct {
     int32_t cur;
-    size_t off, before;
+    size_t off, before, high;
     int32_t n;
 } mp__mark;
 
