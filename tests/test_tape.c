@@ -859,21 +859,37 @@ static void assert_all_finite(mp_tape *t, mp_var v)
     for (int i = 0; i < r * c; i++) ck_assert_msg(isfinite(buf[i]), "element %d is %g", i, (double)buf[i]);
 }
 
-/* grad and H*1 of sum(W * f(x)) for the op under test. */
-static void grad_and_hvp(mp_tape *t, mp_var x, mp_var y, mp_var *g, mp_var *hv)
+static const float hv_w[8] = {0.3f, -0.7f, 1.1f, 0.2f, -0.4f, 0.9f, 0.5f, -1.2f};
+
+/* Gradient g and Hessian-vector product H*dir of L = sum(W * y) with
+ * respect to x (W = hv_w; dir = all ones when NULL): the HVP is the
+ * gradient of sum(g * dir) through create_graph. */
+static void grad_and_hvp_dir(mp_tape *t, mp_var x, mp_var y, const float *dir, mp_var *g, mp_var *hv)
 {
-    static const float w[8] = {0.3f, -0.7f, 1.1f, 0.2f, -0.4f, 0.9f, 0.5f, -1.2f};
     int32_t r, c;
     mp_var wv, l, s;
     MP_CK_OK(mp_tape_shape(t, y, &r, &c));
-    MP_CK_OK(mp_tape_leaf(t, r, c, w, (size_t)(r * c), 0, &wv));
+    ck_assert_int_le(r * c, 8);
+    MP_CK_OK(mp_tape_leaf(t, r, c, hv_w, (size_t)(r * c), 0, &wv));
     MP_CK_OK(mp_mul(t, y, wv, &l));
     MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
     MP_CK_OK(mp_tape_backward(t, l, 1));
     MP_CK_OK(mp_tape_grad(t, x, g));
-    MP_CK_OK(mp_sum(t, *g, MP_REDUCE_ALL, &s));
+    s = *g;
+    if (dir) {
+        mp_var dv;
+        MP_CK_OK(mp_tape_shape(t, x, &r, &c));
+        MP_CK_OK(mp_tape_leaf(t, r, c, dir, (size_t)(r * c), 0, &dv));
+        MP_CK_OK(mp_mul(t, s, dv, &s));
+    }
+    MP_CK_OK(mp_sum(t, s, MP_REDUCE_ALL, &s));
     MP_CK_OK(mp_tape_backward(t, s, 0));
     MP_CK_OK(mp_tape_grad(t, x, hv));
+}
+/* grad and H*1 of sum(W * f(x)) for the op under test. */
+static void grad_and_hvp(mp_tape *t, mp_var x, mp_var y, mp_var *g, mp_var *hv)
+{
+    grad_and_hvp_dir(t, x, y, NULL, g, hv);
 }
 
 START_TEST(softmax_is_stable_for_huge_logits)
@@ -904,12 +920,31 @@ START_TEST(softmax_is_stable_for_huge_logits)
 }
 END_TEST
 
+/* Masked (-inf) entries: value 0 (log-value -inf), gradient exactly 0 and
+ * Hessian-vector product exactly 0, at every output of the softmax family;
+ * the finite entries keep their exact values. The HVP direction is not
+ * constant along a row (H*1 of a softmax row is 0 by shift invariance and
+ * would hide errors). */
+static void assert_masked_zero(mp_tape *t, mp_var g, mp_var hv, const char *what)
+{
+    float gb[6], hb[6];
+    assert_all_finite(t, g);
+    assert_all_finite(t, hv);
+    read_all(t, g, gb, 6);
+    read_all(t, hv, hb, 6);
+    ck_assert_msg(gb[1] == 0.0f && gb[5] == 0.0f, "%s: gradient at -inf entries %g %g", what, (double)gb[1],
+                  (double)gb[5]);
+    ck_assert_msg(hb[1] == 0.0f && hb[5] == 0.0f, "%s: HVP at -inf entries %g %g", what, (double)hb[1],
+                  (double)hb[5]);
+}
+
 START_TEST(minus_infinity_gives_zero_probability_and_gradient)
 {
     mp_tape *t = new_tape();
     const float v[6] = {0.0f, -INFINITY, 1.0f, 2.0f, 2.0f, -INFINITY};
+    const float dir[6] = {0.5f, -1.0f, 0.25f, 1.0f, -0.5f, 0.75f};
     const int32_t lab[2] = {2, 0};
-    mp_var x, p, g, hv, ce, lp;
+    mp_var x, p, g, hv, ce, lp, a, b, pick;
     float buf[6];
     MP_CK_OK(mp_tape_leaf(t, 2, 3, v, 6, MP_LEAF_REQUIRES_GRAD, &x));
     MP_CK_OK(mp_softmax(t, x, &p));
@@ -917,21 +952,42 @@ START_TEST(minus_infinity_gives_zero_probability_and_gradient)
     ck_assert_float_eq(buf[1], 0.0f);
     ck_assert_float_eq(buf[5], 0.0f);
     ck_assert_float_eq_tol(buf[3], 0.5f, 1e-7);
-    grad_and_hvp(t, x, p, &g, &hv);
-    assert_all_finite(t, g);
-    assert_all_finite(t, hv);
-    read_all(t, g, buf, 6);
-    ck_assert(buf[1] == 0.0f && buf[5] == 0.0f);
+    grad_and_hvp_dir(t, x, p, dir, &g, &hv);
+    assert_masked_zero(t, g, hv, "softmax");
     MP_CK_OK(mp_cross_entropy(t, x, lab, 2, &ce));
     assert_all_finite(t, ce);
-    grad_and_hvp(t, x, ce, &g, &hv);
-    assert_all_finite(t, g);
-    assert_all_finite(t, hv);
-    read_all(t, g, buf, 6);
-    ck_assert(buf[1] == 0.0f && buf[5] == 0.0f);
+    grad_and_hvp_dir(t, x, ce, dir, &g, &hv);
+    assert_masked_zero(t, g, hv, "cross-entropy");
+
+    /* log-softmax: -inf stays -inf; the loss picks finite entries
+     * L = 0.3 * (lp[0][2] + lp[1][0]), whose derivatives are known:
+     * dL/dx_r = 0.3 (e_r - p_r), H_r dir = -0.3 (p_r * dir_r - p_r (p_r . dir_r)). */
     MP_CK_OK(mp_log_softmax(t, x, &lp));
     read_all(t, lp, buf, 6);
     ck_assert(isinf(buf[1]) && buf[1] < 0);
+    ck_assert(isinf(buf[5]) && buf[5] < 0);
+    ck_assert_float_eq_tol(buf[3], -logf(2.0f), 1e-7);
+    MP_CK_OK(mp_slice(t, lp, MP_AXIS_ROWS, 0, 1, &a));
+    MP_CK_OK(mp_slice(t, a, MP_AXIS_COLS, 2, 1, &a));
+    MP_CK_OK(mp_slice(t, lp, MP_AXIS_ROWS, 1, 1, &b));
+    MP_CK_OK(mp_slice(t, b, MP_AXIS_COLS, 0, 1, &b));
+    MP_CK_OK(mp_add(t, a, b, &pick));
+    grad_and_hvp_dir(t, x, pick, dir, &g, &hv);
+    assert_masked_zero(t, g, hv, "log-softmax");
+    const double e = exp(1.0), prob[6] = {1 / (1 + e), 0, e / (1 + e), 0.5, 0.5, 0};
+    const int hot[6] = {0, 0, 1, 1, 0, 0};
+    float gb[6], hb[6];
+    read_all(t, g, gb, 6);
+    read_all(t, hv, hb, 6);
+    for (int r = 0; r < 2; r++) {
+        double pd = 0;
+        for (int j = 0; j < 3; j++) pd += prob[3 * r + j] * dir[3 * r + j];
+        for (int j = 0; j < 3; j++) {
+            int k = 3 * r + j;
+            ck_assert_float_eq_tol(gb[k], 0.3 * (hot[k] - prob[k]), 1e-7);
+            ck_assert_float_eq_tol(hb[k], -0.3 * (prob[k] * dir[k] - prob[k] * pd), 1e-7);
+        }
+    }
     mp_tape_destroy(t);
 }
 END_TEST
@@ -955,7 +1011,7 @@ START_TEST(all_minus_infinity_row_is_rejected)
 }
 END_TEST
 
-START_TEST(relu_and_sqrt_at_zero_follow_the_convention)
+START_TEST(relu_squared_has_the_second_derivative_of_the_convention)
 {
     mp_tape *t = new_tape();
     const float v[4] = {0.0f, 4.0f, -1.0f, 0.25f};
@@ -969,21 +1025,55 @@ START_TEST(relu_and_sqrt_at_zero_follow_the_convention)
     ck_assert_float_eq(buf[0], 0.0f);
     ck_assert_float_eq_tol(buf[1], 2 * 4.0f * -0.7f, 1e-5);
     read_all(t, hv, buf, 4);
-    ck_assert_float_eq(buf[0], 0.0f); /* relu'(0) = 0 */
+    ck_assert_float_eq(buf[0], 0.0f); /* 2 relu'(0)^2 = 0 with relu'(0) = 0 */
     ck_assert_float_eq(buf[2], 0.0f);
     ck_assert_float_eq_tol(buf[1], 2 * -0.7f, 1e-5);
-    MP_CK_OK(mp_tape_reset(t));
-    MP_CK_OK(mp_tape_leaf(t, 1, 4, v, 4, MP_LEAF_REQUIRES_GRAD, &x));
-    MP_CK_OK(mp_relu(t, x, &x)); /* keeps sqrt's input >= 0 */
-    MP_CK_OK(mp_sqrt(t, x, &y));
-    grad_and_hvp(t, 0, y, &g, &hv);
-    read_all(t, g, buf, 4);
-    ck_assert_float_eq(buf[0], 0.0f); /* sqrt'(0) = 0 by convention */
-    ck_assert_float_eq_tol(buf[1], -0.7f * 0.25f, 1e-6);
-    read_all(t, hv, buf, 4);
-    ck_assert_float_eq(buf[0], 0.0f); /* sqrt''(0) = 0 by convention */
-    ck_assert_float_eq_tol(buf[1], -0.7f * -0.25f / 8.0f, 1e-6);
-    ck_assert_float_eq_tol(buf[3], 0.2f * -0.25f / 0.125f, 1e-5);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* The conventions at 0 (tape.h): sqrt'(0) = 0 and every higher derivative
+ * 0; relu'(0) = 0 and relu'' = 0. Each op is applied directly to a leaf
+ * (no select or mask in front that could hide an inf or NaN). The values
+ * are powers of two, so the exact derivatives are exact in float too:
+ * d sqrt = w / (2 sqrt x), d2 sqrt = -w / (4 x^1.5). */
+START_TEST(sqrt_and_relu_at_zero_follow_the_convention_exactly)
+{
+    static const float xs[8] = {0.0f, 4.0f, 0.0f, 0.25f, 1.0f, -0.0f, 16.0f, 0.0f};
+    static const float xr[8] = {0.0f, 4.0f, -1.0f, 0.25f, -0.0f, 1e-30f, -2.0f, 0.0f};
+    static const float zero = 0.0f;
+    mp_tape *t = new_tape();
+    mp_var x, y, g, hv;
+    float gb[8], hb[8];
+    for (int n = 1; n <= 8; n += 7) { /* a lone 0, then a vector mixing 0 and positive values */
+        MP_CK_OK(mp_tape_reset(t));
+        MP_CK_OK(mp_tape_leaf(t, 1, n, n == 1 ? &zero : xs, (size_t)n, MP_LEAF_REQUIRES_GRAD, &x));
+        MP_CK_OK(mp_sqrt(t, x, &y));
+        grad_and_hvp(t, x, y, &g, &hv);
+        read_all(t, g, gb, 8);
+        read_all(t, hv, hb, 8);
+        for (int k = 0; k < n; k++) {
+            double xk = n == 1 ? 0.0 : xs[k];
+            float want_g = xk > 0 ? (float)(hv_w[k] / (2 * sqrt(xk))) : 0.0f;
+            float want_h = xk > 0 ? (float)(-hv_w[k] / (4 * xk * sqrt(xk))) : 0.0f;
+            ck_assert_msg(gb[k] == want_g, "sqrt gradient at x[%d] = %g: got %g, expected %g", k, xk, (double)gb[k],
+                          (double)want_g);
+            ck_assert_msg(hb[k] == want_h, "sqrt HVP at x[%d] = %g: got %g, expected %g", k, xk, (double)hb[k],
+                          (double)want_h);
+        }
+        MP_CK_OK(mp_tape_reset(t));
+        MP_CK_OK(mp_tape_leaf(t, 1, n, n == 1 ? &zero : xr, (size_t)n, MP_LEAF_REQUIRES_GRAD, &x));
+        MP_CK_OK(mp_relu(t, x, &y));
+        grad_and_hvp(t, x, y, &g, &hv);
+        read_all(t, g, gb, 8);
+        read_all(t, hv, hb, 8);
+        for (int k = 0; k < n; k++) {
+            float xk = n == 1 ? 0.0f : xr[k];
+            ck_assert_msg(gb[k] == (xk > 0 ? hv_w[k] : 0.0f), "relu gradient at x[%d] = %g: got %g", k, (double)xk,
+                          (double)gb[k]);
+            ck_assert_msg(hb[k] == 0.0f, "relu HVP at x[%d] = %g: got %g", k, (double)xk, (double)hb[k]);
+        }
+    }
     mp_tape_destroy(t);
 }
 END_TEST
@@ -1189,7 +1279,8 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(num, softmax_is_stable_for_huge_logits);
     tcase_add_test(num, minus_infinity_gives_zero_probability_and_gradient);
     tcase_add_test(num, all_minus_infinity_row_is_rejected);
-    tcase_add_test(num, relu_and_sqrt_at_zero_follow_the_convention);
+    tcase_add_test(num, relu_squared_has_the_second_derivative_of_the_convention);
+    tcase_add_test(num, sqrt_and_relu_at_zero_follow_the_convention_exactly);
     tcase_add_test(num, fast_exp_and_normal_cdf_are_accurate);
     suite_add_tcase(s, num);
     TCase *bad = tcase_create("bad_inputs");
