@@ -206,6 +206,12 @@ static int64_t stat(const mp_tape *t, int32_t which)
     return v;
 }
 static void read_all(mp_tape *t, mp_var v, float *buf, size_t n) { MP_CK_OK(mp_tape_read(t, v, buf, n)); }
+/* The node behind a public id (the test looks inside the tape). */
+static const mp__node *node_of(mp_tape *t, mp_var v)
+{
+    MP_CK_OK(mp__check_var(t, "node_of", "v", &v));
+    return &t->nodes[v];
+}
 
 /* ---- helpers ------------------------------------------------------------------------- */
 static uint64_t g_rng;
@@ -475,7 +481,7 @@ START_TEST(grads_without_create_graph_are_constants)
         MP_CK_OK(mp_sum(t, c, MP_REDUCE_ALL, &s));
         MP_CK_OK(mp_tape_backward(t, s, cg));
         MP_CK_OK(mp_tape_grad(t, x, &g)); /* 3x^2 */
-        ck_assert_int_eq(!!(t->nodes[g].flags & MP__NODE_RG), cg);
+        ck_assert_int_eq(!!(node_of(t, g)->flags & MP__NODE_RG), cg);
         MP_CK_OK(mp_sum(t, g, MP_REDUCE_ALL, &s2));
         MP_CK_OK(mp_tape_backward(t, s2, 0));
         MP_CK_OK(mp_tape_grad(t, x, &gg)); /* 6x with create_graph, else 0 */
@@ -706,7 +712,7 @@ START_TEST(borrowed_leaves_are_not_copied_or_written)
     mp_var x, y, s, g;
     MP_CK_OK(mp_tape_leaf(t, 2, 3, data, 6, MP_LEAF_BORROW | MP_LEAF_REQUIRES_GRAD, &x));
     ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_USED), used); /* no copy */
-    ck_assert_ptr_eq(t->nodes[x].val, data);
+    ck_assert_ptr_eq(node_of(t, x)->val, data);
     MP_CK_OK(mp_reshape(t, x, 3, 2, &y));
     MP_CK_OK(mp_tanh(t, y, &y));
     MP_CK_OK(mp_sum(t, y, MP_REDUCE_ALL, &s));
@@ -1099,15 +1105,21 @@ START_TEST(fast_exp_and_normal_cdf_are_accurate)
 }
 END_TEST
 
-/* ---- bad inputs: status, message naming the op, nothing recorded, *out untouched ------- */
+/* ---- bad inputs: status, message naming the op, nothing recorded, *out untouched -------
+ * "Nothing recorded": the node count, the arena bytes in use, the arena
+ * high-water mark and the heap bytes are all unchanged. */
 #define FAILS(call, status, substr)                                                        \
     do {                                                                                   \
-        int64_t n0_ = stat(t, MP_TAPE_STAT_NODES);                                         \
+        int64_t n0_ = stat(t, MP_TAPE_STAT_NODES), u0_ = stat(t, MP_TAPE_STAT_ARENA_USED); \
+        int64_t h0_ = stat(t, MP_TAPE_STAT_ARENA_HIGH), b0_ = stat(t, MP_TAPE_STAT_HEAP_BYTES); \
         o = 777;                                                                           \
         MP_CK_STATUS((call), (status));                                                    \
         MP_CK_ERROR_MENTIONS(substr);                                                      \
         ck_assert_str_eq(mp_tape_error(t), mp_last_error());                               \
         ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), n0_);                                \
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_USED), u0_);                           \
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_HIGH), h0_);                           \
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_HEAP_BYTES), b0_);                           \
         ck_assert_int_eq(o, 777);                                                          \
     } while (0)
 
@@ -1226,9 +1238,12 @@ START_TEST(tape_functions_reject_bad_inputs)
     ck_assert(r == -7 && c == -7);
     FAILS(mp_tape_read(t, m34, buf, 11), MP_ERR_BUFFER_TOO_SMALL, "needs len >= 12, got 11");
     FAILS(mp_tape_read(t, m34, NULL, 12), MP_ERR_NULL_POINTER, "'buf'");
-    FAILS(mp_tape_scalar(t, m34, &f), MP_ERR_SHAPE_MISMATCH, "mp_tape_scalar: variable 0 is 3x4, expected 1x1");
+    char want[160];
+    snprintf(want, sizeof want, "mp_tape_scalar: variable %d is 3x4, expected 1x1", (int)m34);
+    FAILS(mp_tape_scalar(t, m34, &f), MP_ERR_SHAPE_MISMATCH, want);
     ck_assert_float_eq(f, 5.0f);
-    FAILS(mp_tape_backward(t, m34, 0), MP_ERR_SHAPE_MISMATCH, "mp_tape_backward: loss 0 is 3x4");
+    snprintf(want, sizeof want, "mp_tape_backward: loss %d is 3x4", (int)m34);
+    FAILS(mp_tape_backward(t, m34, 0), MP_ERR_SHAPE_MISMATCH, want);
     FAILS(mp_tape_backward(t, 3, 0), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_backward");
     mp_var s;
     MP_CK_OK(mp_sum(t, m34, MP_REDUCE_ALL, &s));
@@ -1237,14 +1252,250 @@ START_TEST(tape_functions_reject_bad_inputs)
     const mp_var wrt_bad[2] = {m34, 50};
     FAILS(mp_tape_backward_wrt(t, s, 0, NULL, 1), MP_ERR_NULL_POINTER, "mp_tape_backward_wrt: argument 'wrt'");
     FAILS(mp_tape_backward_wrt(t, s, 0, wrt_bad, 0), MP_ERR_INVALID_ARGUMENT, "n = 0");
-    FAILS(mp_tape_backward_wrt(t, s, 0, wrt_bad, 2), MP_ERR_UNKNOWN_VARIABLE, "wrt[1] = 50");
-    FAILS(mp_tape_backward_wrt(t, m34, 0, wrt_bad, 1), MP_ERR_SHAPE_MISMATCH, "loss 0 is 3x4");
+    FAILS(mp_tape_backward_wrt(t, s, 0, wrt_bad, 2), MP_ERR_UNKNOWN_VARIABLE, "argument 'wrt[1]' = 50");
+    snprintf(want, sizeof want, "mp_tape_backward_wrt: loss %d is 3x4", (int)m34);
+    FAILS(mp_tape_backward_wrt(t, m34, 0, wrt_bad, 1), MP_ERR_SHAPE_MISMATCH, want);
     FAILS(mp_tape_grad(t, s, &o), MP_ERR_STATE, "call mp_tape_backward first");
     MP_CK_OK(mp_tape_backward(t, s, 0));
     FAILS(mp_tape_grad(t, 1000, &o), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_grad");
     FAILS(mp_tape_grad(t, s, NULL), MP_ERR_NULL_POINTER, "'out'");
     MP_CK_OK(mp_tape_reset(t));
-    FAILS(mp_tape_read(t, m34, buf, 12), MP_ERR_UNKNOWN_VARIABLE, "(it has 0)"); /* ids die with reset */
+    FAILS(mp_tape_read(t, m34, buf, 12), MP_ERR_UNKNOWN_VARIABLE, "before the last mp_tape_reset"); /* ids die with reset */
+    MP_CK_OK(mp_tape_leaf(t, 3, 4, z, 12, 0, &o)); /* the same index again: the old id still fails */
+    FAILS(mp_tape_read(t, m34, buf, 12), MP_ERR_UNKNOWN_VARIABLE, "before the last mp_tape_reset");
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* ---- ids: stale (recorded before the last reset) and foreign (another tape) --------------
+ * Every function taking a variable, looped over every variable argument and
+ * a set of bad ids, then over a NULL out pointer (and a NULL tape). */
+typedef mp_status (*idcall_fn)(mp_tape *t, const mp_var *v, mp_var *o);
+typedef struct {
+    const char *fn;
+    int nvar;
+    const char *arg[3];
+    int leaf[3];       /* which of the test leaves fills each variable argument */
+    int optional;      /* bit j: argument j accepts MP_VAR_NONE */
+    const char *outarg; /* the pointer argument tested with NULL (NULL: none) */
+    idcall_fn call;
+} idcase;
+
+#define OPC(name, expr) \
+    static mp_status name(mp_tape *t, const mp_var *v, mp_var *o) { (void)v, (void)o; return (expr); }
+static const int32_t id_lab[3] = {0, 1, 2}, id_idx[2] = {0, 2};
+OPC(c_matmul, mp_matmul(t, v[0], v[1], 0, 0, o))
+OPC(c_add, mp_add(t, v[0], v[1], o))
+OPC(c_sub, mp_sub(t, v[0], v[1], o))
+OPC(c_mul, mp_mul(t, v[0], v[1], o))
+OPC(c_div, mp_div(t, v[0], v[1], o))
+OPC(c_scale, mp_scale(t, v[0], 2.0f, o))
+OPC(c_add_scalar, mp_add_scalar(t, v[0], 2.0f, o))
+OPC(c_sum, mp_sum(t, v[0], MP_REDUCE_PER_ROW, o))
+OPC(c_mean, mp_mean(t, v[0], MP_REDUCE_PER_COL, o))
+OPC(c_relu, mp_relu(t, v[0], o))
+OPC(c_tanh, mp_tanh(t, v[0], o))
+OPC(c_sigmoid, mp_sigmoid(t, v[0], o))
+OPC(c_gelu, mp_gelu(t, v[0], o))
+OPC(c_exp, mp_exp(t, v[0], o))
+OPC(c_log, mp_log(t, v[0], o))
+OPC(c_sqrt, mp_sqrt(t, v[0], o))
+OPC(c_square, mp_square(t, v[0], o))
+OPC(c_softmax, mp_softmax(t, v[0], o))
+OPC(c_log_softmax, mp_log_softmax(t, v[0], o))
+OPC(c_cross_entropy, mp_cross_entropy(t, v[0], id_lab, 3, o))
+OPC(c_mse, mp_mse(t, v[0], v[1], o))
+OPC(c_layer_norm, mp_layer_norm(t, v[0], v[1], v[2], 1e-5f, o))
+OPC(c_gather_rows, mp_gather_rows(t, v[0], id_idx, 2, o))
+OPC(c_concat, mp_concat(t, v[0], v[1], MP_AXIS_ROWS, o))
+OPC(c_slice, mp_slice(t, v[0], MP_AXIS_ROWS, 1, 1, o))
+OPC(c_reshape, mp_reshape(t, v[0], 4, 3, o))
+OPC(c_transpose, mp_transpose(t, v[0], o))
+OPC(c_conv2d, mp_conv2d(t, v[0], v[1], v[2], 1, 2, 2, 2, 1, 0, o))
+OPC(c_maxpool2d, mp_maxpool2d(t, v[0], 1, 2, 2, o))
+OPC(c_batch_matmul, mp_batch_matmul(t, v[0], v[1], 1, 1, 1, o))
+OPC(c_split_heads, mp_split_heads(t, v[0], 1, 3, 2, o))
+OPC(c_merge_heads, mp_merge_heads(t, v[0], 1, 3, 2, o))
+OPC(c_grad, mp_tape_grad(t, v[0], o))
+static mp_status c_shape(mp_tape *t, const mp_var *v, mp_var *o)
+{
+    int32_t r, c;
+    return mp_tape_shape(t, v[0], o ? &r : NULL, &c);
+}
+static mp_status c_read(mp_tape *t, const mp_var *v, mp_var *o)
+{
+    float buf[16];
+    return mp_tape_read(t, v[0], o ? buf : NULL, 16);
+}
+static mp_status c_scalar(mp_tape *t, const mp_var *v, mp_var *o)
+{
+    float f;
+    return mp_tape_scalar(t, v[0], o ? &f : NULL);
+}
+OPC(c_backward, mp_tape_backward(t, v[0], 1))
+OPC(c_backward_wrt, mp_tape_backward_wrt(t, v[0], 1, o ? &v[1] : NULL, 1))
+
+/* Test leaves: 0 = 3x4 (requires grad), 1 = 4x5, 2 = 1x4, 3 = 1x3, 4 = 6x2, 5 = 1x1 (requires grad). */
+#define ID_LEAVES 6
+static const int32_t id_r[ID_LEAVES] = {3, 4, 1, 1, 6, 1}, id_c[ID_LEAVES] = {4, 5, 4, 3, 2, 1};
+static const idcase idcases[] = {
+    {"mp_matmul", 2, {"a", "b"}, {0, 1}, 0, "out", c_matmul},
+    {"mp_add", 2, {"a", "b"}, {0, 2}, 0, "out", c_add},
+    {"mp_sub", 2, {"a", "b"}, {2, 0}, 0, "out", c_sub},
+    {"mp_mul", 2, {"a", "b"}, {0, 0}, 0, "out", c_mul},
+    {"mp_div", 2, {"a", "b"}, {0, 0}, 0, "out", c_div},
+    {"mp_scale", 1, {"a"}, {0}, 0, "out", c_scale},
+    {"mp_add_scalar", 1, {"a"}, {0}, 0, "out", c_add_scalar},
+    {"mp_sum", 1, {"a"}, {0}, 0, "out", c_sum},
+    {"mp_mean", 1, {"a"}, {0}, 0, "out", c_mean},
+    {"mp_relu", 1, {"a"}, {0}, 0, "out", c_relu},
+    {"mp_tanh", 1, {"a"}, {0}, 0, "out", c_tanh},
+    {"mp_sigmoid", 1, {"a"}, {0}, 0, "out", c_sigmoid},
+    {"mp_gelu", 1, {"a"}, {0}, 0, "out", c_gelu},
+    {"mp_exp", 1, {"a"}, {0}, 0, "out", c_exp},
+    {"mp_log", 1, {"a"}, {0}, 0, "out", c_log},
+    {"mp_sqrt", 1, {"a"}, {0}, 0, "out", c_sqrt},
+    {"mp_square", 1, {"a"}, {0}, 0, "out", c_square},
+    {"mp_softmax", 1, {"a"}, {0}, 0, "out", c_softmax},
+    {"mp_log_softmax", 1, {"a"}, {0}, 0, "out", c_log_softmax},
+    {"mp_cross_entropy", 1, {"logits"}, {0}, 0, "out", c_cross_entropy},
+    {"mp_mse", 2, {"pred", "target"}, {0, 0}, 0, "out", c_mse},
+    {"mp_layer_norm", 3, {"x", "gamma", "beta"}, {0, 2, 2}, 6, "out", c_layer_norm},
+    {"mp_gather_rows", 1, {"table"}, {0}, 0, "out", c_gather_rows},
+    {"mp_concat", 2, {"a", "b"}, {0, 0}, 0, "out", c_concat},
+    {"mp_slice", 1, {"a"}, {0}, 0, "out", c_slice},
+    {"mp_reshape", 1, {"a"}, {0}, 0, "out", c_reshape},
+    {"mp_transpose", 1, {"a"}, {0}, 0, "out", c_transpose},
+    {"mp_conv2d", 3, {"x", "w", "bias"}, {0, 0, 3}, 4, "out", c_conv2d},
+    {"mp_maxpool2d", 1, {"x"}, {0}, 0, "out", c_maxpool2d},
+    {"mp_batch_matmul", 2, {"a", "b"}, {1, 0}, 0, "out", c_batch_matmul},
+    {"mp_split_heads", 1, {"x"}, {0}, 0, "out", c_split_heads},
+    {"mp_merge_heads", 1, {"x"}, {4}, 0, "out", c_merge_heads},
+    {"mp_tape_grad", 1, {"v"}, {0}, 0, "out", c_grad},
+    {"mp_tape_shape", 1, {"v"}, {0}, 0, "rows", c_shape},
+    {"mp_tape_read", 1, {"v"}, {0}, 0, "buf", c_read},
+    {"mp_tape_scalar", 1, {"v"}, {5}, 0, "out", c_scalar},
+    {"mp_tape_backward", 1, {"loss"}, {5}, 0, NULL, c_backward},
+    {"mp_tape_backward_wrt", 2, {"loss", "wrt[0]"}, {5, 5}, 0, "wrt", c_backward_wrt},
+};
+#define NIDCASES ((int)(sizeof idcases / sizeof idcases[0]))
+
+static void record_id_leaves(mp_tape *t, mp_var *ids)
+{
+    static const float half[32] = {0.5f, 0.25f, 0.75f, 1.0f, 0.5f, 0.125f, 0.5f, 2.0f, 0.5f, 0.5f, 1.5f, 0.5f,
+                                   0.5f, 0.25f, 0.75f, 1.0f, 0.5f, 0.125f, 0.5f, 2.0f, 0.5f, 0.5f, 1.5f, 0.5f};
+    for (int k = 0; k < ID_LEAVES; k++)
+        MP_CK_OK(mp_tape_leaf(t, id_r[k], id_c[k], half, (size_t)(id_r[k] * id_c[k]),
+                              (k == 0 || k == 5) ? MP_LEAF_REQUIRES_GRAD : 0, &ids[k]));
+}
+
+/* The node index behind an id of a tape whose current base is `base`. */
+static uint32_t index_of(uint32_t base, mp_var v) { return (uint32_t)v - base; }
+
+START_TEST(every_function_rejects_stale_foreign_and_unknown_ids)
+{
+    mp_tape *t = new_tape(), *u = new_tape();
+    mp_var stale[ID_LEAVES], cur[ID_LEAVES], foreign[ID_LEAVES], o;
+    record_id_leaves(t, stale);
+    uint32_t old_base = t->id_base;
+    MP_CK_OK(mp_tape_reset(t));
+    record_id_leaves(t, cur);
+    /* Tags come from the tapes' addresses: on the rare coincidence (1 in 127)
+     * step u's tag with a reset, which is what the header documents. */
+    if (u->id_base == t->id_base) MP_CK_OK(mp_tape_reset(u));
+    ck_assert_uint_ne(u->id_base, t->id_base);
+    record_id_leaves(u, foreign);
+    for (int k = 0; k < ID_LEAVES; k++) {
+        /* Same node index, different id: only the tag tells them apart. */
+        ck_assert_uint_eq(index_of(old_base, stale[k]), index_of(t->id_base, cur[k]));
+        ck_assert_uint_eq(index_of(u->id_base, foreign[k]), index_of(t->id_base, cur[k]));
+        ck_assert_int_ne(stale[k], cur[k]);
+        ck_assert_int_ne(foreign[k], cur[k]);
+        ck_assert_int_gt(cur[k], 0);
+    }
+    mp_var loss = cur[5];
+    MP_CK_OK(mp_tape_backward(t, loss, 0)); /* so that mp_tape_grad has gradients */
+    char want[200];
+    for (int c = 0; c < NIDCASES; c++) {
+        const idcase *e = &idcases[c];
+        mp_var v[3];
+        for (int j = 0; j < e->nvar; j++) v[j] = cur[e->leaf[j]];
+        for (int j = 0; j < e->nvar; j++) {
+            const mp_var next = (mp_var)(t->id_base + (uint32_t)t->n); /* not recorded yet */
+            const mp_var bad[8] = {stale[e->leaf[j]], foreign[e->leaf[j]], next, MP_VAR_NONE, 0, 99, INT32_MAX,
+                                   INT32_MIN};
+            const char *why[8] = {"before the last mp_tape_reset or on another tape",
+                                  "before the last mp_tape_reset or on another tape", "but the tape has",
+                                  "MP_VAR_NONE", "not an id returned by a tape", "not an id returned by a tape",
+                                  "before the last mp_tape_reset or on another tape", "not an id returned by a tape"};
+            for (int b = 0; b < 8; b++) {
+                if (bad[b] == MP_VAR_NONE && (e->optional >> j & 1)) continue; /* accepted there */
+                mp_var w[3] = {v[0], v[1], v[2]};
+                w[j] = bad[b];
+                snprintf(want, sizeof want, "%s: argument '%s' = %d is not a variable of this tape", e->fn, e->arg[j],
+                         (int)bad[b]);
+                FAILS(e->call(t, w, &o), MP_ERR_UNKNOWN_VARIABLE, want);
+                MP_CK_ERROR_MENTIONS(why[b]);
+            }
+        }
+        if (e->outarg) {
+            snprintf(want, sizeof want, "%s: argument '%s' is NULL", e->fn, e->outarg);
+            FAILS(e->call(t, v, NULL), MP_ERR_NULL_POINTER, want);
+        }
+        o = 777;
+        MP_CK_STATUS(e->call(NULL, v, &o), MP_ERR_NULL_POINTER);
+        snprintf(want, sizeof want, "%s: argument 'tape' is NULL", e->fn);
+        MP_CK_ERROR_MENTIONS(want);
+        ck_assert_int_eq(o, 777);
+        /* The same call with the good ids succeeds: the failures above come
+         * from the one bad argument. */
+        mp_status st = e->call(t, v, &o);
+        ck_assert_msg(st == MP_OK, "%s with valid ids: %s", e->fn, mp_tape_error(t));
+        /* Ids from the other tape and stale ids are rejected there too. */
+        if (c == 0) {
+            mp_tape *keep = t;
+            t = u;
+            FAILS(mp_relu(t, cur[0], &o), MP_ERR_UNKNOWN_VARIABLE, "on another tape");
+            t = keep;
+        }
+    }
+    mp_tape_destroy(u);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* Tags cycle through 127 values: an id from one of the last 126 cycles is
+ * rejected, one from exactly 127 resets ago names a node again (the
+ * documented limit). The node table is capped at 2^24 variables. */
+START_TEST(ids_change_at_every_reset_and_the_node_count_is_capped)
+{
+    mp_tape *t = new_tape();
+    mp_var first, x, o;
+    float f;
+    MP_CK_OK(mp_tape_fill(t, 1, 1, 3.0f, &first));
+    for (int r = 1; r <= 127; r++) {
+        MP_CK_OK(mp_tape_reset(t));
+        MP_CK_OK(mp_tape_fill(t, 1, 1, 4.0f, &x));
+        if (r < 127) {
+            ck_assert_int_ne(x, first);
+            MP_CK_STATUS(mp_tape_scalar(t, first, &f), MP_ERR_UNKNOWN_VARIABLE);
+        }
+        ck_assert_int_gt(x, 0);
+    }
+    ck_assert_int_eq(x, first); /* the tag has come round */
+    MP_CK_OK(mp_tape_scalar(t, first, &f));
+    ck_assert_float_eq(f, 4.0f);
+    /* The cap, without allocating 2^24 nodes: pretend the table is full. */
+    int32_t n = t->n, cap = t->cap;
+    t->n = t->cap = MP__ID_MAX_NODES;
+    o = 777;
+    MP_CK_STATUS(mp_tape_fill(t, 1, 1, 0.0f, &o), MP_ERR_OUT_OF_MEMORY);
+    MP_CK_ERROR_MENTIONS("the tape holds 16777216 variables, the most it can (2^24); reset it");
+    ck_assert_int_eq(o, 777);
+    ck_assert_int_eq(t->n, MP__ID_MAX_NODES);
+    t->n = n;
+    t->cap = cap;
+    MP_CK_OK(mp_tape_fill(t, 1, 1, 0.0f, &o));
     mp_tape_destroy(t);
 }
 END_TEST
@@ -1286,6 +1537,8 @@ Suite *mp_test_tape_suite(void)
     TCase *bad = tcase_create("bad_inputs");
     tcase_add_test(bad, ops_reject_bad_inputs);
     tcase_add_test(bad, tape_functions_reject_bad_inputs);
+    tcase_add_test(bad, every_function_rejects_stale_foreign_and_unknown_ids);
+    tcase_add_test(bad, ids_change_at_every_reset_and_the_node_count_is_capped);
     suite_add_tcase(s, bad);
     return s;
 }

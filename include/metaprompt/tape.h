@@ -3,8 +3,15 @@
  *
  * A tape records operations on 2-D float32 tensors (rows x cols; a vector is
  * 1 x n, a scalar 1 x 1; images are rows of C*H*W values, channel-major).
- * Variables are small integer ids (mp_var) valid on the tape that made them
- * until mp_tape_reset or mp_tape_destroy. Tensors live on the tape's arena:
+ * Variables are opaque positive int32 ids (mp_var) valid on the tape that
+ * made them until mp_tape_reset or mp_tape_destroy. Every function checks
+ * its ids: one recorded before the last reset or on another tape gives
+ * MP_ERR_UNKNOWN_VARIABLE (never another variable's values). Limits: an id
+ * carries a 7-bit tag of its tape (from the tape's address, stepped at every
+ * reset), so an id from exactly 127 (or 254, ...) resets ago, or from another
+ * tape whose current tag happens to be the same (about 1 in 127), is not
+ * detected; and a tape holds at most 2^24 = 16,777,216 variables between
+ * resets (more gives MP_ERR_OUT_OF_MEMORY). Tensors live on the tape's arena:
  * after warm-up, recording allocates no heap memory.
  *
  * mp_tape_backward(loss, create_graph) computes gradients of a scalar loss
@@ -27,7 +34,8 @@ extern "C" {
 #endif
 
 typedef struct mp_tape mp_tape;
-/* A variable id; MP_VAR_NONE marks "no variable" (e.g. an optional bias). */
+/* A variable id (opaque, > 0); MP_VAR_NONE marks "no variable" (e.g. an
+ * optional bias); 0 is never an id. */
 typedef int32_t mp_var;
 #define MP_VAR_NONE (-1)
 
@@ -59,6 +67,8 @@ MP_API mp_status mp_tape_create(mp_tape **out);
  *  with MP_LEAF_BORROW may be freed by the caller afterwards. */
 MP_API void mp_tape_destroy(mp_tape *tape);
 /** Forgets every variable and rewinds the arena (memory is kept for reuse).
+ *  The ids recorded so far become invalid: passing one later gives
+ *  MP_ERR_UNKNOWN_VARIABLE, even where a new variable reuses its slot.
  *  Errors: MP_ERR_NULL_POINTER (tape). */
 MP_API mp_status mp_tape_reset(mp_tape *tape);
 /** Message of the last failed call on this tape ("" if none). Owned by the
@@ -126,11 +136,13 @@ MP_API mp_status mp_tape_grad(mp_tape *tape, mp_var v, mp_var *out);
 /* ---- ops (each returns its result through *out) ----------------------------
  * Common to every op: the result is a new variable; it requires a gradient
  * when an input does. Errors: MP_ERR_NULL_POINTER (tape, out, index arrays),
- * MP_ERR_UNKNOWN_VARIABLE (an id not on this tape), MP_ERR_SHAPE_MISMATCH
+ * MP_ERR_UNKNOWN_VARIABLE (an id not on this tape, recorded before its last
+ * reset, or MP_VAR_NONE for a required argument), MP_ERR_SHAPE_MISMATCH
  * (message names the op and the shapes), MP_ERR_INVALID_ARGUMENT (flags,
  * reduce, axis, geometry), MP_ERR_RANGE (labels, indices, slice bounds),
- * MP_ERR_OUT_OF_MEMORY; on any error nothing is recorded and *out is
- * untouched.
+ * MP_ERR_OUT_OF_MEMORY (also when the tape already holds 2^24 variables);
+ * on any error nothing is recorded (node count and arena statistics
+ * unchanged) and *out is untouched.
  *
  * Conventions at non-smooth points (derivatives of every order are finite):
  *  - relu'(0) = 0 and relu'' = 0 everywhere (the mask is x > 0);

@@ -213,9 +213,10 @@ mp_status mp_conv2d(mp_tape *t, mp_var x, mp_var w, mp_var bias, int32_t channel
                "%s: the im2col matrix (%lld x %lld) is too large", fn, (long long)X->rows * g.Ho * g.Wo,
                (long long)ckk);
     mp__mark m = mp__tape_mark(t);
-    mp_status st = record_conv(t, x, w, bias, geom, out);
+    mp_var r;
+    mp_status st = record_conv(t, x, w, bias, geom, &r);
     if (st != MP_OK) mp__tape_rollback(t, m);
-    return st;
+    return mp__emit(t, st, &r, out);
 }
 
 /* ---- 2x2 max-pool, stride 2: ties go to the first maximum in row-major order ---------- */
@@ -255,7 +256,8 @@ mp_status mp_maxpool2d(mp_tape *t, mp_var x, int32_t channels, int32_t height, i
         return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "%s: cannot allocate the argmax table", fn);
     }
     pool_argmax(mp__nd(t, x)->val, X->rows, channels, height, width, idx);
-    mp_status st = mp__gather_flat(t, x, idx, X->rows, cols, out);
+    mp_var r;
+    mp_status st = mp__gather_flat(t, x, idx, X->rows, cols, &r);
     if (st != MP_OK) mp__tape_rollback(t, m);
-    return st;
+    return mp__emit(t, st, &r, out);
 }

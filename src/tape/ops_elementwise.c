@@ -242,11 +242,12 @@ mp_status mp__expand(mp_tape *t, mp_var a, int32_t rows, int32_t cols, float s, 
 }
 
 /* ---- public entry points ---------------------------------------------------------- */
-static mp_status check_binary(mp_tape *t, const char *fn, mp_var a, mp_var b)
+/* Checks the ids *a and *b and turns them into node indices. */
+static mp_status check_binary(mp_tape *t, const char *fn, mp_var *a, mp_var *b)
 {
-    MP__VAR(t, fn, a);
-    MP__VAR(t, fn, b);
-    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    MP_TRY(mp__check_var(t, fn, "a", a));
+    MP_TRY(mp__check_var(t, fn, "b", b));
+    const mp__node *A = mp__nd(t, *a), *B = mp__nd(t, *b);
     MP_REQUIRE(bdim(A->rows, B->rows) > 0 && bdim(A->cols, B->cols) > 0, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: shapes a %dx%d and b %dx%d do not broadcast (each dimension must be equal or 1)", fn,
                (int)A->rows, (int)A->cols, (int)B->rows, (int)B->cols);
@@ -256,43 +257,55 @@ static mp_status check_binary(mp_tape *t, const char *fn, mp_var a, mp_var b)
 mp_status mp_add(mp_tape *t, mp_var a, mp_var b, mp_var *out)
 {
     MP__START(t, out, "mp_add");
-    MP_TRY(check_binary(t, "mp_add", a, b));
-    return mp__add(t, a, b, out);
+    MP_TRY(check_binary(t, "mp_add", &a, &b));
+    mp_var r;
+    mp_status st = mp__add(t, a, b, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_sub(mp_tape *t, mp_var a, mp_var b, mp_var *out)
 {
     MP__START(t, out, "mp_sub");
-    MP_TRY(check_binary(t, "mp_sub", a, b));
-    return mp__sub(t, a, b, out);
+    MP_TRY(check_binary(t, "mp_sub", &a, &b));
+    mp_var r;
+    mp_status st = mp__sub(t, a, b, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_mul(mp_tape *t, mp_var a, mp_var b, mp_var *out)
 {
     MP__START(t, out, "mp_mul");
-    MP_TRY(check_binary(t, "mp_mul", a, b));
-    return mp__mul(t, a, b, 1.0f, out);
+    MP_TRY(check_binary(t, "mp_mul", &a, &b));
+    mp_var r;
+    mp_status st = mp__mul(t, a, b, 1.0f, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_div(mp_tape *t, mp_var a, mp_var b, mp_var *out)
 {
     MP__START(t, out, "mp_div");
-    MP_TRY(check_binary(t, "mp_div", a, b));
-    return mp__div(t, a, b, out);
+    MP_TRY(check_binary(t, "mp_div", &a, &b));
+    mp_var r;
+    mp_status st = mp__div(t, a, b, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_scale(mp_tape *t, mp_var a, float s, mp_var *out)
 {
     MP__START(t, out, "mp_scale");
     MP__VAR(t, "mp_scale", a);
-    return mp__scale(t, a, s, out);
+    mp_var r;
+    mp_status st = mp__scale(t, a, s, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_add_scalar(mp_tape *t, mp_var a, float s, mp_var *out)
 {
     MP__START(t, out, "mp_add_scalar");
     MP__VAR(t, "mp_add_scalar", a);
-    return mp__add_scalar(t, a, s, out);
+    mp_var r;
+    mp_status st = mp__add_scalar(t, a, s, &r);
+    return mp__emit(t, st, &r, out);
 }
 
-static mp_status check_reduce(mp_tape *t, const char *fn, mp_var a, int32_t reduce)
+static mp_status check_reduce(mp_tape *t, const char *fn, mp_var *a, int32_t reduce)
 {
-    MP__VAR(t, fn, a);
+    MP_TRY(mp__check_var(t, fn, "a", a));
     MP_REQUIRE(reduce >= MP_REDUCE_ALL && reduce <= MP_REDUCE_PER_COL, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: reduce = %d, expected MP_REDUCE_ALL (0), MP_REDUCE_PER_ROW (1) or MP_REDUCE_PER_COL (2)",
                fn, (int)reduce);
@@ -301,14 +314,18 @@ static mp_status check_reduce(mp_tape *t, const char *fn, mp_var a, int32_t redu
 mp_status mp_sum(mp_tape *t, mp_var a, int32_t reduce, mp_var *out)
 {
     MP__START(t, out, "mp_sum");
-    MP_TRY(check_reduce(t, "mp_sum", a, reduce));
-    return mp__sum(t, a, reduce, 1.0f, out);
+    MP_TRY(check_reduce(t, "mp_sum", &a, reduce));
+    mp_var r;
+    mp_status st = mp__sum(t, a, reduce, 1.0f, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_mean(mp_tape *t, mp_var a, int32_t reduce, mp_var *out)
 {
     MP__START(t, out, "mp_mean");
-    MP_TRY(check_reduce(t, "mp_mean", a, reduce));
+    MP_TRY(check_reduce(t, "mp_mean", &a, reduce));
     const mp__node *A = mp__nd(t, a);
     double n = reduce == MP_REDUCE_ALL ? (double)A->rows * A->cols : reduce == MP_REDUCE_PER_ROW ? A->cols : A->rows;
-    return mp__sum(t, a, reduce, (float)(1.0 / n), out);
+    mp_var r;
+    mp_status st = mp__sum(t, a, reduce, (float)(1.0 / n), &r);
+    return mp__emit(t, st, &r, out);
 }

@@ -82,15 +82,16 @@ mp_status mp__matmul(mp_tape *t, mp_var a, mp_var b, int32_t ta, int32_t tb, mp_
 }
 
 /* ---- public entry points ---------------------------------------------------------- */
-static mp_status check_mm(mp_tape *t, const char *fn, mp_var a, mp_var b, int32_t batch, int32_t ta,
+/* Checks the ids *a and *b (turned into node indices) and the geometry. */
+static mp_status check_mm(mp_tape *t, const char *fn, mp_var *a, mp_var *b, int32_t batch, int32_t ta,
                           int32_t tb)
 {
-    MP__VAR(t, fn, a);
-    MP__VAR(t, fn, b);
+    MP_TRY(mp__check_var(t, fn, "a", a));
+    MP_TRY(mp__check_var(t, fn, "b", b));
     MP_REQUIRE((ta == 0 || ta == 1) && (tb == 0 || tb == 1), t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: trans_a = %d, trans_b = %d, expected 0 or 1", fn, (int)ta, (int)tb);
     MP_REQUIRE(batch >= 1, t->err, MP_ERR_INVALID_ARGUMENT, "%s: batch = %d, expected >= 1", fn, (int)batch);
-    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    const mp__node *A = mp__nd(t, *a), *B = mp__nd(t, *b);
     MP_REQUIRE(A->rows % batch == 0 && B->rows % batch == 0, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: a %dx%d and b %dx%d do not split into batch = %d blocks of rows", fn, (int)A->rows,
                (int)A->cols, (int)B->rows, (int)B->cols, (int)batch);
@@ -105,14 +106,18 @@ static mp_status check_mm(mp_tape *t, const char *fn, mp_var a, mp_var b, int32_
 mp_status mp_matmul(mp_tape *t, mp_var a, mp_var b, int32_t trans_a, int32_t trans_b, mp_var *out)
 {
     MP__START(t, out, "mp_matmul");
-    MP_TRY(check_mm(t, "mp_matmul", a, b, 1, trans_a, trans_b));
-    return mp__matmul(t, a, b, trans_a, trans_b, out);
+    MP_TRY(check_mm(t, "mp_matmul", &a, &b, 1, trans_a, trans_b));
+    mp_var r;
+    mp_status st = mp__matmul(t, a, b, trans_a, trans_b, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_batch_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t trans_a, int32_t trans_b,
                           mp_var *out)
 {
     MP__START(t, out, "mp_batch_matmul");
-    MP_TRY(check_mm(t, "mp_batch_matmul", a, b, batch, trans_a, trans_b));
-    return mp__bmm(t, a, b, batch, trans_a, trans_b, out);
+    MP_TRY(check_mm(t, "mp_batch_matmul", &a, &b, batch, trans_a, trans_b));
+    mp_var r;
+    mp_status st = mp__bmm(t, a, b, batch, trans_a, trans_b, &r);
+    return mp__emit(t, st, &r, out);
 }

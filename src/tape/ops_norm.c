@@ -82,11 +82,12 @@ static mp_status record_ln(mp_tape *t, mp_var x, mp_var gamma, mp_var beta, floa
     return MP_OK;
 }
 
-static mp_status check_affine(mp_tape *t, const char *fn, const char *arg, mp_var p, int32_t cols)
+/* Checks an optional 1 x cols id *p (MP_VAR_NONE or turned into an index). */
+static mp_status check_affine(mp_tape *t, const char *fn, const char *arg, mp_var *p, int32_t cols)
 {
-    if (p == MP_VAR_NONE) return MP_OK;
+    if (*p == MP_VAR_NONE) return MP_OK;
     MP_TRY(mp__check_var(t, fn, arg, p));
-    const mp__node *P = mp__nd(t, p);
+    const mp__node *P = mp__nd(t, *p);
     MP_REQUIRE(P->rows == 1 && P->cols == cols, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: %s is %dx%d, expected 1x%d", fn, arg, (int)P->rows, (int)P->cols, (int)cols);
     return MP_OK;
@@ -98,12 +99,13 @@ mp_status mp_layer_norm(mp_tape *t, mp_var x, mp_var gamma, mp_var beta, float e
     MP__START(t, out, fn);
     MP__VAR(t, fn, x);
     int32_t cols = mp__nd(t, x)->cols;
-    MP_TRY(check_affine(t, fn, "gamma", gamma, cols));
-    MP_TRY(check_affine(t, fn, "beta", beta, cols));
+    MP_TRY(check_affine(t, fn, "gamma", &gamma, cols));
+    MP_TRY(check_affine(t, fn, "beta", &beta, cols));
     MP_REQUIRE(eps > 0.0f && eps < 1.0f, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: eps = %g, expected 0 < eps < 1", fn, (double)eps);
     mp__mark m = mp__tape_mark(t);
-    mp_status st = record_ln(t, x, gamma, beta, eps, out);
+    mp_var r;
+    mp_status st = record_ln(t, x, gamma, beta, eps, &r);
     if (st != MP_OK) mp__tape_rollback(t, m);
-    return st;
+    return mp__emit(t, st, &r, out);
 }

@@ -251,8 +251,10 @@ mp_status mp_concat(mp_tape *t, mp_var a, mp_var b, int32_t axis, mp_var *out)
     MP_REQUIRE(total * (rows ? A->cols : A->rows) <= INT32_MAX, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: result too large", fn);
     int32_t attr[6] = {axis};
-    return mp__record(t, MP__OP_CONCAT, rows ? (int32_t)total : A->rows, rows ? A->cols : (int32_t)total, a, b, attr,
-                      0.0f, NULL, out);
+    mp_var r;
+    mp_status st = mp__record(t, MP__OP_CONCAT, rows ? (int32_t)total : A->rows, rows ? A->cols : (int32_t)total, a,
+                              b, attr, 0.0f, NULL, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_slice(mp_tape *t, mp_var a, int32_t axis, int32_t start, int32_t len, mp_var *out)
@@ -266,7 +268,9 @@ mp_status mp_slice(mp_tape *t, mp_var a, int32_t axis, int32_t start, int32_t le
     MP_REQUIRE(start >= 0 && len >= 1 && (int64_t)start + len <= dim, t->err, MP_ERR_RANGE,
                "%s: start = %d, len = %d outside the %d %s of a %dx%d input", fn, (int)start, (int)len, (int)dim,
                axis == MP_AXIS_ROWS ? "rows" : "cols", (int)A->rows, (int)A->cols);
-    return mp__slice(t, a, axis, start, len, out);
+    mp_var r;
+    mp_status st = mp__slice(t, a, axis, start, len, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_reshape(mp_tape *t, mp_var a, int32_t rows, int32_t cols, mp_var *out)
@@ -278,21 +282,26 @@ mp_status mp_reshape(mp_tape *t, mp_var a, int32_t rows, int32_t cols, mp_var *o
     MP_REQUIRE(rows >= 1 && cols >= 1 && (int64_t)rows * cols == (int64_t)A->rows * A->cols, t->err,
                MP_ERR_SHAPE_MISMATCH, "%s: cannot reshape %dx%d (%lld values) to %dx%d", fn, (int)A->rows,
                (int)A->cols, (long long)A->rows * A->cols, (int)rows, (int)cols);
-    return mp__reshape(t, a, rows, cols, out);
+    mp_var r;
+    mp_status st = mp__reshape(t, a, rows, cols, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_transpose(mp_tape *t, mp_var a, mp_var *out)
 {
     MP__START(t, out, "mp_transpose");
     MP__VAR(t, "mp_transpose", a);
-    return mp__transpose(t, a, out);
+    mp_var r;
+    mp_status st = mp__transpose(t, a, &r);
+    return mp__emit(t, st, &r, out);
 }
 
-static mp_status check_heads(mp_tape *t, const char *fn, mp_var x, int32_t batch, int32_t seq, int32_t heads,
+/* Checks the id *x (turned into a node index) and the head geometry. */
+static mp_status check_heads(mp_tape *t, const char *fn, mp_var *x, int32_t batch, int32_t seq, int32_t heads,
                              int split)
 {
-    MP__VAR(t, fn, x);
-    const mp__node *X = mp__nd(t, x);
+    MP_TRY(mp__check_var(t, fn, "x", x));
+    const mp__node *X = mp__nd(t, *x);
     MP_REQUIRE(batch >= 1 && seq >= 1 && heads >= 1, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: batch = %d, seq = %d, heads = %d, expected all >= 1", fn, (int)batch, (int)seq, (int)heads);
     int64_t want_rows = (int64_t)batch * seq * (split ? 1 : heads);
@@ -306,15 +315,19 @@ static mp_status check_heads(mp_tape *t, const char *fn, mp_var x, int32_t batch
 mp_status mp_split_heads(mp_tape *t, mp_var x, int32_t batch, int32_t seq, int32_t heads, mp_var *out)
 {
     MP__START(t, out, "mp_split_heads");
-    MP_TRY(check_heads(t, "mp_split_heads", x, batch, seq, heads, 1));
-    return mp__heads(t, MP__OP_SPLIT_HEADS, x, batch, seq, heads, out);
+    MP_TRY(check_heads(t, "mp_split_heads", &x, batch, seq, heads, 1));
+    mp_var r;
+    mp_status st = mp__heads(t, MP__OP_SPLIT_HEADS, x, batch, seq, heads, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_merge_heads(mp_tape *t, mp_var x, int32_t batch, int32_t seq, int32_t heads, mp_var *out)
 {
     MP__START(t, out, "mp_merge_heads");
-    MP_TRY(check_heads(t, "mp_merge_heads", x, batch, seq, heads, 0));
-    return mp__heads(t, MP__OP_MERGE_HEADS, x, batch, seq, heads, out);
+    MP_TRY(check_heads(t, "mp_merge_heads", &x, batch, seq, heads, 0));
+    mp_var r;
+    mp_status st = mp__heads(t, MP__OP_MERGE_HEADS, x, batch, seq, heads, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_gather_rows(mp_tape *t, mp_var table, const int32_t *idx, size_t n, mp_var *out)
@@ -337,7 +350,8 @@ mp_status mp_gather_rows(mp_tape *t, mp_var table, const int32_t *idx, size_t n,
         return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "%s: cannot copy %zu indices", fn, n);
     }
     memcpy(copy, idx, n * sizeof *copy);
-    mp_status st = mp__gather_rows(t, table, copy, (int32_t)n, out);
+    mp_var r;
+    mp_status st = mp__gather_rows(t, table, copy, (int32_t)n, &r);
     if (st != MP_OK) mp__tape_rollback(t, m);
-    return st;
+    return mp__emit(t, st, &r, out);
 }

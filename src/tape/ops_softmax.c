@@ -156,10 +156,10 @@ mp_status mp__unpick(mp_tape *t, mp_var g, const int32_t *labels, int32_t cols, 
 
 /* ---- public entry points ---------------------------------------------------------- */
 /* A row of only -inf has no distribution: rejected rather than giving NaN. */
-static mp_status check_rows(mp_tape *t, const char *fn, mp_var a)
+static mp_status check_rows(mp_tape *t, const char *fn, const char *arg, mp_var *a)
 {
-    MP__VAR(t, fn, a);
-    const mp__node *A = mp__nd(t, a);
+    MP_TRY(mp__check_var(t, fn, arg, a));
+    const mp__node *A = mp__nd(t, *a);
     for (int32_t i = 0; i < A->rows; i++) {
         const float *r = A->val + (size_t)i * A->cols;
         int32_t j = 0;
@@ -174,15 +174,19 @@ static mp_status check_rows(mp_tape *t, const char *fn, mp_var a)
 mp_status mp_softmax(mp_tape *t, mp_var a, mp_var *out)
 {
     MP__START(t, out, "mp_softmax");
-    MP_TRY(check_rows(t, "mp_softmax", a));
-    return mp__unary(t, MP__OP_SOFTMAX, a, 0.0f, 0, out);
+    MP_TRY(check_rows(t, "mp_softmax", "a", &a));
+    mp_var r;
+    mp_status st = mp__unary(t, MP__OP_SOFTMAX, a, 0.0f, 0, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_log_softmax(mp_tape *t, mp_var a, mp_var *out)
 {
     MP__START(t, out, "mp_log_softmax");
-    MP_TRY(check_rows(t, "mp_log_softmax", a));
-    return mp__unary(t, MP__OP_LOG_SOFTMAX, a, 0.0f, 0, out);
+    MP_TRY(check_rows(t, "mp_log_softmax", "a", &a));
+    mp_var r;
+    mp_status st = mp__unary(t, MP__OP_LOG_SOFTMAX, a, 0.0f, 0, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 static mp_status record_ce(mp_tape *t, mp_var logits, const int32_t *labels, size_t n, mp_var *out)
@@ -201,7 +205,7 @@ mp_status mp_cross_entropy(mp_tape *t, mp_var logits, const int32_t *labels, siz
     static const char fn[] = "mp_cross_entropy";
     MP__START(t, out, fn);
     MP_REQUIRE_PTR(labels, t->err, fn);
-    MP_TRY(check_rows(t, fn, logits));
+    MP_TRY(check_rows(t, fn, "logits", &logits));
     const mp__node *L = mp__nd(t, logits);
     MP_REQUIRE(n == (size_t)L->rows, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: n = %zu labels for logits of %dx%d (expected one per row)", fn, n, (int)L->rows, (int)L->cols);
@@ -210,9 +214,10 @@ mp_status mp_cross_entropy(mp_tape *t, mp_var logits, const int32_t *labels, siz
                    "%s: labels[%zu] = %d is outside [0, %d) for logits of %dx%d", fn, i, (int)labels[i],
                    (int)L->cols, (int)L->rows, (int)L->cols);
     mp__mark m = mp__tape_mark(t);
-    mp_status st = record_ce(t, logits, labels, n, out);
+    mp_var r;
+    mp_status st = record_ce(t, logits, labels, n, &r);
     if (st != MP_OK) mp__tape_rollback(t, m);
-    return st;
+    return mp__emit(t, st, &r, out);
 }
 
 static mp_status record_mse(mp_tape *t, mp_var pred, mp_var target, mp_var *out)
@@ -236,7 +241,8 @@ mp_status mp_mse(mp_tape *t, mp_var pred, mp_var target, mp_var *out)
                "%s: pred is %dx%d but target is %dx%d (expected equal shapes)", fn, (int)P->rows, (int)P->cols,
                (int)T->rows, (int)T->cols);
     mp__mark m = mp__tape_mark(t);
-    mp_status st = record_mse(t, pred, target, out);
+    mp_var r;
+    mp_status st = record_mse(t, pred, target, &r);
     if (st != MP_OK) mp__tape_rollback(t, m);
-    return st;
+    return mp__emit(t, st, &r, out);
 }

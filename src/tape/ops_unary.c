@@ -221,7 +221,9 @@ static mp_status public_unary(mp_tape *t, const char *fn, int32_t op, mp_var a, 
 {
     MP__START(t, out, fn);
     MP__VAR(t, fn, a);
-    return mp__unary(t, op, a, 0.0f, 0, out);
+    mp_var r;
+    mp_status st = mp__unary(t, op, a, 0.0f, 0, &r);
+    return mp__emit(t, st, &r, out);
 }
 mp_status mp_relu(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_relu", MP__OP_RELU, a, out); }
 mp_status mp_tanh(mp_tape *t, mp_var a, mp_var *out) { return public_unary(t, "mp_tanh", MP__OP_TANH, a, out); }

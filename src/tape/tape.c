@@ -3,6 +3,7 @@
 #include "tape/tape_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define ARENA_FIRST_BLOCK ((size_t)1 << 16)
@@ -97,7 +98,12 @@ void mp__tape_rollback(mp_tape *t, mp__mark m)
 /* ---- nodes ------------------------------------------------------------------- */
 static mp_status grow_nodes(mp_tape *t)
 {
+    if (t->cap >= MP__ID_MAX_NODES)
+        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY,
+                        "mp_tape: the tape holds %d variables, the most it can (2^%d); reset it", (int)t->cap,
+                        MP__ID_INDEX_BITS);
     int32_t cap = t->cap ? 2 * t->cap : NODES_FIRST_CAP;
+    if (cap > MP__ID_MAX_NODES) cap = MP__ID_MAX_NODES;
     mp__node *nodes = mp__alloc((size_t)cap * sizeof *nodes);
     mp_var *grad = mp__alloc((size_t)cap * sizeof *grad);
     mp_var *gwork = mp__alloc((size_t)cap * sizeof *gwork);
@@ -176,12 +182,20 @@ mp_status mp__record_alias(mp_tape *t, int32_t op, int32_t rows, int32_t cols, m
     return MP_OK;
 }
 
-mp_status mp__check_var(mp_tape *t, const char *fn, const char *arg, mp_var v)
+mp_status mp__bad_var(mp_tape *t, const char *fn, const char *arg, mp_var v)
 {
-    MP_REQUIRE(v >= 0 && v < t->n, t->err, MP_ERR_UNKNOWN_VARIABLE,
-               "%s: argument '%s' = %d is not a variable of this tape (it has %d)", fn, arg, (int)v,
-               (int)t->n);
-    return MP_OK;
+    uint32_t tag = (uint32_t)v >> MP__ID_INDEX_BITS, index = (uint32_t)v & (MP__ID_MAX_NODES - 1);
+    if (v == MP_VAR_NONE)
+        return mp__fail(t->err, MP_ERR_UNKNOWN_VARIABLE, "%s: argument '%s' = -1 is not a variable of this tape "
+                        "(MP_VAR_NONE: only optional arguments accept it)", fn, arg);
+    if (v <= 0 || tag == 0)
+        return mp__fail(t->err, MP_ERR_UNKNOWN_VARIABLE, "%s: argument '%s' = %d is not a variable of this tape "
+                        "(not an id returned by a tape)", fn, arg, (int)v);
+    if (tag == t->id_base >> MP__ID_INDEX_BITS)
+        return mp__fail(t->err, MP_ERR_UNKNOWN_VARIABLE, "%s: argument '%s' = %d is not a variable of this tape "
+                        "(index %u, but the tape has %d variables)", fn, arg, (int)v, (unsigned)index, (int)t->n);
+    return mp__fail(t->err, MP_ERR_UNKNOWN_VARIABLE, "%s: argument '%s' = %d is not a variable of this tape: it "
+                    "was recorded before the last mp_tape_reset or on another tape", fn, arg, (int)v);
 }
 
 /* Leaves and constants have no forward kernel and no backward. */
@@ -201,12 +215,26 @@ mp_status mp__fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_var *
 }
 
 /* ---- lifetime ---------------------------------------------------------------- */
+/* The first id tag of a tape, in [1, MP__ID_TAGS]: a hash of its address
+ * (no global state), so two live tapes usually have different tags. */
+static uint32_t first_tag(const mp_tape *t)
+{
+    uint64_t h = (uint64_t)(uintptr_t)t;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return 1 + (uint32_t)(h % MP__ID_TAGS);
+}
+
 mp_status mp_tape_create(mp_tape **out)
 {
     MP_REQUIRE_PTR(out, NULL, "mp_tape_create");
     mp_tape *t = mp__calloc(1, sizeof *t);
     if (!t) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
     t->grad_n = -1;
+    t->id_base = first_tag(t) << MP__ID_INDEX_BITS;
     if (grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK)) {
         mp_tape_destroy(t);
         return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
@@ -229,11 +257,13 @@ void mp_tape_destroy(mp_tape *t)
 
 mp_status mp_tape_reset(mp_tape *t)
 {
-    MP_REQUIRE_PTR(t, NULL, "mp_tape_reset");
+    MP__REQUIRE_TAPE(t, "mp_tape_reset");
     arena_rewind(&t->arena);
     t->n = 0;
     t->grad_n = -1;
     t->no_grad = 0;
+    /* The next tag (1..MP__ID_TAGS, cyclically): ids of the last 126 cycles fail the check. */
+    t->id_base = ((t->id_base >> MP__ID_INDEX_BITS) % MP__ID_TAGS + 1) << MP__ID_INDEX_BITS;
     return MP_OK;
 }
 
@@ -241,7 +271,7 @@ const char *mp_tape_error(const mp_tape *t) { return t ? t->err : "mp_tape_error
 
 mp_status mp_tape_stat(const mp_tape *t, int32_t stat, int64_t *out)
 {
-    MP_REQUIRE_PTR(t, NULL, "mp_tape_stat");
+    MP__REQUIRE_TAPE(t, "mp_tape_stat");
     char *err = ((mp_tape *)t)->err;
     MP_REQUIRE_PTR(out, err, "mp_tape_stat");
     int64_t v;
@@ -296,7 +326,7 @@ mp_status mp_tape_leaf(mp_tape *t, int32_t rows, int32_t cols, const float *data
     if (!borrow) memcpy(n->val, data, len * sizeof(float));
     n->flags = (uint8_t)(((flags & MP_LEAF_REQUIRES_GRAD) ? MP__NODE_RG : 0) |
                          (borrow ? MP__NODE_BORROW : 0));
-    *out = t->n++;
+    *out = mp__pub(t, t->n++);
     return MP_OK;
 }
 
@@ -304,13 +334,15 @@ mp_status mp_tape_fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_v
 {
     MP__START(t, out, "mp_tape_fill");
     MP_TRY(check_dims(t, "mp_tape_fill", rows, cols));
-    return mp__fill(t, rows, cols, value, out);
+    mp_var r;
+    mp_status st = mp__fill(t, rows, cols, value, &r);
+    return mp__emit(t, st, &r, out);
 }
 
 mp_status mp_tape_shape(const mp_tape *ct, mp_var v, int32_t *rows, int32_t *cols)
 {
     mp_tape *t = (mp_tape *)ct; /* only the message buffer is written */
-    MP_REQUIRE_PTR(ct, NULL, "mp_tape_shape");
+    MP__REQUIRE_TAPE(t, "mp_tape_shape");
     MP_REQUIRE_PTR(rows, t->err, "mp_tape_shape");
     MP_REQUIRE_PTR(cols, t->err, "mp_tape_shape");
     MP__VAR(t, "mp_tape_shape", v);
@@ -322,13 +354,13 @@ mp_status mp_tape_shape(const mp_tape *ct, mp_var v, int32_t *rows, int32_t *col
 mp_status mp_tape_read(const mp_tape *ct, mp_var v, float *buf, size_t len)
 {
     mp_tape *t = (mp_tape *)ct;
-    MP_REQUIRE_PTR(ct, NULL, "mp_tape_read");
+    MP__REQUIRE_TAPE(t, "mp_tape_read");
     MP_REQUIRE_PTR(buf, t->err, "mp_tape_read");
     MP__VAR(t, "mp_tape_read", v);
     const mp__node *n = &t->nodes[v];
     size_t need = (size_t)n->rows * (size_t)n->cols;
     MP_REQUIRE(len >= need, t->err, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_tape_read: variable %d is %dx%d and needs len >= %zu, got %zu", (int)v, (int)n->rows,
+               "mp_tape_read: variable %d is %dx%d and needs len >= %zu, got %zu", (int)mp__pub(t, v), (int)n->rows,
                (int)n->cols, need, len);
     memcpy(buf, n->val, need * sizeof(float));
     return MP_OK;
@@ -337,12 +369,13 @@ mp_status mp_tape_read(const mp_tape *ct, mp_var v, float *buf, size_t len)
 mp_status mp_tape_scalar(const mp_tape *ct, mp_var v, float *out)
 {
     mp_tape *t = (mp_tape *)ct;
-    MP_REQUIRE_PTR(ct, NULL, "mp_tape_scalar");
+    MP__REQUIRE_TAPE(t, "mp_tape_scalar");
     MP_REQUIRE_PTR(out, t->err, "mp_tape_scalar");
     MP__VAR(t, "mp_tape_scalar", v);
     const mp__node *n = &t->nodes[v];
     MP_REQUIRE(n->rows == 1 && n->cols == 1, t->err, MP_ERR_SHAPE_MISMATCH,
-               "mp_tape_scalar: variable %d is %dx%d, expected 1x1", (int)v, (int)n->rows, (int)n->cols);
+               "mp_tape_scalar: variable %d is %dx%d, expected 1x1", (int)mp__pub(t, v), (int)n->rows,
+               (int)n->cols);
     *out = n->val[0];
     return MP_OK;
 }
@@ -385,9 +418,10 @@ static void mark_dependents(mp_tape *t, mp_var loss, const mp_var *wrt, size_t n
     mp_var lo = loss;
     for (mp_var i = 0; i <= loss; i++) t->nodes[i].flags &= (uint8_t)~MP__NODE_DEP;
     for (size_t k = 0; k < n; k++) {
-        if (wrt[k] > loss) continue;
-        t->nodes[wrt[k]].flags |= MP__NODE_DEP;
-        if (wrt[k] < lo) lo = wrt[k];
+        mp_var w = (mp_var)((uint32_t)wrt[k] - t->id_base); /* public ids, checked by the caller */
+        if (w > loss) continue;
+        t->nodes[w].flags |= MP__NODE_DEP;
+        if (w < lo) lo = w;
     }
     for (mp_var i = lo; i <= loss; i++) {
         mp__node *nd = &t->nodes[i];
@@ -417,12 +451,13 @@ static mp_status run_backward(mp_tape *t, mp_var loss, int32_t create_graph, con
     return MP_OK;
 }
 
-static mp_status check_backward(mp_tape *t, const char *fn, mp_var loss, int32_t create_graph)
+static mp_status check_backward(mp_tape *t, const char *fn, mp_var *loss, int32_t create_graph)
 {
-    MP__VAR(t, fn, loss);
-    const mp__node *n = &t->nodes[loss];
+    mp_var id = *loss;
+    MP_TRY(mp__check_var(t, fn, "loss", loss));
+    const mp__node *n = &t->nodes[*loss];
     MP_REQUIRE(n->rows == 1 && n->cols == 1, t->err, MP_ERR_SHAPE_MISMATCH,
-               "%s: loss %d is %dx%d, expected 1x1", fn, (int)loss, (int)n->rows, (int)n->cols);
+               "%s: loss %d is %dx%d, expected 1x1", fn, (int)id, (int)n->rows, (int)n->cols);
     MP_REQUIRE(create_graph == 0 || create_graph == 1, t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: create_graph = %d, expected 0 or 1", fn, (int)create_graph);
     return MP_OK;
@@ -430,21 +465,25 @@ static mp_status check_backward(mp_tape *t, const char *fn, mp_var loss, int32_t
 
 mp_status mp_tape_backward(mp_tape *t, mp_var loss, int32_t create_graph)
 {
-    MP_REQUIRE_PTR(t, NULL, "mp_tape_backward");
-    MP_TRY(check_backward(t, "mp_tape_backward", loss, create_graph));
+    MP__REQUIRE_TAPE(t, "mp_tape_backward");
+    MP_TRY(check_backward(t, "mp_tape_backward", &loss, create_graph));
     return run_backward(t, loss, create_graph, NULL, 0);
 }
 
 mp_status mp_tape_backward_wrt(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n)
 {
     static const char fn[] = "mp_tape_backward_wrt";
-    MP_REQUIRE_PTR(t, NULL, fn);
+    MP__REQUIRE_TAPE(t, fn);
     MP_REQUIRE_PTR(wrt, t->err, fn);
-    MP_TRY(check_backward(t, fn, loss, create_graph));
+    MP_TRY(check_backward(t, fn, &loss, create_graph));
     MP_REQUIRE(n >= 1, t->err, MP_ERR_INVALID_ARGUMENT, "%s: n = 0, expected at least one wrt variable", fn);
-    for (size_t k = 0; k < n; k++)
-        MP_REQUIRE(wrt[k] >= 0 && wrt[k] < t->n, t->err, MP_ERR_UNKNOWN_VARIABLE,
-                   "%s: wrt[%zu] = %d is not a variable of this tape (it has %d)", fn, k, (int)wrt[k], (int)t->n);
+    for (size_t k = 0; k < n; k++) {
+        if ((uint32_t)wrt[k] - t->id_base >= (uint32_t)t->n) { /* as mp__check_var, naming the element */
+            char arg[32];
+            snprintf(arg, sizeof arg, "wrt[%zu]", k);
+            return mp__bad_var(t, fn, arg, wrt[k]);
+        }
+    }
     return run_backward(t, loss, create_graph, wrt, n);
 }
 
@@ -456,12 +495,12 @@ mp_status mp_tape_grad(mp_tape *t, mp_var v, mp_var *out)
     MP_REQUIRE(t->grad_n >= 0, t->err, MP_ERR_STATE,
                "%s: no gradients: call mp_tape_backward first (since the last reset)", fn);
     if (v < t->grad_n && t->grad[v] != MP_VAR_NONE) {
-        *out = t->grad[v];
+        *out = mp__pub(t, t->grad[v]);
         return MP_OK;
     }
     mp_var z;
     MP_TRY(mp__fill(t, t->nodes[v].rows, t->nodes[v].cols, 0.0f, &z));
     if (v < t->grad_n) t->grad[v] = z;
-    *out = z;
+    *out = mp__pub(t, z);
     return MP_OK;
 }

@@ -70,11 +70,26 @@ typedef struct {
     int32_t n;
 } mp__mark;
 
+/* Public ids. Inside the library a variable is the index of its node
+ * (0 <= i < n); the id the caller sees is that index plus the tape's base,
+ * base = tag << MP__ID_INDEX_BITS with a tag in [1, MP__ID_TAGS]:
+ *   bit 31 = 0 (ids are positive), bits 24..30 = tag, bits 0..23 = index.
+ * The tag is derived from the tape's address when it is created and steps
+ * to the next value (1..127, cyclically) at every mp_tape_reset, so an id
+ * recorded before one of the last 126 resets, or taken from another tape
+ * whose current tag differs, fails the check instead of naming whatever node
+ * now has its index. 0 and negative values are never ids. A tape therefore
+ * holds at most MP__ID_MAX_NODES variables between resets. */
+#define MP__ID_INDEX_BITS 24
+#define MP__ID_MAX_NODES ((int32_t)1 << MP__ID_INDEX_BITS)
+#define MP__ID_TAGS 127
+
 struct mp_tape {
     mp__node *nodes;
-    mp_var *grad;  /* committed gradients of the last backward (valid for ids < grad_n) */
+    mp_var *grad;  /* committed gradients of the last backward (valid for indices < grad_n) */
     mp_var *gwork; /* gradients being accumulated by a running backward */
     int32_t n, cap;
+    uint32_t id_base; /* tag << MP__ID_INDEX_BITS: public id = index + id_base */
     int32_t grad_n;   /* node count when the last backward finished; -1: none */
     int32_t no_grad;  /* recording inside backward with create_graph = 0 */
     int32_t prune;    /* running backward only propagates into MP__NODE_DEP nodes */
@@ -139,12 +154,39 @@ void mp__tape_rollback(mp_tape *t, mp__mark m);
  * does not require grad). */
 mp_status mp__acc(mp_tape *t, mp_var v, mp_var c);
 
-/* Argument checks shared by the public ops: a valid id on this tape. */
-mp_status mp__check_var(mp_tape *t, const char *fn, const char *arg, mp_var v);
-#define MP__VAR(t, fn, v) MP_TRY(mp__check_var((t), (fn), #v, (v)))
-#define MP__START(t, out, fn)                                                                \
+/* Public id of the node with index i (i < n). */
+static inline mp_var mp__pub(const mp_tape *t, mp_var i) { return (mp_var)((uint32_t)i + t->id_base); }
+/* Ends a public op that recorded node *r with status st: on success the
+ * caller's *out receives its public id; on failure *out is untouched. */
+static inline mp_status mp__emit(const mp_tape *t, mp_status st, const mp_var *r, mp_var *out)
+{
+    if (st == MP_OK) *out = mp__pub(t, *r);
+    return st;
+}
+
+/* Argument check shared by the public functions: *v must be an id of this
+ * tape recorded since the last reset; it is replaced by its node index.
+ * One subtraction and one unsigned compare: a wrong tag, a negative value
+ * or an index >= n all land outside [0, n). The error path is out of line. */
+mp_status mp__bad_var(mp_tape *t, const char *fn, const char *arg, mp_var v);
+static inline mp_status mp__check_var(mp_tape *t, const char *fn, const char *arg, mp_var *v)
+{
+    uint32_t i = (uint32_t)*v - t->id_base;
+    if (i < (uint32_t)t->n) {
+        *v = (mp_var)i;
+        return MP_OK;
+    }
+    return mp__bad_var(t, fn, arg, *v);
+}
+/* Checks the public id held in the variable v and turns it into an index. */
+#define MP__VAR(t, fn, v) MP_TRY(mp__check_var((t), (fn), #v, &(v)))
+#define MP__REQUIRE_TAPE(t, fn)                                                              \
     do {                                                                                     \
         if (!(t)) return mp__fail(NULL, MP_ERR_NULL_POINTER, "%s: argument 'tape' is NULL", (fn)); \
+    } while (0)
+#define MP__START(t, out, fn)                                                                \
+    do {                                                                                     \
+        MP__REQUIRE_TAPE(t, fn);                                                             \
         MP_REQUIRE_PTR(out, (t)->err, (fn));                                                 \
     } while (0)
 

@@ -1,7 +1,8 @@
 """tape.h: the autodiff tape (advanced API).
 
-Variables are plain ints (mp_var ids) valid on the tape that made them
-until reset() or close(). Values come back as float32 numpy arrays of shape
+Variables are plain ints (opaque mp_var ids) valid on the tape that made
+them until reset() or close(); an id from before reset() or from another
+tape raises MetapromptError (ERR_UNKNOWN_VARIABLE). Values come back as float32 numpy arrays of shape
 (rows, cols).
 """
 import ctypes

@@ -129,6 +129,27 @@ def test_errors_name_the_op_and_leave_tape_unchanged():
             t.read(a)
 
 
+def test_stale_and_foreign_ids_are_rejected():
+    with mp.Tape() as t, mp.Tape() as u:
+        a = t.leaf(np.ones((2, 2)))
+        t.reset()
+        b = t.leaf(np.zeros((2, 2)))  # the slot a had: a still fails
+        assert b != a
+        with pytest.raises(mp.MetapromptError) as ei:
+            t.read(a)
+        assert ei.value.status == mp.ERR_UNKNOWN_VARIABLE
+        assert "before the last mp_tape_reset" in ei.value.message
+        c = u.leaf(np.ones((2, 2)))
+        if c == b:  # both tapes drew the same tag (1 in 127): step u's
+            u.reset()
+            c = u.leaf(np.ones((2, 2)))
+        with pytest.raises(mp.MetapromptError) as ei:
+            t.relu(c)
+        assert ei.value.status == mp.ERR_UNKNOWN_VARIABLE
+        assert "on another tape" in ei.value.message
+        np.testing.assert_array_equal(t.read(b), np.zeros((2, 2), np.float32))
+
+
 def test_distinct_tapes_in_threads():
     def work(seed, out):
         rng = np.random.default_rng(seed)

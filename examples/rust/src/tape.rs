@@ -1,7 +1,8 @@
 //! The autodiff tape (tape.h, the advanced API).
 use crate::{check, status, sys, text, Result};
 
-/// A variable id on one tape, valid until reset or drop.
+/// A variable id on one tape (opaque), valid until reset or drop; an id from
+/// before a reset or from another tape gives ERR_UNKNOWN_VARIABLE.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Var(pub i32);
 

@@ -60,6 +60,29 @@ fn cross_entropy_and_errors_leave_tape_unchanged() {
 }
 
 #[test]
+fn stale_and_foreign_ids_are_rejected() {
+    let mut t = Tape::new().unwrap();
+    let mut u = Tape::new().unwrap();
+    let a = t.leaf(1, 2, &[1., 2.], false).unwrap();
+    t.reset().unwrap();
+    let b = t.leaf(1, 2, &[3., 4.], false).unwrap(); // the slot a had: a still fails
+    assert_ne!(a, b);
+    let e = t.read(a).unwrap_err();
+    assert_eq!(e.status, status::ERR_UNKNOWN_VARIABLE);
+    assert!(e.message.contains("before the last mp_tape_reset"), "{}", e);
+    let mut c = u.leaf(1, 2, &[1., 2.], false).unwrap();
+    if c == b {
+        // both tapes drew the same tag (1 in 127): step u's
+        u.reset().unwrap();
+        c = u.leaf(1, 2, &[1., 2.], false).unwrap();
+    }
+    let e = t.relu(c).unwrap_err();
+    assert_eq!(e.status, status::ERR_UNKNOWN_VARIABLE);
+    assert!(e.message.contains("on another tape"), "{}", e);
+    assert_eq!(t.read(b).unwrap(), vec![3., 4.]);
+}
+
+#[test]
 fn every_op_callable() {
     let mut t = Tape::new().unwrap();
     let xs: Vec<f32> = (1..=8).map(|i| i as f32 / 8.0).collect();
