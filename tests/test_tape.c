@@ -730,6 +730,66 @@ START_TEST(borrowed_leaves_are_not_copied_or_written)
 }
 END_TEST
 
+static void grad_and_hvp_dir(mp_tape *t, mp_var x, mp_var y, const float *dir, mp_var *g, mp_var *hv);
+
+/* Records y = tanh(x) * x + x^2 / 3 from a copied leaf x (caller buffer
+ * src, overwritten with NaN right after the leaf is made), its gradient g
+ * of L = sum(W * y) and the HVP H*dir through create_graph. */
+static void record_from_scratch_buffer(mp_tape *t, float *src, mp_var *x, mp_var *y, mp_var *g, mp_var *hv)
+{
+    static const float dir[6] = {0.5f, -1.0f, 0.25f, 1.0f, -0.5f, 0.75f};
+    mp_var a, b;
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, src, 6, MP_LEAF_REQUIRES_GRAD, x));
+    for (int i = 0; i < 6; i++) src[i] = NAN; /* the caller reuses its buffer */
+    MP_CK_OK(mp_tanh(t, *x, &a));
+    MP_CK_OK(mp_mul(t, a, *x, &a));
+    MP_CK_OK(mp_square(t, *x, &b));
+    MP_CK_OK(mp_scale(t, b, 1.0f / 3.0f, &b));
+    MP_CK_OK(mp_add(t, a, b, y));
+    for (int i = 0; i < 6; i++) src[i] = 1e30f; /* and again, after the forward pass */
+    grad_and_hvp_dir(t, *x, *y, dir, g, hv);
+}
+
+START_TEST(copied_leaves_do_not_depend_on_the_caller_buffer)
+{
+    float src[6], vals[4][6], fresh[4][6], again[4][6];
+    mp_var x, y, g, hv, x2, y2, g2, hv2;
+    /* The tape under test: its source buffer is scribbled over while recording. */
+    mp_tape *t = new_tape();
+    memcpy(src, X6, sizeof src);
+    record_from_scratch_buffer(t, src, &x, &y, &g, &hv);
+    const mp_var got[4] = {x, y, g, hv};
+    for (int k = 0; k < 4; k++) read_all(t, got[k], vals[k], 6);
+    /* A fresh tape from an untouched copy: bit-identical values, gradient and HVP. */
+    mp_tape *f = new_tape();
+    float pristine[6];
+    memcpy(pristine, X6, sizeof pristine);
+    record_from_scratch_buffer(f, pristine, &x2, &y2, &g2, &hv2);
+    const mp_var ref[4] = {x2, y2, g2, hv2};
+    for (int k = 0; k < 4; k++) read_all(f, ref[k], fresh[k], 6);
+    ck_assert_int_eq(memcmp(vals, fresh, sizeof vals), 0);
+    ck_assert_int_eq(memcmp(vals[0], X6, sizeof X6), 0);
+    /* More recording on the same tape, from the same (reused) buffer, and
+     * another backward with create_graph: the earlier values and gradient
+     * variables keep their values, although mp_tape_grad(x) now answers
+     * the new backward. */
+    mp_var x3, z, s, gx;
+    for (int i = 0; i < 6; i++) src[i] = (float)(i + 1) * 7.0f;
+    MP_CK_OK(mp_tape_leaf(t, 2, 3, src, 6, MP_LEAF_REQUIRES_GRAD, &x3));
+    MP_CK_OK(mp_mul(t, x3, x, &z));
+    MP_CK_OK(mp_exp(t, z, &z));
+    MP_CK_OK(mp_add(t, z, y, &z));
+    MP_CK_OK(mp_sum(t, z, MP_REDUCE_ALL, &s));
+    MP_CK_OK(mp_tape_backward(t, s, 1));
+    MP_CK_OK(mp_tape_grad(t, x, &gx));
+    ck_assert_int_ne(gx, g);
+    for (int k = 0; k < 4; k++) read_all(t, got[k], again[k], 6);
+    ck_assert_int_eq(memcmp(vals, again, sizeof vals), 0);
+    mp_tape_destroy(f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
 START_TEST(stats_report_nodes_and_reject_unknown_keys)
 {
     mp_tape *t = new_tape();
@@ -1522,6 +1582,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(mem, cycles_keep_memory_constant_and_allocate_nothing);
     tcase_add_test(mem, arena_grows_across_blocks_and_merges_on_reset);
     tcase_add_test(mem, borrowed_leaves_are_not_copied_or_written);
+    tcase_add_test(mem, copied_leaves_do_not_depend_on_the_caller_buffer);
     tcase_add_test(mem, stats_report_nodes_and_reject_unknown_keys);
     tcase_add_test(mem, out_of_memory_is_reported_and_records_nothing);
     tcase_add_test(mem, failed_allocations_roll_the_arena_back);
