@@ -80,6 +80,7 @@ B2(b_maxpool, mp_maxpool2d(t, x[0], 2, 4, 4, o))
 B2(b_bmm_nn, mp_batch_matmul(t, x[0], x[1], 2, 0, 0, o))
 B2(b_bmm_nt, mp_batch_matmul(t, x[0], x[1], 2, 0, 1, o))
 B2(b_bmm_tn, mp_batch_matmul(t, x[0], x[1], 2, 1, 0, o))
+B2(b_bmm_tt, mp_batch_matmul(t, x[0], x[1], 2, 1, 1, o))
 B2(b_split_heads, mp_split_heads(t, x[0], 2, 3, 2, o))
 B2(b_merge_heads, mp_merge_heads(t, x[0], 2, 3, 2, o))
 
@@ -190,6 +191,12 @@ static const opcase cases[] = {
     {"mlp", 5, {4, 3, 1, 5, 1}, {3, 5, 5, 1, 1}, {U, U, U, U, U}, b_mlp},
     {"attention", 4, {6, 4, 4, 4}, {4, 4, 4, 4}, {U, U, U, U}, b_attention},
     {"conv_net", 4, {2, 2, 1, 8}, {16, 9, 2, 3}, {U, U, U, U}, b_conv_net},
+    /* Broadcasting on the left operand and both operands transposed (added
+     * last so that the earlier cases keep their inputs and fixtures). */
+    {"div_left_row", 2, {1, 3}, {4, 4}, {U, P}, b_div},
+    {"div_left_col", 2, {3, 3}, {1, 4}, {U, P}, b_div},
+    {"mul_left_col", 2, {3, 3}, {1, 4}, {U, U}, b_mul},
+    {"batch_matmul_tt", 2, {8, 6}, {3, 4}, {U, U}, b_bmm_tt},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -152,6 +152,11 @@ CASES = [
     ("mlp", [(4, 3), (3, 5), (1, 5), (5, 1), (1, 1)], [U] * 5, mlp),
     ("attention", [(6, 4), (4, 4), (4, 4), (4, 4)], [U] * 4, attention),
     ("conv_net", [(2, 16), (2, 9), (1, 2), (8, 3)], [U] * 4, conv_net),
+    # Appended (the random stream is sequential: earlier cases keep their values).
+    ("div_left_row", [(1, 4), (3, 4)], [U, P], torch.div),
+    ("div_left_col", [(3, 1), (3, 4)], [U, P], torch.div),
+    ("mul_left_col", [(3, 1), (3, 4)], [U, U], torch.mul),
+    ("batch_matmul_tt", [(8, 3), (6, 4)], [U, U], lambda a, b: bmm(a, b, 2, 1, 1)),
 ]
 
 
