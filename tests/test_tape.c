@@ -335,6 +335,25 @@ static void assert_close(const char *what, const char *name, int inp, const floa
     }
 }
 
+/* ---- finite-difference tolerances -----------------------------------------------------
+ * rtol for assert_close. Measured worst cases (max over elements of
+ * |got - fd| / (|fd| + 0.1 scale)) on the seeds below and on 7 other seed
+ * sets: gradients <= 2.1e-3 for every single op (log: its third derivative
+ * at 0.5 is 16), HVPs <= 1.1e-3 (mlp). Two composed graphs are worse
+ * conditioned and get their own allowance: conv_net (gradients up to
+ * 8.8e-3: a difference step can straddle a relu or max-pool kink) and
+ * attention (gradients up to 6.1e-3, HVPs up to 7.0e-3: layer norm, softmax
+ * and gelu stacked give large third derivatives). Every allowance is more
+ * than twice the worst case measured; on the committed seeds the worst are
+ * 4.0e-3 (conv_net gradient), 1.3e-3 (log gradient) and 1.8e-3 (attention
+ * HVP). Before: 2e-2 and 3e-2 for everything. */
+static double fd_rtol(const opcase *c, int hvp)
+{
+    if (strcmp(c->name, "conv_net") == 0 && !hvp) return 2e-2;
+    if (strcmp(c->name, "attention") == 0) return hvp ? 2e-2 : 1.5e-2;
+    return 5e-3;
+}
+
 /* ---- first derivatives against central differences -------------------------------- */
 START_TEST(op_gradients_match_finite_differences)
 {
@@ -356,7 +375,7 @@ START_TEST(op_gradients_match_finite_differences)
             double lm = eval_loss(t, c, &tmp);
             fd[k] = (lp - lm) / (2.0 * h);
         }
-        assert_close("gradient", c->name, i, g[i], fd, in.n[i], 2e-2);
+        assert_close("gradient", c->name, i, g[i], fd, in.n[i], fd_rtol(c, 0));
     }
     mp_tape_destroy(t);
 }
@@ -385,7 +404,7 @@ START_TEST(op_hessian_vector_products_match_finite_differences)
     eval_grads(t, c, &tmp, NULL, gm);
     for (int i = 0; i < c->nin; i++) {
         for (int k = 0; k < in.n[i]; k++) fd[k] = ((double)gp[i][k] - gm[i][k]) / (2.0 * h);
-        assert_close("Hessian-vector product", c->name, i, hv[i], fd, in.n[i], 3e-2);
+        assert_close("Hessian-vector product", c->name, i, hv[i], fd, in.n[i], fd_rtol(c, 1));
     }
     mp_tape_destroy(t);
 }
