@@ -9,6 +9,7 @@
 
 #include <metaprompt.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,42 @@ static inline int file_exists(const char *p)
     return stat(p, &sb) == 0;
 }
 
+/* Creates a directory and its missing parents (mkdir -p). Returns 0 on
+ * success; otherwise -1 with errno set and the failing prefix in path[..]. */
+static inline int mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        errno = n ? ENAMETOOLONG : ENOENT;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        buf[i] = c;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    if (!S_ISDIR(sb.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    return 0;
+}
+
+/* Creates the output directory with its parents or exits with status 1. */
+static inline void make_out_dir(const char *dir)
+{
+    if (mkdir_p(dir) != 0) {
+        fprintf(stderr, "%s: cannot create the output directory %s: %s\n", example_name, dir, strerror(errno));
+        exit(1);
+    }
+}
+
 /* ---- progress with ETA on stderr, only on a terminal ----------------------- */
 typedef struct {
     const char *label;
@@ -77,12 +114,37 @@ static inline int32_t progress_eval_cb(uint64_t done, uint64_t total, void *ud)
     return 0;
 }
 
-/* Prints the OpenBLAS core in use and, when it is one of the old generic
- * kernel sets a virtual machine often gets, how to choose a faster one. */
-static inline void print_blas_core(int threads)
+/* OpenBLAS's own function (the examples link -lopenblas); declared here so
+ * that the examples need not include cblas.h. */
+extern void openblas_set_num_threads(int);
+
+/* Prints library warnings and errors (mp_set_log_callback) on stderr. */
+static inline void example_log(int32_t level, const char *msg, void *user_data)
 {
+    (void)user_data;
+    fprintf(stderr, "%s: libmetaprompt %s: %s\n", example_name, level >= MP_LOG_ERROR ? "error" : "warning",
+            msg);
+}
+
+/* The application's part of the threading contract (metaprompt/meta.h):
+ * call once before creating any handle. Installs example_log for warnings
+ * and, when the example runs more than one worker thread, makes OpenBLAS
+ * single-threaded (its own thread pool would oversubscribe the cores:
+ * several times slower). Then prints the OpenBLAS core and thread counts
+ * and, for one of the old generic kernel sets a virtual machine often
+ * gets, how to choose a faster one. */
+static inline void example_setup(int threads)
+{
+    mp_set_log_callback(example_log, MP_LOG_WARN, NULL);
+    int blas_before = (int)mp_blas_num_threads();
+    int set = 0;
+    if (threads > 1 && blas_before > 1) {
+        openblas_set_num_threads(1);
+        set = 1;
+    }
     const char *core = mp_blas_corename();
-    printf("OpenBLAS core %s, %d worker thread(s)\n", core, threads);
+    printf("OpenBLAS core %s, %d worker thread(s), OpenBLAS %d thread(s)%s\n", core, threads,
+           (int)mp_blas_num_threads(), set ? " (set to 1 by this program: our workers use the cores)" : "");
     static const char *const slow[] = {"Prescott", "Core2", "Nehalem", "Generic", "generic", "Penryn", "Dunnington"};
     for (size_t i = 0; i < sizeof slow / sizeof slow[0]; i++)
         if (!strcmp(core, slow[i])) {
@@ -90,6 +152,23 @@ static inline void print_blas_core(int threads)
                    " see docs/PERFORMANCE.md)\n");
             break;
         }
+}
+
+/* For a flag that is not one of the argument-less ones: returns when flag
+ * is one of the n flags taking a value and a value v follows; otherwise
+ * names the unknown flag (or the missing value) on stderr and calls
+ * usage(2), which prints the synopsis and exits. */
+static inline void check_flag(const char *flag, const char *v, const char *const *value_flags, size_t n,
+                              void (*usage)(int))
+{
+    for (size_t k = 0; k < n; k++)
+        if (!strcmp(flag, value_flags[k])) {
+            if (v) return;
+            fprintf(stderr, "%s: %s needs a value\n", example_name, flag);
+            usage(2);
+        }
+    fprintf(stderr, "%s: unknown flag '%s'\n", example_name, flag);
+    usage(2);
 }
 
 /* Parses a positive decimal integer option value; exits with status 2 and a

@@ -244,6 +244,10 @@ bad:
 static void parse(options *o, int argc, char **argv)
 {
     static const int ways_ok[] = {2, 3, 4, 5, 10, 20}, shots_ok[] = {1, 2, 3, 4, 5, 10};
+    static const char *const value_flags[] = {
+        "--data", "--out", "--modes", "--ways", "--shots", "--iters", "--iters5", "--iters20", "--meta-batch",
+        "--inner-steps", "--eval-steps", "--inner-lr", "--prompt-lr", "--outer-lr", "--queries", "--episodes",
+        "--threads", "--seed"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -265,7 +269,7 @@ static void parse(options *o, int argc, char **argv)
             o->iters5 = o->iters20 = 60000;
             continue;
         }
-        if (!v) usage(2);
+        check_flag(a, v, value_flags, sizeof value_flags / sizeof value_flags[0], usage);
         if (!strcmp(a, "--data")) o->data_dir = v;
         else if (!strcmp(a, "--out")) o->out_dir = v;
         else if (!strcmp(a, "--modes")) o->n_modes = parse_list(a, v, o->modes, NULL, 0);
@@ -284,7 +288,6 @@ static void parse(options *o, int argc, char **argv)
         else if (!strcmp(a, "--episodes")) o->episodes = parse_count(a, v, 2);
         else if (!strcmp(a, "--threads")) o->threads = parse_count(a, v, 1);
         else if (!strcmp(a, "--seed")) o->seed = (unsigned long long)parse_count(a, v, 0);
-        else usage(2);
         i++;
     }
 }
@@ -354,10 +357,7 @@ int main(int argc, char **argv)
         .seed = 1,
     };
     parse(&o, argc, argv);
-    if (mkdir(o.out_dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "omniglot: cannot create %s: %s\n", o.out_dir, strerror(errno));
-        return 1;
-    }
+    make_out_dir(o.out_dir);
     mp_dataset *background = load_set(&o, "background");
     mp_dataset *evaluation = load_set(&o, "evaluation");
     int32_t n_bg = 0, n_ev = 0;
@@ -365,7 +365,7 @@ int main(int argc, char **argv)
     CHECK(mp_dataset_num_classes(evaluation, &n_ev));
 
     printf("libmetaprompt %s — MAML on Omniglot with a prompted conv4\n", mp_version_string());
-    print_blas_core(o.threads);
+    example_setup(o.threads);
     printf("meta-train: background set, %d characters x 4 rotations; meta-test: evaluation set,\n"
            "%d characters, %d episodes with %d queries per class\n\n",
            n_bg, n_ev, o.episodes, o.queries);
