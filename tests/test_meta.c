@@ -1327,6 +1327,85 @@ START_TEST(checkpoint_refuses_other_metas)
 }
 END_TEST
 
+/* Optimizer state that no correct save produces, in files with a valid
+ * CRC: the load refuses it (naming the tensor and the index) and changes
+ * nothing; the same file without the defect loads. Before the check a
+ * negative Adam second moment loaded and the next step wrote NaN into the
+ * prompt. */
+enum { S_M1, S_M2, S_LR, S_STEP };
+START_TEST(checkpoint_refuses_unsound_meta_state)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "unsound");
+    const struct {
+        int algo, opt, which;
+        size_t index;
+        float value;
+        int64_t step;
+        mp_status st;
+        const char *mention;
+    } cases[] = {
+        {MP_META_MAML, MP_OPT_ADAM, S_M2, 3, -1.0f, 0, MP_ERR_FORMAT, "tensor 'meta/m2' value 3 is negative (-1)"},
+        {MP_META_MAML, MP_OPT_ADAM, S_M2, 0, INFINITY, 0, MP_ERR_NOT_FINITE, "tensor 'meta/m2' value 0 is not finite"},
+        {MP_META_MAML, MP_OPT_ADAMW, S_M1, 5, NAN, 0, MP_ERR_NOT_FINITE, "tensor 'meta/m1' value 5 is not finite"},
+        {MP_META_MAML, MP_OPT_SGD, S_M1, 2, -INFINITY, 0, MP_ERR_NOT_FINITE, "tensor 'meta/m1' value 2 is not finite"},
+        {MP_META_MAML, MP_OPT_SGD, S_M2, 4, 0.5f, 0, MP_ERR_FORMAT, "tensor 'meta/m2' value 4 is 0.5: SGD keeps no second moments"},
+        {MP_META_METASGD, MP_OPT_ADAM, S_LR, 1, NAN, 0, MP_ERR_NOT_FINITE, "tensor 'meta/inner_lr' value 1 is not finite"},
+        {MP_META_MAML, MP_OPT_ADAM, S_STEP, 0, 0, 0, MP_ERR_FORMAT, "'meta/step' is 0: the moments are 0 before the first step"},
+        {MP_META_MAML, MP_OPT_ADAM, S_STEP, 0, 0, INT64_MAX, MP_ERR_FORMAT, "meta step count 9223372036854775807 out of range"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        meta_opts o = defaults(cases[c].algo);
+        o.opt = cases[c].opt;
+        o.outer_lr = 1e-2;
+        train_run b = run_open(&o, 0), d = run_open(&o, 1);
+        run_steps(&b, 2);
+        run_steps(&d, 1);
+        mp_meta *m = b.meta;
+        ck_assert(m->m1[cases[c].index] != 0.0f); /* the step-0 case needs non-zero moments */
+        float *lr_before = malloc((m->n_lr + 1) * sizeof(float));
+        memcpy(lr_before, d.meta->lr, m->n_lr * sizeof(float));
+        meta_snapshot snap = snapshot(d.meta);
+        /* The control: the sound state loads. */
+        MP_CK_OK(mp_checkpoint_save(path, b.model, b.prompt, m));
+        MP_CK_OK(mp_checkpoint_load(path, d.model, d.prompt, d.meta));
+        ck_assert_int_eq(steps_of(d.meta), 2);
+        MP_CK_OK(mp_checkpoint_load(path, b.model, b.prompt, m));
+        /* Back to d's own state, then the defective file. */
+        memcpy(mp__model_params(d.model), snap.params, m->n_params * sizeof(float));
+        memcpy(mp__prompt_data(d.prompt), snap.prompt, m->n_prompt * sizeof(float));
+        memcpy(d.meta->m1, snap.m1, m->n_grad * sizeof(float));
+        memcpy(d.meta->m2, snap.m2, m->n_grad * sizeof(float));
+        memcpy(d.meta->lr, lr_before, m->n_lr * sizeof(float));
+        d.meta->t = snap.t;
+        switch (cases[c].which) {
+        case S_M1: m->m1[cases[c].index] = cases[c].value; break;
+        case S_M2: m->m2[cases[c].index] = cases[c].value; break;
+        case S_LR: m->lr[cases[c].index] = cases[c].value; break;
+        default: m->t = cases[c].step; break;
+        }
+        MP_CK_OK(mp_checkpoint_save(path, b.model, b.prompt, m));
+        mp_clear_error();
+        MP_CK_STATUS(mp_checkpoint_load(path, d.model, d.prompt, d.meta), cases[c].st);
+        MP_CK_ERROR_MENTIONS(cases[c].mention);
+        MP_CK_ERROR_MENTIONS("mp_checkpoint_load: '");
+        check_unchanged(d.meta, &snap, cases[c].mention);
+        ck_assert_msg(memcmp(lr_before, d.meta->lr, m->n_lr * sizeof(float)) == 0, "%s: rates changed",
+                      cases[c].mention);
+        /* The sampler variant runs the same checks. */
+        MP_CK_STATUS(mp_checkpoint_load_with_sampler(path, d.model, d.prompt, d.meta, NULL), cases[c].st);
+        MP_CK_ERROR_MENTIONS(cases[c].mention);
+        check_unchanged(d.meta, &snap, cases[c].mention);
+        snapshot_free(&snap);
+        free(lr_before);
+        run_close(&b);
+        run_close(&d);
+    }
+    unlink(path);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* Everything a failed load must leave alone. */
 typedef struct {
     meta_snapshot meta;
@@ -1840,6 +1919,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, maml_learns_sinusoids);
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
     tcase_add_test(alg, checkpoint_refuses_other_metas);
+    tcase_add_test(alg, checkpoint_refuses_unsound_meta_state);
     tcase_add_test(alg, checkpoint_sampler_mismatch_changes_nothing);
     tcase_add_test(alg, openblas_oversubscription_warns);
     tcase_add_test(alg, create_rejects_bad_inputs);

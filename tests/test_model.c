@@ -1494,6 +1494,96 @@ START_TEST(save_then_load_in_a_fresh_process_is_bit_identical)
 }
 END_TEST
 
+/* Configuration entries carry a type tag; a registered key must carry its
+ * own (an integer key read from a float's bits, or the reverse, would be a
+ * different value), and a float value must be finite and inside the key's
+ * range. The CRC is made consistent, so only these checks can refuse. */
+static void patch_config(const char *src, const char *dst, int32_t key, int32_t type, const void *value8)
+{
+    size_t len;
+    unsigned char *b = slurp(src, &len);
+    uint32_t nc = le32(b + 24);
+    int found = 0;
+    for (uint32_t i = 0; i < nc; i++) {
+        unsigned char *e = b + 32 + 16 * i;
+        if ((int32_t)le32(e) != key) continue;
+        put_le32(e + 4, (uint32_t)type);
+        if (value8) memcpy(e + 8, value8, 8); /* little-endian host (x86-64, aarch64) */
+        found = 1;
+    }
+    ck_assert_msg(found, "key %d not in %s", (int)key, src);
+    fix_crc(b, len);
+    spit(dst, b, len);
+    free(b);
+}
+
+START_TEST(container_checks_config_types_and_values)
+{
+    make_tmpdir();
+    const char *path = tmp_path("c.ckpt"), *bad = tmp_path("bad.ckpt");
+    mp__ckpt_writer *w;
+    MP_CK_OK(mp__ckpt_writer_create(&w));
+    MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_MODEL_KIND, MP_MODEL_MLP, 0));
+    MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_LR, 0, 0.25));
+    MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_OUTER_LR, 0, 1e6)); /* the maximum */
+    MP_CK_OK(mp__ckpt_writer_save(w, path));
+    mp__ckpt_writer_destroy(w);
+    mp__ckpt_reader *r = NULL;
+    MP_CK_OK(mp__ckpt_reader_open(&r, path)); /* the control */
+    mp__ckpt_reader_close(r);
+    r = (mp__ckpt_reader *)0x1;
+    double one = 1.0, nan = NAN, neg = -5.0, big = 1e300;
+    int64_t two = 2;
+    const struct {
+        int32_t key, type;
+        const void *value;
+        mp_status st;
+        const char *mention;
+    } cases[] = {
+        {MP_CFG_MODEL_KIND, MP_CFG_TYPE_FLOAT, &one, MP_ERR_FORMAT,
+         "key 'model.kind' (100), is stored as a float but 'model.kind' is an integer key"},
+        {MP_CFG_MODEL_KIND, MP_CFG_TYPE_FLOAT, NULL, MP_ERR_FORMAT, "'model.kind' is an integer key"},
+        {MP_CFG_META_INNER_LR, MP_CFG_TYPE_INT, &two, MP_ERR_FORMAT,
+         "key 'meta.inner_lr' (302), is stored as an integer but 'meta.inner_lr' is a float key"},
+        {MP_CFG_META_INNER_LR, MP_CFG_TYPE_FLOAT, &nan, MP_ERR_NOT_FINITE, "'meta.inner_lr' (302) is not finite"},
+        {MP_CFG_META_INNER_LR, MP_CFG_TYPE_FLOAT, &neg, MP_ERR_FORMAT, "'meta.inner_lr' (302) is -5, outside its range"},
+        {MP_CFG_META_OUTER_LR, MP_CFG_TYPE_FLOAT, &big, MP_ERR_FORMAT, "'meta.outer_lr' (306) is 1e+300, outside its range"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        patch_config(path, bad, cases[c].key, cases[c].type, cases[c].value);
+        MP_CK_STATUS(mp__ckpt_reader_open(&r, bad), cases[c].st);
+        MP_CK_ERROR_MENTIONS(cases[c].mention);
+        ck_assert_ptr_eq(r, (mp__ckpt_reader *)0x1);
+    }
+
+    /* Through the public loaders: model.kind tagged as a float (its bits
+     * then read as the double 4.9e-324 by a float reader, or as the
+     * integer 1 by one that ignores the tag). */
+    mp_model *m = make_model(CFG_MLP), *other = (mp_model *)0x1;
+    mp_prompt *p = random_prompt(m, 1);
+    size_t np = mp__model_param_count(m);
+    float *before = malloc(np * sizeof(float));
+    memcpy(before, mp__model_params(m), np * sizeof(float));
+    MP_CK_OK(mp_checkpoint_save(path, m, p, NULL));
+    patch_config(path, bad, MP_CFG_MODEL_KIND, MP_CFG_TYPE_FLOAT, NULL);
+    for (size_t i = 0; i < np; i++) mp__model_params(m)[i] += 1.0f;
+    memcpy(before, mp__model_params(m), np * sizeof(float));
+    MP_CK_STATUS(mp_checkpoint_load(bad, m, p, NULL), MP_ERR_FORMAT);
+    MP_CK_ERROR_MENTIONS("mp_checkpoint_load: '");
+    MP_CK_ERROR_MENTIONS("'model.kind' is an integer key");
+    ck_assert_int_eq(memcmp(before, mp__model_params(m), np * sizeof(float)), 0);
+    MP_CK_STATUS(mp_model_create_from_checkpoint(&other, bad), MP_ERR_FORMAT);
+    MP_CK_ERROR_MENTIONS("'model.kind' is an integer key");
+    ck_assert_ptr_eq(other, (mp_model *)0x1);
+    MP_CK_OK(mp_checkpoint_load(path, m, p, NULL)); /* the unpatched file loads */
+    free(before);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* Writes a checkpoint for m by hand, with one deliberate defect. */
 enum { D_NONE, D_TRANSPOSED, D_MISSING, D_EXTRA, D_UNKNOWN, D_NAN, D_CONFIG, D_NO_PROMPT,
        D_PROMPT_SHAPE, D_NEW_KEY };
@@ -1873,6 +1963,7 @@ Suite *mp_test_model_suite(void)
     TCase *k = tcase_create("checkpoint");
     tcase_add_loop_test(k, save_then_load_in_a_fresh_process_is_bit_identical, 0, NKINDS);
     tcase_add_test(k, load_verifies_everything_before_touching_the_destination);
+    tcase_add_test(k, container_checks_config_types_and_values);
     tcase_add_test(k, load_ignores_a_different_init_scheme);
     tcase_add_test(k, checkpoint_allocation_failures);
     suite_add_tcase(s, k);

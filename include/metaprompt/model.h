@@ -240,7 +240,14 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  (MP_ERR_NOT_FOUND) of the model's shape. meta may be NULL (stored meta
  *  state ignored); otherwise the file must hold state matching it
  *  (MP_ERR_NOT_FOUND: saved without a meta; MP_ERR_SHAPE_MISMATCH or
- *  MP_ERR_FORMAT: state of another meta configuration). Stored sampler
+ *  MP_ERR_FORMAT: state of another meta configuration) and sound for its
+ *  optimizer (the tensor and index named: MP_ERR_NOT_FINITE for a NaN/Inf
+ *  moment or Meta-SGD rate, MP_ERR_FORMAT for a negative Adam second
+ *  moment, non-zero SGD second moments, non-zero moments at step 0, or a
+ *  step count of 2^63 - 1 or more). A configuration entry tagged with
+ *  another type than its key's (e.g. model.kind as a float), or a float
+ *  entry outside its key's range, is MP_ERR_FORMAT (NaN/Inf:
+ *  MP_ERR_NOT_FINITE), naming the key. Stored sampler
  *  records are ignored (mp_checkpoint_load_with_sampler reads them).
  *  Errors: those above, and MP_ERR_NULL_POINTER (model, path), MP_ERR_IO
  *  (errno text in the message), MP_ERR_OUT_OF_MEMORY. The message is

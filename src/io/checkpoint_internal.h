@@ -90,6 +90,13 @@ mp_status mp__ckpt_read_i32(const mp__ckpt_reader *r, const char *name, int32_t 
 mp_status mp__ckpt_read_u64s(const mp__ckpt_reader *r, const char *name, uint64_t *dst,
                              size_t len);
 mp_status mp__ckpt_read_u64(const mp__ckpt_reader *r, const char *name, uint64_t *value);
+/* Index of the first value of the f32 tensor `name` for which ok(value,
+ * ctx) returns 0 (that value in *value when value is not NULL), or SIZE_MAX
+ * when every value passes or there is no such f32 tensor. Reads in place
+ * (no allocation): semantic checks of stored state before it is applied. */
+size_t mp__ckpt_first_f32_failing(const mp__ckpt_reader *r, const char *name,
+                                  int (*ok)(float value, const void *ctx), const void *ctx,
+                                  float *value);
 
 /* Verifies an open checkpoint against model (and prompt, meta, sampler: may
  * be NULL) and, only if everything passes, copies the values in: the body

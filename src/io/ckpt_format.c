@@ -4,6 +4,7 @@
 #include "io/checkpoint_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -356,6 +357,30 @@ static mp_status check_header(const unsigned char *b, size_t len)
     return MP_OK;
 }
 
+/* A registered key must carry its declared type tag (an integer key stored
+ * as a float would otherwise be read from the float's bit pattern), and a
+ * float value must be finite and inside the key's range: writers only store
+ * values a configuration accepted. Unregistered keys (a newer library's)
+ * are framed only; their readers check them. */
+static mp_status check_config_value(const cfg_entry *c, uint32_t i)
+{
+    const mp__key_info *k = mp__key_lookup(c->key);
+    if (!k) return MP_OK;
+    if (c->type != k->type)
+        return BAD("mp_checkpoint: configuration entry %u, key '%s' (%d), is stored as %s but '%s' "
+                   "is %s key", (unsigned)i, k->name, (int)c->key,
+                   c->type == MP_CFG_TYPE_INT ? "an integer" : "a float", k->name,
+                   k->type == MP_CFG_TYPE_INT ? "an integer" : "a float");
+    if (c->type != MP_CFG_TYPE_FLOAT) return MP_OK;
+    MP_REQUIRE(isfinite(c->fval), NULL, MP_ERR_NOT_FINITE,
+               "mp_checkpoint: configuration key '%s' (%d) is not finite (%g)", k->name, (int)c->key,
+               c->fval);
+    if (c->fval < k->min || c->fval > k->max)
+        return BAD("mp_checkpoint: configuration key '%s' (%d) is %g, outside its range [%g, %g]",
+                   k->name, (int)c->key, c->fval, k->min, k->max);
+    return MP_OK;
+}
+
 static mp_status parse_config(mp__ckpt_reader *r, const unsigned char **pp, const unsigned char *end)
 {
     uint32_t nc = get_u32(r->buf + 24);
@@ -373,6 +398,7 @@ static mp_status parse_config(mp__ckpt_reader *r, const unsigned char **pp, cons
         c->ival = (int64_t)bits;
         memcpy(&c->fval, &bits, 8);
         if (c->type == MP_CFG_TYPE_INT) c->fval = (double)c->ival;
+        MP_TRY(check_config_value(c, i));
         for (uint32_t j = 0; j < i; j++)
             if (r->c[j].key == c->key)
                 return BAD("mp_checkpoint: configuration key %d stored twice", (int)c->key);
@@ -558,7 +584,7 @@ static mp_status lookup(const mp__ckpt_reader *r, const char *name, const tensor
 mp_status mp__ckpt_find(const mp__ckpt_reader *r, const char *name, int32_t *dtype, int32_t *rows,
                         int32_t *cols)
 {
-    const tensor *t;
+    const tensor *t = NULL;
     MP_TRY(lookup(r, name, &t));
     if (dtype) *dtype = t->dtype;
     if (rows) *rows = t->rows;
@@ -569,7 +595,7 @@ mp_status mp__ckpt_find(const mp__ckpt_reader *r, const char *name, int32_t *dty
 mp_status mp__ckpt_expect(const mp__ckpt_reader *r, const char *name, int32_t dtype, int32_t rows,
                           int32_t cols)
 {
-    const tensor *t;
+    const tensor *t = NULL;
     MP_TRY(lookup(r, name, &t));
     MP_REQUIRE(t->dtype == dtype, NULL, MP_ERR_FORMAT,
                "mp_checkpoint: tensor '%s' is %s in the file, expected %s", name,
@@ -583,7 +609,7 @@ mp_status mp__ckpt_expect(const mp__ckpt_reader *r, const char *name, int32_t dt
 static mp_status read_typed(const mp__ckpt_reader *r, const char *name, int32_t dtype, void *dst,
                             size_t len)
 {
-    const tensor *t;
+    const tensor *t = NULL;
     MP_TRY(lookup(r, name, &t));
     MP_REQUIRE(t->dtype == dtype, NULL, MP_ERR_FORMAT,
                "mp_checkpoint: tensor '%s' is %s in the file, expected %s", name,
@@ -615,4 +641,24 @@ mp_status mp__ckpt_read_u64s(const mp__ckpt_reader *r, const char *name, uint64_
 mp_status mp__ckpt_read_u64(const mp__ckpt_reader *r, const char *name, uint64_t *value)
 {
     return read_typed(r, name, MP__CKPT_U64, value, 1);
+}
+
+size_t mp__ckpt_first_f32_failing(const mp__ckpt_reader *r, const char *name,
+                                  int (*ok)(float value, const void *ctx), const void *ctx,
+                                  float *value)
+{
+    const tensor *t = find_tensor(r->t, r->nt, name);
+    if (!t || t->dtype != MP__CKPT_F32) return SIZE_MAX;
+    size_t n = (size_t)t->rows * (size_t)t->cols;
+    const unsigned char *p = r->buf + t->offset;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits = get_u32(p + 4 * i);
+        float v;
+        memcpy(&v, &bits, 4);
+        if (!ok(v, ctx)) {
+            if (value) *value = v;
+            return i;
+        }
+    }
+    return SIZE_MAX;
 }

@@ -6,6 +6,8 @@
 #include "io/checkpoint_internal.h"
 #include "meta/meta_internal.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Keys whose values must agree between the file and the loading meta:
@@ -85,6 +87,66 @@ static mp_status check_known_tensors(const mp__ckpt_reader *r)
     return MP_OK;
 }
 
+/* ---- semantic checks of the stored state ---------------------------------------
+ * What the outer optimizers assume of their state (src/meta/optim.c): every
+ * value finite; Adam's second moments (meta/m2) >= 0, since the update
+ * divides by their square root; SGD keeps no second moments (all 0); before
+ * the first step (step count 0) both moment vectors are 0; the Meta-SGD
+ * rates finite (they may be negative: learned rates are not clamped). A file
+ * with a valid CRC can still break these, and loading it would make the next
+ * step write NaN into the meta-parameters. */
+static int is_finite_value(float v, const void *ctx)
+{
+    (void)ctx;
+    return isfinite(v);
+}
+static int is_nonnegative(float v, const void *ctx)
+{
+    (void)ctx;
+    return v >= 0.0f;
+}
+static int is_zero(float v, const void *ctx)
+{
+    (void)ctx;
+    return v == 0.0f;
+}
+
+static mp_status check_state(const mp_meta *m, const mp__ckpt_reader *r, uint64_t step)
+{
+    static const char *const what[] = {
+        "the outer optimizer's first moments (SGD: velocity)", "the outer optimizer's second moments",
+        "the Meta-SGD inner rates"};
+    float v = 0;
+    size_t i;
+    for (int k = 0; k < 3; k++) {
+        if (k == 2 && !m->n_lr) break;
+        i = mp__ckpt_first_f32_failing(r, tensor_names[k], is_finite_value, NULL, &v);
+        MP_REQUIRE(i == SIZE_MAX, NULL, MP_ERR_NOT_FINITE,
+                   "mp_checkpoint: tensor '%s' value %zu is not finite (%g): %s must be finite",
+                   tensor_names[k], i, (double)v, what[k]);
+    }
+    if (m->opt.kind == MP_OPT_SGD) {
+        i = mp__ckpt_first_f32_failing(r, tensor_names[1], is_zero, NULL, &v);
+        MP_REQUIRE(i == SIZE_MAX, NULL, MP_ERR_FORMAT,
+                   "mp_checkpoint: tensor '%s' value %zu is %g: SGD keeps no second moments (all 0)",
+                   tensor_names[1], i, (double)v);
+    } else {
+        i = mp__ckpt_first_f32_failing(r, tensor_names[1], is_nonnegative, NULL, &v);
+        MP_REQUIRE(i == SIZE_MAX, NULL, MP_ERR_FORMAT,
+                   "mp_checkpoint: tensor '%s' value %zu is negative (%g): Adam's second moments are >= 0",
+                   tensor_names[1], i, (double)v);
+    }
+    if (step == 0)
+        for (int k = 0; k < 2; k++) {
+            i = mp__ckpt_first_f32_failing(r, tensor_names[k], is_zero, NULL, &v);
+            MP_REQUIRE(i == SIZE_MAX, NULL, MP_ERR_FORMAT,
+                       "mp_checkpoint: tensor '%s' value %zu is %g but the step count 'meta/step' is 0: "
+                       "the moments are 0 before the first step",
+                       tensor_names[k], i, (double)v);
+        }
+    return MP_OK;
+}
+
 mp_status mp__meta_ckpt_check(const mp_meta *m, const mp__ckpt_reader *r)
 {
     MP_TRY(check_config(m, r));
@@ -98,9 +160,11 @@ mp_status mp__meta_ckpt_check(const mp_meta *m, const mp__ckpt_reader *r)
                    MP_ERR_FORMAT, "mp_checkpoint: the file has Meta-SGD rates, the meta has none");
     uint64_t step = 0;
     MP_TRY(mp__ckpt_read_u64(r, tensor_names[3], &step));
-    MP_REQUIRE(step <= (uint64_t)INT64_MAX, NULL, MP_ERR_FORMAT,
-               "mp_checkpoint: meta step count %llu out of range", (unsigned long long)step);
-    return MP_OK;
+    /* The next apply counts step + 1 (Adam's bias correction uses it). */
+    MP_REQUIRE(step < (uint64_t)INT64_MAX, NULL, MP_ERR_FORMAT,
+               "mp_checkpoint: meta step count %llu out of range (at most %lld)",
+               (unsigned long long)step, (long long)INT64_MAX - 1);
+    return check_state(m, r, step);
 }
 
 /* Everything was verified by mp__meta_ckpt_check: the reads cannot fail. */
