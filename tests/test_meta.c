@@ -796,6 +796,89 @@ START_TEST(non_finite_gradient_skips_the_update)
 }
 END_TEST
 
+/* Finite gradients whose update is not finite: a corrupted optimizer state
+ * (a negative Adam second moment, as a crafted checkpoint used to load) or
+ * an outer step that overflows. The update is checked before anything is
+ * written: MP_ERR_NOT_FINITE, the meta-parameters, the optimizer state, the
+ * step count, the statistics and a pending gradient unchanged. */
+START_TEST(non_finite_update_changes_nothing)
+{
+    float x[2] = {0.5f, -0.3f}, t[2] = {0.2f, 0.1f};
+    mp_task *task;
+    MP_CK_OK(mp_task_create_regression(&task, 1, 1, x, t, 2, x, t, 2));
+    for (int opt = MP_OPT_SGD; opt <= MP_OPT_ADAMW; opt++) {
+        mp_model *model = make_model(1, 1, 1, 1, 4, MP_ACT_TANH, MP_TASK_REGRESSION, 3);
+        mp_prompt *prompt = make_prompt(model, 0.5, 1);
+        meta_opts o = defaults(MP_META_MAML);
+        o.opt = opt;
+        o.outer_lr = 0.01;
+        o.clip = 1e-3; /* the clipping factor is not 1: a pending gradient must not be scaled */
+        mp_meta *m = make_meta(model, prompt, &o);
+        MP_CK_OK(mp_meta_step(m, &task, 1, NULL, 0));
+        size_t ng = grad_size(m);
+        float *g = calloc(ng, sizeof(float)), *got = calloc(ng, sizeof(float));
+        for (size_t i = 0; i < ng; i++) g[i] = 0.25f * (float)(i % 5) - 0.5f;
+        /* 1. Corrupted state: Adam divides by sqrt(m2), SGD's velocity is infinite. */
+        float saved = opt == MP_OPT_SGD ? m->m1[2] : m->m2[2];
+        if (opt == MP_OPT_SGD)
+            m->m1[2] = INFINITY;
+        else
+            m->m2[2] = -1.0f;
+        meta_snapshot snap = snapshot(m);
+        double st[MP_META_NUM_STATS] = {-7, -7, -7, -7};
+        MP_CK_STATUS(mp_meta_step(m, &task, 1, st, MP_META_NUM_STATS), MP_ERR_NOT_FINITE);
+        ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_step: the update would make", 35) == 0 &&
+                          strstr(mp_meta_error(m), "entry 2 "), "%s", mp_meta_error(m));
+        check_unchanged(m, &snap, "mp_meta_step");
+        for (int k = 0; k < MP_META_NUM_STATS; k++) ck_assert(st[k] == -7);
+        MP_CK_OK(mp_meta_set_gradients(m, g, ng));
+        MP_CK_STATUS(mp_meta_step(m, &task, 1, NULL, 0), MP_ERR_NOT_FINITE);
+        MP_CK_STATUS(mp_meta_apply_gradients(m), MP_ERR_NOT_FINITE);
+        ck_assert_msg(strncmp(mp_meta_error(m), "mp_meta_apply_gradients: the update would make", 46) == 0,
+                      "%s", mp_meta_error(m));
+        check_unchanged(m, &snap, "mp_meta_apply_gradients");
+        MP_CK_OK(mp_meta_get_gradients(m, got, ng)); /* still pending, not clipped */
+        ck_assert(memcmp(g, got, ng * sizeof(float)) == 0);
+        /* The control: the same calls with the state repaired succeed. */
+        if (opt == MP_OPT_SGD)
+            m->m1[2] = saved;
+        else
+            m->m2[2] = saved;
+        MP_CK_OK(mp_meta_apply_gradients(m));
+        MP_CK_OK(mp_meta_step(m, &task, 1, st, MP_META_NUM_STATS));
+        ck_assert(st[0] != -7);
+        int64_t steps = 0;
+        MP_CK_OK(mp_meta_step_count(m, &steps));
+        ck_assert_int_eq(steps, 3);
+        snapshot_free(&snap);
+        /* 2. Sound state, an outer step that overflows: SGD's lr 1e6 x gradient
+         * 1e35 in the parameter, Adam's squared gradient in its second moment. */
+        mp_meta_destroy(m);
+        o.outer_lr = 1e6;
+        o.clip = 0;
+        m = make_meta(model, prompt, &o);
+        snap = snapshot(m);
+        g[1] = 1e35f;
+        MP_CK_OK(mp_meta_set_gradients(m, g, ng));
+        MP_CK_STATUS(mp_meta_apply_gradients(m), MP_ERR_NOT_FINITE);
+        MP_CK_ERROR_MENTIONS("entry 1 ");
+        check_unchanged(m, &snap, "overflowing step");
+        g[1] = 1.0f;
+        MP_CK_OK(mp_meta_set_gradients(m, g, ng));
+        MP_CK_OK(mp_meta_apply_gradients(m));
+        for (size_t i = 0; i < m->n_prompt; i++) ck_assert(isfinite(mp__prompt_data(prompt)[i]));
+        snapshot_free(&snap);
+        free(g);
+        free(got);
+        mp_meta_destroy(m);
+        mp_prompt_destroy(prompt);
+        mp_model_destroy(model);
+    }
+    mp_task_destroy(task);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* ---- split step, clipping ------------------------------------------------------------------------ */
 START_TEST(compute_set_apply_equals_step_and_clips)
 {
@@ -1911,6 +1994,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, threads_give_bit_identical_steps);
     tcase_add_test(alg, non_finite_loss_skips_the_update);
     tcase_add_test(alg, non_finite_gradient_skips_the_update);
+    tcase_add_test(alg, non_finite_update_changes_nothing);
     tcase_add_test(alg, compute_set_apply_equals_step_and_clips);
     tcase_add_test(alg, optimizers_through_the_handle);
     tcase_add_test(alg, clipping_through_the_handle);

@@ -164,8 +164,11 @@ MP_API const char *mp_meta_error(const mp_meta *meta);
  *  receiving the MP_META_STAT_* means over the tasks.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (n_tasks == 0, task
  *  kind or shape not matching the model), MP_ERR_BUFFER_TOO_SMALL (stats),
- *  MP_ERR_NOT_FINITE (a loss or gradient is NaN/Inf: no update, meta
- *  parameters and optimizer state unchanged), MP_ERR_OUT_OF_MEMORY, or the
+ *  MP_ERR_NOT_FINITE (a loss or gradient is NaN/Inf, or the update would
+ *  make a meta-parameter or optimizer state value NaN/Inf: no update, meta
+ *  parameters, optimizer state, step count and stats unchanged, and a
+ *  gradient set earlier with mp_meta_set_gradients stays pending),
+ *  MP_ERR_RANGE (the step count cannot grow), MP_ERR_OUT_OF_MEMORY, or the
  *  status of a failing tape/model operation. */
 MP_API mp_status mp_meta_step(mp_meta *meta, mp_task *const *tasks, size_t n_tasks, double *stats, size_t n_stats);
 /** Computes the meta-gradient of a meta-batch (mean over tasks) into the
@@ -189,9 +192,13 @@ MP_API mp_status mp_meta_get_gradients(const mp_meta *meta, float *grad, size_t 
 MP_API mp_status mp_meta_set_gradients(mp_meta *meta, const float *grad, size_t len);
 /** Clips the gradient buffer (MP_CFG_META_CLIP_NORM), takes one optimizer
  *  step on the learned meta-parameters (model, prompt, Meta-SGD rates) and
- *  consumes the buffer. Errors: MP_ERR_NULL_POINTER, MP_ERR_STATE (no
- *  gradient to apply), MP_ERR_NOT_FINITE (the norm of the learned entries
- *  is not finite; nothing changed). */
+ *  consumes the buffer. Every new value is checked before any is written.
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_STATE (no gradient to apply),
+ *  MP_ERR_NOT_FINITE (the norm of the learned entries is not finite, or
+ *  the update would make a meta-parameter or optimizer state value NaN/Inf,
+ *  e.g. an overflowing step; the entry is named in gradient layout),
+ *  MP_ERR_RANGE (the step count is already INT64_MAX). On failure nothing
+ *  changes: the buffer stays pending, unclipped. */
 MP_API mp_status mp_meta_apply_gradients(mp_meta *meta);
 /** Number of optimizer steps applied so far (restored by checkpoints).
  *  Errors: MP_ERR_NULL_POINTER (meta, out). */

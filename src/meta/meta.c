@@ -3,6 +3,7 @@
 #include "meta/meta_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -292,9 +293,11 @@ static void add_into(float *restrict acc, const float *restrict g, size_t n)
     for (; k < n; k++) acc[k] += g[k];
 }
 
-/* Sums the per-task gradients in task order (into slot 0) and divides by n:
- * the meta-gradient is the MEAN over the meta-batch. A NaN/Inf in any task
- * makes the sum non-finite, so one check of the sum covers them all. */
+/* Sums the per-task gradients in task order into slot 0 and divides by n
+ * there: the meta-gradient is the MEAN over the meta-batch (left in
+ * m->slot_grad, nothing else changed). A NaN/Inf in any task makes the sum
+ * non-finite, so one check of the sum covers them all. The MP_META_STAT_*
+ * means go to stats (MP_META_NUM_STATS doubles). */
 static mp_status reduce_batch(mp_meta *m, const char *fn, size_t n, double *stats)
 {
     float *acc = m->slot_grad;
@@ -302,9 +305,7 @@ static mp_status reduce_batch(mp_meta *m, const char *fn, size_t n, double *stat
     MP_REQUIRE(all_finite(acc, m->n_grad), m->err, MP_ERR_NOT_FINITE,
                "%s: the meta-gradient is not finite; no update", fn);
     const float inv = 1.0f / (float)n;
-    for (size_t k = 0; k < m->n_grad; k++) m->grad[k] = acc[k] * inv;
-    m->has_grad = 1;
-    if (!stats) return MP_OK;
+    for (size_t k = 0; k < m->n_grad; k++) acc[k] *= inv;
     for (int s = 0; s < MP_META_NUM_STATS; s++) {
         double sum = 0.0;
         for (size_t i = 0; i < n; i++) sum += m->slot_run[i].stats[s];
@@ -313,8 +314,10 @@ static mp_status reduce_batch(mp_meta *m, const char *fn, size_t n, double *stat
     return MP_OK;
 }
 
-static mp_status compute(mp_meta *m, const char *fn, mp_task *const *tasks, size_t n, double *stats,
-                         size_t n_stats)
+/* The meta-gradient of a batch into m->slot_grad (slot 0) and its
+ * statistics into st; the meta is otherwise unchanged. */
+static mp_status compute(mp_meta *m, const char *fn, mp_task *const *tasks, size_t n, const double *stats,
+                         size_t n_stats, double *st)
 {
     MP_TRY(check_batch(m, fn, tasks, n, stats, n_stats));
     MP_TRY(mp__meta_slots(m, n, 1));
@@ -331,28 +334,41 @@ static mp_status compute(mp_meta *m, const char *fn, mp_task *const *tasks, size
     train_job j = {m, tasks};
     mp__pool_run(m->pool, n, train_item, &j);
     MP_TRY(mp__meta_first_failure(m, n, fn, 0));
-    return reduce_batch(m, fn, n, stats);
+    return reduce_batch(m, fn, n, st);
 }
+
+static void copy_stats(double *stats, const double *st)
+{
+    if (stats) memcpy(stats, st, MP_META_NUM_STATS * sizeof(double));
+}
+
+static mp_status apply(mp_meta *m, const char *fn, float *grad);
 
 mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n, double *stats,
                                     size_t n_stats)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_compute_gradients");
-    return compute(m, "mp_meta_compute_gradients", tasks, n, stats, n_stats);
+    double st[MP_META_NUM_STATS];
+    MP_TRY(compute(m, "mp_meta_compute_gradients", tasks, n, stats, n_stats, st));
+    memcpy(m->grad, m->slot_grad, m->n_grad * sizeof(float));
+    m->has_grad = 1;
+    copy_stats(stats, st);
+    return MP_OK;
 }
 
+/* The step applies the batch's gradient straight from its slot: a failing
+ * step (computation or update) leaves the gradient buffer, and a gradient
+ * set earlier by the caller, as they were. A successful one leaves no
+ * pending gradient, as compute + apply would. */
 mp_status mp_meta_step(mp_meta *m, mp_task *const *tasks, size_t n, double *stats, size_t n_stats)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_step");
-    /* A step must not consume a gradient set earlier by the caller when
-     * its own computation fails: keep the old one aside. */
-    int32_t had = m->has_grad;
-    mp_status st = compute(m, "mp_meta_step", tasks, n, stats, n_stats);
-    if (st != MP_OK) {
-        m->has_grad = had;
-        return st;
-    }
-    return mp_meta_apply_gradients(m);
+    double st[MP_META_NUM_STATS];
+    MP_TRY(compute(m, "mp_meta_step", tasks, n, stats, n_stats, st));
+    MP_TRY(apply(m, "mp_meta_step", m->slot_grad));
+    m->has_grad = 0;
+    copy_stats(stats, st);
+    return MP_OK;
 }
 
 /* ---- gradients in and out ------------------------------------------------------------------- */
@@ -393,38 +409,83 @@ mp_status mp_meta_set_gradients(mp_meta *m, const float *grad, size_t len)
 
 /* ---- the outer update --------------------------------------------------------------------- */
 /* Visits every learned range of the meta-parameters: (param, offset in the
- * gradient vector, length). */
-typedef void (*range_fn)(mp_meta *m, float *p, size_t off, size_t n, void *ctx);
+ * gradient vector, length); stops at the first range for which fn returns
+ * non-zero. */
+typedef struct {
+    float *grad;   /* the gradient vector being applied */
+    double ss;     /* sum of squares */
+    float scale;   /* clipping factor */
+    size_t bad;    /* dry run: gradient index of the first non-finite result */
+} update_ctx;
+typedef int (*range_fn)(mp_meta *m, float *p, size_t off, size_t n, update_ctx *u);
 
-static void for_learned(mp_meta *m, range_fn fn, void *ctx)
+static int for_learned(mp_meta *m, range_fn fn, update_ctx *u)
 {
-    if (m->P > 0 && (m->learn & MP_LEARN_PROMPT)) fn(m, mp__prompt_data(m->prompt), 0, m->n_prompt, ctx);
+    if (m->P > 0 && (m->learn & MP_LEARN_PROMPT) && fn(m, mp__prompt_data(m->prompt), 0, m->n_prompt, u))
+        return 1;
     float *params = mp__model_params(m->model);
     for (int32_t i = 0; i < m->n_tensors; i++) {
         if (!m->learned[i]) continue;
         const mp__param_info *pi = mp__model_tensor(m->model, i);
-        fn(m, params + pi->offset, m->n_prompt + pi->offset, (size_t)pi->rows * (size_t)pi->cols, ctx);
+        if (fn(m, params + pi->offset, m->n_prompt + pi->offset, (size_t)pi->rows * (size_t)pi->cols, u))
+            return 1;
     }
-    if (m->n_lr && (m->learn & MP_LEARN_INNER_LR)) fn(m, m->lr, m->n_prompt + m->n_params, m->n_lr, ctx);
+    if (m->n_lr && (m->learn & MP_LEARN_INNER_LR)) return fn(m, m->lr, m->n_prompt + m->n_params, m->n_lr, u);
+    return 0;
 }
 
-static void add_squares(mp_meta *m, float *p, size_t off, size_t n, void *ctx)
+static int add_squares(mp_meta *m, float *p, size_t off, size_t n, update_ctx *u)
 {
+    (void)m;
     (void)p;
-    *(double *)ctx += mp__sum_squares(m->grad + off, n);
+    u->ss += mp__sum_squares(u->grad + off, n);
+    return 0;
 }
 
-static void scale_range(mp_meta *m, float *p, size_t off, size_t n, void *ctx)
+static int check_range(mp_meta *m, float *p, size_t off, size_t n, update_ctx *u)
 {
+    size_t i = mp__opt_first_non_finite(&m->opt, m->t + 1, p, u->grad + off, u->scale, m->m1 + off,
+                                        m->m2 + off, n);
+    if (i == SIZE_MAX) return 0;
+    u->bad = off + i;
+    return 1;
+}
+
+static int scale_range(mp_meta *m, float *p, size_t off, size_t n, update_ctx *u)
+{
+    (void)m;
     (void)p;
-    float f = *(const float *)ctx;
-    for (size_t i = 0; i < n; i++) m->grad[off + i] *= f;
+    for (size_t i = 0; i < n; i++) u->grad[off + i] *= u->scale;
+    return 0;
 }
 
-static void update_range(mp_meta *m, float *p, size_t off, size_t n, void *ctx)
+static int update_range(mp_meta *m, float *p, size_t off, size_t n, update_ctx *u)
 {
-    (void)ctx;
-    mp__opt_update(&m->opt, m->t + 1, p, m->grad + off, m->m1 + off, m->m2 + off, n);
+    mp__opt_update(&m->opt, m->t + 1, p, u->grad + off, m->m1 + off, m->m2 + off, n);
+    return 0;
+}
+
+/* Clips grad and takes one optimizer step with it. A dry run first checks
+ * that every new value (meta-parameters and optimizer state) is finite,
+ * so a failure changes nothing, grad included. */
+static mp_status apply(mp_meta *m, const char *fn, float *grad)
+{
+    MP_REQUIRE(m->t < INT64_MAX, m->err, MP_ERR_RANGE, "%s: the step count %lld cannot grow", fn,
+               (long long)m->t);
+    update_ctx u = {grad, 0.0, 1.0f, SIZE_MAX};
+    for_learned(m, add_squares, &u);
+    MP_REQUIRE(isfinite(u.ss), m->err, MP_ERR_NOT_FINITE,
+               "%s: the gradient norm is not finite; no update", fn);
+    u.scale = (float)mp__clip_factor(sqrt(u.ss), m->clip);
+    if (for_learned(m, check_range, &u))
+        return mp__fail(m->err, MP_ERR_NOT_FINITE,
+                        "%s: the update would make meta-parameter or optimizer state entry %zu (gradient "
+                        "layout) non-finite (outer learning rate %g, gradient %g); no update",
+                        fn, u.bad, m->opt.lr, (double)grad[u.bad]);
+    if (u.scale != 1.0f) for_learned(m, scale_range, &u);
+    for_learned(m, update_range, &u);
+    m->t++;
+    return MP_OK;
 }
 
 mp_status mp_meta_apply_gradients(mp_meta *m)
@@ -432,14 +493,7 @@ mp_status mp_meta_apply_gradients(mp_meta *m)
     MP_REQUIRE_PTR(m, NULL, "mp_meta_apply_gradients");
     MP_REQUIRE(m->has_grad, m->err, MP_ERR_STATE,
                "mp_meta_apply_gradients: no gradient computed or set since the last apply");
-    double ss = 0.0;
-    for_learned(m, add_squares, &ss);
-    MP_REQUIRE(isfinite(ss), m->err, MP_ERR_NOT_FINITE,
-               "mp_meta_apply_gradients: the gradient norm is not finite; no update");
-    float f = (float)mp__clip_factor(sqrt(ss), m->clip);
-    if (f != 1.0f) for_learned(m, scale_range, &f);
-    for_learned(m, update_range, NULL);
-    m->t++;
+    MP_TRY(apply(m, "mp_meta_apply_gradients", m->grad));
     m->has_grad = 0;
     return MP_OK;
 }

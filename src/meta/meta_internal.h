@@ -16,6 +16,12 @@ typedef struct {
 
 void mp__opt_update(const mp__opt *o, int64_t t, float *p, const float *g, float *m, float *v,
                     size_t n);
+/* The same update as a dry run with the gradient gscale * g, writing
+ * nothing: the index of the first element whose new p, m or v would not be
+ * finite, or SIZE_MAX when all are (the outer update runs it first so that
+ * a failing step changes nothing). */
+size_t mp__opt_first_non_finite(const mp__opt *o, int64_t t, const float *p, const float *g, float gscale,
+                                const float *m, const float *v, size_t n);
 /* Sum of squares of g in double (for global-norm clipping). */
 double mp__sum_squares(const float *g, size_t n);
 /* Factor that brings a gradient of L2 norm `norm` to at most `clip`

@@ -4,47 +4,73 @@
 #include "meta/meta_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 
-/* v = mu v + (g + wd p); p -= lr v. With v starting at 0 the first step is
- * plain SGD. */
-static void sgd_update(const mp__opt *o, float *p, const float *g, float *vel, size_t n)
+/* The per-element rules below are shared by the update and its dry run, so
+ * both compute bit-identical values. */
+typedef struct {
+    float lr, mu, wd, b1, b2, c1, c2, eps;
+    int adam, decoupled;
+} rule;
+
+static rule make_rule(const mp__opt *o, int64_t t)
 {
-    const float lr = (float)o->lr, mu = (float)o->momentum, wd = (float)o->weight_decay;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] + wd * p[i];
-        vel[i] = mu * vel[i] + gi;
-        p[i] -= lr * vel[i];
+    rule r = {(float)o->lr, (float)o->momentum, (float)o->weight_decay, (float)o->beta1, (float)o->beta2,
+              1.0f, 1.0f, (float)o->eps, o->kind != MP_OPT_SGD, o->kind == MP_OPT_ADAMW};
+    if (r.adam) { /* bias corrections, computed in double once */
+        r.c1 = (float)(1.0 / (1.0 - pow(o->beta1, (double)t)));
+        r.c2 = (float)(1.0 / (1.0 - pow(o->beta2, (double)t)));
     }
+    return r;
 }
 
-/* Adam (decoupled = 0: L2 decay folded into g) or AdamW (decoupled = 1:
- * p -= lr wd p first). Bias corrections are computed in double once. */
-static void adam_update(const mp__opt *o, int64_t t, int decoupled, float *p, const float *g,
-                        float *m, float *v, size_t n)
+/* SGD: v = mu v + (g + wd p); p -= lr v (with v starting at 0 the first step
+ * is plain SGD). */
+static inline void sgd_elem(const rule *r, float g, float *p, float *vel)
 {
-    const float b1 = (float)o->beta1, b2 = (float)o->beta2;
-    const float c1 = (float)(1.0 / (1.0 - pow(o->beta1, (double)t)));
-    const float c2 = (float)(1.0 / (1.0 - pow(o->beta2, (double)t)));
-    const float lr = (float)o->lr, eps = (float)o->eps, wd = (float)o->weight_decay;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        if (decoupled)
-            p[i] -= lr * wd * p[i];
-        else
-            gi += wd * p[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        p[i] -= lr * (m[i] * c1) / (sqrtf(v[i] * c2) + eps);
-    }
+    float gi = g + r->wd * *p;
+    *vel = r->mu * *vel + gi;
+    *p -= r->lr * *vel;
+}
+
+/* Adam (L2 decay folded into g) or AdamW (decoupled: p -= lr wd p first):
+ * m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= lr (m c1) / (sqrt(v c2) + eps). */
+static inline void adam_elem(const rule *r, float g, float *p, float *m, float *v)
+{
+    if (r->decoupled)
+        *p -= r->lr * r->wd * *p;
+    else
+        g += r->wd * *p;
+    *m = r->b1 * *m + (1.0f - r->b1) * g;
+    *v = r->b2 * *v + (1.0f - r->b2) * g * g;
+    *p -= r->lr * (*m * r->c1) / (sqrtf(*v * r->c2) + r->eps);
 }
 
 void mp__opt_update(const mp__opt *o, int64_t t, float *p, const float *g, float *m, float *v,
                     size_t n)
 {
-    if (o->kind == MP_OPT_SGD)
-        sgd_update(o, p, g, m, n);
+    const rule r = make_rule(o, t);
+    if (r.adam)
+        for (size_t i = 0; i < n; i++) adam_elem(&r, g[i], &p[i], &m[i], &v[i]);
     else
-        adam_update(o, t, o->kind == MP_OPT_ADAMW, p, g, m, v, n);
+        for (size_t i = 0; i < n; i++) sgd_elem(&r, g[i], &p[i], &m[i]);
+}
+
+size_t mp__opt_first_non_finite(const mp__opt *o, int64_t t, const float *p, const float *g, float gscale,
+                                const float *m, const float *v, size_t n)
+{
+    const rule r = make_rule(o, t);
+    for (size_t i = 0; i < n; i++) {
+        float pi = p[i], mi = m[i], vi = 0.0f;
+        if (r.adam) {
+            vi = v[i];
+            adam_elem(&r, g[i] * gscale, &pi, &mi, &vi);
+        } else {
+            sgd_elem(&r, g[i] * gscale, &pi, &mi);
+        }
+        if (!isfinite(pi) || !isfinite(mi) || !isfinite(vi)) return i;
+    }
+    return SIZE_MAX;
 }
 
 double mp__sum_squares(const float *g, size_t n)
