@@ -1410,6 +1410,91 @@ START_TEST(checkpoint_refuses_other_metas)
 }
 END_TEST
 
+/* A meta's state belongs to the model and prompt it was created for: the
+ * savers and loaders refuse another model or prompt with it (before, a load
+ * replaced the meta's moments while its own model stayed as it was), in
+ * every variant, naming the arguments, and change nothing. */
+START_TEST(checkpoint_refuses_handles_of_another_meta)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "owner");
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAM;
+    train_run b = run_open(&o, 0), c = run_open(&o, 1);
+    run_steps(&b, 2);
+    run_steps(&c, 1);
+    MP_CK_OK(mp_checkpoint_save(path, b.model, b.prompt, b.meta)); /* the control */
+    meta_snapshot sb = snapshot(b.meta), sc = snapshot(c.meta);
+    const struct {
+        mp_model *model;
+        mp_prompt *prompt;
+        const char *mention;
+    } bad[] = {
+        {c.model, c.prompt, "meta was created for another model (argument 'model'"},
+        {c.model, b.prompt, "meta was created for another model"},
+        {b.model, c.prompt, "meta was created for another prompt (argument 'prompt'"},
+        {b.model, NULL, "argument 'prompt' is NULL but argument 'meta' updates a 2 x 1 prompt"},
+    };
+    char want[160];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *fns[] = {"mp_checkpoint_save", "mp_checkpoint_save_with_sampler", "mp_checkpoint_load",
+                             "mp_checkpoint_load_with_sampler"};
+        for (int f = 0; f < 4; f++) {
+            mp_clear_error();
+            mp_status st;
+            switch (f) {
+            case 0: st = mp_checkpoint_save(path, bad[i].model, bad[i].prompt, b.meta); break;
+            case 1: st = mp_checkpoint_save_with_sampler(path, bad[i].model, bad[i].prompt, b.meta, b.sampler); break;
+            case 2: st = mp_checkpoint_load(path, bad[i].model, bad[i].prompt, b.meta); break;
+            default: st = mp_checkpoint_load_with_sampler(path, bad[i].model, bad[i].prompt, b.meta, b.sampler); break;
+            }
+            ck_assert_msg(st == MP_ERR_INVALID_ARGUMENT, "%s case %zu: %d %s", fns[f], i, (int)st, mp_last_error());
+            snprintf(want, sizeof want, "%s: %s", fns[f], bad[i].mention);
+            MP_CK_ERROR_MENTIONS(want);
+            if (f >= 2) ck_assert_str_eq(mp_model_error(bad[i].model), mp_last_error());
+            check_unchanged(b.meta, &sb, want);
+            check_unchanged(c.meta, &sc, want);
+        }
+    }
+    ck_assert_uint_eq(position_of(b.sampler), 8);
+    /* The saves above refused before writing: the file is the control's. */
+    MP_CK_OK(mp_checkpoint_load(path, b.model, b.prompt, b.meta));
+    check_unchanged(b.meta, &sb, "reload");
+    MP_CK_OK(mp_checkpoint_load(path, c.model, c.prompt, c.meta));
+    ck_assert_int_eq(steps_of(c.meta), 2);
+    /* The reporter's case: a model made from the file, a prompt for it, and
+     * the first run's meta. */
+    mp_model *m2 = NULL;
+    mp_prompt *p2 = NULL;
+    MP_CK_OK(mp_model_create_from_checkpoint(&m2, path));
+    MP_CK_OK(mp_prompt_create(&p2, m2));
+    MP_CK_OK(mp_checkpoint_load(path, m2, p2, NULL));
+    MP_CK_STATUS(mp_checkpoint_load(path, m2, p2, b.meta), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_checkpoint_load: meta was created for another model");
+    /* A model without prompt: its meta takes prompt NULL, or any 0-row prompt. */
+    mp_model *np_model = make_model(1, 1, 0, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 5);
+    mp_prompt *empty = make_prompt(np_model, 0, 0);
+    mp_meta *np_meta = make_meta(np_model, NULL, &o);
+    MP_CK_OK(mp_checkpoint_save(path, np_model, NULL, np_meta));
+    MP_CK_OK(mp_checkpoint_save(path, np_model, empty, np_meta));
+    MP_CK_OK(mp_checkpoint_load(path, np_model, NULL, np_meta));
+    MP_CK_OK(mp_checkpoint_load(path, np_model, empty, np_meta));
+    MP_CK_STATUS(mp_checkpoint_load(path, b.model, NULL, np_meta), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("another model");
+    mp_meta_destroy(np_meta);
+    mp_prompt_destroy(empty);
+    mp_model_destroy(np_model);
+    mp_prompt_destroy(p2);
+    mp_model_destroy(m2);
+    snapshot_free(&sb);
+    snapshot_free(&sc);
+    unlink(path);
+    run_close(&b);
+    run_close(&c);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* Optimizer state that no correct save produces, in files with a valid
  * CRC: the load refuses it (naming the tensor and the index) and changes
  * nothing; the same file without the defect loads. Before the check a
@@ -2004,6 +2089,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
     tcase_add_test(alg, checkpoint_refuses_other_metas);
     tcase_add_test(alg, checkpoint_refuses_unsound_meta_state);
+    tcase_add_test(alg, checkpoint_refuses_handles_of_another_meta);
     tcase_add_test(alg, checkpoint_sampler_mismatch_changes_nothing);
     tcase_add_test(alg, openblas_oversubscription_warns);
     tcase_add_test(alg, create_rejects_bad_inputs);

@@ -217,9 +217,14 @@ MP_API mp_status mp_prompt_copy(mp_prompt *dst, const mp_prompt *src);
 /** Saves the model's configuration and parameters, the prompt (NULL: none)
  *  and the meta-optimizer's state (NULL: none) to path, atomically: the
  *  file is written to a temporary "path.tmp.*" and renamed over path, so a crash
- *  never leaves a partial file at path. Handles are only read.
+ *  never leaves a partial file at path. Handles are only read. A meta's
+ *  state belongs to the model and prompt it was created for: with a meta,
+ *  model must be that model and prompt that prompt (any prompt or NULL when
+ *  the model has no prompt rows), else MP_ERR_INVALID_ARGUMENT ("meta was
+ *  created for another model" / "... another prompt", or prompt NULL).
  *  Errors: MP_ERR_NULL_POINTER (path, model), MP_ERR_SHAPE_MISMATCH
- *  (prompt not shaped for model), MP_ERR_IO (errno text in the message),
+ *  (prompt not shaped for model), MP_ERR_INVALID_ARGUMENT (handles not the
+ *  meta's, above), MP_ERR_IO (errno text in the message),
  *  MP_ERR_UNSUPPORTED (meta given but this build cannot save it),
  *  MP_ERR_OUT_OF_MEMORY. Messages go to mp_last_error(). An episode
  *  sampler's position is not saved: see mp_checkpoint_save_with_sampler. */
@@ -249,9 +254,11 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  entry outside its key's range, is MP_ERR_FORMAT (NaN/Inf:
  *  MP_ERR_NOT_FINITE), naming the key. Stored sampler
  *  records are ignored (mp_checkpoint_load_with_sampler reads them).
- *  Errors: those above, and MP_ERR_NULL_POINTER (model, path), MP_ERR_IO
- *  (errno text in the message), MP_ERR_OUT_OF_MEMORY. The message is
- *  recorded in model's error and mp_last_error(). */
+ *  With a meta, model and prompt must be the ones it was created for, as
+ *  for mp_checkpoint_save (MP_ERR_INVALID_ARGUMENT, checked before the file
+ *  is read). Errors: those above, and MP_ERR_NULL_POINTER (model, path),
+ *  MP_ERR_IO (errno text in the message), MP_ERR_OUT_OF_MEMORY. The message
+ *  is recorded in model's error and mp_last_error(). */
 MP_API mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt,
                                     mp_meta *meta);
 /** As mp_checkpoint_save, plus the state of the episode sampler that feeds

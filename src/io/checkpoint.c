@@ -71,6 +71,7 @@ static mp_status save(const char *fn, const char *path, const mp_model *model,
                MP_ERR_SHAPE_MISMATCH, "%s: prompt is %d x %d, the model's is %d x %d", fn,
                prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
                (int)model->d);
+    if (meta) MP_TRY(mp__meta_ckpt_owner(meta, NULL, fn, model, prompt));
     mp__ckpt_writer *w;
     MP_TRY(mp__ckpt_writer_create(&w));
     mp_status st = save_all(w, path, model, prompt, meta, sampler);
@@ -276,6 +277,7 @@ static mp_status load(const char *fn, const char *path, mp_model *model, mp_prom
 {
     MP_REQUIRE_PTR(model, NULL, fn);
     MP_REQUIRE_PTR(path, model->err, fn);
+    if (meta) MP_TRY(mp__meta_ckpt_owner(meta, model->err, fn, model, prompt));
     mp__ckpt_reader *r;
     mp_status st = mp__ckpt_reader_open(&r, path);
     if (st == MP_OK) {

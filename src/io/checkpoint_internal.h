@@ -112,12 +112,19 @@ mp_status mp__checkpoint_load_reader(const mp__ckpt_reader *r, mp_model *model, 
 #define MP__CKPT_SAMPLER_IDENTITY "meta/sampler_identity" /* u64 1 x MP__SAMPLER_ID_COUNT */
 
 /* ---- meta-optimizer hooks (implemented by src/meta) ------------------------------
+ * The public savers and loaders first call owner when a meta is given.
  * mp_checkpoint_save calls write when a meta is given; mp_checkpoint_load
  * calls check (must verify everything it will need: presence, dtypes,
  * shapes, config compatibility, and reject unknown "meta/" tensors) and,
  * only after the model, prompt and meta checks all passed, apply (must not
  * fail: everything was checked). Implemented in src/meta/ckpt.c. */
 mp_status mp__meta_ckpt_write(const mp_meta *meta, mp__ckpt_writer *w);
+/* The handles given with a meta must be the ones it was created for (its
+ * state is theirs): model == the meta's model and, when the meta updates a
+ * prompt (P > 0), prompt == that prompt. MP_ERR_INVALID_ARGUMENT naming the
+ * arguments, as fn's, recorded in herr (may be NULL) and mp_last_error(). */
+mp_status mp__meta_ckpt_owner(const mp_meta *meta, char *herr, const char *fn, const mp_model *model,
+                              const mp_prompt *prompt);
 mp_status mp__meta_ckpt_check(const mp_meta *meta, const mp__ckpt_reader *r);
 void mp__meta_ckpt_apply(mp_meta *meta, const mp__ckpt_reader *r);
 

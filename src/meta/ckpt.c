@@ -44,6 +44,22 @@ static mp_status write_config(const mp_meta *m, mp__ckpt_writer *w)
     return mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, m->eval_steps, 0);
 }
 
+mp_status mp__meta_ckpt_owner(const mp_meta *m, char *herr, const char *fn, const mp_model *model,
+                              const mp_prompt *prompt)
+{
+    MP_REQUIRE(model == m->model, herr, MP_ERR_INVALID_ARGUMENT,
+               "%s: meta was created for another model (argument 'model' is not the model argument "
+               "'meta' updates: its optimizer state belongs to that model)", fn);
+    if (!m->prompt) return MP_OK; /* no prompt rows: a prompt holds nothing the meta updates */
+    MP_REQUIRE(prompt != NULL, herr, MP_ERR_INVALID_ARGUMENT,
+               "%s: argument 'prompt' is NULL but argument 'meta' updates a %d x %d prompt: pass "
+               "that prompt (its optimizer state belongs to it)", fn, (int)m->P, (int)m->d);
+    MP_REQUIRE(prompt == m->prompt, herr, MP_ERR_INVALID_ARGUMENT,
+               "%s: meta was created for another prompt (argument 'prompt' is not the prompt "
+               "argument 'meta' updates: its optimizer state belongs to that prompt)", fn);
+    return MP_OK;
+}
+
 mp_status mp__meta_ckpt_write(const mp_meta *m, mp__ckpt_writer *w)
 {
     MP_REQUIRE(m->n_grad <= INT32_MAX, NULL, MP_ERR_UNSUPPORTED,
