@@ -1,5 +1,6 @@
 """Errors, handle lifetime and numpy conversions shared by every wrapper."""
 import ctypes
+import operator
 
 import numpy as np
 
@@ -172,18 +173,50 @@ c_float_p = ctypes.POINTER(ctypes.c_float)
 c_int32_p = ctypes.POINTER(ctypes.c_int32)
 
 
-def as_f32(a):
-    """A C-contiguous float32 view of a, copying only when a is not one."""
+def as_f32(a, name=None):
+    """A C-contiguous float32 view of a, copying only when a is not one.
+    (name: the argument, for the interface shared with as_i32.)"""
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def as_i32(a):
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def as_i32(a, name="array"):
     """A C-contiguous int32 view of a; integer arrays only (no silent
-    truncation of floats)."""
+    truncation of floats) whose values fit in int32 (no silent wrapping:
+    2**32 would become 0). Raises TypeError for a non-integer dtype and
+    ValueError naming the argument, the index and the value for a value
+    outside [-2**31, 2**31 - 1]."""
     arr = np.asarray(a)
     if arr.dtype.kind not in "iub" and arr.size:
-        raise TypeError("expected an integer array, got dtype %s" % arr.dtype)
+        raise TypeError("%s: expected an integer array, got dtype %s" % (name, arr.dtype))
+    if arr.size and arr.dtype.kind in "iu" and arr.dtype.itemsize * 8 > (32 if arr.dtype.kind == "i" else 31):
+        bad = np.flatnonzero((arr < _I32_MIN) | (arr > _I32_MAX))
+        if bad.size:
+            i = np.unravel_index(bad[0], arr.shape)
+            raise ValueError("%s: value %d at index %s is outside the int32 range [%d, %d]"
+                             % (name, int(arr[i]), i[0] if len(i) == 1 else tuple(int(k) for k in i),
+                                _I32_MIN, _I32_MAX))
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def as_int64(value, name):
+    """A Python int for an int64 parameter: integers (and integral floats)
+    only, in [-2**63, 2**63 - 1]; OverflowError naming `name` otherwise
+    (ctypes would wrap 2**63 to a negative number and 2**70 to 0)."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise TypeError("%s is an integer; got %r" % (name, value))
+        value = int(value)
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError("%s is an integer; got %s %r" % (name, type(value).__name__, value)) from None
+    if not -(1 << 63) <= v <= (1 << 63) - 1:
+        raise OverflowError("%s must be in the int64 range [%d, %d], got %d"
+                            % (name, -(1 << 63), (1 << 63) - 1, v))
+    return v
 
 
 def shaped(a, name, *shape, conv=as_f32, flat=False):
@@ -195,7 +228,7 @@ def shaped(a, name, *shape, conv=as_f32, flat=False):
     two-axis (n, w) when w is 1 or free, returned as an (n, 1) view (for any
     other shape flat changes nothing). A mismatch raises ValueError naming
     the argument, the expected and the received shape."""
-    arr = conv(a)
+    arr = conv(a, name)
     rest = shape[-1:] == (Ellipsis,)
     want = shape[:-1] if rest else shape
     alts = [want]

@@ -8,6 +8,7 @@ behind the headers.
 """
 import ctypes
 import ctypes.util
+import numbers
 import os
 import subprocess
 
@@ -186,6 +187,39 @@ class _Functions:
     pass
 
 
+def _int_range(ctype):
+    bits = 8 * ctypes.sizeof(ctype)
+    if ctype(-1).value == -1:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+# Integer parameter types whose Python values ctypes would silently wrap
+# (c_int32 takes 2**32 + 5 as 5, c_uint64 takes -1 as 2**64 - 1).
+_INT_RANGES = {t: (n,) + _int_range(t) for n, t in (("size_t", size_t), ("uint64", u64), ("int64", i64),
+                                                     ("int32", i32))}
+
+
+def _guarded(name, f, args):
+    """f, or a wrapper raising OverflowError (naming the function, the
+    argument's position and C type) for a Python integer outside the range
+    of its integer parameter, instead of letting ctypes wrap it."""
+    checks = [(i, _INT_RANGES[t]) for i, t in enumerate(args) if t in _INT_RANGES]
+    if not checks:
+        return f
+
+    def call(*a):
+        for i, (tname, lo, hi) in checks:
+            v = a[i] if i < len(a) else None
+            if isinstance(v, numbers.Integral) and not lo <= v <= hi:
+                raise OverflowError("%s: argument %d (%s) must be in [%d, %d], got %d"
+                                    % (name, i + 1, tname, lo, hi, int(v)))
+        return f(*a)
+    call.__name__ = name
+    call.c_function = f
+    return call
+
+
 def _bind_into(fns, missing, lib, table):
     for name, (res, args) in table.items():
         try:
@@ -196,7 +230,7 @@ def _bind_into(fns, missing, lib, table):
             continue
         f.restype = res
         f.argtypes = args
-        setattr(fns, name, f)
+        setattr(fns, name, _guarded(name, f, args))
 
 
 def register(table):

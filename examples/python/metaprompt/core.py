@@ -3,7 +3,7 @@ import ctypes
 
 from metaprompt import _lib
 from metaprompt._lib import F
-from metaprompt._base import Handle, check, _text
+from metaprompt._base import Handle, as_int64, check, _text
 
 __all__ = ["CFG_SEED", "CFG_THREADS", "CFG_TYPE_INT", "CFG_TYPE_FLOAT", "LOG_DEBUG", "LOG_INFO",
            "LOG_WARN", "LOG_ERROR", "version_number", "version_string", "status_string",
@@ -115,6 +115,12 @@ def _key(k):
     return key_by_name(k) if isinstance(k, str) else int(k)
 
 
+def _key_label(key, k):
+    """'key 'seed' (1)' for messages."""
+    name = key_name(k) if -(1 << 31) <= k < (1 << 31) else None
+    return "key %r (%d)" % (name, k) if name else "key %r" % (key,)
+
+
 class Config(Handle):
     """A key/value configuration (mp_config). Keys are CFG_* integers or
     their names ("meta.inner_steps"). Config(**{"model.hidden_width": 40})
@@ -134,18 +140,21 @@ class Config(Handle):
         return Config._create(F.mp_config_clone, self.ptr)
 
     def set(self, key, value):
-        """Sets an int or float key according to the key's type; returns self."""
+        """Sets an int or float key according to the key's type; returns self.
+        An int key takes an integer (or an integral float) in the int64
+        range: OverflowError naming the key otherwise (the library then
+        checks the key's own range)."""
         k = _key(key)
         if key_type(k) == CFG_TYPE_FLOAT:
             self._check(F.mp_config_set_float(self.ptr, k, float(value)))
         else:
-            if isinstance(value, float) and not value.is_integer():
-                raise TypeError("key %s is an integer key; got %r" % (key, value))
-            self._check(F.mp_config_set_int(self.ptr, k, int(value)))
+            self._check(F.mp_config_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
         return self
 
     def set_int(self, key, value):
-        self._check(F.mp_config_set_int(self.ptr, _key(key), int(value)))
+        """As set() for an int key (OverflowError outside int64, naming the key)."""
+        k = _key(key)
+        self._check(F.mp_config_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
         return self
 
     def set_float(self, key, value):

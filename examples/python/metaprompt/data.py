@@ -150,7 +150,7 @@ class Dataset(Handle):
         return tuple(int(d) for d in dims)
 
     def set_sample_shape(self, dims):
-        d = as_i32(dims).reshape(-1)
+        d = as_i32(dims, "Dataset.set_sample_shape: dims").reshape(-1)
         self._check(F.mp_dataset_set_sample_shape(self.ptr, iptr(d), d.size))
 
     def get(self, i):
@@ -170,7 +170,7 @@ class Dataset(Handle):
 
     def select_classes(self, classes):
         """A new dataset with only these classes (labels kept)."""
-        c = as_i32(classes).reshape(-1)
+        c = as_i32(classes, "Dataset.select_classes: classes").reshape(-1)
         return Dataset._create(F.mp_dataset_select_classes, self.ptr, iptr(c), c.size)
 
 

@@ -205,7 +205,15 @@ class Prompt(Handle):
         return buf if out is not None else buf.reshape(shape)
 
     def set(self, values):
+        """Replaces the values: an array of the prompt's shape (P, d), or a
+        1-D array of its P*d values in row-major order. Any other shape
+        (e.g. (d, P) for a P x d prompt, although it holds as many values)
+        is a ValueError naming the expected and the received shape."""
+        shape = self.shape
         arr = as_f32(values)
+        if arr.shape != shape and arr.shape != (shape[0] * shape[1],):
+            raise ValueError("Prompt.set: values must have shape (%d, %d) or (%d,), got %s"
+                             % (shape[0], shape[1], shape[0] * shape[1], arr.shape))
         self._check(F.mp_prompt_set(self.ptr, fptr(arr), arr.size))
         return self
 

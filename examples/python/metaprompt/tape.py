@@ -132,7 +132,7 @@ class Tape(Handle):
     def backward_wrt(self, loss, wrt, create_graph=False):
         """Like backward() but only along paths from the variables in wrt
         (like torch.autograd.grad(loss, wrt)); other gradients read zero."""
-        ids = as_i32([_v(w) for w in wrt]).reshape(-1)
+        ids = as_i32([_v(w) for w in wrt], "Tape.backward_wrt: wrt").reshape(-1)
         self._check(F.mp_tape_backward_wrt(self.ptr, _v(loss), 1 if create_graph else 0, iptr(ids), ids.size))
 
     def grad(self, v):
@@ -200,7 +200,7 @@ class Tape(Handle):
     def cross_entropy(self, logits, labels):
         """Mean cross-entropy of logits (rows x classes) against integer
         labels (one per row). -> 1x1"""
-        lab = as_i32(labels).reshape(-1)
+        lab = as_i32(labels, "Tape.cross_entropy: labels").reshape(-1)
         return self._op(F.mp_cross_entropy, _v(logits), iptr(lab), lab.size)
 
     def mse(self, pred, target):
@@ -210,7 +210,7 @@ class Tape(Handle):
         return self._op(F.mp_layer_norm, _v(x), _v(gamma), _v(beta), float(eps))
 
     def gather_rows(self, table, idx):
-        ix = as_i32(idx).reshape(-1)
+        ix = as_i32(idx, "Tape.gather_rows: idx").reshape(-1)
         return self._op(F.mp_gather_rows, _v(table), iptr(ix), ix.size)
 
     def concat(self, a, b, axis=AXIS_ROWS):

@@ -48,9 +48,9 @@ def test_prompt_values():
         p.set(np.ones(p.shape))
         assert (p.get() == 1).all()
         p.init_from_data(m, np.ones((5, 3)))
-        with pytest.raises(mp.MetapromptError) as ei:
+        with pytest.raises(ValueError) as ei:
             p.set(np.ones(5))
-        assert ei.value.status == mp.ERR_SHAPE_MISMATCH
+        assert str(ei.value) == "Prompt.set: values must have shape (3, 3) or (9,), got (5,)"
         with pytest.raises(mp.MetapromptError) as ei:
             p.set(np.full(p.shape, np.nan))
         assert ei.value.status == mp.ERR_NOT_FINITE

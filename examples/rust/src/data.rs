@@ -1,5 +1,5 @@
 //! data.h: datasets, few-shot tasks and episode samplers.
-use crate::{c_string, cfg_ptr, check, check_len, rows_of, status, sys, text, Config, Result};
+use crate::{c_string, cfg_ptr, check, check_len, rows_of, status, sys, text, to_usize, Config, Error, Result};
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -140,17 +140,17 @@ impl Dataset {
     }
     /// Example i and its label (classification datasets).
     pub fn get(&self, i: usize) -> Result<(Vec<f32>, i32)> {
-        let mut x = vec![0f32; self.dim()? as usize];
+        let mut x = vec![0f32; to_usize("Dataset::get", "dim", self.dim()?)?];
         let mut label = 0i32;
         let st = unsafe { sys::mp_dataset_get(self.ptr, i, x.as_mut_ptr(), x.len(), &mut label) };
         out_or_err(st, self.error(), (x, label))
     }
     /// Example i and its target (regression datasets).
     pub fn get_regression(&self, i: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let mut x = vec![0f32; self.dim()? as usize];
+        let mut x = vec![0f32; to_usize("Dataset::get_regression", "dim", self.dim()?)?];
         let st = unsafe { sys::mp_dataset_get(self.ptr, i, x.as_mut_ptr(), x.len(), ptr::null_mut()) };
         out_or_err(st, self.error(), ())?;
-        let mut t = vec![0f32; self.target_dim()? as usize];
+        let mut t = vec![0f32; to_usize("Dataset::get_regression", "target_dim", self.target_dim()?)?];
         let st = unsafe { sys::mp_dataset_get_target(self.ptr, i, t.as_mut_ptr(), t.len()) };
         out_or_err(st, self.error(), (x, t))
     }
@@ -260,10 +260,17 @@ impl Task {
         let s = self.sizes()?;
         let n = if query { s.n_query } else { s.n_support };
         let f = if query { sys::mp_task_get_query } else { sys::mp_task_get_support };
-        let mut x = vec![0f32; n * s.dim as usize];
+        let rows = |what: &str, width: i32| -> Result<usize> {
+            let w = to_usize("Task::support/query", what, width)?;
+            n.checked_mul(w).ok_or_else(|| Error {
+                status: status::ERR_RANGE,
+                message: format!("Task::support/query: {} rows x {} {} overflows", n, w, what),
+            })
+        };
+        let mut x = vec![0f32; rows("dim", s.dim)?];
         let st;
         let out = if s.target_dim > 0 {
-            let mut t = vec![0f32; n * s.target_dim as usize];
+            let mut t = vec![0f32; rows("target_dim", s.target_dim)?];
             st = unsafe { f(self.ptr, x.as_mut_ptr(), x.len(), ptr::null_mut(), 0, t.as_mut_ptr(), t.len()) };
             Outputs::Targets(t)
         } else {

@@ -83,7 +83,7 @@ pub struct Error {
 impl Error {
     /// The status constant's name, e.g. "MP_ERR_RANGE".
     pub fn status_name(&self) -> &'static str {
-        status::NAMES.get(self.status as usize).copied().unwrap_or("MP_STATUS_UNKNOWN")
+        usize::try_from(self.status).ok().and_then(|i| status::NAMES.get(i)).copied().unwrap_or("MP_STATUS_UNKNOWN")
     }
 }
 
@@ -158,6 +158,33 @@ pub(crate) fn rows_of(func: &str, arg: &str, got: usize, width: usize, how: &str
     } else {
         Err(len_error(func, arg, got, format!("a multiple of {} ({})", width, how)))
     }
+}
+
+// ---- integer conversions --------------------------------------------------------
+// Counts and sizes the library reports as i32/i64 become usize without `as`,
+// which would wrap a negative value (-1 as usize is usize::MAX) and could
+// then size a huge allocation; the library never reports one, but the
+// conversion is checked rather than assumed.
+
+/// v as usize, or MP_ERR_RANGE naming the function, the quantity and the value.
+pub(crate) fn to_usize<T>(func: &str, what: &str, v: T) -> Result<usize>
+where
+    T: Copy + TryInto<usize> + fmt::Display,
+{
+    v.try_into().map_err(|_| Error {
+        status: status::ERR_RANGE,
+        message: format!("{}: {} is {}, not a valid size", func, what, v),
+    })
+}
+
+/// rows * cols of a shape the library reported, checked (negative or
+/// overflowing: MP_ERR_RANGE).
+pub(crate) fn shape_len(func: &str, rows: i32, cols: i32) -> Result<usize> {
+    let (r, c) = (to_usize(func, "rows", rows)?, to_usize(func, "cols", cols)?);
+    r.checked_mul(c).ok_or_else(|| Error {
+        status: status::ERR_RANGE,
+        message: format!("{}: shape {} x {} overflows", func, rows, cols),
+    })
 }
 
 /// A C string for a path or name (MP_ERR_INVALID_ARGUMENT for a NUL byte).
@@ -321,4 +348,24 @@ impl Drop for Config {
 /// Raw pointer of an optional configuration (None: library defaults).
 pub(crate) fn cfg_ptr(cfg: Option<&Config>) -> *const sys::mp_config {
     cfg.map_or(std::ptr::null(), |c| c.ptr)
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+
+    #[test]
+    fn negative_sizes_are_refused_not_wrapped() {
+        assert_eq!(to_usize("f", "dim", 7i64).unwrap(), 7);
+        assert_eq!(to_usize("f", "dim", i32::MAX).unwrap(), i32::MAX as usize);
+        let e = to_usize("Model::input_dim", "model.input_dim", -1i64).unwrap_err();
+        assert_eq!(e.status, status::ERR_RANGE);
+        assert_eq!(e.message, "Model::input_dim: model.input_dim is -1, not a valid size");
+        // `as` would have given usize::MAX here.
+        assert_eq!(-1i64 as usize, usize::MAX);
+        assert_eq!(shape_len("Tape::read", 3, 4).unwrap(), 12);
+        assert_eq!(shape_len("Tape::read", 0, 4).unwrap(), 0);
+        assert_eq!(shape_len("Tape::read", -2, 4).unwrap_err().status, status::ERR_RANGE);
+        assert_eq!(shape_len("Tape::read", 4, -2).unwrap_err().message, "Tape::read: cols is -2, not a valid size");
+    }
 }

@@ -1,5 +1,5 @@
 //! model.h: models, soft prompts and checkpoints.
-use crate::{c_string, cfg_ptr, check, check_len, rows_of, status, sys, text, Config, Result};
+use crate::{c_string, cfg_ptr, check, check_len, rows_of, shape_len, status, sys, text, to_usize, Config, Result};
 use std::ptr;
 
 pub const MODEL_MLP: i32 = 1;
@@ -92,10 +92,10 @@ impl Model {
         Ok(v)
     }
     pub fn input_dim(&self) -> Result<usize> {
-        Ok(self.get_int(CFG_MODEL_INPUT_DIM)? as usize)
+        to_usize("Model::input_dim", "model.input_dim", self.get_int(CFG_MODEL_INPUT_DIM)?)
     }
     pub fn output_dim(&self) -> Result<usize> {
-        Ok(self.get_int(CFG_MODEL_OUTPUT_DIM)? as usize)
+        to_usize("Model::output_dim", "model.output_dim", self.get_int(CFG_MODEL_OUTPUT_DIM)?)
     }
     pub fn num_params(&self) -> Result<usize> {
         let mut n = 0usize;
@@ -219,7 +219,7 @@ impl Prompt {
     /// The P*d values, row-major.
     pub fn values(&self) -> Result<Vec<f32>> {
         let (r, c) = self.shape()?;
-        let mut v = vec![0f32; (r as usize) * (c as usize)];
+        let mut v = vec![0f32; shape_len("Prompt::values", r, c)?];
         self.check(unsafe { sys::mp_prompt_get(self.ptr, v.as_mut_ptr(), v.len()) })?;
         Ok(v)
     }

@@ -1,5 +1,5 @@
 //! The autodiff tape (tape.h, the advanced API).
-use crate::{check, status, sys, text, Result};
+use crate::{check, shape_len, status, sys, text, Result};
 
 /// A variable id on one tape (opaque), valid until reset or drop; an id from
 /// before a reset or from another tape gives ERR_UNKNOWN_VARIABLE.
@@ -98,7 +98,7 @@ impl Tape {
     /// v's values, row-major.
     pub fn read(&self, v: Var) -> Result<Vec<f32>> {
         let (r, c) = self.shape(v)?;
-        let mut buf = vec![0f32; (r as usize) * (c as usize)];
+        let mut buf = vec![0f32; shape_len("Tape::read", r, c)?];
         self.read_into(v, &mut buf)?;
         Ok(buf)
     }
