@@ -131,6 +131,11 @@ valgrind: check-build
 	  $(TEST_BIN) $(VALGRIND_SUITES)
 
 # ---- install -----------------------------------------------------------------
+# A plain install by root (DESTDIR empty) refreshes the dynamic loader's cache
+# with $(LDCONFIG), so that programs linked against the shared library start
+# at once (its failure is reported, not fatal); otherwise, or with LDCONFIG
+# empty (the scratch installs of the checks), it prints a one-line hint.
+LDCONFIG ?= ldconfig
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/metaprompt $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libmetaprompt.a
@@ -141,6 +146,12 @@ install: all
 	install -m 644 include/metaprompt/*.h $(DESTDIR)$(INCLUDEDIR)/metaprompt/
 	$(PC_SED) src/metaprompt.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/metaprompt.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/metaprompt.pc
+	@ldc='$(LDCONFIG)'; if [ -z "$(DESTDIR)" ] && [ -n "$$ldc" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "$$ldc"; \
+	  $$ldc || echo "install: '$$ldc' failed; run it before starting programs linked against libmetaprompt.so.$(MAJOR)"; \
+	else \
+	  echo "install: run 'ldconfig' as root (or set LD_LIBRARY_PATH=$(LIBDIR)) so that programs find libmetaprompt.so.$(MAJOR)"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libmetaprompt.a $(DESTDIR)$(LIBDIR)/libmetaprompt.so \

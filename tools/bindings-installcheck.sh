@@ -10,7 +10,7 @@ cargo=${CARGO:-cargo}
 root="$PWD/${BUILD:-lib}/bindings-install"
 rm -rf "$root"
 prefix="$root/prefix"
-make -s install PREFIX="$prefix" >/dev/null
+make -s install PREFIX="$prefix" LDCONFIG= >/dev/null   # a scratch prefix: no loader cache refresh
 tree="$root/tree"
 mkdir -p "$tree/examples"
 cp -r examples/rust "$tree/examples/rust"

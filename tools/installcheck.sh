@@ -7,7 +7,27 @@ cd "$(dirname "$0")/.."
 root="$PWD/lib/installcheck"
 rm -rf "$root"
 prefix="$root/prefix"
-make -s install PREFIX="$prefix"
+# ldconfig: a stand-in records its calls (the real one would rewrite the
+# system's loader cache). A plain install by root runs it; a failing one
+# only warns; a DESTDIR install or a non-root one prints the hint instead.
+mkdir -p "$root"
+fake="$root/fake-ldconfig"
+printf '#!/bin/sh\necho called >> "%s.calls"\nexit "${FAKE_LDCONFIG_RC:-0}"\n' "$fake" > "$fake"
+chmod +x "$fake"
+hint="run 'ldconfig' as root (or set LD_LIBRARY_PATH=$prefix/lib)"
+out=$(make -s install PREFIX="$prefix" LDCONFIG="$fake")
+printf "%s\n" "$out"
+if [ "$(id -u)" = 0 ]; then
+    [ "$(cat "$fake.calls")" = called ] || { echo "installcheck: install as root did not run ldconfig" >&2; exit 1; }
+    out=$(FAKE_LDCONFIG_RC=1 make -s install PREFIX="$prefix" LDCONFIG="$fake")
+    grep -qF "install: '$fake' failed; run it" <<<"$out" || { echo "installcheck: no message for a failing ldconfig: $out" >&2; exit 1; }
+    out=$(make -s install PREFIX="$prefix" LDCONFIG=)
+    grep -qF "$hint" <<<"$out" || { echo "installcheck: no hint with LDCONFIG empty: $out" >&2; exit 1; }
+    rm "$fake.calls"
+else
+    grep -qF "$hint" <<<"$out" || { echo "installcheck: no ldconfig hint for a non-root install: $out" >&2; exit 1; }
+    [ ! -e "$fake.calls" ] || { echo "installcheck: a non-root install ran ldconfig" >&2; exit 1; }
+fi
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 cc=${CC:-cc}
 pkg-config --exists metaprompt
@@ -32,7 +52,11 @@ if grep -q libmetaprompt <<<"$deps"; then
     exit 1
 fi
 # DESTDIR staging and uninstall
-make -s install DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc PKGCONFIGDIR=/usr/share/pkgconfig
+out=$(make -s install DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc \
+      PKGCONFIGDIR=/usr/share/pkgconfig LDCONFIG="$fake")
+[ ! -e "$fake.calls" ] || { echo "installcheck: a DESTDIR install ran ldconfig" >&2; exit 1; }
+grep -qF "run 'ldconfig' as root (or set LD_LIBRARY_PATH=/usr/lib64)" <<<"$out" || {
+    echo "installcheck: no ldconfig hint for a DESTDIR install: $out" >&2; exit 1; }
 for f in usr/lib64/libmetaprompt.a usr/lib64/libmetaprompt.so usr/lib64/libmetaprompt.so.${ver%%.*} \
          usr/lib64/libmetaprompt.so.$ver usr/inc/metaprompt.h usr/inc/metaprompt/core.h usr/share/pkgconfig/metaprompt.pc; do
     [ -e "$root/stage/$f" ] || { echo "installcheck: missing $f after DESTDIR install" >&2; exit 1; }
@@ -41,4 +65,4 @@ grep -q '^libdir=/usr/lib64$' "$root/stage/usr/share/pkgconfig/metaprompt.pc"
 make -s uninstall DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc PKGCONFIGDIR=/usr/share/pkgconfig
 left=$(find "$root/stage" -type f -o -type l)
 [ -z "$left" ] || { echo "installcheck: uninstall left: $left" >&2; exit 1; }
-echo "installcheck: shared, static, DESTDIR and uninstall OK"
+echo "installcheck: ldconfig, shared, static, DESTDIR and uninstall OK"
