@@ -1841,6 +1841,7 @@ START_TEST(calls_reject_bad_inputs)
     MP_CK_STATUS(mp_meta_step(m, &null_task, 1, NULL, 0), MP_ERR_NULL_POINTER);
     MP_CK_ERROR_MENTIONS("tasks[0]");
     MP_CK_STATUS(mp_meta_step(m, &s.task, 1, st, 3), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_ERROR_MENTIONS("mp_meta_step: 'stats' has room for n_stats = 3 doubles, 4 needed");
     MP_CK_STATUS(mp_meta_step(m, &s.task, 1, NULL, 4), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_step(m, &cls, 1, NULL, 0), MP_ERR_INVALID_ARGUMENT);
     MP_CK_ERROR_MENTIONS("classification");
@@ -1854,8 +1855,9 @@ START_TEST(calls_reject_bad_inputs)
     MP_CK_STATUS(mp_meta_get_gradients(NULL, g, 1), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_get_gradients(m, NULL, 1), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_get_gradients(m, g, 1), MP_ERR_BUFFER_TOO_SMALL);
-    char want[64];
-    snprintf(want, sizeof want, "%zu", grad_size(m));
+    char want[128];
+    snprintf(want, sizeof want, "mp_meta_get_gradients: 'grad' has room for len = 1 floats, %zu needed",
+             grad_size(m));
     MP_CK_ERROR_MENTIONS(want);
     MP_CK_STATUS(mp_meta_set_gradients(NULL, g, 1), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_set_gradients(m, NULL, 1), MP_ERR_NULL_POINTER);
@@ -1884,6 +1886,9 @@ START_TEST(calls_reject_bad_inputs)
     MP_CK_STATUS(mp_meta_adapt(m, s.task, ap, s.model), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_meta_adapt(m, s.task, ap, small), MP_ERR_SHAPE_MISMATCH);
     MP_CK_STATUS(mp_meta_adapt(m, wide, ap, NULL), MP_ERR_INVALID_ARGUMENT);
+    /* One task: it is the argument 'task', not "task 0" of a batch. */
+    ck_assert_msg(strncmp(mp_last_error(), "mp_meta_adapt: task has 3 features per example", 46) == 0, "%s",
+                  mp_last_error());
     /* evaluate */
     double mean = 5, ci = 5;
     mp_sampler *smp;

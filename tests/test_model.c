@@ -918,7 +918,7 @@ START_TEST(bad_arguments_are_refused_and_change_nothing)
     float x[6] = {1, 2, 3, 4, 5, 6}, out[4];
 
     MP_CK_STATUS(mp_model_get_params(m, buf, np - 1), MP_ERR_BUFFER_TOO_SMALL);
-    MP_CK_ERROR_MENTIONS("needed");
+    MP_CK_ERROR_MENTIONS("mp_model_get_params: 'buf' has room for len = ");
     MP_CK_STATUS(mp_model_get_params(NULL, buf, np), MP_ERR_NULL_POINTER);
     memcpy(buf, before, np * 4);
     buf[3] = NAN;
@@ -932,6 +932,7 @@ START_TEST(bad_arguments_are_refused_and_change_nothing)
     MP_CK_STATUS(mp_model_predict(m, p, x, 2, 5, out, 4), MP_ERR_SHAPE_MISMATCH);
     MP_CK_ERROR_MENTIONS("x_len");
     MP_CK_STATUS(mp_model_predict(m, p, x, 2, 6, out, 3), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_ERROR_MENTIONS("mp_model_predict: 'out' has room for out_len = 3 floats, n * output_dim = 4 needed");
     MP_CK_STATUS(mp_model_predict(m, p, NULL, 2, 6, out, 4), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_model_predict(m, p, x, 2, 6, NULL, 4), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_model_predict(m, q, x, 2, 6, out, 4), MP_ERR_SHAPE_MISMATCH);
@@ -970,6 +971,7 @@ START_TEST(bad_arguments_are_refused_and_change_nothing)
     ck_assert_ptr_nonnull(strstr(mp_prompt_error(p), "buf[3]"));
     MP_CK_STATUS(mp_prompt_set(p, pv, 7), MP_ERR_SHAPE_MISMATCH);
     MP_CK_STATUS(mp_prompt_get(p, pv2, 7), MP_ERR_BUFFER_TOO_SMALL);
+    MP_CK_ERROR_MENTIONS("mp_prompt_get: 'buf' has room for len = 7 floats, 8 needed (P x d = ");
     MP_CK_STATUS(mp_prompt_copy(p, q), MP_ERR_SHAPE_MISMATCH);
     MP_CK_ERROR_MENTIONS("2 x 8");
     MP_CK_STATUS(mp_prompt_init(p, 7, 1.0, 1), MP_ERR_INVALID_ARGUMENT);

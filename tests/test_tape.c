@@ -1322,7 +1322,7 @@ START_TEST(tape_functions_reject_bad_inputs)
     FAILS(mp_tape_shape(t, 12, &r, &c), MP_ERR_UNKNOWN_VARIABLE, "mp_tape_shape");
     FAILS(mp_tape_shape(t, m34, NULL, &c), MP_ERR_NULL_POINTER, "'rows'");
     ck_assert(r == -7 && c == -7);
-    FAILS(mp_tape_read(t, m34, buf, 11), MP_ERR_BUFFER_TOO_SMALL, "needs len >= 12, got 11");
+    FAILS(mp_tape_read(t, m34, buf, 11), MP_ERR_BUFFER_TOO_SMALL, "'buf' has room for len = 11 floats, variable");
     FAILS(mp_tape_read(t, m34, NULL, 12), MP_ERR_NULL_POINTER, "'buf'");
     char want[160];
     snprintf(want, sizeof want, "mp_tape_scalar: variable %d is 3x4, expected 1x1", (int)m34);

@@ -226,8 +226,8 @@ mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *in
     size_t start = c < 0 ? 0 : ds->class_start[c], n = c < 0 ? 0 : ds->class_start[c + 1] - start;
     *count = n;
     if (cap == 0 && !indices) return MP_OK;
-    MP_REQUIRE(cap >= n, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: cap is %zu, needed %zu indices for class %d", fn, cap,
-               n, (int)cls);
+    MP_REQUIRE(cap >= n, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'indices' has room for cap = %zu indices, %zu needed for class %d", fn,
+               cap, n, (int)cls);
     /* members are grouped by class in dataset order (a stable grouping) */
     for (size_t i = 0; i < n; i++) indices[i] = (size_t)ds->members[start + i];
     return MP_OK;
@@ -241,8 +241,8 @@ mp_status mp_dataset_sample_shape(const mp_dataset *ds, int32_t *dims, size_t ca
     MP_REQUIRE(dims || cap == 0, NULL, MP_ERR_NULL_POINTER, "%s: argument 'dims' is NULL with cap %zu", fn, cap);
     *ndims = ds->ndims;
     if (cap == 0 && !dims) return MP_OK;
-    MP_REQUIRE(cap >= ds->ndims, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: cap is %zu, needed %zu dimensions", fn, cap,
-               ds->ndims);
+    MP_REQUIRE(cap >= ds->ndims, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'dims' has room for cap = %zu dimensions, %zu needed", fn,
+               cap, ds->ndims);
     memcpy(dims, ds->shape, ds->ndims * sizeof *dims);
     return MP_OK;
 }
@@ -274,8 +274,8 @@ mp_status mp_dataset_get(const mp_dataset *ds, size_t i, float *x, size_t len, i
     MP_REQUIRE_PTR(ds, NULL, fn);
     MP_REQUIRE_PTR(x, NULL, fn);
     MP_REQUIRE(i < ds->n, NULL, MP_ERR_RANGE, "%s: i is %zu, expected < size %zu", fn, i, ds->n);
-    MP_REQUIRE(len >= (size_t)ds->dim, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: len is %zu, needed %d floats", fn,
-               len, (int)ds->dim);
+    MP_REQUIRE(len >= (size_t)ds->dim, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'x' has room for len = %zu floats, %d needed (dim)",
+               fn, len, (int)ds->dim);
     MP_REQUIRE(!label || ds->labels, NULL, MP_ERR_STATE,
                "%s: label requested from a regression dataset (use mp_dataset_get_target)", fn);
     memcpy(x, ds->x + i * (size_t)ds->dim, (size_t)ds->dim * sizeof *x);
@@ -290,7 +290,7 @@ mp_status mp_dataset_get_target(const mp_dataset *ds, size_t i, float *t, size_t
     MP_REQUIRE_PTR(t, NULL, fn);
     MP_REQUIRE(ds->targets, NULL, MP_ERR_STATE, "%s: a classification dataset has no targets", fn);
     MP_REQUIRE(i < ds->n, NULL, MP_ERR_RANGE, "%s: i is %zu, expected < size %zu", fn, i, ds->n);
-    MP_REQUIRE(len >= (size_t)ds->target_dim, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: len is %zu, needed %d floats",
+    MP_REQUIRE(len >= (size_t)ds->target_dim, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 't' has room for len = %zu floats, %d needed (target_dim)",
                fn, len, (int)ds->target_dim);
     memcpy(t, ds->targets + i * (size_t)ds->target_dim, (size_t)ds->target_dim * sizeof *t);
     return MP_OK;

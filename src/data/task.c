@@ -222,11 +222,12 @@ static mp_status copy_set(const mp_task *t, const char *fn, size_t n, const floa
     size_t nx = n * (size_t)t->dim, nt = n * (size_t)t->target_dim;
     MP_REQUIRE(!labels || sl, NULL, MP_ERR_STATE, "%s: labels requested from a regression task", fn);
     MP_REQUIRE(!targets || st, NULL, MP_ERR_STATE, "%s: targets requested from a classification task", fn);
-    MP_REQUIRE(!x || x_len >= nx, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: x_len is %zu, needed %zu floats", fn, x_len, nx);
-    MP_REQUIRE(!labels || labels_len >= n, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: labels_len is %zu, needed %zu", fn,
-               labels_len, n);
+    MP_REQUIRE(!x || x_len >= nx, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'x' has room for x_len = %zu floats, %zu needed", fn,
+               x_len, nx);
+    MP_REQUIRE(!labels || labels_len >= n, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'labels' has room for labels_len = %zu labels, %zu needed",
+               fn, labels_len, n);
     MP_REQUIRE(!targets || targets_len >= nt, NULL, MP_ERR_BUFFER_TOO_SMALL,
-               "%s: targets_len is %zu, needed %zu floats", fn, targets_len, nt);
+               "%s: 'targets' has room for targets_len = %zu floats, %zu needed", fn, targets_len, nt);
     if (x) memcpy(x, sx, nx * sizeof *x);
     if (labels) memcpy(labels, sl, n * sizeof *labels);
     if (targets) memcpy(targets, st, nt * sizeof *targets);

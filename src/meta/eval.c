@@ -62,7 +62,7 @@ static mp_status check_adapt_args(const mp_meta *m, const mp_task *task, const m
     }
     if (out_model) MP_TRY(check_out_model(m, out_model));
     mp__task_get_view(task, tv);
-    return mp__meta_check_task(m, NULL, fn, tv, 0);
+    return mp__meta_check_task(m, NULL, fn, tv, MP__SINGLE_TASK);
 }
 
 /* Runs the inner loop on a scratch worker and writes the results only

@@ -266,7 +266,7 @@ static mp_status check_batch(mp_meta *m, const char *fn, mp_task *const *tasks, 
     MP_REQUIRE(stats || n_stats == 0, m->err, MP_ERR_NULL_POINTER,
                "%s: argument 'stats' is NULL but n_stats is %zu", fn, n_stats);
     MP_REQUIRE(!stats || n_stats >= MP_META_NUM_STATS, m->err, MP_ERR_BUFFER_TOO_SMALL,
-               "%s: 'stats' needs %d doubles, got n_stats = %zu", fn, MP_META_NUM_STATS, n_stats);
+               "%s: 'stats' has room for n_stats = %zu doubles, %d needed", fn, n_stats, MP_META_NUM_STATS);
     for (size_t i = 0; i < n; i++) {
         MP_REQUIRE(tasks[i] != NULL, m->err, MP_ERR_NULL_POINTER, "%s: tasks[%zu] is NULL", fn, i);
         mp__task_view tv;
@@ -386,7 +386,8 @@ mp_status mp_meta_get_gradients(const mp_meta *m, float *grad, size_t len)
     char *herr = NULL;
     MP_REQUIRE_PTR(grad, herr, "mp_meta_get_gradients");
     MP_REQUIRE(len >= m->n_grad, herr, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_meta_get_gradients: 'grad' needs %zu floats, got len = %zu", m->n_grad, len);
+               "mp_meta_get_gradients: 'grad' has room for len = %zu floats, %zu needed (the gradient size)",
+               len, m->n_grad);
     MP_REQUIRE(m->has_grad, herr, MP_ERR_STATE,
                "mp_meta_get_gradients: no gradient computed or set since the last apply");
     memcpy(grad, m->grad, m->n_grad * sizeof(float));
@@ -521,7 +522,8 @@ mp_status mp_meta_get_inner_lr(const mp_meta *m, float *buf, size_t len)
     char *herr = NULL;
     MP_REQUIRE(buf || m->n_lr == 0, herr, MP_ERR_NULL_POINTER, "mp_meta_get_inner_lr: argument 'buf' is NULL");
     MP_REQUIRE(len >= m->n_lr, herr, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_meta_get_inner_lr: 'buf' needs %zu floats, got len = %zu", m->n_lr, len);
+               "mp_meta_get_inner_lr: 'buf' has room for len = %zu floats, %zu needed (the rate count)", len,
+               m->n_lr);
     if (m->n_lr) memcpy(buf, m->lr, m->n_lr * sizeof(float));
     return MP_OK;
 }

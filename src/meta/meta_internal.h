@@ -122,6 +122,10 @@ void mp__worker_free(mp__worker *w);
 /* Runs the inner loop (and what r->mode asks for) on one task. The task
  * view must have been validated (mp__meta_check_task). */
 mp_status mp__run_task(const mp_meta *m, mp__worker *w, const mp__task_view *tv, mp__run *r);
+/* Checks a task against the model; messages name it "task <index>" (a
+ * batch) or, with index MP__SINGLE_TASK, "task" (the argument of a
+ * single-task call such as mp_meta_adapt). */
+#define MP__SINGLE_TASK SIZE_MAX
 mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, const mp__task_view *tv,
                               size_t index);
 /* Per-task result slots of the meta (meta.c), shared with evaluation. */

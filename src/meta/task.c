@@ -13,6 +13,7 @@
 #include "meta/meta_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 mp_status mp__worker_init(mp__worker *w, const mp_meta *m)
@@ -51,23 +52,25 @@ void mp__worker_free(mp__worker *w)
 mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, const mp__task_view *tv,
                               size_t index)
 {
+    char who[40] = "task"; /* a single-task call names its argument; a batch, the index */
+    if (index != MP__SINGLE_TASK) snprintf(who, sizeof who, "task %zu", index);
     MP_REQUIRE(tv->dim == m->in_dim, herr, MP_ERR_INVALID_ARGUMENT,
-               "%s: task %zu has %d features per example, the model expects %d", fn, index,
+               "%s: %s has %d features per example, the model expects %d", fn, who,
                (int)tv->dim, (int)m->in_dim);
     MP_REQUIRE(tv->n_support > 0 && tv->n_query > 0, herr, MP_ERR_INVALID_ARGUMENT,
-               "%s: task %zu has %zu support and %zu query examples, expected >= 1 each", fn,
-               index, tv->n_support, tv->n_query);
+               "%s: %s has %zu support and %zu query examples, expected >= 1 each", fn,
+               who, tv->n_support, tv->n_query);
     if (m->classifier) {
         MP_REQUIRE(tv->support_labels && tv->query_labels, herr, MP_ERR_INVALID_ARGUMENT,
-                   "%s: task %zu is a regression task, the model is a classifier", fn, index);
+                   "%s: %s is a regression task, the model is a classifier", fn, who);
         MP_REQUIRE(tv->n_way <= m->out_dim, herr, MP_ERR_INVALID_ARGUMENT,
-                   "%s: task %zu has %d classes, the model outputs %d", fn, index,
+                   "%s: %s has %d classes, the model outputs %d", fn, who,
                    (int)tv->n_way, (int)m->out_dim);
     } else {
         MP_REQUIRE(tv->support_targets && tv->query_targets, herr, MP_ERR_INVALID_ARGUMENT,
-                   "%s: task %zu is a classification task, the model is a regressor", fn, index);
+                   "%s: %s is a classification task, the model is a regressor", fn, who);
         MP_REQUIRE(tv->target_dim == m->out_dim, herr, MP_ERR_INVALID_ARGUMENT,
-                   "%s: task %zu has %d targets per example, the model outputs %d", fn, index,
+                   "%s: %s has %d targets per example, the model outputs %d", fn, who,
                    (int)tv->target_dim, (int)m->out_dim);
     }
     return MP_OK;

@@ -227,7 +227,8 @@ mp_status mp_model_get_params(const mp_model *m, float *buf, size_t len)
     MP_REQUIRE_PTR(m, NULL, "mp_model_get_params");
     MP_REQUIRE_PTR(buf, NULL, "mp_model_get_params");
     MP_REQUIRE(len >= m->nparams, NULL, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_model_get_params: buffer of %zu floats, %zu needed", len, m->nparams);
+               "mp_model_get_params: 'buf' has room for len = %zu floats, %zu needed (the parameter count)", len,
+               m->nparams);
     memcpy(buf, m->params, m->nparams * sizeof(float));
     return MP_OK;
 }
@@ -420,7 +421,8 @@ mp_status mp_model_predict(const mp_model *m, const mp_prompt *prompt, const flo
     MP_REQUIRE(out || n == 0, NULL, MP_ERR_NULL_POINTER, "mp_model_predict: argument 'out' is NULL");
     size_t need = n * (size_t)m->out_dim;
     MP_REQUIRE(out_len >= need, NULL, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_model_predict: out_len %zu < n * output_dim = %zu", out_len, need);
+               "mp_model_predict: 'out' has room for out_len = %zu floats, n * output_dim = %zu needed", out_len,
+               need);
     if (n == 0) return MP_OK;
     session s;
     MP_TRY(session_open(m, &s));

@@ -73,7 +73,8 @@ mp_status mp_prompt_get(const mp_prompt *p, float *buf, size_t len)
     MP_REQUIRE_PTR(p, NULL, "mp_prompt_get");
     MP_REQUIRE(buf || count(p) == 0, NULL, MP_ERR_NULL_POINTER, "mp_prompt_get: argument 'buf' is NULL");
     MP_REQUIRE(len >= count(p), NULL, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_prompt_get: buffer of %zu floats, %zu needed", len, count(p));
+               "mp_prompt_get: 'buf' has room for len = %zu floats, %zu needed (P x d = %d x %d)", len,
+               count(p), (int)p->rows, (int)p->cols);
     if (count(p)) memcpy(buf, p->data, count(p) * sizeof(float));
     return MP_OK;
 }

@@ -360,8 +360,8 @@ mp_status mp_tape_read(const mp_tape *ct, mp_var v, float *buf, size_t len)
     const mp__node *n = &t->nodes[v];
     size_t need = (size_t)n->rows * (size_t)n->cols;
     MP_REQUIRE(len >= need, t->err, MP_ERR_BUFFER_TOO_SMALL,
-               "mp_tape_read: variable %d is %dx%d and needs len >= %zu, got %zu", (int)mp__pub(t, v), (int)n->rows,
-               (int)n->cols, need, len);
+               "mp_tape_read: 'buf' has room for len = %zu floats, variable %d is %dx%d and needs len >= %zu", len,
+               (int)mp__pub(t, v), (int)n->rows, (int)n->cols, need);
     memcpy(buf, n->val, need * sizeof(float));
     return MP_OK;
 }
