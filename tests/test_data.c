@@ -686,6 +686,15 @@ START_TEST(csv_loads)
     MP_CK_OK(mp_dataset_get(ds, 1, row, 2, &l));
     ck_assert(row[0] == -300.0f && row[1] == 4.0f && l == 2);
     mp_dataset_destroy(ds);
+    /* Every form of decimal notation. */
+    ds = load_csv_text(".5,5.,1E1\n+2e-1,-0,2.5E+1\n007,1.5e0,0\n", NULL);
+    MP_CK_OK(mp_dataset_get(ds, 0, row, 2, &l));
+    ck_assert(row[0] == 0.5f && row[1] == 5.0f && l == 10);
+    MP_CK_OK(mp_dataset_get(ds, 1, row, 2, &l));
+    ck_assert(row[0] == 0.2f && row[1] == 0.0f && l == 25);
+    MP_CK_OK(mp_dataset_get(ds, 2, row, 2, &l));
+    ck_assert(row[0] == 7.0f && row[1] == 1.5f && l == 0);
+    mp_dataset_destroy(ds);
 
     mp_config *cfg;
     MP_CK_OK(mp_config_create(&cfg));
@@ -722,6 +731,22 @@ START_TEST(csv_bad_inputs)
     csv_fails("1,2,0\n\n3,4,5,6\n", NULL, MP_ERR_FORMAT, "line 3");
     csv_fails("1,2,0\n3,abc,1\n", NULL, MP_ERR_FORMAT, "line 2, column 2: 'abc' is not a number");
     csv_fails("1,,0\n", NULL, MP_ERR_FORMAT, "empty cell");
+    /* Decimal notation only: strtod would read these hexadecimal and
+     * malformed cells (0x10 as label 16, 0x1p3 as 8, "1e" as 1). */
+    csv_fails("1,2,0\n3,4,0x10\n", NULL, MP_ERR_FORMAT,
+              "line 2, column 3: '0x10' is not a number in decimal notation");
+    csv_fails("0x1p3,2,0\n", NULL, MP_ERR_FORMAT, "line 1, column 1: '0x1p3' is not a number");
+    csv_fails("1,-0X.8,0\n", NULL, MP_ERR_FORMAT, "line 1, column 2: '-0X.8'");
+    csv_fails("1e,2,0\n", NULL, MP_ERR_FORMAT, "line 1, column 1: '1e'");
+    csv_fails("1,.,0\n", NULL, MP_ERR_FORMAT, "line 1, column 2: '.'");
+    csv_fails("1,2 3,0\n", NULL, MP_ERR_FORMAT, "line 1, column 2: '2 3'");
+    csv_fails("1,+-2,0\n", NULL, MP_ERR_FORMAT, "column 2");
+    csv_fails("1,2,1e1.5\n", NULL, MP_ERR_FORMAT, "column 3");
+    /* The NaN and infinity spellings are refused as non-finite. */
+    csv_fails("1,INF,0\n", NULL, MP_ERR_NOT_FINITE, "line 1, column 2: 'INF' is not finite");
+    csv_fails("1,2,0\n+Infinity,2,0\n", NULL, MP_ERR_NOT_FINITE, "line 2, column 1");
+    csv_fails("1,nan(0x1),0\n", NULL, MP_ERR_NOT_FINITE, "column 2");
+    csv_fails("1,-NaN,0\n", NULL, MP_ERR_NOT_FINITE, "column 2");
     csv_fails("1,2,-1\n", NULL, MP_ERR_RANGE, "label -1");
     csv_fails("1,2,0.5\n", NULL, MP_ERR_RANGE, "label 0.5");
     csv_fails("1\n2\n", NULL, MP_ERR_FORMAT, "at least 2");

@@ -106,13 +106,15 @@ MP_API mp_status mp_dataset_load_idx(mp_dataset **out, const char *images_path,
  *  commas (blanks around cells ignored, "\n" or "\r\n" line ends, blank
  *  lines skipped). Keys: MP_CFG_DATA_CSV_HEADER, MP_CFG_DATA_CSV_LABEL_COLUMN
  *  and MP_CFG_DATA_CSV_REGRESSION. Every other column is a feature
- *  (dim = columns - 1, at least 1). Numbers are read with strtod in the "C"
- *  notation (the library never calls setlocale). cfg may be NULL.
+ *  (dim = columns - 1, at least 1). Numbers must be in decimal notation
+ *  ([+-] digits [. digits] [e|E [+-] digits], e.g. 16, -0.5, .5, 1e-3),
+ *  read with strtod in the "C" notation (the library never calls
+ *  setlocale); hexadecimal ("0x10", "0x1p3") is refused. cfg may be NULL.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_IO (path and system error),
- *  MP_ERR_FORMAT (a non-numeric or empty cell, a ragged row, fewer than 2
+ *  MP_ERR_FORMAT (a non-numeric, non-decimal or empty cell, a ragged row, fewer than 2
  *  columns, no data rows, a label column beyond the last column; line and
- *  column named, 1-based), MP_ERR_NOT_FINITE (NaN or Inf cell: line and
- *  column named), MP_ERR_RANGE (a class label that is negative, not whole
+ *  column named, 1-based), MP_ERR_NOT_FINITE (a NaN or infinity spelling,
+ *  or a value beyond float's range: line and column named), MP_ERR_RANGE (a class label that is negative, not whole
  *  or > INT32_MAX - 1), MP_ERR_OUT_OF_MEMORY. Thread-safe. */
 MP_API mp_status mp_dataset_load_csv(mp_dataset **out, const char *path, const mp_config *cfg);
 

@@ -43,7 +43,42 @@ static size_t count_cells(const char *b, const char *e)
     return n;
 }
 
-/* Parses one cell [b, e) as a finite double. */
+/* A decimal number: [+-] digits [. digits] or [+-] . digits, then an
+ * optional exponent e|E [+-] digits. Nothing else: strtod alone would also
+ * take hexadecimal integers and floats ("0x10" as 16, "0x1p3"), and the
+ * NaN and infinity spellings. */
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_decimal(const char *s)
+{
+    size_t digits = 0;
+    if (*s == '+' || *s == '-') s++;
+    for (; is_digit(*s); s++) digits++;
+    if (*s == '.')
+        for (s++; is_digit(*s); s++) digits++;
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (!is_digit(*s)) return 0;
+        while (is_digit(*s)) s++;
+    }
+    return *s == '\0';
+}
+
+/* strtod's spellings of NaN and infinity ([+-] inf, infinity, nan,
+ * nan(chars), any case): refused as non-finite rather than as malformed. */
+static int is_nonfinite_spelling(const char *s)
+{
+    char low[CELL_MAX];
+    size_t n = 0;
+    if (*s == '+' || *s == '-') s++;
+    for (; s[n] && n < CELL_MAX - 1; n++) low[n] = (char)(s[n] >= 'A' && s[n] <= 'Z' ? s[n] - 'A' + 'a' : s[n]);
+    low[n] = '\0';
+    return strcmp(low, "inf") == 0 || strcmp(low, "infinity") == 0 || strcmp(low, "nan") == 0 ||
+           (n >= 5 && strncmp(low, "nan(", 4) == 0 && low[n - 1] == ')');
+}
+
+/* Parses one cell [b, e) as a finite double written in decimal. */
 static mp_status parse_cell(const char *b, const char *e, size_t line, size_t col, double *out, const char *what)
 {
     while (b < e && is_blank(*b)) b++;
@@ -55,6 +90,11 @@ static mp_status parse_cell(const char *b, const char *e, size_t line, size_t co
     char buf[CELL_MAX];
     memcpy(buf, b, n);
     buf[n] = '\0';
+    MP_REQUIRE(!is_nonfinite_spelling(buf), NULL, MP_ERR_NOT_FINITE,
+               "%s: line %zu, column %zu: '%s' is not finite", what, line, col, buf);
+    MP_REQUIRE(is_decimal(buf), NULL, MP_ERR_FORMAT,
+               "%s: line %zu, column %zu: '%s' is not a number in decimal notation (such as 16, -0.5, 1e-3)",
+               what, line, col, buf);
     char *stop = NULL;
     double v = strtod(buf, &stop);
     MP_REQUIRE(stop == buf + n, NULL, MP_ERR_FORMAT, "%s: line %zu, column %zu: '%s' is not a number", what, line,
