@@ -141,7 +141,7 @@ static float gelu_deriv(float xf, int n)
     if (n == 0) return (float)(x * phi_deriv(x, 0));
     return (float)(x * phi_deriv(x, n) + n * phi_deriv(x, n - 1));
 }
-/* The two hot gelu loops, with an AVX2+FMA clone (fastmath.h). */
+/* The hot gelu loops, with an AVX2+FMA clone (fastmath.h). */
 MP__SIMD_CLONES static void gelu0_loop(const float *restrict x, float *restrict y, size_t n)
 {
     for (size_t k = 0; k < n; k++) y[k] = x[k] * mp__normal_cdf(x[k]);
@@ -151,12 +151,33 @@ MP__SIMD_CLONES static void gelu1_loop(const float *restrict x, float *restrict 
     for (size_t k = 0; k < n; k++) y[k] = mp__normal_cdf(x[k]) + x[k] * 0.39894228f * mp__expf(-0.5f * x[k] * x[k]);
 }
 
+/* Orders 2 and 3 (second-order MAML differentiates the recorded first
+ * backward) in closed form, phi = the normal density:
+ * gelu^(2) = phi (2 - x^2), gelu^(3) = phi x (x^2 - 4). */
+MP__SIMD_CLONES static void gelu2_loop(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        float v = x[k], pdf = 0.39894228f * mp__expf(-0.5f * v * v);
+        y[k] = pdf * (2.0f - v * v);
+    }
+}
+MP__SIMD_CLONES static void gelu3_loop(const float *restrict x, float *restrict y, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        float v = x[k], pdf = 0.39894228f * mp__expf(-0.5f * v * v);
+        y[k] = pdf * v * (v * v - 4.0f);
+    }
+}
+
 void mp__fwd_gelu(mp_tape *t, mp__node *o)
 {
     int k = o->attr[0];
     size_t n = (size_t)o->rows * o->cols;
-    if (k == 0) gelu0_loop(mp__nd(t, o->in[0])->val, o->val, n);
-    else if (k == 1) gelu1_loop(mp__nd(t, o->in[0])->val, o->val, n);
+    const float *in = mp__nd(t, o->in[0])->val;
+    if (k == 0) gelu0_loop(in, o->val, n);
+    else if (k == 1) gelu1_loop(in, o->val, n);
+    else if (k == 2) gelu2_loop(in, o->val, n);
+    else if (k == 3) gelu3_loop(in, o->val, n);
     else UNARY_LOOP(o, gelu_deriv(x, k));
 }
 mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
