@@ -623,7 +623,7 @@ static const int32_t maml_r[4] = {1, 1, 8, 1}, maml_c[4] = {8, 8, 1, 1};
 static const float maml_xs[5] = {-2, -1, 0, 1, 2}, maml_ys[5] = {0.9f, 0.8f, 0.1f, -0.7f, -0.9f};
 static const float maml_xq[4] = {-1.5f, -0.5f, 0.5f, 1.5f}, maml_yq[4] = {1.0f, 0.5f, -0.4f, -1.0f};
 
-static int g_maml_pruned; /* use mp_tape_backward_wrt for both sweeps */
+static int g_maml_pruned; /* 1: mp_tape_backward_wrt for both sweeps; 2: the final one recycling */
 
 static float maml_step(mp_tape *t, float p0[4][8], int want_grad, float grad[4][8])
 {
@@ -643,7 +643,8 @@ static float maml_step(mp_tape *t, float p0[4][8], int want_grad, float grad[4][
     float v;
     MP_CK_OK(mp_tape_scalar(t, lq, &v));
     if (want_grad) {
-        if (g_maml_pruned) MP_CK_OK(mp_tape_backward_wrt(t, lq, 0, p, 4));
+        if (g_maml_pruned == 2) MP_CK_OK(mp__tape_backward_wrt_recycle(t, lq, p, 4));
+        else if (g_maml_pruned) MP_CK_OK(mp_tape_backward_wrt(t, lq, 0, p, 4));
         else MP_CK_OK(mp_tape_backward(t, lq, 0));
         for (int i = 0; i < 4; i++) {
             MP_CK_OK(mp_tape_grad(t, p[i], &g[i]));
@@ -683,6 +684,105 @@ START_TEST(second_order_maml_matches_finite_differences)
 }
 END_TEST
 
+/* The recycling backward (the outer loop of src/meta/task.c): the same
+ * gradients bit for bit, the sweep's values on the scratch region with dead
+ * buffers reused, the wrt gradients moved to the arena (readable after the
+ * next recycling sweep has reused the region), every other gradient zero. */
+START_TEST(recycling_backward_is_bit_identical_and_reuses_buffers)
+{
+    float p[4][8], plain[4][8], rec[4][8], again[4][8];
+    g_rng = 11;
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 8; k++) p[i][k] = (float)(urand() * 2 - 1);
+    mp_tape *t = new_tape();
+    g_maml_pruned = 1;
+    maml_step(t, p, 1, plain);
+    int64_t used_plain = stat(t, MP_TAPE_STAT_ARENA_USED), nodes_plain = stat(t, MP_TAPE_STAT_NODES);
+    g_maml_pruned = 2;
+    maml_step(t, p, 1, rec);
+    g_maml_pruned = 0;
+    for (int i = 0; i < 4; i++) ck_assert_mem_eq(plain[i], rec[i], sizeof(float) * (size_t)(maml_r[i] * maml_c[i]));
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), nodes_plain); /* the same ops were recorded */
+    int64_t used_rec = stat(t, MP_TAPE_STAT_ARENA_USED);
+    ck_assert_int_lt(used_rec, used_plain);
+    /* The sweep recorded `swept` bytes of values (the arena difference plus
+     * the four 64-byte gradients copied back); without reuse the scratch
+     * region would need that plus a 64-byte header per value. */
+    int64_t swept = used_plain - used_rec + 4 * 64;
+    ck_assert_msg((int64_t)t->sarena.high < swept, "scratch high %lld, sweep recorded %lld bytes",
+                  (long long)t->sarena.high, (long long)swept);
+
+    /* A second recycling sweep reuses the region; the first one's gradients
+     * were copied out and keep their values. An intermediate reads zero. */
+    mp_var pv[4], ls, g0, mid;
+    MP_CK_OK(mp_tape_reset(t));
+    for (int i = 0; i < 4; i++)
+        MP_CK_OK(mp_tape_leaf(t, maml_r[i], maml_c[i], p[i], (size_t)(maml_r[i] * maml_c[i]), MP_LEAF_REQUIRES_GRAD, &pv[i]));
+    mlp_loss(t, pv, maml_xs, maml_ys, 5, &ls);
+    MP_CK_OK(mp_tape_backward_wrt(t, ls, 0, pv, 4));
+    MP_CK_OK(mp_tape_grad(t, pv[0], &g0));
+    read_all(t, g0, plain[0], 8);
+    MP_CK_OK(mp_tape_backward_wrt(t, ls, 0, pv, 4));
+    MP_CK_OK(mp_tape_grad(t, ls - 1, &mid)); /* the mse's input depends on p */
+    float midv[5];
+    read_all(t, mid, midv, 5);
+    ck_assert_float_ne(midv[0], 0.0f);
+    MP_CK_OK(mp__tape_backward_wrt_recycle(t, ls, pv, 4));
+    MP_CK_OK(mp_tape_grad(t, pv[0], &g0));
+    ck_assert_int_eq(node_of(t, g0)->flags & MP__NODE_SCRATCH, 0); /* moved to the arena */
+    mp_var ls3;
+    MP_CK_OK(mp_scale(t, ls, 3.0f, &ls3));
+    MP_CK_OK(mp__tape_backward_wrt_recycle(t, ls3, pv, 4)); /* reuses the scratch region */
+    read_all(t, g0, again[0], 8);
+    ck_assert_mem_eq(again[0], plain[0], sizeof plain[0]);
+    MP_CK_OK(mp_tape_grad(t, ls - 1, &mid));
+    read_all(t, mid, midv, 5);
+    for (int k = 0; k < 5; k++) ck_assert_float_eq(midv[k], 0.0f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+START_TEST(recycling_backward_out_of_memory_records_nothing)
+{
+    float p[4][8];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 8; k++) p[i][k] = 0.1f * (float)(k - i);
+    mp_test_install_failing_allocator();
+    int failed = 0;
+    for (long k = 0;; k++) {
+        ck_assert_int_lt(k, 50);
+        mp_tape *t = new_tape();
+        mp_var pv[4], ls, g;
+        for (int i = 0; i < 4; i++)
+            MP_CK_OK(mp_tape_leaf(t, maml_r[i], maml_c[i], p[i], (size_t)(maml_r[i] * maml_c[i]), MP_LEAF_REQUIRES_GRAD, &pv[i]));
+        mlp_loss(t, pv, maml_xs, maml_ys, 5, &ls);
+        MP_CK_OK(mp_tape_backward(t, ls, 0));
+        MP_CK_OK(mp_tape_grad(t, pv[2], &g));
+        int64_t nodes = stat(t, MP_TAPE_STAT_NODES), used = stat(t, MP_TAPE_STAT_ARENA_USED),
+                high = stat(t, MP_TAPE_STAT_ARENA_HIGH);
+        mp_test_fail_after(k);
+        mp_status st = mp__tape_backward_wrt_recycle(t, ls, pv, 4);
+        mp_test_alloc_reset();
+        if (st == MP_OK) {
+            mp_tape_destroy(t);
+            break;
+        }
+        failed++;
+        ck_assert_int_eq(st, MP_ERR_OUT_OF_MEMORY);
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), nodes);
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_USED), used);
+        ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_HIGH), high);
+        mp_var g2;
+        MP_CK_OK(mp_tape_grad(t, pv[2], &g2)); /* the previous gradients stay */
+        ck_assert_int_eq(g2, g);
+        for (mp_var i = 0; i < t->n; i++) ck_assert_int_eq(t->nodes[i].flags & MP__NODE_KEEP, 0);
+        mp_tape_destroy(t);
+    }
+    ck_assert_int_gt(failed, 0);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* ---- arena, reuse, borrowed leaves, statistics ------------------------------------------- */
 START_TEST(cycles_keep_memory_constant_and_allocate_nothing)
 {
@@ -691,14 +791,20 @@ START_TEST(cycles_keep_memory_constant_and_allocate_nothing)
         for (int k = 0; k < 8; k++) p[i][k] = 0.1f * (float)(k - i);
     mp_test_install_failing_allocator();
     mp_tape *t = new_tape();
-    maml_step(t, p, 1, grad);
-    maml_step(t, p, 1, grad); /* warm-up: the first reset merges the arena blocks */
+    for (int c = 0; c < 3; c++) { /* warm-up: a reset merges the blocks of the cycle before it */
+        g_maml_pruned = 2 - c;
+        maml_step(t, p, 1, grad);
+    }
     int64_t high = stat(t, MP_TAPE_STAT_ARENA_HIGH), heap = stat(t, MP_TAPE_STAT_HEAP_BYTES);
     int64_t nodes = stat(t, MP_TAPE_STAT_NODES);
     ck_assert_int_gt(high, 0);
     ck_assert_int_gt(nodes, 50);
     mp_test_fail_after(0); /* from now on every allocation fails */
-    for (int c = 0; c < 1000; c++) maml_step(t, p, 1, grad);
+    for (int c = 0; c < 1000; c++) {
+        g_maml_pruned = c % 3; /* plain, pruned and recycling final backward */
+        maml_step(t, p, 1, grad);
+    }
+    g_maml_pruned = 0;
     ck_assert_int_eq(stat(t, MP_TAPE_STAT_ARENA_HIGH), high);
     ck_assert_int_eq(stat(t, MP_TAPE_STAT_HEAP_BYTES), heap);
     ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), nodes);
@@ -1603,6 +1709,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(sem, backward_replaces_earlier_grads);
     tcase_add_test(sem, backward_wrt_prunes_other_paths);
     tcase_add_test(sem, second_order_maml_matches_finite_differences);
+    tcase_add_test(sem, recycling_backward_is_bit_identical_and_reuses_buffers);
     suite_add_tcase(s, sem);
     TCase *mem = tcase_create("memory");
     tcase_add_test(mem, cycles_keep_memory_constant_and_allocate_nothing);
@@ -1612,6 +1719,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(mem, stats_report_nodes_and_reject_unknown_keys);
     tcase_add_test(mem, out_of_memory_is_reported_and_records_nothing);
     tcase_add_test(mem, failed_allocations_roll_the_arena_back);
+    tcase_add_test(mem, recycling_backward_out_of_memory_records_nothing);
     suite_add_tcase(s, mem);
     TCase *num = tcase_create("numerics");
     tcase_add_test(num, softmax_is_stable_for_huge_logits);

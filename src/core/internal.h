@@ -87,4 +87,15 @@ double mp__cfg_float(const mp_config *cfg, int32_t key);
 size_t mp__cfg_count(const mp_config *cfg);
 void mp__cfg_entry(const mp_config *cfg, size_t i, int32_t *key, int64_t *ival, double *fval);
 
+/* mp_tape_backward_wrt(tape, loss, 0, wrt, n) for a caller that reads only
+ * the gradients of wrt[] afterwards (src/meta/task.c, the outer-loop
+ * backward): the values of the ops the sweep records live on a recycling
+ * scratch region and are reused as soon as no pending gradient holds them, so
+ * the peak is the recorded tape plus the sweep's working set. Afterwards the
+ * gradients of wrt[] are exact (copied to the arena) and every other variable
+ * reads as a zero gradient; the variables the sweep recorded must not be
+ * used (their values are gone). Same checks and errors as
+ * mp_tape_backward_wrt; results bit-identical to it. */
+mp_status mp__tape_backward_wrt_recycle(mp_tape *tape, mp_var loss, const mp_var *wrt, size_t n);
+
 #endif

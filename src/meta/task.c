@@ -240,7 +240,7 @@ static mp_status read_meta_grad(const mp_meta *m, mp__worker *w, mp_var loss, mp
         if (m->learned[i]) w->wrt[n++] = w->base[i];
         if (rates && m->adapted[i]) w->wrt[n++] = w->lrv[i];
     }
-    MP_TRY(mp_tape_backward_wrt(t, loss, 0, w->wrt, n));
+    MP_TRY(mp__tape_backward_wrt_recycle(t, loss, w->wrt, n));
     if (m->P > 0 && (m->learn & MP_LEARN_PROMPT)) {
         MP_TRY(mp_tape_grad(t, prompt0, &gv));
         MP_TRY(read_into(t, gv, g, m->n_prompt));

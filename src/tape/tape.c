@@ -28,9 +28,8 @@ static void arena_note(mp__arena *a)
     if (used > a->high) a->high = used;
 }
 
-void *mp__arena_alloc(mp_tape *t, size_t bytes)
+static void *arena_alloc(mp__arena *a, size_t bytes)
 {
-    mp__arena *a = &t->arena;
     bytes = align64(bytes ? bytes : 1);
     for (;;) {
         if (a->cur < a->nblk && a->off + bytes <= a->cap[a->cur]) break;
@@ -58,6 +57,79 @@ void *mp__arena_alloc(mp_tape *t, size_t bytes)
     a->off += bytes;
     arena_note(a);
     return p;
+}
+
+void *mp__arena_alloc(mp_tape *t, size_t bytes) { return arena_alloc(&t->arena, bytes); }
+
+/* ---- scratch region of a recycling backward --------------------------------------- */
+static mp__sbuf *sbuf_of(const float *val) { return (mp__sbuf *)(void *)((char *)(uintptr_t)val - 64); }
+
+static float *scratch_alloc(mp_tape *t, size_t bytes)
+{
+    mp__scratch *s = &t->scratch;
+    bytes = align64(bytes ? bytes : 1);
+    mp__sbuf *b = NULL;
+    for (int32_t c = 0; c < s->ncls; c++)
+        if (s->size[c] == bytes) {
+            b = s->head[c];
+            if (b) s->head[c] = b->next;
+            break;
+        }
+    if (!b) {
+        b = arena_alloc(&t->sarena, 64 + bytes);
+        if (!b) return NULL;
+        b->size = bytes;
+    }
+    b->refs = 0;
+    b->listed = 1; /* freed at the end of this step unless a gradient slot takes it */
+    b->next = s->step;
+    s->step = b;
+    return (float *)(void *)((char *)b + 64);
+}
+
+static void scratch_ref(mp_tape *t, mp_var v)
+{
+    if (t->recycle && v != MP_VAR_NONE && (t->nodes[v].flags & MP__NODE_SCRATCH)) sbuf_of(t->nodes[v].val)->refs++;
+}
+
+static void scratch_unref(mp_tape *t, mp_var v)
+{
+    if (!t->recycle || v == MP_VAR_NONE || !(t->nodes[v].flags & MP__NODE_SCRATCH)) return;
+    mp__sbuf *b = sbuf_of(t->nodes[v].val);
+    if (--b->refs == 0 && !b->listed) {
+        b->listed = 1;
+        b->next = t->scratch.step;
+        t->scratch.step = b;
+    }
+}
+
+/* End of one node's backward: every buffer allocated or released during it
+ * that no gradient slot holds is dead (values are computed when recorded and
+ * only gradient slots are read by later steps), so it is put on its size's
+ * free list. A size beyond the class table is simply not reused. */
+static void scratch_end_step(mp_tape *t)
+{
+    mp__scratch *s = &t->scratch;
+    mp__sbuf *b = s->step;
+    s->step = NULL;
+    while (b) {
+        mp__sbuf *next = b->next;
+        b->listed = 0;
+        if (b->refs == 0) {
+            int32_t c = 0;
+            while (c < s->ncls && s->size[c] != b->size) c++;
+            if (c == s->ncls && c < MP__SCRATCH_CLASSES) {
+                s->size[c] = b->size;
+                s->head[c] = NULL;
+                s->ncls++;
+            }
+            if (c < s->ncls) {
+                b->next = s->head[c];
+                s->head[c] = b;
+            }
+        }
+        b = next;
+    }
 }
 
 /* Rewinds to empty; several blocks are merged into one big enough for the
@@ -134,8 +206,11 @@ static mp_status new_node(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp
                           float *val, mp__node **out)
 {
     if (t->n == t->cap) MP_TRY(grow_nodes(t));
+    int scratch = 0;
     if (!val) {
-        val = mp__arena_alloc(t, (size_t)rows * (size_t)cols * sizeof(float));
+        scratch = t->recycle;
+        size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
+        val = scratch ? scratch_alloc(t, bytes) : mp__arena_alloc(t, bytes);
         if (!val)
             return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape: out of memory allocating the %dx%d result of op '%s'",
                             (int)rows, (int)cols, op_table[op].name);
@@ -149,6 +224,7 @@ static mp_status new_node(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp
     n->in[1] = b;
     n->val = val;
     if (!t->no_grad && (mp__rg(t, a) || mp__rg(t, b))) n->flags = MP__NODE_RG;
+    if (scratch) n->flags |= MP__NODE_SCRATCH;
     t->grad[t->n] = MP_VAR_NONE;
     t->gwork[t->n] = MP_VAR_NONE;
     *out = n;
@@ -178,6 +254,8 @@ mp_status mp__record_alias(mp_tape *t, int32_t op, int32_t rows, int32_t cols, m
 {
     mp__node *n;
     MP_TRY(new_node(t, op, rows, cols, a, MP_VAR_NONE, alias, &n));
+    if (a != MP_VAR_NONE && (t->nodes[a].flags & MP__NODE_SCRATCH) && alias == t->nodes[a].val)
+        n->flags |= MP__NODE_SCRATCH; /* shares its input's scratch buffer and count */
     *out = t->n++;
     return MP_OK;
 }
@@ -249,6 +327,7 @@ void mp_tape_destroy(mp_tape *t)
 {
     if (!t) return;
     for (int32_t i = 0; i < t->arena.nblk; i++) mp__free(t->arena.blk[i]);
+    for (int32_t i = 0; i < t->sarena.nblk; i++) mp__free(t->sarena.blk[i]);
     mp__free(t->nodes);
     mp__free(t->grad);
     mp__free(t->gwork);
@@ -259,6 +338,7 @@ mp_status mp_tape_reset(mp_tape *t)
 {
     MP__REQUIRE_TAPE(t, "mp_tape_reset");
     arena_rewind(&t->arena);
+    arena_rewind(&t->sarena);
     t->n = 0;
     t->grad_n = -1;
     t->no_grad = 0;
@@ -282,6 +362,7 @@ mp_status mp_tape_stat(const mp_tape *t, int32_t stat, int64_t *out)
     case MP_TAPE_STAT_HEAP_BYTES:
         v = (int64_t)sizeof *t + (int64_t)t->cap * (int64_t)(sizeof(mp__node) + 2 * sizeof(mp_var));
         for (int32_t i = 0; i < t->arena.nblk; i++) v += (int64_t)t->arena.cap[i];
+        for (int32_t i = 0; i < t->sarena.nblk; i++) v += (int64_t)t->sarena.cap[i];
         break;
     default:
         return mp__fail(err, MP_ERR_INVALID_ARGUMENT,
@@ -387,11 +468,14 @@ mp_status mp__acc(mp_tape *t, mp_var v, mp_var c)
     mp_var old = t->gwork[v];
     if (old == MP_VAR_NONE) {
         t->gwork[v] = c;
+        scratch_ref(t, c);
         return MP_OK;
     }
     mp_var sum;
     MP_TRY(mp__add(t, old, c, &sum));
     t->gwork[v] = sum;
+    scratch_ref(t, sum);
+    scratch_unref(t, old);
     return MP_OK;
 }
 
@@ -403,10 +487,18 @@ static mp_status sweep(mp_tape *t, mp_var loss)
     mp_var seed;
     MP_TRY(mp__fill(t, 1, 1, 1.0f, &seed));
     t->gwork[loss] = seed;
+    scratch_ref(t, seed);
     for (mp_var i = loss; i >= 0; i--) {
         mp_var g = t->gwork[i];
         if (g == MP_VAR_NONE || !mp__need(t, i)) continue;
         MP_TRY(op_table[t->nodes[i].op].bwd(t, i, g));
+        if (t->recycle) { /* gwork[i] is consumed: only a wrt variable's stays readable */
+            if (!(t->nodes[i].flags & MP__NODE_KEEP)) {
+                scratch_unref(t, g);
+                t->gwork[i] = MP_VAR_NONE;
+            }
+            scratch_end_step(t);
+        }
     }
     return MP_OK;
 }
@@ -431,15 +523,56 @@ static void mark_dependents(mp_tape *t, mp_var loss, const mp_var *wrt, size_t n
     }
 }
 
-static mp_status run_backward(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n)
+/* After a recycling sweep: the gradients of the wrt variables move from the
+ * scratch region to the arena (the region is rewound by the next recycling
+ * sweep); every other gradient slot is dropped. */
+static mp_status keep_wrt_grads(mp_tape *t, int32_t nfwd)
+{
+    for (mp_var i = 0; i < nfwd; i++) {
+        mp__node *nd = &t->nodes[i];
+        if (!(nd->flags & MP__NODE_KEEP)) {
+            t->gwork[i] = MP_VAR_NONE;
+            continue;
+        }
+        nd->flags &= (uint8_t)~MP__NODE_KEEP;
+        mp_var g = t->gwork[i];
+        if (g == MP_VAR_NONE || !(t->nodes[g].flags & MP__NODE_SCRATCH)) continue;
+        mp__node *gn = &t->nodes[g];
+        size_t bytes = (size_t)gn->rows * (size_t)gn->cols * sizeof(float);
+        float *p = mp__arena_alloc(t, bytes);
+        if (!p)
+            return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape_backward_wrt: out of memory keeping a %dx%d gradient",
+                            (int)gn->rows, (int)gn->cols);
+        memcpy(p, gn->val, bytes);
+        gn->val = p;
+        gn->flags &= (uint8_t)~MP__NODE_SCRATCH;
+    }
+    return MP_OK;
+}
+
+static mp_status run_backward(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n,
+                              int recycle)
 {
     mp__mark m = mp__tape_mark(t);
+    int32_t nfwd = t->n;
     if (wrt) mark_dependents(t, loss, wrt, n);
+    if (recycle) {
+        for (size_t k = 0; k < n; k++) t->nodes[(mp_var)((uint32_t)wrt[k] - t->id_base)].flags |= MP__NODE_KEEP;
+        arena_rewind(&t->sarena);
+        t->scratch.ncls = 0;
+        t->scratch.step = NULL;
+    }
     t->prune = wrt != NULL;
     t->no_grad = !create_graph;
+    t->recycle = recycle;
     mp_status st = sweep(t, loss);
+    t->recycle = 0;
     t->no_grad = 0;
     t->prune = 0;
+    if (recycle) {
+        if (st == MP_OK) st = keep_wrt_grads(t, nfwd);
+        for (mp_var i = 0; i < nfwd; i++) t->nodes[i].flags &= (uint8_t)~MP__NODE_KEEP;
+    }
     if (st != MP_OK) {
         mp__tape_rollback(t, m); /* the earlier gradients stay committed */
         return st;
@@ -467,10 +600,11 @@ mp_status mp_tape_backward(mp_tape *t, mp_var loss, int32_t create_graph)
 {
     MP__REQUIRE_TAPE(t, "mp_tape_backward");
     MP_TRY(check_backward(t, "mp_tape_backward", &loss, create_graph));
-    return run_backward(t, loss, create_graph, NULL, 0);
+    return run_backward(t, loss, create_graph, NULL, 0, 0);
 }
 
-mp_status mp_tape_backward_wrt(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n)
+static mp_status backward_wrt(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n,
+                              int recycle)
 {
     static const char fn[] = "mp_tape_backward_wrt";
     MP__REQUIRE_TAPE(t, fn);
@@ -484,7 +618,17 @@ mp_status mp_tape_backward_wrt(mp_tape *t, mp_var loss, int32_t create_graph, co
             return mp__bad_var(t, fn, arg, wrt[k]);
         }
     }
-    return run_backward(t, loss, create_graph, wrt, n);
+    return run_backward(t, loss, create_graph, wrt, n, recycle);
+}
+
+mp_status mp_tape_backward_wrt(mp_tape *t, mp_var loss, int32_t create_graph, const mp_var *wrt, size_t n)
+{
+    return backward_wrt(t, loss, create_graph, wrt, n, 0);
+}
+
+mp_status mp__tape_backward_wrt_recycle(mp_tape *t, mp_var loss, const mp_var *wrt, size_t n)
+{
+    return backward_wrt(t, loss, 0, wrt, n, 1);
 }
 
 mp_status mp_tape_grad(mp_tape *t, mp_var v, mp_var *out)

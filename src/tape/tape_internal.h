@@ -35,6 +35,8 @@ enum {
 #define MP__NODE_RG     1 /* requires grad: a differentiable path to a grad leaf */
 #define MP__NODE_BORROW 2 /* val points at caller memory */
 #define MP__NODE_DEP    4 /* depends on a wrt variable of the running mp_tape_backward_wrt */
+#define MP__NODE_SCRATCH 8 /* val is (or aliases) a buffer of the recycling scratch region */
+#define MP__NODE_KEEP   16 /* a wrt variable of the running recycling backward */
 
 /* One recorded variable: 64 bytes, one cache line. Inputs and attributes
  * are enough for every op; index arrays (labels, gather rows, argmax) live
@@ -61,6 +63,24 @@ typedef struct {
     size_t before;    /* bytes used in blocks before cur */
     size_t high;      /* high-water mark of before + off */
 } mp__arena;
+
+/* Scratch region of a recycling backward (mp__tape_backward_wrt_recycle):
+ * blocks as the arena's (merged at reset), carved into buffers with a 64-byte
+ * header; a buffer is reference-counted by the gradient slots that hold it
+ * and goes back to an exact-size free list once no slot holds it. */
+#define MP__SCRATCH_CLASSES 64
+typedef struct mp__sbuf {
+    size_t size;           /* payload bytes (64-aligned) */
+    struct mp__sbuf *next; /* free list or this step's list */
+    int32_t refs;          /* gradient slots holding it */
+    int32_t listed;        /* on this step's list */
+} mp__sbuf;
+typedef struct {
+    size_t size[MP__SCRATCH_CLASSES];
+    mp__sbuf *head[MP__SCRATCH_CLASSES];
+    int32_t ncls;
+    mp__sbuf *step; /* buffers to check at the end of the current node's backward */
+} mp__scratch;
 
 /* What mp__tape_rollback restores: the arena position, its high-water mark
  * and the node count, so a failed call leaves every statistic unchanged. */
@@ -93,7 +113,10 @@ struct mp_tape {
     int32_t grad_n;   /* node count when the last backward finished; -1: none */
     int32_t no_grad;  /* recording inside backward with create_graph = 0 */
     int32_t prune;    /* running backward only propagates into MP__NODE_DEP nodes */
+    int32_t recycle;  /* running backward allocates values on the scratch region */
     mp__arena arena;
+    mp__arena sarena; /* blocks of the scratch region */
+    mp__scratch scratch;
     char err[MP_ERRMSG_LEN];
 };
 
