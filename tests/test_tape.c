@@ -747,6 +747,13 @@ START_TEST(recycling_backward_out_of_memory_records_nothing)
     float p[4][8];
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 8; k++) p[i][k] = 0.1f * (float)(k - i);
+    /* 3000 points: the sweep's working set (3000 x 8 values) outgrows the
+     * first 64 KB block of the scratch region. */
+    static float xs[3000], ys[3000];
+    for (int i = 0; i < 3000; i++) {
+        xs[i] = (float)i / 1500.0f - 1.0f;
+        ys[i] = 0.5f * xs[i];
+    }
     mp_test_install_failing_allocator();
     int failed = 0;
     for (long k = 0;; k++) {
@@ -755,7 +762,7 @@ START_TEST(recycling_backward_out_of_memory_records_nothing)
         mp_var pv[4], ls, g;
         for (int i = 0; i < 4; i++)
             MP_CK_OK(mp_tape_leaf(t, maml_r[i], maml_c[i], p[i], (size_t)(maml_r[i] * maml_c[i]), MP_LEAF_REQUIRES_GRAD, &pv[i]));
-        mlp_loss(t, pv, maml_xs, maml_ys, 5, &ls);
+        mlp_loss(t, pv, xs, ys, 3000, &ls);
         MP_CK_OK(mp_tape_backward(t, ls, 0));
         MP_CK_OK(mp_tape_grad(t, pv[2], &g));
         int64_t nodes = stat(t, MP_TAPE_STAT_NODES), used = stat(t, MP_TAPE_STAT_ARENA_USED),

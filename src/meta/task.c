@@ -209,7 +209,10 @@ static mp_status inner_step(const mp_meta *m, mp__worker *w, mp_var sx, const mp
     if (*prompt != MP_VAR_NONE) w->wrt[n++] = *prompt;
     for (int32_t i = 0; i < m->n_tensors; i++)
         if (m->adapted[i]) w->wrt[n++] = w->cur[i];
-    MP_TRY(mp_tape_backward_wrt(t, loss, create_graph, w->wrt, n));
+    /* First order: only these gradients are read, so the sweep's values can
+     * be recycled as it goes (see mp__tape_backward_wrt_recycle). */
+    if (create_graph) MP_TRY(mp_tape_backward_wrt(t, loss, 1, w->wrt, n));
+    else MP_TRY(mp__tape_backward_wrt_recycle(t, loss, w->wrt, n));
     /* Fetch every gradient before recording the updates. */
     if (*prompt != MP_VAR_NONE) MP_TRY(mp_tape_grad(t, *prompt, &gp));
     for (int32_t i = 0; i < m->n_tensors; i++)

@@ -313,12 +313,15 @@ mp_status mp_tape_create(mp_tape **out)
     if (!t) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
     t->grad_n = -1;
     t->id_base = first_tag(t) << MP__ID_INDEX_BITS;
-    if (grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK)) {
+    if (grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK) ||
+        !arena_alloc(&t->sarena, ARENA_FIRST_BLOCK)) {
         mp_tape_destroy(t);
         return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
     }
     arena_rewind(&t->arena);
+    arena_rewind(&t->sarena);
     t->arena.high = 0;
+    t->sarena.high = 0;
     *out = t;
     return MP_OK;
 }
