@@ -1699,6 +1699,30 @@ START_TEST(ids_change_at_every_reset_and_the_node_count_is_capped)
 }
 END_TEST
 
+/* A tape created after another was destroyed (allocators usually hand it
+ * the same block) rejects the destroyed tape's ids, whatever the address. */
+START_TEST(a_new_tape_rejects_ids_of_a_destroyed_one)
+{
+    int same_address = 0;
+    for (int i = 0; i < 200; i++) {
+        mp_tape *a = new_tape();
+        mp_var old, x;
+        float f = 9.0f;
+        MP_CK_OK(mp_tape_fill(a, 1, 1, 1.0f, &old));
+        void *where = a;
+        mp_tape_destroy(a);
+        mp_tape *b = new_tape();
+        same_address += (void *)b == where;
+        MP_CK_OK(mp_tape_fill(b, 1, 1, 2.0f, &x));
+        MP_CK_STATUS(mp_tape_scalar(b, old, &f), MP_ERR_UNKNOWN_VARIABLE);
+        ck_assert_float_eq(f, 9.0f);
+        mp_tape_destroy(b);
+    }
+    /* The case that matters happened (glibc reuses the block at once). */
+    ck_assert_int_gt(same_address, 0);
+}
+END_TEST
+
 Suite *mp_test_tape_suite(void)
 {
     Suite *s = suite_create("tape");
@@ -1741,6 +1765,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(bad, tape_functions_reject_bad_inputs);
     tcase_add_test(bad, every_function_rejects_stale_foreign_and_unknown_ids);
     tcase_add_test(bad, ids_change_at_every_reset_and_the_node_count_is_capped);
+    tcase_add_test(bad, a_new_tape_rejects_ids_of_a_destroyed_one);
     suite_add_tcase(s, bad);
     return s;
 }

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define ARENA_FIRST_BLOCK ((size_t)1 << 16)
@@ -294,16 +295,24 @@ mp_status mp__fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_var *
 
 /* ---- lifetime ---------------------------------------------------------------- */
 /* The first id tag of a tape, in [1, MP__ID_TAGS]: a hash of its address
- * (no global state), so two live tapes usually have different tags. */
+ * plus 37 times the number of tapes created before it in this process. The
+ * counter is the only process-wide state of the tape; it affects nothing
+ * but which ids are rejected. Without it a tape created where a destroyed
+ * one lived (allocators reuse the block at once) would accept the
+ * destroyed tape's ids; with it the next 126 tapes created get other tags,
+ * and the step of 37 keeps a new tape's tag away from the tags that the
+ * tapes just before it reach by their first resets (each reset steps +1). */
 static uint32_t first_tag(const mp_tape *t)
 {
+    static atomic_uint created;
     uint64_t h = (uint64_t)(uintptr_t)t;
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
-    return 1 + (uint32_t)(h % MP__ID_TAGS);
+    uint64_t n = atomic_fetch_add_explicit(&created, 1u, memory_order_relaxed);
+    return 1 + (uint32_t)((h % MP__ID_TAGS + 37u * (n % MP__ID_TAGS)) % MP__ID_TAGS);
 }
 
 mp_status mp_tape_create(mp_tape **out)
