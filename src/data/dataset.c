@@ -199,17 +199,26 @@ static ptrdiff_t find_class(const mp_dataset *ds, int32_t cls)
     return lo < ds->n_present && ds->class_ids[lo] == cls ? (ptrdiff_t)lo : -1;
 }
 
+/* The members of class cls: ds->members[*start .. *start + *n) (n = 0 for
+ * a class without examples), after the checks both class queries share. */
+static mp_status class_span(const mp_dataset *ds, int32_t cls, const char *fn, size_t *start, size_t *n)
+{
+    MP_REQUIRE(ds->labels, NULL, MP_ERR_STATE, "%s: a regression dataset has no classes", fn);
+    MP_REQUIRE(cls >= 0 && cls < ds->num_classes, NULL, MP_ERR_RANGE, "%s: cls is %d, expected [0, %d)", fn,
+               (int)cls, (int)ds->num_classes);
+    ptrdiff_t c = find_class(ds, cls);
+    *start = c < 0 ? 0 : ds->class_start[c];
+    *n = c < 0 ? 0 : ds->class_start[c + 1] - *start;
+    return MP_OK;
+}
+
 mp_status mp_dataset_class_size(const mp_dataset *ds, int32_t cls, size_t *out)
 {
     static const char fn[] = "mp_dataset_class_size";
     MP_REQUIRE_PTR(ds, NULL, fn);
     MP_REQUIRE_PTR(out, NULL, fn);
-    MP_REQUIRE(ds->labels, NULL, MP_ERR_STATE, "%s: a regression dataset has no classes", fn);
-    MP_REQUIRE(cls >= 0 && cls < ds->num_classes, NULL, MP_ERR_RANGE, "%s: cls is %d, expected [0, %d)", fn,
-               (int)cls, (int)ds->num_classes);
-    ptrdiff_t c = find_class(ds, cls);
-    *out = c < 0 ? 0 : ds->class_start[c + 1] - ds->class_start[c];
-    return MP_OK;
+    size_t start;
+    return class_span(ds, cls, fn, &start, out);
 }
 
 mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *indices, size_t cap, size_t *count)
@@ -219,11 +228,8 @@ mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *in
     MP_REQUIRE_PTR(count, NULL, fn);
     MP_REQUIRE(indices || cap == 0, NULL, MP_ERR_NULL_POINTER, "%s: argument 'indices' is NULL with cap %zu", fn,
                cap);
-    MP_REQUIRE(ds->labels, NULL, MP_ERR_STATE, "%s: a regression dataset has no classes", fn);
-    MP_REQUIRE(cls >= 0 && cls < ds->num_classes, NULL, MP_ERR_RANGE, "%s: cls is %d, expected [0, %d)", fn,
-               (int)cls, (int)ds->num_classes);
-    ptrdiff_t c = find_class(ds, cls);
-    size_t start = c < 0 ? 0 : ds->class_start[c], n = c < 0 ? 0 : ds->class_start[c + 1] - start;
+    size_t start, n;
+    MP_TRY(class_span(ds, cls, fn, &start, &n));
     *count = n;
     if (cap == 0 && !indices) return MP_OK;
     MP_REQUIRE(cap >= n, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'indices' has room for cap = %zu indices, %zu needed for class %d", fn,
