@@ -1758,7 +1758,18 @@ START_TEST(openblas_oversubscription_warns)
     openblas_set_num_threads(1);
     ck_assert_int_eq(warnings_for(2, &seen), 0);
     openblas_set_num_threads(2);
-    if (mp_blas_num_threads() >= 2) { /* a single-threaded OpenBLAS build cannot oversubscribe */
+    const int blas = mp_blas_num_threads();
+    if (blas < 2) {
+        /* A single-threaded OpenBLAS build cannot be given 2 threads, so it
+         * cannot oversubscribe: the warning needs both counts above 1, and
+         * no meta thread count may trigger it here. */
+        ck_assert_int_eq(warnings_for(1, &seen), 0);
+        ck_assert_int_eq(warnings_for(2, &seen), 0);
+        ck_assert_int_eq(warnings_for(8, &seen), 0);
+        ck_assert_int_eq(mp_blas_num_threads(), blas);
+        fprintf(stderr, "note: openblas_oversubscription_warns: OpenBLAS stays at %d thread(s); the "
+                        "oversubscription warning itself was not exercised\n", blas);
+    } else {
         ck_assert_int_eq(warnings_for(1, &seen), 0);
         ck_assert_int_eq(warnings_for(2, &seen), 1);
         ck_assert_int_eq(seen.level, MP_LOG_WARN);
