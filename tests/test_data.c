@@ -587,6 +587,156 @@ START_TEST(idx_gzip_multi_member)
 }
 END_TEST
 
+/* ---- large gzip files: the 64 KiB input buffer is refilled ------------------------ */
+/* One gzip member of src[0..len) at compression level 0 (stored blocks, so
+ * its size is about len + 18 + 5 per block); returns its length in dst. */
+static size_t gz_member(const uint8_t *src, size_t len, uint8_t *dst, size_t cap)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    ck_assert_int_eq(deflateInit2(&zs, 0, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    ck_assert_uint_le(deflateBound(&zs, (uLong)len), cap);
+    zs.next_in = (Bytef *)(uintptr_t)src;
+    zs.avail_in = (uInt)len;
+    zs.next_out = dst;
+    zs.avail_out = (uInt)cap;
+    ck_assert_int_eq(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    size_t n = cap - zs.avail_out;
+    ck_assert_int_eq(deflateEnd(&zs), Z_OK);
+    return n;
+}
+
+/* The raw length whose level-0 member is exactly target bytes long. */
+static size_t raw_len_for_member(const uint8_t *src, size_t max, size_t target, uint8_t *tmp, size_t cap)
+{
+    for (size_t r = target - 64; r <= target && r <= max; r++)
+        if (gz_member(src, r, tmp, cap) == target) return r;
+    ck_abort_msg("no member of %zu compressed bytes", target);
+    return 0;
+}
+
+/* Writes the members of raw cut at cuts[0..k] (cuts[0] = 0, cuts[k] = len),
+ * plus a trailing 0x00 byte when junk; returns the file's length. */
+static size_t write_members(const char *path, const uint8_t *raw, const size_t *cuts, int k, int junk,
+                            uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (int m = 0; m < k; m++) n += gz_member(raw + cuts[m], cuts[m + 1] - cuts[m], out + n, cap - n);
+    ck_assert_uint_lt(n, cap);
+    if (junk) out[n++] = 0x00;
+    write_bytes(path, out, n, 0);
+    return n;
+}
+
+/* The gzipped images load with the same values as the plain file. */
+static void check_same_as_plain(const mp_dataset *plain, const char *im, const char *lb, size_t n_img, size_t d)
+{
+    mp_dataset *ds;
+    MP_CK_OK(mp_dataset_load_idx(&ds, im, lb, NULL));
+    size_t n;
+    int32_t dim;
+    MP_CK_OK(mp_dataset_size(ds, &n));
+    MP_CK_OK(mp_dataset_dim(ds, &dim));
+    ck_assert(n == n_img && (size_t)dim == d);
+    float a[256], b[256];
+    int32_t la, lbl;
+    for (size_t i = 0; i < n; i++) {
+        CK_OK(mp_dataset_get(plain, i, a, d, &la));
+        CK_OK(mp_dataset_get(ds, i, b, d, &lbl));
+        CK(la == lbl && memcmp(a, b, d * sizeof *a) == 0);
+    }
+    mp_dataset_destroy(ds);
+}
+
+/* A trailing 0x00 byte after the last member is rejected (idx_fails, but
+ * with the plain dataset still alive). */
+static void junk_rejected(const char *im, const char *lb)
+{
+    const int64_t live = mp_live_allocations();
+    mp_dataset *ds = (mp_dataset *)0x1;
+    MP_CK_STATUS(mp_dataset_load_idx(&ds, im, lb, NULL), MP_ERR_FORMAT);
+    MP_CK_ERROR_MENTIONS("trailing bytes after the gzip stream (byte 0x00");
+    ck_assert_ptr_eq(ds, (mp_dataset *)0x1);
+    ck_assert_int_eq(mp_live_allocations(), live);
+}
+
+START_TEST(idx_gzip_large_members)
+{
+    make_tmpdir();
+    enum { N = 600, SIDE = 16, D = SIDE * SIDE };
+    const char *im = tmp_path("im"), *lb = tmp_path("lb"), *gz = tmp_path("im.gz");
+    const size_t plen = (size_t)N * D, len = 16 + plen, cap = 2 * len + 4096;
+    uint8_t *px = malloc(plen), *raw = malloc(len), *out = malloc(cap), *tmp = malloc(cap), lab[N], lbuf[N + 16];
+    ck_assert(px && raw && out && tmp);
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (size_t i = 0; i < plen; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        px[i] = (uint8_t)(x >> 56);
+    }
+    for (int i = 0; i < N; i++) lab[i] = (uint8_t)(i % 10);
+    uint32_t d3[3] = {N, SIDE, SIDE}, d1[1] = {N};
+    ck_assert_uint_eq(idx_build(raw, 0x08, 3, d3, px, plen), len);
+    write_bytes(im, raw, len, 0);
+    write_bytes(lb, lbuf, idx_build(lbuf, 0x08, 1, d1, lab, N), 0);
+    mp_dataset *plain;
+    MP_CK_OK(mp_dataset_load_idx(&plain, im, lb, NULL));
+
+    /* (i) one member, more than twice the input buffer */
+    size_t one[2] = {0, len};
+    ck_assert_uint_gt(write_members(gz, raw, one, 1, 0, out, cap), 2 * 65536);
+    check_same_as_plain(plain, gz, lb, N, D);
+    write_members(gz, raw, one, 1, 1, out, cap);
+    junk_rejected(gz, lb);
+
+    /* (ii) the first member ends one byte before the end of the first
+     * buffer (the next member's first byte is moved to the front before the
+     * refill), exactly at its end (the buffer is empty), and one byte before
+     * the end of the second buffer, whose first byte is not 0x1f (so the
+     * move is seen: the first buffer starts with 0x1f whatever is moved) */
+    const size_t ends[3] = {65535, 65536, 2 * 65536 - 1};
+    for (int e = 0; e < 3; e++) {
+        const size_t end = ends[e];
+        size_t two[3] = {0, raw_len_for_member(raw, len, end, tmp, cap), len};
+        size_t fl = write_members(gz, raw, two, 2, 0, out, cap);
+        ck_assert_uint_gt(fl, end + 18);
+        ck_assert_msg(out[end] == 0x1f && out[end + 1] == 0x8b, "second member not at offset %zu", end);
+        if (end > 65536) ck_assert_uint_ne(out[65536], 0x1f);
+        check_same_as_plain(plain, gz, lb, N, D);
+        write_members(gz, raw, two, 2, 1, out, cap);
+        junk_rejected(gz, lb);
+    }
+
+    /* (iii) 30 members of random sizes (one of them empty) */
+    enum { K = 30 };
+    size_t cuts[K + 1];
+    cuts[0] = 0;
+    cuts[K] = len;
+    for (int m = 1; m < K; m++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        cuts[m] = (size_t)((x >> 33) % len);
+    }
+    for (int m = 1; m < K; m++) /* insertion sort */
+        for (int j = m; j > 1 && cuts[j - 1] > cuts[j]; j--) {
+            size_t t = cuts[j];
+            cuts[j] = cuts[j - 1];
+            cuts[j - 1] = t;
+        }
+    cuts[2] = cuts[1]; /* an empty member */
+    write_members(gz, raw, cuts, K, 0, out, cap);
+    check_same_as_plain(plain, gz, lb, N, D);
+    write_members(gz, raw, cuts, K, 1, out, cap);
+    junk_rejected(gz, lb);
+
+    mp_dataset_destroy(plain);
+    free(px);
+    free(raw);
+    free(out);
+    free(tmp);
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* The fuzz harness's seeds (tests/fuzz/corpus/fuzz_idx/) must stay valid:
  * each loads as images with the harness's fixed labels or as labels with
  * its fixed images (2 examples), and some are gzipped. */
@@ -1515,6 +1665,7 @@ Suite *mp_test_data_suite(void)
     tcase_add_test(idx, idx_bad_inputs);
     tcase_add_test(idx, idx_header_and_length_errors);
     tcase_add_test(idx, idx_gzip_multi_member);
+    tcase_add_test(idx, idx_gzip_large_members);
     tcase_add_test(idx, idx_fuzz_seeds_load);
     tcase_add_test(idx, idx_allocation_failures);
     suite_add_tcase(s, idx);
