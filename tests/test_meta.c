@@ -1694,6 +1694,9 @@ START_TEST(checkpoint_sampler_mismatch_changes_nothing)
                  MP_ERR_IO);
     ck_assert_msg(strncmp(mp_last_error(), "mp_checkpoint_save_with_sampler: cannot create", 46) == 0, "%s",
                   mp_last_error());
+    /* The plain saver reports the same writer failure as its own. */
+    MP_CK_STATUS(mp_checkpoint_save("/nonexistent-dir/x.ckpt", c.model, c.prompt, c.meta), MP_ERR_IO);
+    ck_assert_msg(strncmp(mp_last_error(), "mp_checkpoint_save: cannot create", 33) == 0, "%s", mp_last_error());
     MP_CK_STATUS(mp_checkpoint_load_with_sampler(with, NULL, c.prompt, c.meta, c.sampler), MP_ERR_NULL_POINTER);
     MP_CK_ERROR_MENTIONS("mp_checkpoint_load_with_sampler: argument 'model'");
     MP_CK_STATUS(mp_checkpoint_load_with_sampler(NULL, c.model, c.prompt, c.meta, c.sampler), MP_ERR_NULL_POINTER);

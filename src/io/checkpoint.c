@@ -60,8 +60,8 @@ static mp_status save_all(mp__ckpt_writer *w, const char *path, const mp_model *
     return mp__ckpt_writer_save(w, path);
 }
 
-/* The steps report as "mp_checkpoint..." or "mp_checkpoint_save: ..."
- * (shared by both public savers): a failure is re-attributed to fn. */
+/* The writer steps report as "mp_checkpoint: ..." (they serve both public
+ * savers); a failure of theirs is re-issued as fn's. */
 static mp_status save(const char *fn, const char *path, const mp_model *model,
                       const mp_prompt *prompt, const mp_meta *meta, const mp_sampler *sampler)
 {
@@ -73,10 +73,12 @@ static mp_status save(const char *fn, const char *path, const mp_model *model,
                (int)model->d);
     if (meta) MP_TRY(mp__meta_ckpt_owner(meta, NULL, fn, model, prompt));
     mp__ckpt_writer *w;
-    MP_TRY(mp__ckpt_writer_create(&w));
-    mp_status st = save_all(w, path, model, prompt, meta, sampler);
-    mp__ckpt_writer_destroy(w);
-    return st;
+    mp_status st = mp__ckpt_writer_create(&w);
+    if (st == MP_OK) {
+        st = save_all(w, path, model, prompt, meta, sampler);
+        mp__ckpt_writer_destroy(w);
+    }
+    return st == MP_OK ? MP_OK : mp__fail_in(NULL, st, fn, NULL, "mp_checkpoint");
 }
 
 mp_status mp_checkpoint_save(const char *path, const mp_model *model, const mp_prompt *prompt,
@@ -89,12 +91,7 @@ mp_status mp_checkpoint_save_with_sampler(const char *path, const mp_model *mode
                                           const mp_prompt *prompt, const mp_meta *meta,
                                           const mp_sampler *sampler)
 {
-    static const char fn[] = "mp_checkpoint_save_with_sampler";
-    mp_status st = save(fn, path, model, prompt, meta, sampler);
-    if (st == MP_OK) return MP_OK;
-    const char *inner = starts_with(mp_last_error(), "mp_checkpoint_save: ") ? "mp_checkpoint_save"
-                                                                              : "mp_checkpoint";
-    return mp__fail_in(NULL, st, fn, NULL, inner);
+    return save("mp_checkpoint_save_with_sampler", path, model, prompt, meta, sampler);
 }
 
 /* ---- load: checks -------------------------------------------------------------- */

@@ -297,9 +297,9 @@ static mp_status write_file(const char *path, const unsigned char *b, size_t len
     char tmp[4096];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%lx", path, (long)getpid(), (unsigned long)(uintptr_t)b);
     MP_REQUIRE(n > 0 && (size_t)n < sizeof tmp, NULL, MP_ERR_INVALID_ARGUMENT,
-               "mp_checkpoint_save: path too long (%zu bytes)", strlen(path));
+               "mp_checkpoint: path too long (%zu bytes)", strlen(path));
     FILE *f = fopen(tmp, "wb");
-    MP_REQUIRE(f, NULL, MP_ERR_IO, "mp_checkpoint_save: cannot create '%s': %s", tmp, strerror(errno));
+    MP_REQUIRE(f, NULL, MP_ERR_IO, "mp_checkpoint: cannot create '%s': %s", tmp, strerror(errno));
     int ok = fwrite(b, 1, len, f) == len;
     int err = errno;
     ok = (fflush(f) == 0) && ok;
@@ -312,7 +312,7 @@ static mp_status write_file(const char *path, const unsigned char *b, size_t len
     }
     if (!ok) {
         remove(tmp);
-        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint_save: cannot write '%s': %s", path,
+        return mp__fail(NULL, MP_ERR_IO, "mp_checkpoint: cannot write '%s': %s", path,
                         strerror(err));
     }
     return MP_OK;
@@ -322,7 +322,7 @@ mp_status mp__ckpt_writer_save(mp__ckpt_writer *w, const char *path)
 {
     size_t len;
     unsigned char *b = serialise(w, &len);
-    MP_REQUIRE(b, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint_save: out of memory (file image)");
+    MP_REQUIRE(b, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint: out of memory (file image)");
     mp_status st = write_file(path, b, len);
     mp__free(b);
     return st;

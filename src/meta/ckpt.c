@@ -63,7 +63,7 @@ mp_status mp__meta_ckpt_owner(const mp_meta *m, char *herr, const char *fn, cons
 mp_status mp__meta_ckpt_write(const mp_meta *m, mp__ckpt_writer *w)
 {
     MP_REQUIRE(m->n_grad <= INT32_MAX, NULL, MP_ERR_UNSUPPORTED,
-               "mp_checkpoint_save: %zu meta-gradient entries exceed the format's %d columns",
+               "mp_checkpoint: %zu meta-gradient entries exceed the format's %d columns",
                m->n_grad, INT32_MAX);
     MP_TRY(write_config(m, w));
     MP_TRY(mp__ckpt_writer_add(w, tensor_names[0], 1, (int32_t)m->n_grad, m->m1));
