@@ -68,10 +68,11 @@ static const char *after_prefix(const char *msg, const char *prefix)
     return n && strncmp(msg, prefix, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
 }
 
-mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char *context, const char *internal)
+mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char *context, const char *internal,
+                      const char *msg)
 {
-    char inner[MP_ERRMSG_LEN];
-    memcpy(inner, tls_error, sizeof inner);
+    char inner[MP_ERRMSG_LEN]; /* msg may be the buffer the result is written to */
+    snprintf(inner, sizeof inner, "%s", msg ? msg : tls_error);
     const char *body = after_prefix(after_prefix(inner, fn), internal);
     if (context) return mp__fail(handle_err, st, "%s: %s: %s", fn, context, body);
     return mp__fail(handle_err, st, "%s: %s", fn, body);

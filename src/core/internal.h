@@ -21,11 +21,13 @@ mp_status mp__vfail(char *handle_err, mp_status st, const char *fmt, va_list ap)
 /* Copies the thread-local message into a handle's buffer (after a failing
  * nested call that only wrote the thread-local message). Returns st. */
 mp_status mp__fail_propagate(char *handle_err, mp_status st);
-/* Re-issues the thread-local message of a failed nested call as the public
- * function fn's: "<fn>: <context>: <message>" (no context when NULL), the
- * message stripped of a leading "<fn>: " or "<internal>: " (the prefix an
- * internal step uses when it serves several public functions). Returns st. */
-mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char *context, const char *internal);
+/* Re-issues the message of a failed nested call (msg, or the thread-local
+ * message when msg is NULL) as the public function fn's:
+ * "<fn>: <context>: <message>" (no context when NULL), the message stripped
+ * of a leading "<fn>: " or "<internal>: " (the prefix an internal step uses
+ * when it serves several public functions). Returns st. */
+mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char *context, const char *internal,
+                      const char *msg);
 
 /* One-line checks. `herr` is the handle's message buffer or NULL. */
 #define MP_REQUIRE(cond, herr, st, ...)                                     \

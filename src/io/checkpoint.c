@@ -78,7 +78,7 @@ static mp_status save(const char *fn, const char *path, const mp_model *model,
         st = save_all(w, path, model, prompt, meta, sampler);
         mp__ckpt_writer_destroy(w);
     }
-    return st == MP_OK ? MP_OK : mp__fail_in(NULL, st, fn, NULL, "mp_checkpoint");
+    return st == MP_OK ? MP_OK : mp__fail_in(NULL, st, fn, NULL, "mp_checkpoint", NULL);
 }
 
 mp_status mp_checkpoint_save(const char *path, const mp_model *model, const mp_prompt *prompt,
@@ -266,7 +266,7 @@ static mp_status fail_with_path(char *herr, mp_status st, const char *fn, const 
 {
     char ctx[MP_ERRMSG_LEN];
     snprintf(ctx, sizeof ctx, "'%s'", path);
-    return mp__fail_in(herr, st, fn, ctx, "mp_checkpoint");
+    return mp__fail_in(herr, st, fn, ctx, "mp_checkpoint", NULL);
 }
 
 static mp_status load(const char *fn, const char *path, mp_model *model, mp_prompt *prompt,

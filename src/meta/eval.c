@@ -107,7 +107,7 @@ mp_status mp_meta_adapt(const mp_meta *m, const mp_task *task, mp_prompt *out_pr
         if (params) memcpy(mp__model_params(out_model), params, m->n_params * sizeof(float));
     }
     mp__free(buf);
-    return st == MP_OK ? MP_OK : mp__fail_in(NULL, st, "mp_meta_adapt", NULL, "mp_meta");
+    return st == MP_OK ? MP_OK : mp__fail_in(NULL, st, "mp_meta_adapt", NULL, "mp_meta", NULL);
 }
 
 /* ---- evaluate ------------------------------------------------------------------------ */

@@ -234,10 +234,9 @@ mp_status mp__meta_first_failure(mp_meta *m, size_t n, const char *fn, size_t of
         const char *msg = m->slot_err + i * MP_ERRMSG_LEN;
         char ctx[48];
         snprintf(ctx, sizeof ctx, "%s: task %zu ", fn, offset + i);
-        mp__fail(NULL, st, "%s", msg);
-        if (strncmp(msg, ctx, strlen(ctx)) == 0) return mp__fail_propagate(m->err, st);
+        if (strncmp(msg, ctx, strlen(ctx)) == 0) return mp__fail(m->err, st, "%s", msg);
         snprintf(ctx, sizeof ctx, "task %zu", offset + i);
-        return mp__fail_in(m->err, st, fn, ctx, "mp_meta");
+        return mp__fail_in(m->err, st, fn, ctx, "mp_meta", msg);
     }
     return MP_OK;
 }
