@@ -65,21 +65,31 @@ void *mp__arena_alloc(mp_tape *t, size_t bytes) { return arena_alloc(&t->arena, 
 /* ---- scratch region of a recycling backward --------------------------------------- */
 static mp__sbuf *sbuf_of(const float *val) { return (mp__sbuf *)(void *)((char *)(uintptr_t)val - 64); }
 
+/* The size class of `bytes`, made on first use; -1 when the table is full
+ * (buffers of such a size are simply not reused). */
+static int32_t size_class(mp__scratch *s, size_t bytes)
+{
+    for (int32_t c = 0; c < s->ncls; c++)
+        if (s->size[c] == bytes) return c;
+    if (s->ncls == MP__SCRATCH_CLASSES) return -1;
+    s->size[s->ncls] = bytes;
+    s->head[s->ncls] = NULL;
+    return s->ncls++;
+}
+
 static float *scratch_alloc(mp_tape *t, size_t bytes)
 {
     mp__scratch *s = &t->scratch;
     bytes = align64(bytes ? bytes : 1);
-    mp__sbuf *b = NULL;
-    for (int32_t c = 0; c < s->ncls; c++)
-        if (s->size[c] == bytes) {
-            b = s->head[c];
-            if (b) s->head[c] = b->next;
-            break;
-        }
-    if (!b) {
+    int32_t c = size_class(s, bytes);
+    mp__sbuf *b = c >= 0 ? s->head[c] : NULL;
+    if (b) {
+        s->head[c] = b->next;
+    } else {
         b = arena_alloc(&t->sarena, 64 + bytes);
         if (!b) return NULL;
         b->size = bytes;
+        b->cls = c;
     }
     b->refs = 0;
     b->listed = 1; /* freed at the end of this step unless a gradient slot takes it */
@@ -106,8 +116,8 @@ static void scratch_unref(mp_tape *t, mp_var v)
 
 /* End of one node's backward: every buffer allocated or released during it
  * that no gradient slot holds is dead (values are computed when recorded and
- * only gradient slots are read by later steps), so it is put on its size's
- * free list. A size beyond the class table is simply not reused. */
+ * only gradient slots are read by later steps), so it is put on its size
+ * class's free list. */
 static void scratch_end_step(mp_tape *t)
 {
     mp__scratch *s = &t->scratch;
@@ -116,18 +126,9 @@ static void scratch_end_step(mp_tape *t)
     while (b) {
         mp__sbuf *next = b->next;
         b->listed = 0;
-        if (b->refs == 0) {
-            int32_t c = 0;
-            while (c < s->ncls && s->size[c] != b->size) c++;
-            if (c == s->ncls && c < MP__SCRATCH_CLASSES) {
-                s->size[c] = b->size;
-                s->head[c] = NULL;
-                s->ncls++;
-            }
-            if (c < s->ncls) {
-                b->next = s->head[c];
-                s->head[c] = b;
-            }
+        if (b->refs == 0 && b->cls >= 0) {
+            b->next = s->head[b->cls];
+            s->head[b->cls] = b;
         }
         b = next;
     }

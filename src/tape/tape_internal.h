@@ -74,6 +74,7 @@ typedef struct mp__sbuf {
     struct mp__sbuf *next; /* free list or this step's list */
     int32_t refs;          /* gradient slots holding it */
     int32_t listed;        /* on this step's list */
+    int32_t cls;           /* its size class, -1 when the class table was full */
 } mp__sbuf;
 typedef struct {
     size_t size[MP__SCRATCH_CLASSES];
