@@ -90,11 +90,13 @@ static mp_status parse_cell(const char *b, const char *e, size_t line, size_t co
     char buf[CELL_MAX];
     memcpy(buf, b, n);
     buf[n] = '\0';
-    MP_REQUIRE(!is_nonfinite_spelling(buf), NULL, MP_ERR_NOT_FINITE,
-               "%s: line %zu, column %zu: '%s' is not finite", what, line, col, buf);
-    MP_REQUIRE(is_decimal(buf), NULL, MP_ERR_FORMAT,
-               "%s: line %zu, column %zu: '%s' is not a number in decimal notation (such as 16, -0.5, 1e-3)",
-               what, line, col, buf);
+    if (!is_decimal(buf)) { /* the spelling is looked at only for cells that are not numbers */
+        MP_REQUIRE(!is_nonfinite_spelling(buf), NULL, MP_ERR_NOT_FINITE,
+                   "%s: line %zu, column %zu: '%s' is not finite", what, line, col, buf);
+        return mp__fail(NULL, MP_ERR_FORMAT,
+                        "%s: line %zu, column %zu: '%s' is not a number in decimal notation (such as 16, -0.5, "
+                        "1e-3)", what, line, col, buf);
+    }
     char *stop = NULL;
     double v = strtod(buf, &stop);
     MP_REQUIRE(stop == buf + n, NULL, MP_ERR_FORMAT, "%s: line %zu, column %zu: '%s' is not a number", what, line,
