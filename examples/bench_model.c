@@ -105,7 +105,7 @@ static double fwd_bwd_ms(state *s, int backward)
         }
         if (s->P > 0) mp_tape_leaf(s->t, s->P, s->d, s->prompt, (size_t)s->P * s->d, flags, &prv);
         mp_tape_leaf(s->t, s->n, s->in, s->x, (size_t)s->n * s->in, MP_LEAF_BORROW, &xv);
-        if (mp__model_forward(s->m, s->t, pv, prv, xv, &o) != MP_OK) return -1;
+        if (mp__model_forward(s->m, s->t, pv, prv, xv, NULL, &o) != MP_OK) return -1;
         if (backward) {
             if (mp__model_loss(s->m, s->t, o, s->labels, s->targets, (size_t)s->n, &loss) != MP_OK) return -1;
             if (mp_tape_backward(s->t, loss, 0) != MP_OK) return -1;

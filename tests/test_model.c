@@ -474,7 +474,7 @@ static void check_fixture_grads(const fixture *f, const mp_model *m, const mp_pr
     if (P > 0)
         MP_CK_OK(mp_tape_leaf(t, P, d, mp__prompt_data_const(p), (size_t)P * d, MP_LEAF_REQUIRES_GRAD, &prv));
     MP_CK_OK(mp_tape_leaf(t, (int32_t)x->rows, (int32_t)x->cols, x->v, (size_t)x->rows * x->cols, 0, &xv));
-    MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, &out));
+    MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, NULL, &out));
     int32_t labels[64];
     const float *targets = NULL;
     if (mp__model_is_classifier(m)) {
@@ -591,7 +591,7 @@ START_TEST(gradients_match_finite_differences)
     if (P > 0)
         MP_CK_OK(mp_tape_leaf(t, P, d, mp__prompt_data(p), (size_t)P * d, MP_LEAF_REQUIRES_GRAD, &prv));
     MP_CK_OK(mp_tape_leaf(t, (int32_t)n, mp__model_input_dim(m), x, n * mp__model_input_dim(m), 0, &xv));
-    MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, &out));
+    MP_CK_OK(mp__model_forward(m, t, pv, prv, xv, NULL, &out));
     MP_CK_OK(mp__model_loss(m, t, out, lb, tg, n, &loss));
     float tl;
     MP_CK_OK(mp_tape_scalar(t, loss, &tl));

@@ -73,6 +73,8 @@ typedef struct {
     float *scratch;                   /* query outputs, grown on demand */
     size_t scratch_cap;
     mp_task *task;                    /* sampler episodes during evaluation */
+    mp__fwd_cache cache;              /* prompt-independent forward parts on tape (cleared at
+                                         every reset of tape) */
 } mp__worker;
 
 typedef struct {

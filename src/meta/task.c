@@ -130,7 +130,7 @@ static mp_status loss_on(const mp_meta *m, mp__worker *w, mp_var prompt, mp_var 
                          const int32_t *labels, const float *targets, size_t n, mp_var *out,
                          mp_var *loss)
 {
-    MP_TRY(mp__model_forward(m->model, w->tape, w->cur, prompt, x, out));
+    MP_TRY(mp__model_forward(m->model, w->tape, w->cur, prompt, x, &w->cache, out));
     return mp__model_loss(m->model, w->tape, *out, labels, targets, n, loss);
 }
 
@@ -312,6 +312,7 @@ static mp_status start_tape(const mp_meta *m, mp__worker *w, const mp__task_view
                             const float *values, run_vars *v)
 {
     mp_tape *t = w->tape;
+    mp__fwd_cache_clear(&w->cache);
     MP_TRY(mp_tape_reset(t));
     MP_TRY(make_leaves(m, w, train, values, &v->prompt0));
     v->prompt = v->prompt0;

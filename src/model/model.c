@@ -157,7 +157,6 @@ void mp_model_destroy(mp_model *m)
     mp__free(m->init);
     mp__free(m->std);
     mp__free(m->params);
-    mp__free(m->pool);
     mp__free(m);
 }
 
@@ -188,7 +187,6 @@ mp_status mp_model_clone(mp_model **out, const mp_model *src)
     m->init = dup(src->init, cap * sizeof *m->init, &fail);
     m->std = dup(src->std, cap * sizeof *m->std, &fail);
     m->params = dup(src->params, src->nparams * sizeof(float), &fail);
-    m->pool = dup(src->pool, (size_t)src->S * (size_t)src->d * (size_t)src->d * sizeof(float), &fail);
     m->err[0] = '\0';
     if (fail) {
         mp_model_destroy(m);
@@ -278,7 +276,7 @@ static mp_status check_var(const mp_tape *t, mp_var v, const char *what, int32_t
 }
 
 mp_status mp__model_forward(const mp_model *m, mp_tape *t, const mp_var *params, mp_var prompt,
-                            mp_var x, mp_var *out)
+                            mp_var x, mp__fwd_cache *cache, mp_var *out)
 {
     int32_t n, c;
     MP_TRY(mp_tape_shape(t, x, &n, &c));
@@ -290,7 +288,7 @@ mp_status mp__model_forward(const mp_model *m, mp_tape *t, const mp_var *params,
     switch (m->kind) {
     case MP_MODEL_MLP: return mp__mlp_forward(m, t, params, prompt, x, n, out);
     case MP_MODEL_CONV: return mp__conv_forward(m, t, params, prompt, x, n, 0, out);
-    default: return mp__tf_forward(m, t, params, prompt, x, n, out);
+    default: return mp__tf_forward(m, t, params, prompt, x, n, cache, out);
     }
 }
 
@@ -378,7 +376,7 @@ static mp_status forward_chunk(const mp_model *m, mp_tape *t, mp_var *params,
     MP_TRY(mp__model_leaves(m, t, prompt, params, &pv));
     MP_TRY(mp_tape_leaf(t, (int32_t)rows, m->in_dim, x, rows * (size_t)m->in_dim, MP_LEAF_BORROW,
                         &xv));
-    return mp__model_forward(m, t, params, pv, xv, out);
+    return mp__model_forward(m, t, params, pv, xv, NULL, out);
 }
 
 typedef struct {

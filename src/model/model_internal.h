@@ -27,13 +27,45 @@ int32_t mp__model_input_dim(const mp_model *m);    /* features per example row *
 int32_t mp__model_output_dim(const mp_model *m);   /* classes or regression targets */
 int32_t mp__model_is_classifier(const mp_model *m);
 
+/* The prompt-independent start of forward passes over one input (the
+ * transformer's embeddings and block-0 projections of the real tokens),
+ * recorded by the first pass and reused by the passes that follow on the
+ * same tape: the inner steps of a task and their query pass record it once
+ * per task instead of once per pass. A slot is keyed by the input variable
+ * and the parameter variables it was computed from, so a pass with adapted
+ * backbone parameters (scope "all") records its own. Owned by the caller,
+ * one per tape, zeroed by mp__fwd_cache_clear, which must be called
+ * whenever that tape is reset (variable ids are then reused). */
+#define MP__FWD_CACHE_SLOTS 2  /* support and query set */
+#define MP__FWD_CACHE_KEYS  16 /* parameter variables a slot is keyed by */
+#define MP__FWD_CACHE_VARS  8  /* recorded variables a slot holds */
+typedef struct {
+    mp_var x; /* MP_VAR_NONE: empty */
+    int32_t nkeys;
+    mp_var keys[MP__FWD_CACHE_KEYS];
+    mp_var v[MP__FWD_CACHE_VARS];
+} mp__fwd_slot;
+typedef struct {
+    mp__fwd_slot slot[MP__FWD_CACHE_SLOTS];
+    int32_t next; /* slot the next miss overwrites */
+} mp__fwd_cache;
+static inline void mp__fwd_cache_clear(mp__fwd_cache *c)
+{
+    for (int32_t s = 0; s < MP__FWD_CACHE_SLOTS; s++) {
+        c->slot[s].x = MP_VAR_NONE;
+        c->slot[s].nkeys = 0;
+    }
+    c->next = 0;
+}
+
 /* Records the forward pass on tape: params[i] is the variable standing for
  * tensor i (a leaf over the model's buffer or an adapted value), prompt the
  * P x d prompt variable (MP_VAR_NONE when P == 0), x a batch x input_dim
  * variable. *out: batch x output_dim (logits or regression outputs).
- * Each example's output depends on that example and the prompt only. */
+ * Each example's output depends on that example and the prompt only.
+ * cache: see mp__fwd_cache, or NULL (every part recorded). */
 mp_status mp__model_forward(const mp_model *m, mp_tape *t, const mp_var *params, mp_var prompt,
-                            mp_var x, mp_var *out);
+                            mp_var x, mp__fwd_cache *cache, mp_var *out);
 
 /* Loss of outputs: mean cross-entropy against labels (classifier) or mean
  * squared error against targets (n x output_dim floats, regression). */

@@ -29,7 +29,6 @@ struct mp_model {
     float *std;     /* std per tensor for MP__INIT_NORMAL */
     size_t nparams;
     float *params;
-    float *pool;    /* transformer: (S*d) x d token-averaging matrix, constant */
     char err[MP_ERRMSG_LEN];
 };
 
@@ -60,7 +59,7 @@ mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_va
                            int32_t n, int32_t features_only, mp_var *out);
 mp_status mp__tf_layout(mp_model *m);
 mp_status mp__tf_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
-                         int32_t n, mp_var *out);
+                         int32_t n, mp__fwd_cache *cache, mp_var *out);
 /* Transformer: embeddings (without positions) of the examples' tokens,
  * n*S x d into emb (for prompt init from data). */
 mp_status mp__tf_embed_rows(const mp_model *m, const float *x, size_t n, float *emb);

@@ -79,18 +79,6 @@ static mp_status check_sizes(mp_model *m, int32_t d)
     return MP_OK;
 }
 
-/* Averaging matrix: [I/S; I/S; ...] ((S*d) x d), so that an n x (S*d) row
- * of token vectors times it is the per-example mean token. */
-static mp_status make_pool(mp_model *m)
-{
-    size_t S = (size_t)m->S, d = (size_t)m->d;
-    m->pool = mp__calloc(S * d * d, sizeof(float));
-    MP_REQUIRE(m->pool, NULL, MP_ERR_OUT_OF_MEMORY, "mp_model_create: out of memory (pooling)");
-    for (size_t s = 0; s < S; s++)
-        for (size_t j = 0; j < d; j++) m->pool[(s * d + j) * d + j] = 1.0f / (float)S;
-    return MP_OK;
-}
-
 mp_status mp__tf_layout(mp_model *m)
 {
     int32_t d = (int32_t)mp__mcfg(m, MP_CFG_MODEL_D_MODEL), M = (int32_t)mp__mcfg(m, MP_CFG_MODEL_MLP_DIM);
@@ -112,7 +100,7 @@ mp_status mp__tf_layout(mp_model *m)
     MP_TRY(mp__model_add_tensor(m, "head.weight", d, m->out_dim, MP__GROUP_HEAD, MP__INIT_NORMAL,
                                 sqrt(2.0 / (double)(d + m->out_dim))));
     MP_TRY(mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD, MP__INIT_ZERO, 0));
-    return make_pool(m);
+    return MP_OK;
 }
 
 /* ---- forward -------------------------------------------------------------------- */
@@ -153,51 +141,127 @@ static mp_status embed_patches(const mp_model *m, mp_tape *t, const mp_var *p, m
     return mp_merge_heads(t, r, n, m->S, m->d, out);
 }
 
-/* [prompt; tokens + pos] for each example -> (n*T) x d. */
-static mp_status input_sequence(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt,
-                                mp_var x, int32_t n, mp_var *out)
+/* Per example, [P rows of p (shared by every example); S rows of x_i]:
+ * p is P x d, x is (n*S) x d -> (n*T) x d. The broadcast's gradient sums
+ * over the examples. With P == 0 it is x itself. */
+static mp_status with_prompt_rows(const mp_model *m, mp_tape *t, mp_var p, mp_var x, int32_t n,
+                                  mp_var *out)
 {
-    int32_t d = m->d, tok = tokens(m);
-    mp_var e, rows, pos, seq;
-    if (tok) MP_TRY(embed_tokens(m, t, p[0], x, n, &e));
-    else MP_TRY(embed_patches(m, t, p, x, n, &e));
-    mp_var posv = p[tok ? 1 : 2];
-    MP_TRY(mp_reshape(t, e, n, m->S * d, &rows));
-    MP_TRY(mp_reshape(t, posv, 1, m->S * d, &pos));
-    MP_TRY(mp_add(t, rows, pos, &seq));
-    if (m->P > 0) {
-        mp_var pr;
-        MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, d, n, &pr));
-        MP_TRY(mp_concat(t, pr, seq, MP_AXIS_COLS, &seq));
+    int32_t d = m->d;
+    if (m->P == 0) {
+        *out = x;
+        return MP_OK;
     }
+    mp_var rows, pr, seq;
+    MP_TRY(mp_reshape(t, x, n, m->S * d, &rows));
+    MP_TRY(mp__prompt_rows_for_batch(t, p, m->P, d, n, &pr));
+    MP_TRY(mp_concat(t, pr, rows, MP_AXIS_COLS, &seq));
     return mp_reshape(t, seq, n * (m->P + m->S), d, out);
 }
 
-static mp_status attention(const mp_model *m, mp_tape *t, const mp_var *b, mp_var a, int32_t n,
-                           mp_var *out)
+/* The S real-token rows of each example of x ((n*T) x d) -> (n*S) x d. */
+static mp_status real_rows(const mp_model *m, mp_tape *t, mp_var x, int32_t n, mp_var *out)
 {
-    int32_t T = m->P + m->S, H = (int32_t)mp__mcfg(m, MP_CFG_MODEL_HEADS), dh = m->d / H;
-    mp_var q, k, v, qs, ks, vs, sc, ss, pr, o, om;
-    MP_TRY(linear(t, a, b[Q_W], b[Q_B], &q));
-    MP_TRY(linear(t, a, b[K_W], b[K_B], &k));
-    MP_TRY(linear(t, a, b[V_W], b[V_B], &v));
-    MP_TRY(mp_split_heads(t, q, n, T, H, &qs));
+    int32_t d = m->d;
+    if (m->P == 0) {
+        *out = x;
+        return MP_OK;
+    }
+    mp_var rows, real;
+    MP_TRY(mp_reshape(t, x, n, (m->P + m->S) * d, &rows));
+    MP_TRY(mp_slice(t, rows, MP_AXIS_COLS, m->P * d, m->S * d, &real));
+    return mp_reshape(t, real, n * m->S, d, out);
+}
+
+/* The prompt-independent start of the forward pass (mp__fwd_slot.v):
+ * the real tokens' embeddings plus positions, and for block 0 their layer
+ * norm and query/key/value projections (rows are independent up to the
+ * attention, so the prompt rows' share is computed per pass, on P rows). */
+enum { PRE_E, PRE_A, PRE_Q, PRE_K, PRE_V, PRE_COUNT };
+
+static mp_status prefix(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                        mp_var *v)
+{
+    int32_t d = m->d, tok = tokens(m), first = tok ? 2 : 3;
+    mp_var e, rows, pos, seq;
+    if (tok) MP_TRY(embed_tokens(m, t, p[0], x, n, &e));
+    else MP_TRY(embed_patches(m, t, p, x, n, &e));
+    MP_TRY(mp_reshape(t, e, n, m->S * d, &rows));
+    MP_TRY(mp_reshape(t, p[first - 1], 1, m->S * d, &pos));
+    MP_TRY(mp_add(t, rows, pos, &seq));
+    MP_TRY(mp_reshape(t, seq, n * m->S, d, &v[PRE_E]));
+    v[PRE_A] = v[PRE_Q] = v[PRE_K] = v[PRE_V] = MP_VAR_NONE;
+    if (mp__mcfg(m, MP_CFG_MODEL_LAYERS) == 0) return MP_OK;
+    const mp_var *b = p + first;
+    MP_TRY(mp_layer_norm(t, v[PRE_E], b[LN1_W], b[LN1_B], MP__NORM_EPS, &v[PRE_A]));
+    MP_TRY(linear(t, v[PRE_A], b[Q_W], b[Q_B], &v[PRE_Q]));
+    MP_TRY(linear(t, v[PRE_A], b[K_W], b[K_B], &v[PRE_K]));
+    return linear(t, v[PRE_A], b[V_W], b[V_B], &v[PRE_V]);
+}
+
+/* Tensors the prefix reads: the embedding, the positions and block 0's
+ * ln1, q, k and v. */
+static int32_t prefix_tensors(const mp_model *m)
+{
+    return (tokens(m) ? 2 : 3) + (mp__mcfg(m, MP_CFG_MODEL_LAYERS) > 0 ? V_B + 1 : 0);
+}
+
+/* Multi-head attention of the rows in a (the layer-normed input of the
+ * block). The queries are all T rows of each example, or with `last` only
+ * its S real tokens (the prompt rows' outputs of the last block are never
+ * read). q, k, v are given precomputed (block 0, from the prefix) or
+ * MP_VAR_NONE. -> (n*T or n*S) x d. */
+static mp_status attention(const mp_model *m, mp_tape *t, const mp_var *b, mp_var a, mp_var q, mp_var k,
+                           mp_var v, int32_t n, int32_t last, mp_var *out)
+{
+    int32_t T = m->P + m->S, Tq = last ? m->S : T, H = (int32_t)mp__mcfg(m, MP_CFG_MODEL_HEADS),
+            dh = m->d / H;
+    mp_var qs, ks, vs, sc, ss, pr, o, om;
+    if (q == MP_VAR_NONE) {
+        mp_var aq = a;
+        if (last) MP_TRY(real_rows(m, t, a, n, &aq));
+        MP_TRY(linear(t, aq, b[Q_W], b[Q_B], &q));
+    }
+    if (k == MP_VAR_NONE) MP_TRY(linear(t, a, b[K_W], b[K_B], &k));
+    if (v == MP_VAR_NONE) MP_TRY(linear(t, a, b[V_W], b[V_B], &v));
+    MP_TRY(mp_split_heads(t, q, n, Tq, H, &qs));
     MP_TRY(mp_split_heads(t, k, n, T, H, &ks));
     MP_TRY(mp_split_heads(t, v, n, T, H, &vs));
     MP_TRY(mp_batch_matmul(t, qs, ks, n * H, 0, 1, &sc));
     MP_TRY(mp_scale(t, sc, 1.0f / sqrtf((float)dh), &ss));
     MP_TRY(mp_softmax(t, ss, &pr));
     MP_TRY(mp_batch_matmul(t, pr, vs, n * H, 0, 0, &o));
-    MP_TRY(mp_merge_heads(t, o, n, T, H, &om));
+    MP_TRY(mp_merge_heads(t, o, n, Tq, H, &om));
     return linear(t, om, b[O_W], b[O_B], out);
 }
 
-static mp_status layer(const mp_model *m, mp_tape *t, const mp_var *b, mp_var h, int32_t n,
-                       mp_var *out)
+/* One pre-LN block on h ((n*T) x d). Block 0 takes its attention input's
+ * real-token rows and projections from the prefix pre; the last block keeps
+ * only the real tokens' rows: -> (n*S) x d. */
+static mp_status layer(const mp_model *m, mp_tape *t, const mp_var *b, mp_var h, mp_var prompt,
+                       const mp_var *pre, int32_t n, int32_t last, mp_var *out)
 {
-    mp_var a, at, h1, a2, f1, g, f2;
-    MP_TRY(mp_layer_norm(t, h, b[LN1_W], b[LN1_B], MP__NORM_EPS, &a));
-    MP_TRY(attention(m, t, b, a, n, &at));
+    mp_var a = MP_VAR_NONE, q = MP_VAR_NONE, k = MP_VAR_NONE, v = MP_VAR_NONE;
+    mp_var at, h1, a2, f1, g, f2;
+    if (pre) {
+        /* Rows are independent until the attention: the prompt's P rows go
+         * through ln1 and the projections once and are broadcast. */
+        mp_var ap = MP_VAR_NONE, qp = MP_VAR_NONE, kp = MP_VAR_NONE, vp = MP_VAR_NONE;
+        if (m->P > 0) {
+            MP_TRY(mp_layer_norm(t, prompt, b[LN1_W], b[LN1_B], MP__NORM_EPS, &ap));
+            if (!last) MP_TRY(linear(t, ap, b[Q_W], b[Q_B], &qp));
+            MP_TRY(linear(t, ap, b[K_W], b[K_B], &kp));
+            MP_TRY(linear(t, ap, b[V_W], b[V_B], &vp));
+        }
+        if (last) q = pre[PRE_Q];
+        else MP_TRY(with_prompt_rows(m, t, qp, pre[PRE_Q], n, &q));
+        MP_TRY(with_prompt_rows(m, t, kp, pre[PRE_K], n, &k));
+        MP_TRY(with_prompt_rows(m, t, vp, pre[PRE_V], n, &v));
+    } else {
+        MP_TRY(mp_layer_norm(t, h, b[LN1_W], b[LN1_B], MP__NORM_EPS, &a));
+    }
+    MP_TRY(attention(m, t, b, a, q, k, v, n, last, &at));
+    if (last) MP_TRY(real_rows(m, t, h, n, &h));
     MP_TRY(mp_add(t, h, at, &h1));
     MP_TRY(mp_layer_norm(t, h1, b[LN2_W], b[LN2_B], MP__NORM_EPS, &a2));
     MP_TRY(linear(t, a2, b[FC1_W], b[FC1_B], &f1));
@@ -206,28 +270,50 @@ static mp_status layer(const mp_model *m, mp_tape *t, const mp_var *b, mp_var h,
     return mp_add(t, h1, f2, out);
 }
 
-/* Mean of the real tokens (the prompt rows never count as outputs). */
-static mp_status pool_real_tokens(const mp_model *m, mp_tape *t, mp_var h, int32_t n, mp_var *out)
+/* Per-example mean of the S rows of f ((n*S) x d): a 1 x S row of 1/S
+ * times each example's S x d block. */
+static mp_status mean_tokens(const mp_model *m, mp_tape *t, mp_var f, int32_t n, mp_var *out)
 {
-    int32_t d = m->d;
-    mp_var rows, real, pool;
-    MP_TRY(mp_reshape(t, h, n, (m->P + m->S) * d, &rows));
-    MP_TRY(mp_slice(t, rows, MP_AXIS_COLS, m->P * d, m->S * d, &real));
-    MP_TRY(mp_tape_leaf(t, m->S * d, d, m->pool, (size_t)m->S * (size_t)d * (size_t)d,
-                        MP_LEAF_BORROW, &pool));
-    return mp_matmul(t, real, pool, 0, 0, out);
+    mp_var w;
+    MP_TRY(mp_tape_fill(t, n, m->S, 1.0f / (float)m->S, &w));
+    return mp_batch_matmul(t, w, f, n, 0, 0, out);
+}
+
+/* Looks up (or records and stores) the prefix of x in the cache. */
+static mp_status cached_prefix(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                               mp__fwd_cache *cache, mp_var *pre)
+{
+    int32_t nk = prefix_tensors(m);
+    if (!cache || nk > MP__FWD_CACHE_KEYS) return prefix(m, t, p, x, n, pre);
+    for (int32_t s = 0; s < MP__FWD_CACHE_SLOTS; s++) {
+        mp__fwd_slot *sl = &cache->slot[s];
+        if (sl->x != x || sl->nkeys != nk || memcmp(sl->keys, p, (size_t)nk * sizeof *p) != 0) continue;
+        memcpy(pre, sl->v, PRE_COUNT * sizeof *pre);
+        return MP_OK;
+    }
+    MP_TRY(prefix(m, t, p, x, n, pre));
+    mp__fwd_slot *sl = &cache->slot[cache->next];
+    cache->next = (cache->next + 1) % MP__FWD_CACHE_SLOTS;
+    sl->x = x;
+    sl->nkeys = nk;
+    memcpy(sl->keys, p, (size_t)nk * sizeof *p);
+    memcpy(sl->v, pre, PRE_COUNT * sizeof *pre);
+    return MP_OK;
 }
 
 mp_status mp__tf_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
-                         int32_t n, mp_var *out)
+                         int32_t n, mp__fwd_cache *cache, mp_var *out)
 {
     int32_t L = (int32_t)mp__mcfg(m, MP_CFG_MODEL_LAYERS), first = tokens(m) ? 2 : 3;
-    mp_var h, f, pooled;
-    MP_TRY(input_sequence(m, t, p, prompt, x, n, &h));
-    for (int32_t l = 0; l < L; l++) MP_TRY(layer(m, t, p + first + PER_LAYER * l, h, n, &h));
+    mp_var pre[PRE_COUNT], h, f, pooled;
+    MP_TRY(cached_prefix(m, t, p, x, n, cache, pre));
+    MP_TRY(with_prompt_rows(m, t, prompt, pre[PRE_E], n, &h));
+    for (int32_t l = 0; l < L; l++)
+        MP_TRY(layer(m, t, p + first + PER_LAYER * l, h, prompt, l == 0 ? pre : NULL, n, l == L - 1, &h));
     const mp_var *tail = p + first + PER_LAYER * L;
+    if (L == 0) MP_TRY(real_rows(m, t, h, n, &h));
     MP_TRY(mp_layer_norm(t, h, tail[0], tail[1], MP__NORM_EPS, &f));
-    MP_TRY(pool_real_tokens(m, t, f, n, &pooled));
+    MP_TRY(mean_tokens(m, t, f, n, &pooled));
     return linear(t, pooled, tail[2], tail[3], out);
 }
 
