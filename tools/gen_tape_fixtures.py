@@ -157,6 +157,15 @@ CASES = [
     ("div_left_col", [(3, 1), (3, 4)], [U, P], torch.div),
     ("mul_left_col", [(3, 1), (3, 4)], [U, U], torch.mul),
     ("batch_matmul_tt", [(8, 3), (6, 4)], [U, U], lambda a, b: bmm(a, b, 2, 1, 1)),
+    # mp__heads_matmul: operands in the merged multi-head layout, used in place
+    # (2 examples, seq 3, 2 heads of width 2); the reference splits and merges.
+    ("heads_qk", [(6, 4), (6, 4)], [U, U],
+     lambda q, k: bmm(split_heads(q, 2, 3, 2), split_heads(k, 2, 3, 2), 4, 0, 1)),
+    ("heads_pv", [(12, 3), (6, 4)], [U, U],
+     lambda p, v: merge_heads(bmm(p, split_heads(v, 2, 3, 2), 4, 0, 0), 2, 3, 2)),
+    ("heads_tn", [(6, 4), (6, 4)], [U, U],
+     lambda a, b: bmm(split_heads(a, 2, 3, 2), split_heads(b, 2, 3, 2), 4, 1, 0)),
+    ("heads_attention", [(6, 4), (4, 4), (4, 4), (4, 4)], [U] * 4, attention),
 ]
 
 

@@ -214,9 +214,8 @@ static int32_t prefix_tensors(const mp_model *m)
 static mp_status attention(const mp_model *m, mp_tape *t, const mp_var *b, mp_var a, mp_var q, mp_var k,
                            mp_var v, int32_t n, int32_t last, mp_var *out)
 {
-    int32_t T = m->P + m->S, Tq = last ? m->S : T, H = (int32_t)mp__mcfg(m, MP_CFG_MODEL_HEADS),
-            dh = m->d / H;
-    mp_var qs, ks, vs, sc, ss, pr, o, om;
+    int32_t H = (int32_t)mp__mcfg(m, MP_CFG_MODEL_HEADS), dh = m->d / H;
+    mp_var sc, ss, pr, om;
     if (q == MP_VAR_NONE) {
         mp_var aq = a;
         if (last) MP_TRY(real_rows(m, t, a, n, &aq));
@@ -224,14 +223,13 @@ static mp_status attention(const mp_model *m, mp_tape *t, const mp_var *b, mp_va
     }
     if (k == MP_VAR_NONE) MP_TRY(linear(t, a, b[K_W], b[K_B], &k));
     if (v == MP_VAR_NONE) MP_TRY(linear(t, a, b[V_W], b[V_B], &v));
-    MP_TRY(mp_split_heads(t, q, n, Tq, H, &qs));
-    MP_TRY(mp_split_heads(t, k, n, T, H, &ks));
-    MP_TRY(mp_split_heads(t, v, n, T, H, &vs));
-    MP_TRY(mp_batch_matmul(t, qs, ks, n * H, 0, 1, &sc));
+    /* Per example and head, on the (rows x d) projections in place:
+     * scores (n*H*Tq) x T = q k^T, then (n*Tq) x d = softmax(scores) v. */
+    static const int32_t qk[3] = {1, 1, 0}, pv[3] = {0, 1, 1};
+    MP_TRY(mp__heads_matmul(t, q, k, n * H, H, 0, 1, qk, &sc));
     MP_TRY(mp_scale(t, sc, 1.0f / sqrtf((float)dh), &ss));
     MP_TRY(mp_softmax(t, ss, &pr));
-    MP_TRY(mp_batch_matmul(t, pr, vs, n * H, 0, 0, &o));
-    MP_TRY(mp_merge_heads(t, o, n, Tq, H, &om));
+    MP_TRY(mp__heads_matmul(t, pr, v, n * H, H, 0, 0, pv, &om));
     return linear(t, om, b[O_W], b[O_B], out);
 }
 

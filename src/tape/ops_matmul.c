@@ -6,20 +6,46 @@
 #include <cblas.h>
 
 /* A batched product has attr = {trans_a, trans_b, batch, shared_a, shared_b,
- * sum_out}: a shared operand is one block used by every batch item, and a
- * summed output is the sum of the batch items' products (one block). The
- * family is closed under differentiation (the gradient of a shared operand
- * is a summed product), which is what conv2d's shared filter bank needs. */
+ * sum_out}: a shared operand (flag 1) is one block used by every batch item,
+ * and a summed output (flag 1) is the sum of the batch items' products (one
+ * block). The family is closed under differentiation (the gradient of a
+ * shared operand is a summed product), which is what conv2d's shared filter
+ * bank needs.
+ * A flag -H (H >= 1 heads) puts that operand or the output in the merged
+ * multi-head layout of attention: it is (batch/H * seq) x (H * dh), and item
+ * i = e*H + h is the seq x dh block of example e, head h (rows e*seq.., columns
+ * h*dh..; leading dimension H*dh), read and written in place, so attention
+ * needs no split_heads / merge_heads copies. The layout is a property of an
+ * operand, so the gradient products carry it over exactly as the shared
+ * flags. */
 typedef struct {
     int32_t m, k, k2, n;
 } mm_dims;
 
+/* Rows and columns of one item's block of an operand with the given flag. */
+static void block_shape(const mp__node *X, int32_t batch, int32_t flag, int32_t *r, int32_t *c)
+{
+    *r = flag > 0 ? X->rows : flag < 0 ? X->rows / (batch / -flag) : X->rows / batch;
+    *c = flag < 0 ? X->cols / -flag : X->cols;
+}
+
 static mm_dims dims(const mp__node *A, const mp__node *B, int32_t batch, int32_t ta, int32_t tb, int32_t sa,
                     int32_t sb)
 {
-    int32_t ra = sa ? A->rows : A->rows / batch, rb = sb ? B->rows : B->rows / batch;
-    mm_dims d = {ta ? A->cols : ra, ta ? ra : A->cols, tb ? B->cols : rb, tb ? rb : B->cols};
+    int32_t ra, ca, rb, cb;
+    block_shape(A, batch, sa, &ra, &ca);
+    block_shape(B, batch, sb, &rb, &cb);
+    mm_dims d = {ta ? ca : ra, ta ? ra : ca, tb ? cb : rb, tb ? rb : cb};
     return d;
+}
+
+/* Where item i's block of an operand starts (r x c blocks, ld columns). */
+static size_t block_at(int32_t i, int32_t flag, int32_t r, int32_t c, int32_t ld)
+{
+    if (flag > 0) return 0;
+    if (flag == 0) return (size_t)i * (size_t)r * (size_t)c;
+    int32_t e = i / -flag, h = i % -flag; /* example, head */
+    return (size_t)e * (size_t)r * (size_t)ld + (size_t)h * (size_t)c;
 }
 
 static void gemm_blocks(mp_tape *t, mp__node *o)
@@ -28,13 +54,14 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
     const int32_t *at = o->attr;
     int32_t ta = at[0], tb = at[1], batch = at[2], sa = at[3], sb = at[4], so = at[5];
     mm_dims d = dims(A, B, batch, ta, tb, sa, sb);
-    size_t stride_a = sa ? 0 : (size_t)(A->rows / batch) * A->cols;
-    size_t stride_b = sb ? 0 : (size_t)(B->rows / batch) * B->cols;
-    size_t stride_o = so ? 0 : (size_t)d.m * d.n;
+    int32_t ra, ca, rb, cb;
+    block_shape(A, batch, sa, &ra, &ca);
+    block_shape(B, batch, sb, &rb, &cb);
     for (int32_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, d.m, d.n, d.k,
-                    1.0f, A->val + i * stride_a, A->cols, B->val + i * stride_b, B->cols,
-                    so && i > 0 ? 1.0f : 0.0f, o->val + i * stride_o, d.n);
+                    1.0f, A->val + block_at(i, sa, ra, ca, A->cols), A->cols,
+                    B->val + block_at(i, sb, rb, cb, B->cols), B->cols, so > 0 && i > 0 ? 1.0f : 0.0f,
+                    o->val + block_at(i, so, d.m, d.n, o->cols), o->cols);
 }
 
 /* C = op(A) op(B): dA = ta ? op(B) G^T : G op(B)^T ; dB = tb ? G^T op(A) : op(A)^T G.
@@ -66,11 +93,12 @@ mp_status mp__bwd_bmm(mp_tape *t, mp_var v, mp_var g) { return gemm_backward(t, 
 mp_status mp__bmm_ex(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa, int32_t sb,
                      int32_t so, mp_var *out)
 {
-    if (batch == 1) sa = sb = so = 0; /* one item: all the same */
+    if (batch == 1) sa = sb = so = 0; /* one item (so one head): all the same */
     mm_dims d = dims(mp__nd(t, a), mp__nd(t, b), batch, ta, tb, sa, sb);
     int32_t attr[6] = {ta, tb, batch, sa, sb, so};
     int32_t op = batch == 1 ? MP__OP_MATMUL : MP__OP_BMM;
-    return mp__record(t, op, so ? d.m : batch * d.m, d.n, a, b, attr, 0.0f, NULL, out);
+    int32_t rows = so > 0 ? d.m : so < 0 ? batch / -so * d.m : batch * d.m, cols = so < 0 ? -so * d.n : d.n;
+    return mp__record(t, op, rows, cols, a, b, attr, 0.0f, NULL, out);
 }
 mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, mp_var *out)
 {
@@ -119,5 +147,35 @@ mp_status mp_batch_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t
     MP_TRY(check_mm(t, "mp_batch_matmul", &a, &b, batch, trans_a, trans_b));
     mp_var r;
     mp_status st = mp__bmm(t, a, b, batch, trans_a, trans_b, &r);
+    return mp__emit(t, st, &r, out);
+}
+
+mp_status mp__heads_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t heads, int32_t trans_a,
+                           int32_t trans_b, const int32_t layout[3], mp_var *out)
+{
+    static const char fn[] = "mp__heads_matmul";
+    MP__START(t, out, fn);
+    MP_TRY(mp__check_var(t, fn, "a", &a));
+    MP_TRY(mp__check_var(t, fn, "b", &b));
+    MP_REQUIRE((trans_a == 0 || trans_a == 1) && (trans_b == 0 || trans_b == 1) && heads >= 1 && batch >= 1 &&
+                   batch % heads == 0 && (layout[0] | layout[1] | layout[2]) >= 0 && layout[0] <= 1 &&
+                   layout[1] <= 1 && layout[2] <= 1,
+               t->err, MP_ERR_INVALID_ARGUMENT, "%s: trans %d/%d, batch %d, heads %d, layout %d/%d/%d are invalid",
+               fn, (int)trans_a, (int)trans_b, (int)batch, (int)heads, (int)layout[0], (int)layout[1],
+               (int)layout[2]);
+    int32_t f[3];
+    for (int k = 0; k < 3; k++) f[k] = layout[k] ? -heads : 0;
+    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    int32_t per_a = f[0] ? batch / heads : batch, per_b = f[1] ? batch / heads : batch;
+    MP_REQUIRE(A->rows % per_a == 0 && B->rows % per_b == 0 && A->cols % (f[0] ? heads : 1) == 0 &&
+                   B->cols % (f[1] ? heads : 1) == 0,
+               t->err, MP_ERR_SHAPE_MISMATCH, "%s: a %dx%d and b %dx%d do not split into %d items of %d heads", fn,
+               (int)A->rows, (int)A->cols, (int)B->rows, (int)B->cols, (int)batch, (int)heads);
+    mm_dims d = dims(A, B, batch, trans_a, trans_b, f[0], f[1]);
+    MP_REQUIRE(d.k == d.k2, t->err, MP_ERR_SHAPE_MISMATCH, "%s: inner dimensions differ (%d and %d)", fn,
+               (int)d.k, (int)d.k2);
+    mp_var r;
+    mp_status st = batch == 1 ? mp__bmm_ex(t, a, b, 1, trans_a, trans_b, 0, 0, 0, &r)
+                              : mp__bmm_ex(t, a, b, batch, trans_a, trans_b, f[0], f[1], f[2], &r);
     return mp__emit(t, st, &r, out);
 }
