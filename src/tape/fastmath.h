@@ -64,4 +64,23 @@ static inline float mp__normal_cdf(float x)
     return z < 0.0f ? half_erfc_a : upper;
 }
 
+/* Phi(x) as mp__normal_cdf and *pdf = phi(x) = e^(-x^2/2)/sqrt(2 pi) from
+ * the same exponential (one e^x instead of two in gelu's derivative). */
+static inline float mp__normal_cdf_pdf(float x, float *pdf)
+{
+    float z = x * 0.70710678118654752f, nz = -z;
+    float a = z < 0.0f ? nz : z;
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    float e = mp__expf(-a * a);
+    *pdf = 0.39894228040143268f * e;
+    float half_erfc_a = 0.5f * t * p * e;
+    float upper = 1.0f - half_erfc_a;
+    return z < 0.0f ? half_erfc_a : upper;
+}
+
 #endif

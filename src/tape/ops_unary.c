@@ -148,7 +148,10 @@ MP__SIMD_CLONES static void gelu0_loop(const float *restrict x, float *restrict 
 }
 MP__SIMD_CLONES static void gelu1_loop(const float *restrict x, float *restrict y, size_t n)
 {
-    for (size_t k = 0; k < n; k++) y[k] = mp__normal_cdf(x[k]) + x[k] * 0.39894228f * mp__expf(-0.5f * x[k] * x[k]);
+    for (size_t k = 0; k < n; k++) {
+        float pdf, cdf = mp__normal_cdf_pdf(x[k], &pdf);
+        y[k] = cdf + x[k] * pdf;
+    }
 }
 
 /* Orders 2 and 3 (second-order MAML differentiates the recorded first
