@@ -91,12 +91,107 @@ START_TEST(heads_matmul_rejects_bad_inputs)
 }
 END_TEST
 
+/* ---- layer norm: fused derivatives of every order -----------------------------------
+ * L(x) = sum(w * y + 0.5 (y * s)^2), y = layer_norm(x) * gamma + beta, 3 rows of 5.
+ * The Hessian-vector product's x-part comes from the fused ln_bwd_x node
+ * when the second sweep records constants and from the composed ops when it
+ * records a graph: both must agree, and differentiating the composed one once
+ * more (third order) must match central differences of u . H(x) v. */
+enum { LR = 3, LC = 5, LN = LR * LC };
+static const float ln_w[LN] = {0.3f, -0.7f, 1.1f, 0.2f, -0.4f, 0.9f, 0.5f, -1.2f, 0.8f, -0.1f,
+                               0.6f, -0.3f, 0.4f, -0.9f, 1.0f};
+static const float ln_s[LN] = {1.0f, 0.5f, -0.8f, 1.3f, 0.7f, -0.6f, 0.9f, 1.1f, -0.4f, 0.2f,
+                               0.8f, -1.0f, 0.3f, 0.6f, -0.7f};
+static const float ln_gamma[LC] = {1.2f, 0.8f, -0.5f, 1.0f, 0.6f}, ln_beta[LC] = {0.1f, -0.2f, 0.3f, 0.0f, 0.5f};
+
+/* Records L(x) and its gradient g (create_graph) and h = sum(g * v); *xv is x. */
+static void ln_grad_dot(mp_tape *t, const float *x, const float *v, mp_var *xv, mp_var *h)
+{
+    mp_var gm, bt, y, w, s, p, l, g, vv;
+    MP_CK_OK(mp_tape_reset(t));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, x, LN, MP_LEAF_REQUIRES_GRAD, xv));
+    MP_CK_OK(mp_tape_leaf(t, 1, LC, ln_gamma, LC, 0, &gm));
+    MP_CK_OK(mp_tape_leaf(t, 1, LC, ln_beta, LC, 0, &bt));
+    MP_CK_OK(mp_layer_norm(t, *xv, gm, bt, 1e-5f, &y));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_w, LN, 0, &w));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_s, LN, 0, &s));
+    MP_CK_OK(mp_mul(t, y, w, &l));
+    MP_CK_OK(mp_mul(t, y, s, &p));
+    MP_CK_OK(mp_mul(t, p, p, &p));
+    MP_CK_OK(mp_scale(t, p, 0.5f, &p));
+    MP_CK_OK(mp_add(t, l, p, &l));
+    MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+    MP_CK_OK(mp_tape_backward(t, l, 1));
+    MP_CK_OK(mp_tape_grad(t, *xv, &g));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, v, LN, 0, &vv));
+    MP_CK_OK(mp_mul(t, g, vv, &p));
+    MP_CK_OK(mp_sum(t, p, MP_REDUCE_ALL, h));
+}
+
+/* H(x) v through the fused (create_graph 0) or composed (1) path. */
+static void ln_hvp(mp_tape *t, const float *x, const float *v, int32_t graph, float *hv, mp_var *hvv, mp_var *xv)
+{
+    mp_var h;
+    ln_grad_dot(t, x, v, xv, &h);
+    MP_CK_OK(mp_tape_backward(t, h, graph));
+    MP_CK_OK(mp_tape_grad(t, *xv, hvv));
+    MP_CK_OK(mp_tape_read(t, *hvv, hv, LN));
+}
+
+START_TEST(layer_norm_fused_and_composed_derivatives_agree_to_third_order)
+{
+    float x[LN], v[LN], u[LN], hv0[LN], hv1[LN], third[LN];
+    for (int i = 0; i < LN; i++) {
+        x[i] = (float)(-2.0 + 4.0 * ((i * 37) % LN) / (LN - 1.0)); /* distinct values, both signs */
+        v[i] = (float)(0.9 * sin(1.7 * i + 0.3));
+        u[i] = (float)(0.8 * cos(0.9 * i + 0.1));
+    }
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var xv, hvv, p, uv, k, tv;
+    ln_hvp(t, x, v, 0, hv0, &hvv, &xv);
+    ln_hvp(t, x, v, 1, hv1, &hvv, &xv);
+    double scale = 0;
+    for (int i = 0; i < LN; i++) scale = fmax(scale, fabs(hv0[i]));
+    ck_assert_msg(scale > 0.1, "degenerate Hessian-vector product (max %g)", scale);
+    for (int i = 0; i < LN; i++)
+        ck_assert_msg(fabs(hv0[i] - hv1[i]) <= 2e-5 * (fabs(hv0[i]) + scale), "HVP %d: fused %.8g, composed %.8g", i,
+                      (double)hv0[i], (double)hv1[i]);
+    /* Third order: d/dx (u . H(x) v) through the composed graph. */
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, u, LN, 0, &uv));
+    MP_CK_OK(mp_mul(t, hvv, uv, &p));
+    MP_CK_OK(mp_sum(t, p, MP_REDUCE_ALL, &k));
+    MP_CK_OK(mp_tape_backward(t, k, 0));
+    MP_CK_OK(mp_tape_grad(t, xv, &tv));
+    MP_CK_OK(mp_tape_read(t, tv, third, LN));
+    double tscale = 0, worst = 0;
+    for (int i = 0; i < LN; i++) tscale = fmax(tscale, fabs(third[i]));
+    ck_assert_msg(tscale > 0.1, "degenerate third derivative (max %g)", tscale);
+    for (int i = 0; i < LN; i++) {
+        const float eps = 1e-2f, x0 = x[i];
+        float hp[LN], hm[LN];
+        x[i] = x0 + eps;
+        ln_hvp(t, x, v, 0, hp, &hvv, &xv);
+        x[i] = x0 - eps;
+        ln_hvp(t, x, v, 0, hm, &hvv, &xv);
+        x[i] = x0;
+        double fd = 0;
+        for (int j = 0; j < LN; j++) fd += (double)u[j] * ((double)hp[j] - (double)hm[j]) / (2.0 * eps);
+        double err = fabs(fd - third[i]) / (fabs(fd) + 0.1 * tscale);
+        if (err > worst) worst = err;
+        ck_assert_msg(err <= 5e-3, "third derivative %d: tape %.7g, finite difference %.7g", i, (double)third[i], fd);
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
 Suite *mp_test_tape_fused_suite(void)
 {
     Suite *s = suite_create("tape_fused");
-    TCase *g = tcase_create("gelu");
+    TCase *g = tcase_create("fused");
     tcase_add_test(g, gelu_higher_derivatives_match_closed_forms);
     tcase_add_test(g, heads_matmul_rejects_bad_inputs);
+    tcase_add_test(g, layer_norm_fused_and_composed_derivatives_agree_to_third_order);
     suite_add_tcase(s, g);
     return s;
 }

@@ -1,81 +1,215 @@
-/* Layer norm as two fused ops whose backward passes are compositions of
- * recorded ops (so every order of derivative is available):
- *   r = ln_rstd(x)    = 1 / sqrt(var(x) + eps), rows x 1 (biased variance, as PyTorch)
- *   y = ln_apply(x, r) = (x - mean(x)) * r
- * then y * gamma + beta. Two passes over x instead of eight recorded ops. */
+/* Layer norm as fused ops whose derivatives are fused ops too:
+ *   y = ln_norm(x)        = (x - mean(x)) r, r = 1/sqrt(var(x) + eps) per row
+ *                           (biased variance, as PyTorch), then y * gamma + beta;
+ *   dx = ln_bwd(g, x)     = r (g - mean(g) - y mean(g y)), the vector-Jacobian
+ *                           product of ln_norm, one node instead of the ten of
+ *                           a composed backward (what an inner step records);
+ *   its own derivatives: with respect to g it is ln_bwd(a, x) again (the map
+ *   g -> r (g - mean g - y mean(g y)) is symmetric), with respect to x the
+ *   closed form below: one fused node (ln_bwd_x) when the sweep records
+ *   constants (create_graph = 0, the outer backward of the meta-step), or
+ *   a composition of recorded ops when a further order is wanted.
+ *   r = ln_rstd(x) (rows x 1) is kept for that composition.
+ * Row statistics are recomputed from x by every kernel (two passes, no
+ * cancellation) rather than stored. */
 #include "tape/tape_internal.h"
 
 #include <math.h>
 
 static float row_mean(const float *x, int32_t C) { return (float)(mp__sum8(x, (size_t)C) / C); }
 
+/* Mean and 1/sqrt(var + eps) of one row. */
+static float row_rstd(const float *restrict x, int32_t C, float eps, float *mean)
+{
+    float mu = row_mean(x, C), acc[8] = {0};
+    int32_t j = 0;
+    for (; j + 8 <= C; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
+    double v = 0;
+    for (; j < C; j++) v += (x[j] - mu) * (x[j] - mu);
+    for (int l = 0; l < 8; l++) v += acc[l];
+    *mean = mu;
+    return (float)(1.0 / sqrt(v / C + eps));
+}
+
+/* Sum of a[j] * b[j] with eight partial sums (as mp__sum8). */
+static double dot8(const float *restrict a, const float *restrict b, int32_t C)
+{
+    float acc[8] = {0};
+    int32_t j = 0;
+    for (; j + 8 <= C; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * b[j + l];
+    double s = 0;
+    for (; j < C; j++) s += a[j] * b[j];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
+/* Sum of a[j] * (x[j] - mu) * r, i.e. of a times the normalized row. */
+static double dot_norm(const float *restrict a, const float *restrict x, float mu, float r, int32_t C)
+{
+    float acc[8] = {0};
+    int32_t j = 0;
+    for (; j + 8 <= C; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * ((x[j + l] - mu) * r);
+    double s = 0;
+    for (; j < C; j++) s += a[j] * ((x[j] - mu) * r);
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
+/* Records ln_bwd(g, x) (eps as x's ln_norm). */
+static mp_status ln_bwd(mp_tape *t, mp_var g, mp_var x, float eps, mp_var *out)
+{
+    const mp__node *X = mp__nd(t, x);
+    return mp__record(t, MP__OP_LN_BWD, X->rows, X->cols, g, x, NULL, eps, NULL, out);
+}
+
+/* ---- r = ln_rstd(x) ------------------------------------------------------------- */
 void mp__fwd_ln_rstd(mp_tape *t, mp__node *o)
 {
     const mp__node *X = mp__nd(t, o->in[0]);
     int32_t C = X->cols;
-    for (int32_t i = 0; i < X->rows; i++) {
-        const float *restrict x = X->val + (size_t)i * C;
-        float mu = row_mean(x, C), acc[8] = {0}; /* two passes: no cancellation */
-        int32_t j = 0;
-        for (; j + 8 <= C; j += 8)
-            for (int l = 0; l < 8; l++) acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
-        double v = 0;
-        for (; j < C; j++) v += (x[j] - mu) * (x[j] - mu);
-        for (int l = 0; l < 8; l++) v += acc[l];
-        o->val[i] = (float)(1.0 / sqrt(v / C + o->f));
-    }
+    float mu;
+    for (int32_t i = 0; i < X->rows; i++) o->val[i] = row_rstd(X->val + (size_t)i * C, C, o->f, &mu);
 }
-/* dr/dx = -r^3 (x - mean)/C = -(r^2 / C) y with y = (x - mean) r. */
+/* dr/dx = -r^3 (x - mean)/C = -(r^2 / C) y with y = ln_norm(x). */
 mp_status mp__bwd_ln_rstd(mp_tape *t, mp_var v, mp_var g)
 {
-    mp_var x = mp__nd(t, v)->in[0], r2, c, y;
+    const mp__node *n = mp__nd(t, v);
+    mp_var x = n->in[0], r2, c, y;
     float invc = 1.0f / (float)mp__nd(t, x)->cols;
-    MP_TRY(mp__binary(t, MP__OP_LN_APPLY, x, v, &y));
+    MP_TRY(mp__unary(t, MP__OP_LN_NORM, x, n->f, 0, &y));
     MP_TRY(mp__mul(t, v, v, 1.0f, &r2));
     MP_TRY(mp__mul(t, g, r2, -invc, &c));
     MP_TRY(mp__mul(t, y, c, 1.0f, &c));
     return mp__acc(t, x, c);
 }
 
-void mp__fwd_ln_apply(mp_tape *t, mp__node *o)
+/* ---- y = ln_norm(x) ------------------------------------------------------------- */
+void mp__fwd_ln_norm(mp_tape *t, mp__node *o)
 {
     const mp__node *X = mp__nd(t, o->in[0]);
-    const float *r = mp__nd(t, o->in[1])->val;
     int32_t C = X->cols;
     for (int32_t i = 0; i < X->rows; i++) {
         const float *restrict x = X->val + (size_t)i * C;
         float *restrict y = o->val + (size_t)i * C;
-        float mu = row_mean(x, C), ri = r[i];
-        for (int32_t j = 0; j < C; j++) y[j] = (x[j] - mu) * ri;
+        float mu, r = row_rstd(x, C, o->f, &mu);
+        for (int32_t j = 0; j < C; j++) y[j] = (x[j] - mu) * r;
     }
 }
-/* With r an independent input: dx = r (g - mean(g)), dr = rowsum(g (x - mean)) = rowsum(g y) / r. */
-mp_status mp__bwd_ln_apply(mp_tape *t, mp_var v, mp_var g)
+mp_status mp__bwd_ln_norm(mp_tape *t, mp_var v, mp_var g)
+{
+    const mp__node *n = mp__nd(t, v);
+    mp_var x = n->in[0], c;
+    MP_TRY(ln_bwd(t, g, x, n->f, &c));
+    return mp__acc(t, x, c);
+}
+
+/* ---- dx = ln_bwd(g, x) = r (g - mean(g) - y mean(g y)) ----------------------------- */
+void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
+{
+    const mp__node *G = mp__nd(t, o->in[0]), *X = mp__nd(t, o->in[1]);
+    int32_t C = X->cols;
+    float invc = 1.0f / (float)C;
+    for (int32_t i = 0; i < X->rows; i++) {
+        const float *restrict x = X->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C;
+        float *restrict out = o->val + (size_t)i * C;
+        float mu, r = row_rstd(x, C, o->f, &mu);
+        float m1 = row_mean(g, C), m2 = (float)dot_norm(g, x, mu, r, C) * invc;
+        for (int32_t j = 0; j < C; j++) out[j] = r * (g[j] - m1 - (x[j] - mu) * r * m2);
+    }
+}
+
+/* The derivative of sum(a * ln_bwd(g, x)) with respect to x, per row, with
+ * y = ln_norm(x), r its rstd, A1 = sum a, Ag = sum a g, Ay = sum a y,
+ * m1 = mean g, m2 = mean g y:
+ *   -(r^2/C) (y (Ag - m1 A1 - 3 m2 Ay) + Ay (g - m1)) - r^2 m2 (a - A1/C).
+ * ln_bwd_x(a, n) reads g and x as the inputs of the ln_bwd node n. Recorded
+ * only by sweeps that record constants, so it is never differentiated. */
+void mp__fwd_ln_bwd_x(mp_tape *t, mp__node *o)
+{
+    const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]);
+    const mp__node *G = mp__nd(t, N->in[0]), *X = mp__nd(t, N->in[1]);
+    int32_t C = X->cols;
+    float invc = 1.0f / (float)C;
+    for (int32_t i = 0; i < X->rows; i++) {
+        const float *restrict x = X->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C,
+                              *restrict a = A->val + (size_t)i * C;
+        float *restrict out = o->val + (size_t)i * C;
+        float mu, r = row_rstd(x, C, N->f, &mu);
+        float A1 = (float)mp__sum8(a, (size_t)C), Ag = (float)dot8(a, g, C), Ay = (float)dot_norm(a, x, mu, r, C);
+        float m1 = row_mean(g, C), m2 = (float)dot_norm(g, x, mu, r, C) * invc;
+        float r2 = r * r, k1 = Ag - m1 * A1 - 3.0f * m2 * Ay, ma = A1 * invc;
+        for (int32_t j = 0; j < C; j++) {
+            float y = (x[j] - mu) * r;
+            out[j] = -r2 * invc * (y * k1 + Ay * (g[j] - m1)) - r2 * m2 * (a[j] - ma);
+        }
+    }
+}
+mp_status mp__bwd_ln_bwd_x(mp_tape *t, mp_var v, mp_var g)
+{
+    (void)v, (void)g; /* recorded as a constant only (see above) */
+    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: ln_bwd_x is not differentiable");
+}
+
+/* The same derivative as recorded ops (differentiable to every order). */
+static mp_status ln_bwd_x_composed(mp_tape *t, mp_var a, mp_var g, mp_var x, float eps, mp_var *out)
+{
+    float invc = 1.0f / (float)mp__nd(t, x)->cols;
+    mp_var y, r, r2, A1, Ag, Ay, m1, m2, p, k1, q, u, w, s, ma;
+    MP_TRY(mp__unary(t, MP__OP_LN_NORM, x, eps, 0, &y));
+    MP_TRY(mp__record(t, MP__OP_LN_RSTD, mp__nd(t, x)->rows, 1, x, MP_VAR_NONE, NULL, eps, NULL, &r));
+    MP_TRY(mp__mul(t, r, r, 1.0f, &r2));
+    MP_TRY(mp__sum(t, a, MP_REDUCE_PER_ROW, 1.0f, &A1));
+    MP_TRY(mp__mul(t, a, g, 1.0f, &p));
+    MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, 1.0f, &Ag));
+    MP_TRY(mp__mul(t, a, y, 1.0f, &p));
+    MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, 1.0f, &Ay));
+    MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, invc, &m1));
+    MP_TRY(mp__mul(t, g, y, 1.0f, &p));
+    MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, invc, &m2));
+    /* k1 = Ag - m1 A1 - 3 m2 Ay */
+    MP_TRY(mp__mul(t, m1, A1, 1.0f, &p));
+    MP_TRY(mp__sub(t, Ag, p, &k1));
+    MP_TRY(mp__mul(t, m2, Ay, 3.0f, &p));
+    MP_TRY(mp__sub(t, k1, p, &k1));
+    /* u = y k1 + Ay (g - m1), scaled by -r^2/C */
+    MP_TRY(mp__mul(t, y, k1, 1.0f, &u));
+    MP_TRY(mp__sub(t, g, m1, &q));
+    MP_TRY(mp__mul(t, Ay, q, 1.0f, &q));
+    MP_TRY(mp__add(t, u, q, &u));
+    MP_TRY(mp__mul(t, u, r2, -invc, &u));
+    /* w = -r^2 m2 (a - A1/C) */
+    MP_TRY(mp__scale(t, A1, invc, &ma));
+    MP_TRY(mp__sub(t, a, ma, &w));
+    MP_TRY(mp__mul(t, r2, m2, -1.0f, &s));
+    MP_TRY(mp__mul(t, w, s, 1.0f, &w));
+    return mp__add(t, u, w, out);
+}
+
+mp_status mp__bwd_ln_bwd(mp_tape *t, mp_var v, mp_var a)
 {
     mp__node n = *mp__nd(t, v);
-    float invc = 1.0f / (float)n.cols;
-    mp_var m, c;
-    if (mp__need(t, n.in[0])) {
-        MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, invc, &m));
-        MP_TRY(mp__sub(t, g, m, &c));
-        MP_TRY(mp__mul(t, c, n.in[1], 1.0f, &c));
-        MP_TRY(mp__acc(t, n.in[0], c));
+    mp_var g = n.in[0], x = n.in[1], c;
+    if (mp__need(t, g)) {
+        MP_TRY(ln_bwd(t, a, x, n.f, &c));
+        MP_TRY(mp__acc(t, g, c));
     }
-    if (mp__need(t, n.in[1])) {
-        MP_TRY(mp__mul(t, g, v, 1.0f, &c));
-        MP_TRY(mp__sum(t, c, MP_REDUCE_PER_ROW, 1.0f, &c));
-        MP_TRY(mp__div(t, c, n.in[1], &c));
-        MP_TRY(mp__acc(t, n.in[1], c));
+    if (mp__need(t, x)) {
+        if (t->no_grad)
+            MP_TRY(mp__record(t, MP__OP_LN_BWD_X, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
+        else
+            MP_TRY(ln_bwd_x_composed(t, a, g, x, n.f, &c));
+        MP_TRY(mp__acc(t, x, c));
     }
     return MP_OK;
 }
 
 static mp_status record_ln(mp_tape *t, mp_var x, mp_var gamma, mp_var beta, float eps, mp_var *out)
 {
-    const mp__node *X = mp__nd(t, x);
-    mp_var r, y;
-    MP_TRY(mp__record(t, MP__OP_LN_RSTD, X->rows, 1, x, MP_VAR_NONE, NULL, eps, NULL, &r));
-    MP_TRY(mp__binary(t, MP__OP_LN_APPLY, x, r, &y));
+    mp_var y;
+    MP_TRY(mp__unary(t, MP__OP_LN_NORM, x, eps, 0, &y));
     if (gamma != MP_VAR_NONE) MP_TRY(mp__mul(t, y, gamma, 1.0f, &y));
     if (beta != MP_VAR_NONE) MP_TRY(mp__add(t, y, beta, &y));
     *out = y;

@@ -22,7 +22,8 @@
     X(TRANSPOSE, transpose) X(SPLIT_HEADS, split_heads)          \
     X(MERGE_HEADS, merge_heads) X(GATHER_ROWS, gather_rows) X(SCATTER_ROWS, scatter_rows)  \
     X(GATHER_FLAT, gather_flat) X(SCATTER_FLAT, scatter_flat) X(IM2COL, im2col)            \
-    X(COL2IM, col2im) X(LN_RSTD, ln_rstd) X(LN_APPLY, ln_apply)
+    X(COL2IM, col2im) X(LN_RSTD, ln_rstd) X(LN_NORM, ln_norm)    \
+    X(LN_BWD, ln_bwd) X(LN_BWD_X, ln_bwd_x)
 
 enum {
 #define MP__X_ENUM(E, n) MP__OP_##E,
