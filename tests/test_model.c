@@ -452,11 +452,11 @@ static mp_model *fixture_model(const fixture *f, mp_prompt **prompt)
     return m;
 }
 
-static const char *const FIXTURES[] = {"model_mlp.bin",      "model_mlp_cls.bin", "model_mlp_sig.bin",
-                                       "model_mlp_p0.bin",   "model_conv_in.bin", "model_conv_head.bin",
-                                       "model_tf_patch.bin", "model_tf_tok.bin",  "model_conv_p0.bin",
-                                       "model_tf_patch_p0.bin"};
-#define NFIXTURES 10
+static const char *const FIXTURES[] = {"model_mlp.bin",         "model_mlp_cls.bin",     "model_mlp_sig.bin",
+                                       "model_mlp_p0.bin",      "model_conv_in.bin",     "model_conv_head.bin",
+                                       "model_tf_patch.bin",    "model_tf_tok.bin",      "model_conv_p0.bin",
+                                       "model_tf_patch_p0.bin", "model_tf_patch_l0.bin", "model_tf_patch_l1.bin"};
+#define NFIXTURES 12
 
 /* Tape gradients of the fixture loss for every tensor and the prompt. */
 static void check_fixture_grads(const fixture *f, const mp_model *m, const mp_prompt *p)
@@ -699,6 +699,317 @@ START_TEST(examples_are_independent_within_a_batch)
     free(all2);
     mp_prompt_destroy(p);
     mp_model_destroy(m);
+}
+END_TEST
+
+/* ---- transformer forward cache (mp__fwd_cache) ----------------------------------------- */
+static const int64_t CFG_TOK_P0[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                     MP_CFG_MODEL_VOCAB, 9, MP_CFG_MODEL_SEQ_LEN, 6,
+                                     MP_CFG_MODEL_D_MODEL, 8, MP_CFG_MODEL_HEADS, 2,
+                                     MP_CFG_MODEL_PROMPT_LEN, 0, 0};
+/* Patch (P = 3 and 0) and token (P = 2 and 0) transformers, each with 0, 1
+ * and 2 blocks (model.layers overrides the configuration's). */
+static const struct {
+    const int64_t *cfg;
+    int layers;
+} TF_CASES[] = {{CFG_TF, 0},  {CFG_TF, 1},  {CFG_TF, 2},  {CFG_TF_P0, 0},  {CFG_TF_P0, 1},  {CFG_TF_P0, 2},
+                {CFG_TOK, 0}, {CFG_TOK, 1}, {CFG_TOK, 2}, {CFG_TOK_P0, 0}, {CFG_TOK_P0, 1}, {CFG_TOK_P0, 2}};
+#define NTF_CASES 12
+#define TF_MAX_TENSORS 64
+
+/* The tensors the prompt-independent prefix reads, by name (an independent
+ * statement of what the cache must be keyed by): the embedding, the
+ * positions and block 0's ln1 and q/k/v projections. */
+static int is_prefix_tensor(const char *name)
+{
+    static const char *const pre[] = {"embed.", "block0.ln1.", "block0.attn.q.", "block0.attn.k.",
+                                      "block0.attn.v."};
+    if (strcmp(name, "pos") == 0) return 1;
+    for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++)
+        if (strncmp(name, pre[i], strlen(pre[i])) == 0) return 1;
+    return 0;
+}
+
+/* A transformer of TF_CASES[i] with random (nonzero, non-unit) weights so
+ * every tensor matters, on one tape: leaves over the parameters and the
+ * prompt (all requiring gradients) and three different inputs of n rows. */
+typedef struct {
+    mp_model *m;
+    mp_prompt *p;
+    mp_tape *t;
+    int32_t nt, P, d;
+    size_t n, od;
+    float *x[3];
+    mp_var pv[TF_MAX_TENSORS], prv, xv[3];
+} tf_setup;
+
+static void tf_leaves(tf_setup *s, mp_tape *t)
+{
+    for (int32_t i = 0; i < s->nt; i++) {
+        const mp__param_info *ti = mp__model_tensor(s->m, i);
+        MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, mp__model_params_const(s->m) + ti->offset,
+                              (size_t)ti->rows * ti->cols, MP_LEAF_BORROW | MP_LEAF_REQUIRES_GRAD, &s->pv[i]));
+    }
+    s->prv = MP_VAR_NONE;
+    if (s->P > 0)
+        MP_CK_OK(mp_tape_leaf(t, s->P, s->d, mp__prompt_data_const(s->p), (size_t)s->P * s->d,
+                              MP_LEAF_BORROW | MP_LEAF_REQUIRES_GRAD, &s->prv));
+    int32_t in = mp__model_input_dim(s->m);
+    for (int k = 0; k < 3; k++)
+        MP_CK_OK(mp_tape_leaf(t, (int32_t)s->n, in, s->x[k], s->n * (size_t)in, MP_LEAF_BORROW, &s->xv[k]));
+}
+
+/* Index of the tensor named name, -1 if there is none. */
+static int32_t tf_index(const mp_model *m, const char *name)
+{
+    for (int32_t i = 0; i < mp__model_num_tensors(m); i++)
+        if (strcmp(mp__model_tensor(m, i)->name, name) == 0) return i;
+    return -1;
+}
+
+/* The prefix tensor the gradient test replaces: block 0's query weight,
+ * or the embedding when there is no block. */
+static int32_t tf_replaced(const mp_model *m)
+{
+    int32_t i = tf_index(m, "block0.attn.q.weight");
+    return i >= 0 ? i : tf_index(m, "embed.weight");
+}
+
+static tf_setup tf_make(int i)
+{
+    tf_setup s;
+    s.m = make_model_plus(TF_CASES[i].cfg, MP_CFG_MODEL_LAYERS, TF_CASES[i].layers);
+    s.p = random_prompt(s.m, 5);
+    s.nt = mp__model_num_tensors(s.m);
+    ck_assert_int_le(s.nt, TF_MAX_TENSORS);
+    s.P = mp__model_prompt_rows(s.m);
+    s.d = mp__model_prompt_cols(s.m);
+    s.n = 3;
+    s.od = (size_t)mp__model_output_dim(s.m);
+    float *w = mp__model_params(s.m);
+    for (size_t j = 0; j < mp__model_param_count(s.m); j++) w[j] += 0.2f * sinf(1.7f * (float)j + 0.3f);
+    for (int k = 0; k < 3; k++) s.x[k] = make_x(s.m, s.n, 21 + (unsigned)k);
+    MP_CK_OK(mp_tape_create(&s.t));
+    tf_leaves(&s, s.t);
+    return s;
+}
+
+static void tf_free(tf_setup *s)
+{
+    mp_tape_destroy(s->t);
+    for (int k = 0; k < 3; k++) free(s->x[k]);
+    mp_prompt_destroy(s->p);
+    mp_model_destroy(s->m);
+}
+
+static int64_t tape_nodes(const mp_tape *t)
+{
+    int64_t v;
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &v));
+    return v;
+}
+
+/* One forward pass on s->t; its outputs into buf (n x od). Returns the
+ * number of variables it recorded. */
+static int64_t tf_forward(tf_setup *s, const mp_var *pv, mp_var prompt, mp_var x, mp__fwd_cache *cache,
+                          float *buf)
+{
+    int64_t before = tape_nodes(s->t);
+    mp_var out;
+    MP_CK_OK(mp__model_forward(s->m, s->t, pv, prompt, x, cache, &out));
+    MP_CK_OK(mp_tape_read(s->t, out, buf, s->n * s->od));
+    for (size_t j = 0; j < s->n * s->od; j++) ck_assert(isfinite(buf[j]));
+    return tape_nodes(s->t) - before;
+}
+
+#define SAME_BITS(a, b, n, what) \
+    ck_assert_msg(memcmp((a), (b), (n) * sizeof(float)) == 0, "case %d: %s differ", _i, (what))
+
+/* A forward with a cache gives exactly the outputs without one: on a miss
+ * (recording everything), on a hit (recording fewer variables: the prefix
+ * is reused), for two inputs held at once (support and query set), and
+ * after an input evicted a slot. A different input variable, or a
+ * different variable for any tensor the prefix reads, never reuses the
+ * stale prefix (it records the full pass and matches the uncached pass on
+ * those variables); a different variable for any other tensor does reuse
+ * it. */
+START_TEST(transformer_forward_cache_is_exact_and_keyed)
+{
+    tf_setup s = tf_make(_i);
+    size_t no = s.n * s.od;
+    float *ref[3], *got = malloc(no * sizeof(float)), *ref2 = malloc(no * sizeof(float));
+    int64_t full = 0;
+    for (int k = 0; k < 3; k++) {
+        ref[k] = malloc(no * sizeof(float));
+        int64_t c = tf_forward(&s, s.pv, s.prv, s.xv[k], NULL, ref[k]);
+        if (k == 0) full = c;
+        ck_assert_int_eq(c, full);
+    }
+    ck_assert_msg(memcmp(ref[0], ref[1], no * 4) != 0 && memcmp(ref[1], ref[2], no * 4) != 0,
+                  "the inputs must give different outputs");
+    mp__fwd_cache cache;
+    mp__fwd_cache_clear(&cache);
+    /* Miss, then hit on the same input. */
+    ck_assert_int_eq(tf_forward(&s, s.pv, s.prv, s.xv[0], &cache, got), full);
+    SAME_BITS(got, ref[0], no, "miss on x0");
+    int64_t hit = tf_forward(&s, s.pv, s.prv, s.xv[0], &cache, got);
+    ck_assert_msg(hit < full - 3, "case %d: the second pass recorded %lld variables, the first %lld", _i,
+                  (long long)hit, (long long)full);
+    SAME_BITS(got, ref[0], no, "hit on x0");
+    /* Another input: recorded in full, its own outputs; both stay cached. */
+    ck_assert_int_eq(tf_forward(&s, s.pv, s.prv, s.xv[1], &cache, got), full);
+    SAME_BITS(got, ref[1], no, "miss on x1");
+    ck_assert_int_eq(tf_forward(&s, s.pv, s.prv, s.xv[0], &cache, got), hit);
+    SAME_BITS(got, ref[0], no, "hit on x0 with x1 cached");
+    ck_assert_int_eq(tf_forward(&s, s.pv, s.prv, s.xv[1], &cache, got), hit);
+    SAME_BITS(got, ref[1], no, "hit on x1");
+    /* A third input evicts one of them: every pass is still exact. */
+    const int order[6] = {2, 0, 1, 2, 1, 0};
+    for (int k = 0; k < 6; k++) {
+        int64_t c = tf_forward(&s, s.pv, s.prv, s.xv[order[k]], &cache, got);
+        ck_assert(c == hit || c == full);
+        SAME_BITS(got, ref[order[k]], no, "pass with three inputs");
+    }
+    /* A new variable (other values) for one tensor. */
+    int nprefix = 0;
+    for (int32_t i = 0; i < s.nt; i++) {
+        const mp__param_info *ti = mp__model_tensor(s.m, i);
+        size_t len = (size_t)ti->rows * ti->cols;
+        float *v = malloc(len * sizeof(float));
+        const float *w = mp__model_params_const(s.m) + ti->offset;
+        for (size_t j = 0; j < len; j++) v[j] = 1.25f * w[j] + 0.1f * sinf((float)j + 0.5f);
+        mp_var pv2[TF_MAX_TENSORS];
+        memcpy(pv2, s.pv, sizeof pv2);
+        MP_CK_OK(mp_tape_leaf(s.t, ti->rows, ti->cols, v, len, MP_LEAF_REQUIRES_GRAD, &pv2[i]));
+        free(v);
+        ck_assert_int_eq(tf_forward(&s, pv2, s.prv, s.xv[0], NULL, ref2), full);
+        ck_assert_msg(memcmp(ref2, ref[0], no * 4) != 0, "case %d: changing %s changes nothing", _i, ti->name);
+        mp__fwd_cache_clear(&cache);
+        ck_assert_int_eq(tf_forward(&s, s.pv, s.prv, s.xv[0], &cache, got), full); /* cached: x0, s.pv */
+        int64_t c = tf_forward(&s, pv2, s.prv, s.xv[0], &cache, got);
+        SAME_BITS(got, ref2, no, ti->name);
+        int pre = is_prefix_tensor(ti->name);
+        nprefix += pre;
+        ck_assert_msg(c == (pre ? full : hit),
+                      "case %d: a new %s recorded %lld variables (full pass %lld, hit %lld)", _i, ti->name,
+                      (long long)c, (long long)full, (long long)hit);
+        /* The original variables' slot is still there and still exact. */
+        ck_assert_int_eq(tf_forward(&s, s.pv, s.prv, s.xv[0], &cache, got), hit);
+        SAME_BITS(got, ref[0], no, "hit on x0 after another key");
+    }
+    int tok = tf_index(s.m, "embed.bias") < 0;
+    ck_assert_int_eq(nprefix, (tok ? 2 : 3) + (TF_CASES[_i].layers > 0 ? 8 : 0));
+    for (int k = 0; k < 3; k++) free(ref[k]);
+    free(got);
+    free(ref2);
+    tf_free(&s);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* Sum of the losses of four passes: on x0 (records the prefix), on x0 with
+ * another prompt and another head variable (reuses it), on x0 with another
+ * variable for a prefix tensor (new prefix), on x1. */
+static mp_var tf_four_losses(tf_setup *s, mp__fwd_cache *cache, mp_var *alt)
+{
+    mp_tape *t = s->t;
+    int32_t labels[3] = {0, 2, 1};
+    mp_var pv2[TF_MAX_TENSORS], pv3[TF_MAX_TENSORS], prompt2 = MP_VAR_NONE, out, l, total;
+    memcpy(pv2, s->pv, sizeof pv2);
+    memcpy(pv3, s->pv, sizeof pv3);
+    int32_t head = tf_index(s->m, "head.weight"), qw = tf_replaced(s->m);
+    ck_assert(head >= 0 && qw >= 0 && is_prefix_tensor(mp__model_tensor(s->m, qw)->name));
+    MP_CK_OK(mp_scale(t, s->pv[head], -0.5f, &pv2[head]));
+    if (s->P > 0) MP_CK_OK(mp_scale(t, s->prv, 0.5f, &prompt2));
+    const mp__param_info *ti = mp__model_tensor(s->m, qw);
+    size_t len = (size_t)ti->rows * ti->cols;
+    float *v = malloc(len * sizeof(float));
+    for (size_t j = 0; j < len; j++) v[j] = 0.3f * cosf(0.7f * (float)j);
+    MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, v, len, MP_LEAF_REQUIRES_GRAD, alt));
+    free(v);
+    pv3[qw] = *alt;
+    MP_CK_OK(mp__model_forward(s->m, t, s->pv, s->prv, s->xv[0], cache, &out));
+    MP_CK_OK(mp__model_loss(s->m, t, out, labels, NULL, s->n, &total));
+    MP_CK_OK(mp__model_forward(s->m, t, pv2, prompt2, s->xv[0], cache, &out));
+    MP_CK_OK(mp__model_loss(s->m, t, out, labels, NULL, s->n, &l));
+    MP_CK_OK(mp_add(t, total, l, &total));
+    MP_CK_OK(mp__model_forward(s->m, t, pv3, s->prv, s->xv[0], cache, &out));
+    MP_CK_OK(mp__model_loss(s->m, t, out, labels, NULL, s->n, &l));
+    MP_CK_OK(mp_add(t, total, l, &total));
+    MP_CK_OK(mp__model_forward(s->m, t, s->pv, s->prv, s->xv[1], cache, &out));
+    MP_CK_OK(mp__model_loss(s->m, t, out, labels, NULL, s->n, &l));
+    MP_CK_OK(mp_add(t, total, l, &total));
+    return total;
+}
+
+/* Reads the gradient of v (rows x cols) into a new buffer (zeros when v
+ * got none). */
+static float *grad_of(mp_tape *t, mp_var v, size_t len)
+{
+    float *g = calloc(len, sizeof(float));
+    mp_var gv;
+    MP_CK_OK(mp_tape_grad(t, v, &gv));
+    if (gv != MP_VAR_NONE) MP_CK_OK(mp_tape_read(t, gv, g, len));
+    return g;
+}
+
+/* Backward through a shared cached prefix: the gradient of the summed
+ * losses of four passes (two reusing one prefix, one with another prefix
+ * parameter variable, one on another input) equals the uncached gradient
+ * for every parameter, the prompt and the replacing variable (up to the
+ * order in which the passes' contributions are summed). */
+START_TEST(transformer_forward_cache_gradients)
+{
+    tf_setup s = tf_make(_i);
+    mp__fwd_cache cache;
+    mp__fwd_cache_clear(&cache);
+    float lv[2];
+    float *g[2][TF_MAX_TENSORS + 2];
+    int64_t recorded[2];
+    double worst = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        MP_CK_OK(mp_tape_reset(s.t));
+        tf_leaves(&s, s.t);
+        mp_var alt, total = tf_four_losses(&s, pass ? &cache : NULL, &alt);
+        recorded[pass] = tape_nodes(s.t);
+        MP_CK_OK(mp_tape_scalar(s.t, total, &lv[pass]));
+        MP_CK_OK(mp_tape_backward(s.t, total, 0));
+        for (int32_t i = 0; i < s.nt; i++) {
+            const mp__param_info *ti = mp__model_tensor(s.m, i);
+            g[pass][i] = grad_of(s.t, s.pv[i], (size_t)ti->rows * ti->cols);
+        }
+        g[pass][s.nt] = s.P > 0 ? grad_of(s.t, s.prv, (size_t)s.P * s.d) : calloc(1, sizeof(float));
+        const mp__param_info *tq = mp__model_tensor(s.m, tf_replaced(s.m));
+        g[pass][s.nt + 1] = grad_of(s.t, alt, (size_t)tq->rows * tq->cols);
+    }
+    ck_assert_msg(recorded[1] < recorded[0], "case %d: the cache saved nothing (%lld variables)", _i,
+                  (long long)recorded[1]);
+    ck_assert_msg(lv[0] == lv[1], "case %d: loss %.9g with the cache, %.9g without", _i, (double)lv[1],
+                  (double)lv[0]);
+    for (int32_t i = 0; i < s.nt + 2; i++) {
+        const mp__param_info *ti = mp__model_tensor(s.m, i < s.nt ? i : tf_replaced(s.m));
+        size_t len = i < s.nt ? (size_t)ti->rows * ti->cols : i == s.nt ? (size_t)(s.P > 0 ? s.P * s.d : 1)
+                                                                         : (size_t)ti->rows * ti->cols;
+        const char *nm = i < s.nt ? ti->name : i == s.nt ? "prompt" : "replacing variable";
+        double norm = 0;
+        for (size_t j = 0; j < len; j++) norm = fmax(norm, fabs(g[0][i][j]));
+        /* The gradient reaches every tensor (the prompt when there is a
+         * block), so a cached prefix cutting it off is seen. */
+        if (i < s.nt || (i == s.nt ? s.P > 0 && TF_CASES[_i].layers > 0 : 1))
+            ck_assert_msg(norm > 0, "case %d: no gradient for %s", _i, nm);
+        for (size_t j = 0; j < len; j++) {
+            double e = fabs((double)g[1][i][j] - g[0][i][j]);
+            worst = fmax(worst, e / (1e-7 + 2e-6 * norm));
+            ck_assert_msg(e <= 1e-7 + 2e-6 * norm, "case %d: %s[%zu]: %.9g with the cache, %.9g without", _i, nm,
+                          j, (double)g[1][i][j], (double)g[0][i][j]);
+        }
+        free(g[0][i]);
+        free(g[1][i]);
+    }
+    if (getenv("MP_TEST_VERBOSE"))
+        printf("cache gradients case %d: worst difference / tolerance %.3g\n", _i, worst);
+    tf_free(&s);
+    ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
 
@@ -1949,6 +2260,8 @@ Suite *mp_test_model_suite(void)
     tcase_add_loop_test(m, gradients_match_finite_differences, 0, NKINDS);
     tcase_add_loop_test(m, prompt_reaches_the_output_for_every_kind, 0, NKINDS);
     tcase_add_loop_test(m, examples_are_independent_within_a_batch, 0, NKINDS);
+    tcase_add_loop_test(m, transformer_forward_cache_is_exact_and_keyed, 0, NTF_CASES);
+    tcase_add_loop_test(m, transformer_forward_cache_gradients, 0, NTF_CASES);
     tcase_add_test(m, default_model_is_the_sinusoid_mlp_without_prompt);
     tcase_add_test(m, torch_init_scheme_matches_pytorch_bounds);
     tcase_add_test(m, reference_shapes);

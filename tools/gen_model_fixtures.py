@@ -274,6 +274,15 @@ def main():
     write_case("tf_patch_p0", {KIND: TRANSFORMER, OUTPUT_DIM: 4, TASK: CLS, PROMPT_LEN: 0, PROMPT_DIM: 16,
                                IMAGE_H: 8, IMAGE_W: 8, IMAGE_C: 1, PATCH: 4, D_MODEL: 16, LAYERS: 2,
                                HEADS: 4, MLP_DIM: 32}, n=3, seed=10)
+    # Prompted patch transformers with no block (layer norm and pooling of the
+    # embeddings only: the prompt cannot reach the output) and one block
+    # (block 0 is also the last: the real tokens' queries only).
+    write_case("tf_patch_l0", {KIND: TRANSFORMER, OUTPUT_DIM: 3, TASK: CLS, PROMPT_LEN: 2, PROMPT_DIM: 8,
+                               IMAGE_H: 6, IMAGE_W: 4, IMAGE_C: 2, PATCH: 2, D_MODEL: 8, LAYERS: 0,
+                               HEADS: 2, MLP_DIM: 16}, n=3, seed=11)
+    write_case("tf_patch_l1", {KIND: TRANSFORMER, OUTPUT_DIM: 4, TASK: CLS, PROMPT_LEN: 3, PROMPT_DIM: 8,
+                               IMAGE_H: 6, IMAGE_W: 6, IMAGE_C: 1, PATCH: 2, D_MODEL: 8, LAYERS: 1,
+                               HEADS: 2, MLP_DIM: 16}, n=4, seed=12)
 
 
 if __name__ == "__main__":
