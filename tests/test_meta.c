@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "meta/meta_internal.h"
+#include "tape/tape_internal.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 static mp_model *make_model(int in_dim, int out_dim, int P, int layers, int width, int act, int task,
@@ -399,21 +400,47 @@ typedef struct {
     mp_model *model, *scratch_model;
     mp_prompt *prompt, *scratch_prompt;
     mp_task *task;
-    float qx[64], qt[32];
+    float qx[256], qt[32];
+    int32_t ql[32];
     size_t nq;
+    int classifier;
+    /* Inner rate; central-difference step; checked parameters: every
+     * `stride`-th learned one; |meta-gradient - fd| < atol + rtol |fd| */
+    double inner_lr;
+    float eps;
+    size_t stride;
+    double atol, rtol;
+    const char *name;
 } fd_setup;
+
+/* The query set of s->task into s (regression targets or labels). */
+static void fd_read_query(fd_setup *s)
+{
+    size_t ns;
+    int32_t dim;
+    MP_CK_OK(mp_task_sizes(s->task, &ns, &s->nq, &dim, NULL, NULL));
+    ck_assert_uint_le(s->nq * (size_t)dim, 256);
+    ck_assert_uint_le(s->nq, 32);
+    if (s->classifier) MP_CK_OK(mp_task_get_query(s->task, s->qx, 256, s->ql, 32, NULL, 0));
+    else MP_CK_OK(mp_task_get_query(s->task, s->qx, 256, NULL, 0, s->qt, 32));
+}
 
 static fd_setup fd_make(void)
 {
     fd_setup s;
+    memset(&s, 0, sizeof s);
     s.model = make_model(2, 1, 2, 1, 6, MP_ACT_TANH, MP_TASK_REGRESSION, 3);
     s.prompt = make_prompt(s.model, 0.5, 4);
     MP_CK_OK(mp_model_clone(&s.scratch_model, s.model));
     s.scratch_prompt = make_prompt(s.model, 0, 0);
     s.task = regression_task(2, 6, 5, 11);
-    size_t ns;
-    MP_CK_OK(mp_task_sizes(s.task, &ns, &s.nq, NULL, NULL, NULL));
-    MP_CK_OK(mp_task_get_query(s.task, s.qx, 64, NULL, 0, s.qt, 32));
+    s.inner_lr = 0.3;
+    s.eps = 1e-2f;
+    s.stride = 3;
+    s.atol = 2e-3;
+    s.rtol = 2e-2;
+    s.name = "mlp";
+    fd_read_query(&s);
     return s;
 }
 
@@ -430,16 +457,17 @@ static void fd_free(fd_setup *s)
 static double fd_loss(mp_meta *m, fd_setup *s)
 {
     float loss;
+    size_t in = (size_t)mp__model_input_dim(s->model);
     MP_CK_OK(mp_meta_adapt(m, s->task, s->scratch_prompt, s->scratch_model));
-    MP_CK_OK(mp_model_loss(s->scratch_model, s->scratch_prompt, s->qx, s->nq, s->nq * 2, NULL, s->qt,
-                           &loss));
+    MP_CK_OK(mp_model_loss(s->scratch_model, s->scratch_prompt, s->qx, s->nq, s->nq * in,
+                           s->classifier ? s->ql : NULL, s->classifier ? NULL : s->qt, &loss));
     return loss;
 }
 
 /* Central difference with respect to *x. */
 static double fd_at(mp_meta *m, fd_setup *s, float *x)
 {
-    const float eps = 1e-2f, x0 = *x;
+    const float eps = s->eps, x0 = *x;
     *x = x0 + eps;
     double lp = fd_loss(m, s);
     *x = x0 - eps;
@@ -485,53 +513,53 @@ static float *first_order_reference(mp_meta *m, fd_setup *s, const meta_opts *o)
     return g;
 }
 
-/* Checks the meta-gradient of (algo, steps, scope, learn) against central
- * differences of the query loss after the inner loop: every learned
- * prompt entry, every 3rd learned parameter and every learned rate;
- * entries not learned must be exactly 0. Also checks that the exact
- * gradient differs measurably from the first-order one computed with the
- * same inner rates (the model has curvature), i.e. that second order is
- * really taken. */
-static void fd_check(int algo, int steps, int scope, int learn)
+/* Checks the meta-gradient of (algo, steps, scope, learn) on s against
+ * central differences of the query loss after the inner loop: every
+ * learned prompt entry, every s->stride-th learned parameter and every
+ * learned rate; entries not learned must be exactly 0. Also checks that
+ * the exact gradient differs measurably from the first-order one computed
+ * with the same inner rates (the model has curvature), i.e. that second
+ * order is really taken. */
+static void fd_check_on(fd_setup *s, int algo, int steps, int scope, int learn)
 {
-    fd_setup s = fd_make();
     meta_opts o = defaults(algo);
     o.scope = scope;
     o.learn = learn;
     o.steps = o.eval_steps = steps;
-    o.inner_lr = 0.3;
-    mp_meta *m = make_meta(s.model, s.prompt, &o);
+    o.inner_lr = s->inner_lr;
+    mp_meta *m = make_meta(s->model, s->prompt, &o);
     if (algo == MP_META_METASGD)
         for (size_t i = 0; i < m->n_lr; i++) m->lr[i] = 0.1f + 0.4f * (float)(i % 5) / 4.0f;
-    float *g = meta_grad(m, &s.task, 1);
-    float *gf = first_order_reference(m, &s, &o);
+    float *g = meta_grad(m, &s->task, 1);
+    float *gf = first_order_reference(m, s, &o);
     if (algo == MP_META_MAML) {
         /* The reference equals what the FOMAML algorithm computes. */
         meta_opts fo = o;
         fo.algo = MP_META_FOMAML;
-        mp_meta *f = make_meta(s.model, s.prompt, &fo);
-        float *gfo = meta_grad(f, &s.task, 1);
+        mp_meta *f = make_meta(s->model, s->prompt, &fo);
+        float *gfo = meta_grad(f, &s->task, 1);
         for (size_t j = 0; j < m->n_prompt + m->n_params; j++)
-            ck_assert_msg(fabsf(gfo[j] - gf[j]) <= 1e-5f * (1 + fabsf(gf[j])), "entry %zu: FOMAML %g, reference %g",
-                          j, gfo[j], gf[j]);
+            ck_assert_msg(fabsf(gfo[j] - gf[j]) <= 1e-5f * (1 + fabsf(gf[j])),
+                          "%s, entry %zu: FOMAML %g, reference %g", s->name, j, gfo[j], gf[j]);
         free(gfo);
         mp_meta_destroy(f);
     }
-    double max_gap = 0, max_err = 0;
+    double max_gap = 0, max_err = 0, max_ratio = 0;
     size_t np = m->n_prompt, nparam = m->n_params, checked = 0, checked_values = 0;
     for (size_t j = 0; j < np + nparam + m->n_lr; j++) {
         if (!entry_learned(m, j)) {
-            ck_assert_msg(g[j] == 0.0f, "entry %zu is not learned but has gradient %g", j, g[j]);
+            ck_assert_msg(g[j] == 0.0f, "%s: entry %zu is not learned but has gradient %g", s->name, j, g[j]);
             continue;
         }
-        if (j >= np && j < np + nparam && (j - np) % 3 != 0) continue;
-        float *x = j < np ? mp__prompt_data(s.prompt) + j
-                          : j < np + nparam ? mp__model_params(s.model) + (j - np) : m->lr + (j - np - nparam);
-        double fd = fd_at(m, &s, x);
-        double err = fabs(fd - g[j]);
-        ck_assert_msg(err < 2e-3 + 2e-2 * fabs(fd), "entry %zu: meta-gradient %.7g, finite difference %.7g",
-                      j, g[j], fd);
+        if (j >= np && j < np + nparam && (j - np) % s->stride != 0) continue;
+        float *x = j < np ? mp__prompt_data(s->prompt) + j
+                          : j < np + nparam ? mp__model_params(s->model) + (j - np) : m->lr + (j - np - nparam);
+        double fd = fd_at(m, s, x);
+        double err = fabs(fd - g[j]), tol = s->atol + s->rtol * fabs(fd);
+        ck_assert_msg(err < tol, "%s, scope %d, learn %d, entry %zu: meta-gradient %.7g, finite difference %.7g",
+                      s->name, scope, learn, j, g[j], fd);
         if (err > max_err) max_err = err;
+        if (err / tol > max_ratio) max_ratio = err / tol;
         if (j < np + nparam) {
             if (fabs(g[j] - gf[j]) > max_gap) max_gap = fabs(g[j] - gf[j]);
             checked_values++;
@@ -541,11 +569,83 @@ static void fd_check(int algo, int steps, int scope, int learn)
     ck_assert_uint_gt(checked, 3);
     /* (Only rates learned: there is no first-order counterpart to compare.) */
     if (checked_values)
-        ck_assert_msg(max_gap > 10 * max_err && max_gap > 1e-2, "second vs first order gap %.3g, fd error %.3g",
-                      max_gap, max_err);
+        ck_assert_msg(max_gap > 10 * max_err && max_gap > 1e-2,
+                      "%s: second vs first order gap %.3g, fd error %.3g", s->name, max_gap, max_err);
+    if (getenv("MP_TEST_VERBOSE"))
+        printf("fd %s algo %d steps %d scope %d learn %d: %zu entries, max |error| %.3g (%.2f of the tolerance), "
+               "second vs first order gap %.3g\n",
+               s->name, algo, steps, scope, learn, checked, max_err, max_ratio, max_gap);
     free(g);
     free(gf);
     mp_meta_destroy(m);
+}
+
+/* A 3-way classifier on a tiny prompted transformer (d = 8, 2 heads, MLP
+ * width 8, prompt of 2 tokens): token == 0, a patch transformer on 4 x 4
+ * images in 2 x 2 patches with 2 blocks; token == 1, a token transformer
+ * (vocabulary 7, 5 tokens) with 1 block. The initial weights are shifted
+ * by seeded U(-0.2, 0.2) noise: no tensor sits at its special value (unit
+ * norms, zero biases) and the embeddings and positions (initialised with
+ * std 0.02) are not so small that the layer norms make the adapted loss
+ * too curved for float32 central differences (meta-gradients up to ~90
+ * without the shift). A task of 6 support and 6 query examples, 2 per
+ * class. Central differences with step 1e-3 (rounding and truncation
+ * errors both ~1e-4 here); inner rate 0.1. */
+static fd_setup fd_make_tf(int token)
+{
+    fd_setup s;
+    memset(&s, 0, sizeof s);
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    const int64_t kv[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                          MP_CFG_MODEL_TASK, MP_TASK_CLASSIFICATION, MP_CFG_MODEL_D_MODEL, 8,
+                          MP_CFG_MODEL_HEADS, 2, MP_CFG_MODEL_MLP_DIM, 8, MP_CFG_MODEL_PROMPT_LEN, 2,
+                          MP_CFG_MODEL_LAYERS, token ? 1 : 2, MP_CFG_SEED, 17, 0};
+    for (const int64_t *p = kv; p[0]; p += 2) MP_CK_OK(mp_config_set_int(c, (int32_t)p[0], p[1]));
+    if (token) {
+        MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_VOCAB, 7));
+        MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_SEQ_LEN, 5));
+    } else {
+        MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_IMAGE_HEIGHT, 4));
+        MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_IMAGE_WIDTH, 4));
+        MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_IMAGE_CHANNELS, 1));
+        MP_CK_OK(mp_config_set_int(c, MP_CFG_MODEL_PATCH, 2));
+    }
+    MP_CK_OK(mp_model_create(&s.model, c));
+    mp_config_destroy(c);
+    float *w = mp__model_params(s.model);
+    mp__rng r;
+    mp__rng_seed(&r, 31, 0);
+    for (size_t j = 0; j < mp__model_param_count(s.model); j++)
+        w[j] += (float)(0.4 * mp__rng_uniform(&r) - 0.2);
+    s.prompt = make_prompt(s.model, 0.5, 4);
+    MP_CK_OK(mp_model_clone(&s.scratch_model, s.model));
+    s.scratch_prompt = make_prompt(s.model, 0, 0);
+    int32_t dim = mp__model_input_dim(s.model);
+    float sx[6 * 16], qx[6 * 16];
+    int32_t sl[6] = {0, 1, 2, 0, 1, 2}, ql[6] = {2, 0, 1, 1, 2, 0};
+    mp__rng_seed(&r, 23, (uint64_t)token);
+    for (int i = 0; i < 6 * dim; i++) {
+        double u = mp__rng_uniform(&r), v = mp__rng_uniform(&r);
+        sx[i] = token ? (float)(int)(7 * u) : (float)(2 * u - 1);
+        qx[i] = token ? (float)(int)(7 * v) : (float)(2 * v - 1);
+    }
+    MP_CK_OK(mp_task_create_classification(&s.task, dim, 3, sx, sl, 6, qx, ql, 6));
+    s.classifier = 1;
+    s.inner_lr = 0.1;
+    s.eps = 1e-3f;
+    s.stride = 3;
+    s.atol = 5e-4;
+    s.rtol = 5e-3;
+    s.name = token ? "token transformer" : "patch transformer";
+    fd_read_query(&s);
+    return s;
+}
+
+static void fd_check(int algo, int steps, int scope, int learn)
+{
+    fd_setup s = fd_make();
+    fd_check_on(&s, algo, steps, scope, learn);
     fd_free(&s);
 }
 
@@ -558,6 +658,71 @@ START_TEST(maml_matches_finite_differences)
     fd_check(MP_META_MAML, 3, MP_SCOPE_ALL, LEARN_ALL);
     fd_check(MP_META_MAML, 2, MP_SCOPE_PROMPT, LEARN_ALL);
     fd_check(MP_META_MAML, 2, MP_SCOPE_ALL, MP_LEARN_PROMPT);
+}
+END_TEST
+
+/* Second-order MAML through transformers, whose inner steps and query
+ * pass share the prompt-independent start of the forward pass through the
+ * worker's forward cache (scope prompt+head: one prefix for every inner
+ * step; scope all: the adapted backbone needs a new one at every step). */
+START_TEST(maml_transformers_match_finite_differences)
+{
+    for (int token = 0; token < 2; token++) {
+        fd_setup s = fd_make_tf(token);
+        fd_check_on(&s, MP_META_MAML, 2, MP_SCOPE_PROMPT_HEAD, LEARN_ALL);
+        fd_check_on(&s, MP_META_MAML, 2, MP_SCOPE_ALL, LEARN_ALL);
+        fd_free(&s);
+    }
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* The worker's forward cache holds variable ids of its tape, so it must be
+ * emptied at every reset of that tape. Ids carry a tag that changes at
+ * every reset and comes back after a full cycle (MP__ID_TAGS resets), so
+ * a stale slot only matches when a task runs exactly a cycle after the
+ * one that filled it with no pass in between storing a slot: tasks with
+ * an invalid token id reset the tape and fail in the prefix before
+ * anything is stored. The task after them must still get exactly the
+ * first meta-gradient (a stale slot would hand it variables its tape does
+ * not have yet). */
+START_TEST(forward_cache_is_emptied_at_every_tape_reset)
+{
+    fd_setup s = fd_make_tf(1);
+    meta_opts o = defaults(MP_META_MAML);
+    o.scope = MP_SCOPE_PROMPT_HEAD;
+    o.steps = 2;
+    o.threads = 1;
+    mp_meta *m = make_meta(s.model, s.prompt, &o);
+    float sx[6 * 5], qx[6 * 5];
+    int32_t sl[6], ql[6];
+    MP_CK_OK(mp_task_get_support(s.task, sx, 30, sl, 6, NULL, 0));
+    MP_CK_OK(mp_task_get_query(s.task, qx, 30, ql, 6, NULL, 0));
+    sx[3] = 7; /* the vocabulary is 0..6 */
+    mp_task *bad;
+    MP_CK_OK(mp_task_create_classification(&bad, 5, 3, sx, sl, 6, qx, ql, 6));
+    mp_tape *tape = m->w[0].tape;
+    uint32_t before = tape->id_base;
+    float *g1 = meta_grad(m, &s.task, 1);
+    uint32_t tag = tape->id_base;
+    ck_assert_uint_ne(tag, before);
+    /* Failing tasks until the next reset gives the first run's tag again
+     * (MP__ID_TAGS - 1 of them). */
+    int resets = 0;
+    while (tape->id_base != before) {
+        MP_CK_STATUS(mp_meta_compute_gradients(m, &bad, 1, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+        MP_CK_ERROR_MENTIONS("is not an integer id");
+        ck_assert_int_lt(++resets, 4096);
+    }
+    float *g2 = meta_grad(m, &s.task, 1);
+    ck_assert_uint_eq(tape->id_base, tag); /* the ids of the first run again */
+    ck_assert_int_eq(memcmp(g1, g2, grad_size(m) * sizeof(float)), 0);
+    free(g1);
+    free(g2);
+    mp_task_destroy(bad);
+    mp_meta_destroy(m);
+    fd_free(&s);
+    ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
 
@@ -2094,6 +2259,8 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, linear_adapt_by_hand);
     tcase_add_test(alg, maml_matches_finite_differences);
     tcase_add_test(alg, metasgd_matches_finite_differences);
+    tcase_add_test(alg, maml_transformers_match_finite_differences);
+    tcase_add_test(alg, forward_cache_is_emptied_at_every_tape_reset);
     tcase_add_test(alg, batch_of_copies_equals_one_task);
     tcase_add_test(alg, threads_give_bit_identical_steps);
     tcase_add_test(alg, non_finite_loss_skips_the_update);
