@@ -1,17 +1,19 @@
 /* Layer norm as fused ops whose derivatives are fused ops too:
  *   y = ln_norm(x)        = (x - mean(x)) r, r = 1/sqrt(var(x) + eps) per row
  *                           (biased variance, as PyTorch), then y * gamma + beta;
- *   dx = ln_bwd(g, x)     = r (g - mean(g) - y mean(g y)), the vector-Jacobian
+ *                           the node keeps r (rows floats on the arena, behind
+ *                           its idx pointer) for the ops below;
+ *   dx = ln_bwd(g, y)     = r (g - mean(g) - y mean(g y)), the vector-Jacobian
  *                           product of ln_norm, one node instead of the ten of
  *                           a composed backward (what an inner step records);
- *   its own derivatives: with respect to g it is ln_bwd(a, x) again (the map
+ *                           its second input is the ln_norm node y, and it is
+ *                           a function of g and of x = y's input;
+ *   its own derivatives: with respect to g it is ln_bwd(a, y) again (the map
  *   g -> r (g - mean g - y mean(g y)) is symmetric), with respect to x the
  *   closed form below: one fused node (ln_bwd_x) when the sweep records
  *   constants (create_graph = 0, the outer backward of the meta-step), or
- *   a composition of recorded ops when a further order is wanted.
- *   r = ln_rstd(x) (rows x 1) is kept for that composition.
- * Row statistics are recomputed from x by every kernel (two passes, no
- * cancellation) rather than stored. */
+ *   a composition of recorded ops when a further order is wanted
+ *   (r = ln_rstd(x), rows x 1, is kept for that composition). */
 #include "tape/tape_internal.h"
 
 #include <math.h>
@@ -45,24 +47,15 @@ static double dot8(const float *restrict a, const float *restrict b, int32_t C)
     return s;
 }
 
-/* Sum of a[j] * (x[j] - mu) * r, i.e. of a times the normalized row. */
-static double dot_norm(const float *restrict a, const float *restrict x, float mu, float r, int32_t C)
-{
-    float acc[8] = {0};
-    int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
-        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * ((x[j + l] - mu) * r);
-    double s = 0;
-    for (; j < C; j++) s += a[j] * ((x[j] - mu) * r);
-    for (int l = 0; l < 8; l++) s += acc[l];
-    return s;
-}
+/* The rstd of each row that an ln_norm node keeps (written once, by its
+ * forward kernel, when it is recorded). */
+static float *kept_rstd(const mp__node *n) { return (float *)(uintptr_t)n->idx; }
 
-/* Records ln_bwd(g, x) (eps as x's ln_norm). */
-static mp_status ln_bwd(mp_tape *t, mp_var g, mp_var x, float eps, mp_var *out)
+/* Records ln_bwd(g, y) for the ln_norm node y. */
+static mp_status ln_bwd(mp_tape *t, mp_var g, mp_var y, mp_var *out)
 {
-    const mp__node *X = mp__nd(t, x);
-    return mp__record(t, MP__OP_LN_BWD, X->rows, X->cols, g, x, NULL, eps, NULL, out);
+    const mp__node *Y = mp__nd(t, y);
+    return mp__record(t, MP__OP_LN_BWD, Y->rows, Y->cols, g, y, NULL, 0.0f, NULL, out);
 }
 
 /* ---- r = ln_rstd(x) ------------------------------------------------------------- */
@@ -79,7 +72,7 @@ mp_status mp__bwd_ln_rstd(mp_tape *t, mp_var v, mp_var g)
     const mp__node *n = mp__nd(t, v);
     mp_var x = n->in[0], r2, c, y;
     float invc = 1.0f / (float)mp__nd(t, x)->cols;
-    MP_TRY(mp__unary(t, MP__OP_LN_NORM, x, n->f, 0, &y));
+    MP_TRY(mp__ln_norm(t, x, n->f, &y));
     MP_TRY(mp__mul(t, v, v, 1.0f, &r2));
     MP_TRY(mp__mul(t, g, r2, -invc, &c));
     MP_TRY(mp__mul(t, y, c, 1.0f, &c));
@@ -91,60 +84,84 @@ void mp__fwd_ln_norm(mp_tape *t, mp__node *o)
 {
     const mp__node *X = mp__nd(t, o->in[0]);
     int32_t C = X->cols;
+    float *kept = kept_rstd(o);
     for (int32_t i = 0; i < X->rows; i++) {
         const float *restrict x = X->val + (size_t)i * C;
         float *restrict y = o->val + (size_t)i * C;
         float mu, r = row_rstd(x, C, o->f, &mu);
+        kept[i] = r;
         for (int32_t j = 0; j < C; j++) y[j] = (x[j] - mu) * r;
     }
 }
 mp_status mp__bwd_ln_norm(mp_tape *t, mp_var v, mp_var g)
 {
-    const mp__node *n = mp__nd(t, v);
-    mp_var x = n->in[0], c;
-    MP_TRY(ln_bwd(t, g, x, n->f, &c));
-    return mp__acc(t, x, c);
+    mp_var c;
+    MP_TRY(ln_bwd(t, g, v, &c));
+    return mp__acc(t, mp__nd(t, v)->in[0], c);
+}
+mp_status mp__ln_norm(mp_tape *t, mp_var x, float eps, mp_var *out)
+{
+    const mp__node *X = mp__nd(t, x);
+    mp__mark m = mp__tape_mark(t);
+    float *kept = mp__arena_alloc(t, (size_t)X->rows * sizeof(float));
+    if (!kept)
+        return mp__fail(t->err, MP_ERR_OUT_OF_MEMORY, "mp_tape: out of memory recording a %dx%d layer norm",
+                        (int)X->rows, (int)X->cols);
+    mp_status st = mp__record(t, MP__OP_LN_NORM, X->rows, X->cols, x, MP_VAR_NONE, NULL, eps,
+                              (const int32_t *)(const void *)kept, out);
+    if (st != MP_OK) mp__tape_rollback(t, m);
+    return st;
 }
 
-/* ---- dx = ln_bwd(g, x) = r (g - mean(g) - y mean(g y)) ----------------------------- */
+/* ---- dx = ln_bwd(g, y) = r (g - mean(g) - y mean(g y)) ----------------------------- */
 void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
 {
-    const mp__node *G = mp__nd(t, o->in[0]), *X = mp__nd(t, o->in[1]);
-    int32_t C = X->cols;
+    const mp__node *G = mp__nd(t, o->in[0]), *Y = mp__nd(t, o->in[1]);
+    const float *kept = kept_rstd(Y);
+    int32_t C = Y->cols;
     float invc = 1.0f / (float)C;
-    for (int32_t i = 0; i < X->rows; i++) {
-        const float *restrict x = X->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C;
+    for (int32_t i = 0; i < Y->rows; i++) {
+        const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
-        float mu, r = row_rstd(x, C, o->f, &mu);
-        float m1 = row_mean(g, C), m2 = (float)dot_norm(g, x, mu, r, C) * invc;
-        for (int32_t j = 0; j < C; j++) out[j] = r * (g[j] - m1 - (x[j] - mu) * r * m2);
+        float r = kept[i], m1 = row_mean(g, C), m2 = (float)dot8(g, y, C) * invc;
+        for (int32_t j = 0; j < C; j++) out[j] = r * (g[j] - m1 - y[j] * m2);
     }
 }
 
-/* The derivative of sum(a * ln_bwd(g, x)) with respect to x, per row, with
- * y = ln_norm(x), r its rstd, A1 = sum a, Ag = sum a g, Ay = sum a y,
+/* The derivative of sum(a * ln_bwd(g, y)) with respect to x (y = ln_norm(x)),
+ * per row, with r the rstd, A1 = sum a, Ag = sum a g, Ay = sum a y,
  * m1 = mean g, m2 = mean g y:
  *   -(r^2/C) (y (Ag - m1 A1 - 3 m2 Ay) + Ay (g - m1)) - r^2 m2 (a - A1/C).
- * ln_bwd_x(a, n) reads g and x as the inputs of the ln_bwd node n. Recorded
+ * ln_bwd_x(a, n) reads g and y as the inputs of the ln_bwd node n. Recorded
  * only by sweeps that record constants, so it is never differentiated. */
 void mp__fwd_ln_bwd_x(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]);
-    const mp__node *G = mp__nd(t, N->in[0]), *X = mp__nd(t, N->in[1]);
-    int32_t C = X->cols;
+    const mp__node *G = mp__nd(t, N->in[0]), *Y = mp__nd(t, N->in[1]);
+    const float *kept = kept_rstd(Y);
+    int32_t C = Y->cols;
     float invc = 1.0f / (float)C;
-    for (int32_t i = 0; i < X->rows; i++) {
-        const float *restrict x = X->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C,
+    for (int32_t i = 0; i < Y->rows; i++) {
+        const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C,
                               *restrict a = A->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
-        float mu, r = row_rstd(x, C, N->f, &mu);
-        float A1 = (float)mp__sum8(a, (size_t)C), Ag = (float)dot8(a, g, C), Ay = (float)dot_norm(a, x, mu, r, C);
-        float m1 = row_mean(g, C), m2 = (float)dot_norm(g, x, mu, r, C) * invc;
-        float r2 = r * r, k1 = Ag - m1 * A1 - 3.0f * m2 * Ay, ma = A1 * invc;
-        for (int32_t j = 0; j < C; j++) {
-            float y = (x[j] - mu) * r;
-            out[j] = -r2 * invc * (y * k1 + Ay * (g[j] - m1)) - r2 * m2 * (a[j] - ma);
+        float s[5][8] = {{0}}; /* sums of a, a g, a y, g, g y in eight lanes */
+        int32_t j = 0;
+        for (; j + 8 <= C; j += 8)
+            for (int l = 0; l < 8; l++) {
+                float aj = a[j + l], gj = g[j + l], yj = y[j + l];
+                s[0][l] += aj, s[1][l] += aj * gj, s[2][l] += aj * yj, s[3][l] += gj, s[4][l] += gj * yj;
+            }
+        double d[5] = {0};
+        for (; j < C; j++) {
+            d[0] += a[j], d[1] += a[j] * g[j], d[2] += a[j] * y[j], d[3] += g[j], d[4] += g[j] * y[j];
         }
+        for (int k = 0; k < 5; k++)
+            for (int l = 0; l < 8; l++) d[k] += s[k][l];
+        float r = kept[i], A1 = (float)d[0], Ag = (float)d[1], Ay = (float)d[2], m1 = (float)d[3] * invc,
+              m2 = (float)d[4] * invc;
+        float r2 = r * r, k1 = Ag - m1 * A1 - 3.0f * m2 * Ay, ma = A1 * invc;
+        for (j = 0; j < C; j++) out[j] = -r2 * invc * (y[j] * k1 + Ay * (g[j] - m1)) - r2 * m2 * (a[j] - ma);
     }
 }
 mp_status mp__bwd_ln_bwd_x(mp_tape *t, mp_var v, mp_var g)
@@ -158,7 +175,7 @@ static mp_status ln_bwd_x_composed(mp_tape *t, mp_var a, mp_var g, mp_var x, flo
 {
     float invc = 1.0f / (float)mp__nd(t, x)->cols;
     mp_var y, r, r2, A1, Ag, Ay, m1, m2, p, k1, q, u, w, s, ma;
-    MP_TRY(mp__unary(t, MP__OP_LN_NORM, x, eps, 0, &y));
+    MP_TRY(mp__ln_norm(t, x, eps, &y));
     MP_TRY(mp__record(t, MP__OP_LN_RSTD, mp__nd(t, x)->rows, 1, x, MP_VAR_NONE, NULL, eps, NULL, &r));
     MP_TRY(mp__mul(t, r, r, 1.0f, &r2));
     MP_TRY(mp__sum(t, a, MP_REDUCE_PER_ROW, 1.0f, &A1));
@@ -191,16 +208,16 @@ static mp_status ln_bwd_x_composed(mp_tape *t, mp_var a, mp_var g, mp_var x, flo
 mp_status mp__bwd_ln_bwd(mp_tape *t, mp_var v, mp_var a)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var g = n.in[0], x = n.in[1], c;
+    mp_var g = n.in[0], y = n.in[1], x = mp__nd(t, y)->in[0], c;
     if (mp__need(t, g)) {
-        MP_TRY(ln_bwd(t, a, x, n.f, &c));
+        MP_TRY(ln_bwd(t, a, y, &c));
         MP_TRY(mp__acc(t, g, c));
     }
     if (mp__need(t, x)) {
         if (t->no_grad)
             MP_TRY(mp__record(t, MP__OP_LN_BWD_X, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
         else
-            MP_TRY(ln_bwd_x_composed(t, a, g, x, n.f, &c));
+            MP_TRY(ln_bwd_x_composed(t, a, g, x, mp__nd(t, y)->f, &c));
         MP_TRY(mp__acc(t, x, c));
     }
     return MP_OK;
@@ -209,7 +226,7 @@ mp_status mp__bwd_ln_bwd(mp_tape *t, mp_var v, mp_var a)
 static mp_status record_ln(mp_tape *t, mp_var x, mp_var gamma, mp_var beta, float eps, mp_var *out)
 {
     mp_var y;
-    MP_TRY(mp__unary(t, MP__OP_LN_NORM, x, eps, 0, &y));
+    MP_TRY(mp__ln_norm(t, x, eps, &y));
     if (gamma != MP_VAR_NONE) MP_TRY(mp__mul(t, y, gamma, 1.0f, &y));
     if (beta != MP_VAR_NONE) MP_TRY(mp__add(t, y, beta, &y));
     *out = y;

@@ -246,6 +246,9 @@ mp_status mp__gather_rows(mp_tape *t, mp_var table, const int32_t *idx, int32_t 
 mp_status mp__scatter_rows(mp_tape *t, mp_var g, const int32_t *idx, int32_t rows, mp_var *out);
 mp_status mp__gather_flat(mp_tape *t, mp_var x, const int32_t *idx, int32_t rows, int32_t cols, mp_var *out);
 mp_status mp__scatter_flat(mp_tape *t, mp_var g, const int32_t *idx, int32_t rows, int32_t cols, mp_var *out);
+/* Layer norm without affine: (x - mean) / sqrt(var + eps) per row; the node
+ * keeps each row's rstd (see src/tape/ops_norm.c). */
+mp_status mp__ln_norm(mp_tape *t, mp_var x, float eps, mp_var *out);
 mp_status mp__im2col(mp_tape *t, mp_var x, const int32_t *geom, mp_var *out);
 mp_status mp__col2im(mp_tape *t, mp_var g, const int32_t *geom, mp_var *out);
 
