@@ -55,9 +55,8 @@ static size_t block_at(int32_t i, int32_t flag, int32_t r, int32_t c, int32_t ld
  * development machine; each row of the result is the same dot products. */
 #define NN_CHUNK 64
 /* A product with b transposed and b small (a weight: dx = g w^T in a
- * backward pass) takes the same path through a transposed copy of b on
- * the stack (at most NT_COPY_MAX floats, 64 KiB). */
-#define NT_COPY_MAX 16384
+ * backward pass) takes the same path through a transposed copy of b in the
+ * tape's buffer t->tcopy (MP__TCOPY_FLOATS floats). */
 
 static void gemm_blocks(mp_tape *t, mp__node *o)
 {
@@ -68,8 +67,8 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
     int32_t ra, ca, rb, cb;
     block_shape(A, batch, sa, &ra, &ca);
     block_shape(B, batch, sb, &rb, &cb);
-    if (batch == 1 && !ta && d.m > NN_CHUNK && (!tb || (size_t)d.k * d.n <= NT_COPY_MAX)) { /* see NN_CHUNK */
-        float bt[NT_COPY_MAX];
+    if (batch == 1 && !ta && d.m > NN_CHUNK && (!tb || (size_t)d.k * d.n <= MP__TCOPY_FLOATS)) {
+        float *bt = t->tcopy;
         const float *b = B->val;
         if (tb) { /* b^T (k x n) from b (n x k) */
             for (int32_t i = 0; i < d.n; i++)

@@ -323,7 +323,8 @@ mp_status mp_tape_create(mp_tape **out)
     if (!t) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
     t->grad_n = -1;
     t->id_base = first_tag(t) << MP__ID_INDEX_BITS;
-    if (grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK) ||
+    t->tcopy = mp__alloc(MP__TCOPY_FLOATS * sizeof(float));
+    if (!t->tcopy || grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK) ||
         !arena_alloc(&t->sarena, ARENA_FIRST_BLOCK)) {
         mp_tape_destroy(t);
         return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
@@ -341,6 +342,7 @@ void mp_tape_destroy(mp_tape *t)
     if (!t) return;
     for (int32_t i = 0; i < t->arena.nblk; i++) mp__free(t->arena.blk[i]);
     for (int32_t i = 0; i < t->sarena.nblk; i++) mp__free(t->sarena.blk[i]);
+    mp__free(t->tcopy);
     mp__free(t->nodes);
     mp__free(t->grad);
     mp__free(t->gwork);
@@ -373,7 +375,8 @@ mp_status mp_tape_stat(const mp_tape *t, int32_t stat, int64_t *out)
     case MP_TAPE_STAT_ARENA_USED: v = (int64_t)(t->arena.before + t->arena.off); break;
     case MP_TAPE_STAT_ARENA_HIGH: v = (int64_t)t->arena.high; break;
     case MP_TAPE_STAT_HEAP_BYTES:
-        v = (int64_t)sizeof *t + (int64_t)t->cap * (int64_t)(sizeof(mp__node) + 2 * sizeof(mp_var));
+        v = (int64_t)sizeof *t + (int64_t)t->cap * (int64_t)(sizeof(mp__node) + 2 * sizeof(mp_var)) +
+            (int64_t)(MP__TCOPY_FLOATS * sizeof(float));
         for (int32_t i = 0; i < t->arena.nblk; i++) v += (int64_t)t->arena.cap[i];
         for (int32_t i = 0; i < t->sarena.nblk; i++) v += (int64_t)t->sarena.cap[i];
         break;

@@ -106,6 +106,8 @@ typedef struct {
 #define MP__ID_MAX_NODES ((int32_t)1 << MP__ID_INDEX_BITS)
 #define MP__ID_TAGS 127
 
+#define MP__TCOPY_FLOATS 16384 /* 64 KiB */
+
 struct mp_tape {
     mp__node *nodes;
     mp_var *grad;  /* committed gradients of the last backward (valid for indices < grad_n) */
@@ -119,6 +121,7 @@ struct mp_tape {
     mp__arena arena;
     mp__arena sarena; /* blocks of the scratch region */
     mp__scratch scratch;
+    float *tcopy;     /* MP__TCOPY_FLOATS floats: a transposed weight (ops_matmul.c) */
     char err[MP_ERRMSG_LEN];
 };
 
