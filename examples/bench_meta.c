@@ -348,6 +348,13 @@ int main(int argc, char **argv)
             quality = 0;
         else if (strcmp(argv[i], "--skip-speed") == 0)
             speed = 0;
+        else {
+            int help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+            if (!help) fprintf(stderr, "bench_meta: unknown or incomplete argument '%s'\n", argv[i]);
+            fprintf(help ? stdout : stderr,
+                    "usage: bench_meta [--iters N] [--init-scale S] [--skip-quality] [--skip-speed]\n");
+            return help ? 0 : 2;
+        }
     }
     printf("openblas core: %s\n", mp_blas_corename());
     printf("openblas threads: %d (meta threads: 1 and 2 for speed, 2 for quality; PyTorch 1 thread)\n", (int)mp_blas_num_threads());
