@@ -85,9 +85,9 @@ B2(b_split_heads, mp_split_heads(t, x[0], 2, 3, 2, o))
 B2(b_merge_heads, mp_merge_heads(t, x[0], 2, 3, 2, o))
 
 static const int32_t heads_qk[3] = {1, 1, 0}, heads_pv[3] = {0, 1, 1};
-B2(b_heads_qk, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 1, heads_qk, o))
-B2(b_heads_pv, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 0, heads_pv, o))
-B2(b_heads_tn, mp__heads_matmul(t, x[0], x[1], 4, 2, 1, 0, heads_qk, o))
+B2(b_heads_qk, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 1, heads_qk, 1.0f, o))
+B2(b_heads_pv, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 0, heads_pv, 1.0f, o))
+B2(b_heads_tn, mp__heads_matmul(t, x[0], x[1], 4, 2, 1, 0, heads_qk, -1.5f, o))
 
 /* Composed graphs. */
 static mp_status b_mlp(mp_tape *t, const mp_var *x, mp_var *o)
@@ -123,7 +123,8 @@ static mp_status b_attention(mp_tape *t, const mp_var *x, mp_var *o)
     return mp_add(t, x[0], m, o);
 }
 
-/* The same block with the products on the merged head layout in place. */
+/* The same block with the products on the merged head layout in place (the
+ * 1/sqrt(dh) scale folded into the first product). */
 static mp_status b_heads_attention(mp_tape *t, const mp_var *x, mp_var *o)
 {
     mp_var n, q, k, v, s, p, m;
@@ -131,10 +132,9 @@ static mp_status b_heads_attention(mp_tape *t, const mp_var *x, mp_var *o)
     MP_TRY(mp_matmul(t, n, x[1], 0, 0, &q));
     MP_TRY(mp_matmul(t, n, x[2], 0, 0, &k));
     MP_TRY(mp_matmul(t, n, x[3], 0, 0, &v));
-    MP_TRY(mp__heads_matmul(t, q, k, 4, 2, 0, 1, heads_qk, &s));
-    MP_TRY(mp_scale(t, s, 0.70710678f, &s));
+    MP_TRY(mp__heads_matmul(t, q, k, 4, 2, 0, 1, heads_qk, 0.70710678f, &s));
     MP_TRY(mp_softmax(t, s, &p));
-    MP_TRY(mp__heads_matmul(t, p, v, 4, 2, 0, 0, heads_pv, &m));
+    MP_TRY(mp__heads_matmul(t, p, v, 4, 2, 0, 0, heads_pv, 1.0f, &m));
     MP_TRY(mp_gelu(t, m, &m));
     return mp_add(t, x[0], m, o);
 }

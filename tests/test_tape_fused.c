@@ -67,22 +67,23 @@ START_TEST(heads_matmul_rejects_bad_inputs)
     MP_CK_OK(mp_tape_leaf(t, 4, 6, x, 24, 0, &odd));
     int64_t before, after;
     MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &before));
-    ck_assert_int_eq(mp__heads_matmul(NULL, q, k, 4, 2, 0, 1, qk, &out), MP_ERR_NULL_POINTER);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, qk, NULL), MP_ERR_NULL_POINTER);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k + 1000, 4, 2, 0, 1, qk, &out), MP_ERR_UNKNOWN_VARIABLE);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, bad_flag, &out), MP_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, neg_flag, &out), MP_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 2, 1, qk, &out), MP_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 5, 2, 0, 1, qk, &out), MP_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 0, 0, 1, qk, &out), MP_ERR_INVALID_ARGUMENT);
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 6, 3, 0, 1, qk, &out), MP_ERR_SHAPE_MISMATCH); /* 4 cols, 3 heads */
-    ck_assert_int_eq(mp__heads_matmul(t, q, odd, 4, 2, 0, 1, qk, &out), MP_ERR_SHAPE_MISMATCH);
+    ck_assert_int_eq(mp__heads_matmul(NULL, q, k, 4, 2, 0, 1, qk, 1.0f, &out), MP_ERR_NULL_POINTER);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, qk, 1.0f, NULL), MP_ERR_NULL_POINTER);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k + 1000, 4, 2, 0, 1, qk, 1.0f, &out), MP_ERR_UNKNOWN_VARIABLE);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, bad_flag, 1.0f, &out), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, neg_flag, 1.0f, &out), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 2, 1, qk, 1.0f, &out), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 5, 2, 0, 1, qk, 1.0f, &out), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 0, 0, 1, qk, 1.0f, &out), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 1, qk, NAN, &out), MP_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 6, 3, 0, 1, qk, 1.0f, &out), MP_ERR_SHAPE_MISMATCH); /* 4 cols, 3 heads */
+    ck_assert_int_eq(mp__heads_matmul(t, q, odd, 4, 2, 0, 1, qk, 1.0f, &out), MP_ERR_SHAPE_MISMATCH);
     ck_assert_ptr_nonnull(strstr(mp_tape_error(t), "mp__heads_matmul"));
-    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 0, qk, &out), MP_ERR_SHAPE_MISMATCH); /* 3x2 by 3x2 */
+    ck_assert_int_eq(mp__heads_matmul(t, q, k, 4, 2, 0, 0, qk, 1.0f, &out), MP_ERR_SHAPE_MISMATCH); /* 3x2 by 3x2 */
     MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &after));
     ck_assert_int_eq(after, before);
     ck_assert_int_eq(out, 12345);
-    MP_CK_OK(mp__heads_matmul(t, q, k, 4, 2, 0, 1, qk, &out));
+    MP_CK_OK(mp__heads_matmul(t, q, k, 4, 2, 0, 1, qk, 1.0f, &out));
     int32_t r, c;
     MP_CK_OK(mp_tape_shape(t, out, &r, &c));
     ck_assert_int_eq(r, 12);

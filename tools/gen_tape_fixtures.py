@@ -164,7 +164,7 @@ CASES = [
     ("heads_pv", [(12, 3), (6, 4)], [U, U],
      lambda p, v: merge_heads(bmm(p, split_heads(v, 2, 3, 2), 4, 0, 0), 2, 3, 2)),
     ("heads_tn", [(6, 4), (6, 4)], [U, U],
-     lambda a, b: bmm(split_heads(a, 2, 3, 2), split_heads(b, 2, 3, 2), 4, 1, 0)),
+     lambda a, b: -1.5 * bmm(split_heads(a, 2, 3, 2), split_heads(b, 2, 3, 2), 4, 1, 0)),
     ("heads_attention", [(6, 4), (4, 4), (4, 4), (4, 4)], [U] * 4, attention),
 ]
 

@@ -100,7 +100,7 @@ void mp__cfg_entry(const mp_config *cfg, size_t i, int32_t *key, int64_t *ival, 
  * mp_tape_backward_wrt; results bit-identical to it. */
 mp_status mp__tape_backward_wrt_recycle(mp_tape *tape, mp_var loss, const mp_var *wrt, size_t n);
 
-/* mp_batch_matmul over batch = examples * heads items where each of a, b
+/* alpha times mp_batch_matmul over batch = examples * heads items where each of a, b
  * and the output (layout[0..2] = 1) may instead be in the merged multi-head
  * layout of attention, (examples * seq) x (heads * dh): item e*heads + h is
  * then the seq x dh block of example e's rows and head h's columns, used in
@@ -109,9 +109,10 @@ mp_status mp__tape_backward_wrt_recycle(mp_tape *tape, mp_var loss, const mp_var
  * (p, v, layout {0, 1, 1}) gives (n*T) x d. It replaces split_heads + batch
  * matmul + merge_heads with no copies; differentiable to every order.
  * Errors: MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE,
- * MP_ERR_INVALID_ARGUMENT (flags, batch not a multiple of heads),
+ * MP_ERR_INVALID_ARGUMENT (flags, batch not a multiple of heads, alpha not
+ * finite),
  * MP_ERR_SHAPE_MISMATCH. */
 mp_status mp__heads_matmul(mp_tape *tape, mp_var a, mp_var b, int32_t batch, int32_t heads, int32_t trans_a,
-                           int32_t trans_b, const int32_t layout[3], mp_var *out);
+                           int32_t trans_b, const int32_t layout[3], float alpha, mp_var *out);
 
 #endif

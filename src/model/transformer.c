@@ -215,7 +215,7 @@ static mp_status attention(const mp_model *m, mp_tape *t, const mp_var *b, mp_va
                            mp_var v, int32_t n, int32_t last, mp_var *out)
 {
     int32_t H = (int32_t)mp__mcfg(m, MP_CFG_MODEL_HEADS), dh = m->d / H;
-    mp_var sc, ss, pr, om;
+    mp_var sc, pr, om;
     if (q == MP_VAR_NONE) {
         mp_var aq = a;
         if (last) MP_TRY(real_rows(m, t, a, n, &aq));
@@ -224,12 +224,11 @@ static mp_status attention(const mp_model *m, mp_tape *t, const mp_var *b, mp_va
     if (k == MP_VAR_NONE) MP_TRY(linear(t, a, b[K_W], b[K_B], &k));
     if (v == MP_VAR_NONE) MP_TRY(linear(t, a, b[V_W], b[V_B], &v));
     /* Per example and head, on the (rows x d) projections in place:
-     * scores (n*H*Tq) x T = q k^T, then (n*Tq) x d = softmax(scores) v. */
+     * scores (n*H*Tq) x T = q k^T / sqrt(dh), then (n*Tq) x d = softmax(scores) v. */
     static const int32_t qk[3] = {1, 1, 0}, pv[3] = {0, 1, 1};
-    MP_TRY(mp__heads_matmul(t, q, k, n * H, H, 0, 1, qk, &sc));
-    MP_TRY(mp_scale(t, sc, 1.0f / sqrtf((float)dh), &ss));
-    MP_TRY(mp_softmax(t, ss, &pr));
-    MP_TRY(mp__heads_matmul(t, pr, v, n * H, H, 0, 0, pv, &om));
+    MP_TRY(mp__heads_matmul(t, q, k, n * H, H, 0, 1, qk, 1.0f / sqrtf((float)dh), &sc));
+    MP_TRY(mp_softmax(t, sc, &pr));
+    MP_TRY(mp__heads_matmul(t, pr, v, n * H, H, 0, 0, pv, 1.0f, &om));
     return linear(t, om, b[O_W], b[O_B], out);
 }
 

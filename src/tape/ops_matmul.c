@@ -4,6 +4,7 @@
 #include "tape/tape_internal.h"
 
 #include <cblas.h>
+#include <math.h>
 
 /* A batched product has attr = {trans_a, trans_b, batch, shared_a, shared_b,
  * sum_out}: a shared operand (flag 1) is one block used by every batch item,
@@ -77,13 +78,13 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
         }
         for (int32_t r = 0; r < d.m; r += NN_CHUNK)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.m - r < NN_CHUNK ? d.m - r : NN_CHUNK, d.n,
-                        d.k, 1.0f, A->val + (size_t)r * A->cols, A->cols, b, d.n, 0.0f,
+                        d.k, o->f, A->val + (size_t)r * A->cols, A->cols, b, d.n, 0.0f,
                         o->val + (size_t)r * o->cols, o->cols);
         return;
     }
     for (int32_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, d.m, d.n, d.k,
-                    1.0f, A->val + block_at(i, sa, ra, ca, A->cols), A->cols,
+                    o->f, A->val + block_at(i, sa, ra, ca, A->cols), A->cols,
                     B->val + block_at(i, sb, rb, cb, B->cols), B->cols, so > 0 && i > 0 ? 1.0f : 0.0f,
                     o->val + block_at(i, so, d.m, d.n, o->cols), o->cols);
 }
@@ -91,19 +92,30 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
 /* C = op(A) op(B): dA = ta ? op(B) G^T : G op(B)^T ; dB = tb ? G^T op(A) : op(A)^T G.
  * The operand shared flags follow the operands (G is one block when the
  * output is summed), and a shared operand's gradient is a summed product. */
+static mp_status record_mm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa,
+                           int32_t sb, int32_t so, float alpha, mp_var *out)
+{
+    if (batch == 1) sa = sb = so = 0; /* one item (so one head): all the same */
+    mm_dims d = dims(mp__nd(t, a), mp__nd(t, b), batch, ta, tb, sa, sb);
+    int32_t attr[6] = {ta, tb, batch, sa, sb, so};
+    int32_t op = batch == 1 ? MP__OP_MATMUL : MP__OP_BMM;
+    int32_t rows = so > 0 ? d.m : so < 0 ? batch / -so * d.m : batch * d.m, cols = so < 0 ? -so * d.n : d.n;
+    return mp__record(t, op, rows, cols, a, b, attr, alpha, NULL, out);
+}
+
 static mp_status gemm_backward(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     mp_var a = n.in[0], b = n.in[1], c;
     int32_t ta = n.attr[0], tb = n.attr[1], batch = n.attr[2], sa = n.attr[3], sb = n.attr[4], so = n.attr[5];
     if (mp__need(t, a)) {
-        if (ta) MP_TRY(mp__bmm_ex(t, b, g, batch, tb, 1, sb, so, sa, &c));
-        else MP_TRY(mp__bmm_ex(t, g, b, batch, 0, !tb, so, sb, sa, &c));
+        if (ta) MP_TRY(record_mm(t, b, g, batch, tb, 1, sb, so, sa, n.f, &c));
+        else MP_TRY(record_mm(t, g, b, batch, 0, !tb, so, sb, sa, n.f, &c));
         MP_TRY(mp__acc(t, a, c));
     }
     if (mp__need(t, b)) {
-        if (tb) MP_TRY(mp__bmm_ex(t, g, a, batch, 1, ta, so, sa, sb, &c));
-        else MP_TRY(mp__bmm_ex(t, a, g, batch, !ta, 0, sa, so, sb, &c));
+        if (tb) MP_TRY(record_mm(t, g, a, batch, 1, ta, so, sa, sb, n.f, &c));
+        else MP_TRY(record_mm(t, a, g, batch, !ta, 0, sa, so, sb, n.f, &c));
         MP_TRY(mp__acc(t, b, c));
     }
     return MP_OK;
@@ -117,12 +129,7 @@ mp_status mp__bwd_bmm(mp_tape *t, mp_var v, mp_var g) { return gemm_backward(t, 
 mp_status mp__bmm_ex(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa, int32_t sb,
                      int32_t so, mp_var *out)
 {
-    if (batch == 1) sa = sb = so = 0; /* one item (so one head): all the same */
-    mm_dims d = dims(mp__nd(t, a), mp__nd(t, b), batch, ta, tb, sa, sb);
-    int32_t attr[6] = {ta, tb, batch, sa, sb, so};
-    int32_t op = batch == 1 ? MP__OP_MATMUL : MP__OP_BMM;
-    int32_t rows = so > 0 ? d.m : so < 0 ? batch / -so * d.m : batch * d.m, cols = so < 0 ? -so * d.n : d.n;
-    return mp__record(t, op, rows, cols, a, b, attr, 0.0f, NULL, out);
+    return record_mm(t, a, b, batch, ta, tb, sa, sb, so, 1.0f, out);
 }
 mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, mp_var *out)
 {
@@ -175,7 +182,7 @@ mp_status mp_batch_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t
 }
 
 mp_status mp__heads_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t heads, int32_t trans_a,
-                           int32_t trans_b, const int32_t layout[3], mp_var *out)
+                           int32_t trans_b, const int32_t layout[3], float alpha, mp_var *out)
 {
     static const char fn[] = "mp__heads_matmul";
     MP__START(t, out, fn);
@@ -199,7 +206,7 @@ mp_status mp__heads_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_
     MP_REQUIRE(d.k == d.k2, t->err, MP_ERR_SHAPE_MISMATCH, "%s: inner dimensions differ (%d and %d)", fn,
                (int)d.k, (int)d.k2);
     mp_var r;
-    mp_status st = batch == 1 ? mp__bmm_ex(t, a, b, 1, trans_a, trans_b, 0, 0, 0, &r)
-                              : mp__bmm_ex(t, a, b, batch, trans_a, trans_b, f[0], f[1], f[2], &r);
+    MP_REQUIRE(isfinite(alpha), t->err, MP_ERR_INVALID_ARGUMENT, "%s: alpha = %g is not finite", fn, (double)alpha);
+    mp_status st = record_mm(t, a, b, batch, trans_a, trans_b, f[0], f[1], f[2], alpha, &r);
     return mp__emit(t, st, &r, out);
 }
