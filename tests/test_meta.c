@@ -2241,6 +2241,191 @@ START_TEST(no_allocation_after_warm_up)
 }
 END_TEST
 
+/* ---- conv with the prompt at the head: its backbone recorded once per task -------------- */
+#define CONV_SIDE 6 /* 6 x 6 images: 6 -> 3 -> 1 through two blocks */
+#define CONV_DIM  (CONV_SIDE * CONV_SIDE)
+
+/* A tiny conv4-style classifier (2 blocks of 2 filters, 3 classes) with a
+ * 2 x 2 prompt appended to the head's features. */
+static mp_model *conv_head_model(void)
+{
+    static const int32_t kv[][2] = {
+        {MP_CFG_MODEL_KIND, MP_MODEL_CONV}, {MP_CFG_MODEL_IMAGE_HEIGHT, CONV_SIDE},
+        {MP_CFG_MODEL_IMAGE_WIDTH, CONV_SIDE}, {MP_CFG_MODEL_CHANNELS, 2}, {MP_CFG_MODEL_CONV_BLOCKS, 2},
+        {MP_CFG_MODEL_OUTPUT_DIM, 3}, {MP_CFG_MODEL_PROMPT_LEN, 2}, {MP_CFG_MODEL_PROMPT_DIM, 2},
+        {MP_CFG_MODEL_PROMPT_MODE, MP_PROMPT_HEAD_FEATURES}, {MP_CFG_SEED, 21}};
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) MP_CK_OK(mp_config_set_int(c, kv[i][0], kv[i][1]));
+    mp_model *m = NULL;
+    MP_CK_OK(mp_model_create(&m, c));
+    mp_config_destroy(c);
+    return m;
+}
+
+/* 3-way: 2 support and 2 query images per class, noise plus a bright
+ * quadrant that depends on the class. */
+static mp_task *conv_head_task(uint64_t seed, float *qx, int32_t *ql)
+{
+    mp__rng r;
+    mp__rng_seed(&r, seed, 17);
+    float x[12 * CONV_DIM];
+    int32_t lab[12];
+    for (int i = 0; i < 12; i++) {
+        lab[i] = i % 3;
+        for (int j = 0; j < CONV_DIM; j++) {
+            int quad = (j / CONV_SIDE >= CONV_SIDE / 2) * 2 + (j % CONV_SIDE >= CONV_SIDE / 2);
+            x[i * CONV_DIM + j] = (float)(mp__rng_normal(&r) * 0.5 + (quad == lab[i]));
+        }
+    }
+    memcpy(qx, x + 6 * CONV_DIM, 6 * CONV_DIM * sizeof(float));
+    memcpy(ql, lab + 6, 6 * sizeof(int32_t));
+    mp_task *t = NULL;
+    MP_CK_OK(mp_task_create_classification(&t, CONV_DIM, 3, x, lab, 6, x + 6 * CONV_DIM, lab + 6, 6));
+    return t;
+}
+
+/* Query cross-entropy after m's inner loop (mp_meta_adapt: first order,
+ * the tape restarted between steps) from s's current meta-parameters. */
+static double conv_head_query_loss(mp_meta *m, fd_setup *s, const float *qx, const int32_t *ql)
+{
+    float loss;
+    MP_CK_OK(mp_meta_adapt(m, s->task, s->scratch_prompt, s->scratch_model));
+    MP_CK_OK(mp_model_loss(s->scratch_model, s->scratch_prompt, qx, 6, 6 * CONV_DIM, ql, NULL, &loss));
+    return loss;
+}
+
+/* Second-order MAML, 2 inner steps, on the conv classifier: the meta-gradient
+ * (inner steps and query pass on one tape, the backbone shared through the
+ * forward cache unless scope "all" adapts it) against central differences
+ * of the adapted query loss, for every learned prompt entry and every 4th
+ * learned parameter; and measurably different from the first-order one. */
+static void conv_head_fd_check(int scope, int learn)
+{
+    fd_setup s;
+    float qx[6 * CONV_DIM];
+    int32_t ql[6];
+    s.model = conv_head_model();
+    s.prompt = make_prompt(s.model, 0.5, 4);
+    MP_CK_OK(mp_model_clone(&s.scratch_model, s.model));
+    s.scratch_prompt = make_prompt(s.model, 0, 0);
+    s.task = conv_head_task(11, qx, ql);
+    meta_opts o = defaults(MP_META_MAML);
+    o.scope = scope;
+    o.learn = learn;
+    o.steps = o.eval_steps = 2;
+    o.inner_lr = 0.5;
+    mp_meta *m = make_meta(s.model, s.prompt, &o);
+    float *g = meta_grad(m, &s.task, 1);
+    float *gf = first_order_reference(m, &s, &o);
+    size_t np = m->n_prompt, checked = 0;
+    double max_gap = 0, max_err = 0;
+    const float eps = 5e-4f; /* maxpool switches and relu kinks lie close by */
+    for (size_t j = 0; j < np + m->n_params; j++) {
+        if (!entry_learned(m, j) || (j >= np && (j - np) % 4 != 0)) continue;
+        float *x = j < np ? mp__prompt_data(s.prompt) + j : mp__model_params(s.model) + (j - np), x0 = *x;
+        *x = x0 + eps;
+        double lp = conv_head_query_loss(m, &s, qx, ql);
+        *x = x0 - eps;
+        double lm = conv_head_query_loss(m, &s, qx, ql);
+        *x = x0;
+        double fd = (lp - lm) / (2.0 * eps), err = fabs(fd - g[j]);
+        ck_assert_msg(err < 2e-3 + 2e-2 * fabs(fd), "scope %d, entry %zu: meta-gradient %.7g, finite difference %.7g",
+                      scope, j, g[j], fd);
+        if (err > max_err) max_err = err;
+        if (fabs(g[j] - gf[j]) > max_gap) max_gap = fabs(g[j] - gf[j]);
+        checked++;
+    }
+    ck_assert_uint_gt(checked, 20);
+    ck_assert_msg(max_gap > 10 * max_err && max_gap > 1e-2, "second vs first order gap %.3g, fd error %.3g",
+                  max_gap, max_err);
+    free(g);
+    free(gf);
+    mp_meta_destroy(m);
+    fd_free(&s);
+}
+
+START_TEST(conv_head_maml_matches_finite_differences)
+{
+    conv_head_fd_check(MP_SCOPE_PROMPT_HEAD, LEARN_ALL);
+    conv_head_fd_check(MP_SCOPE_ALL, LEARN_ALL);
+}
+END_TEST
+
+/* Variables on the worker's tape after a second-order MAML meta-gradient
+ * with `steps` inner steps (the tape is kept until the next task). */
+static int64_t conv_head_task_nodes(mp_model *model, mp_prompt *prompt, mp_task *task, int scope, int steps)
+{
+    meta_opts o = defaults(MP_META_MAML);
+    o.scope = scope;
+    o.learn = LEARN_ALL;
+    o.steps = steps;
+    mp_meta *m = make_meta(model, prompt, &o);
+    free(meta_grad(m, &task, 1));
+    int64_t nodes;
+    MP_CK_OK(mp_tape_stat(m->w[0].tape, MP_TAPE_STAT_NODES, &nodes));
+    mp_meta_destroy(m);
+    return nodes;
+}
+
+/* In scope prompt+head the first inner step records the support set's
+ * backbone and later steps do not: each later step records at least one
+ * backbone forward fewer than the first. In scope "all" every step adapts
+ * the backbone and records its own: all steps record the same. */
+START_TEST(conv_head_maml_records_the_backbone_once_per_task)
+{
+    mp_model *model = conv_head_model();
+    mp_prompt *prompt = make_prompt(model, 0.5, 4);
+    float qx[6 * CONV_DIM], sx[6 * CONV_DIM];
+    int32_t ql[6];
+    mp_task *task = conv_head_task(11, qx, ql);
+    MP_CK_OK(mp_task_get_support(task, sx, 6 * CONV_DIM, NULL, 0, NULL, 0));
+    /* Variables of the support set's backbone: a full forward minus one
+     * served from the cache. */
+    mp_tape *t;
+    mp_var pv[16], prv, xv, out;
+    int64_t full, head;
+    ck_assert_int_le(mp__model_num_tensors(model), 16);
+    MP_CK_OK(mp_tape_create(&t));
+    for (int32_t i = 0; i < mp__model_num_tensors(model); i++) {
+        const mp__param_info *ti = mp__model_tensor(model, i);
+        MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, mp__model_params(model) + ti->offset,
+                              (size_t)ti->rows * ti->cols, 0, &pv[i]));
+    }
+    MP_CK_OK(mp_tape_leaf(t, 2, 2, mp__prompt_data(prompt), 4, 0, &prv));
+    MP_CK_OK(mp_tape_leaf(t, 6, CONV_DIM, sx, 6 * CONV_DIM, 0, &xv));
+    mp__fwd_cache cache;
+    mp__fwd_cache_clear(&cache);
+    int64_t n0, n1, n2;
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &n0));
+    MP_CK_OK(mp__model_forward(model, t, pv, prv, xv, &cache, &out));
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &n1));
+    MP_CK_OK(mp__model_forward(model, t, pv, prv, xv, &cache, &out));
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &n2));
+    mp_tape_destroy(t);
+    full = n1 - n0;
+    head = n2 - n1;
+    int64_t backbone = full - head;
+    ck_assert_int_gt(backbone, 10);
+    int64_t ph[4], all[4];
+    for (int k = 0; k < 4; k++) {
+        ph[k] = conv_head_task_nodes(model, prompt, task, MP_SCOPE_PROMPT_HEAD, k);
+        all[k] = conv_head_task_nodes(model, prompt, task, MP_SCOPE_ALL, k);
+    }
+    /* Step 1 also records the support backbone (and the final backward
+     * through it); steps 2 and 3 record neither. */
+    ck_assert_msg((ph[1] - ph[0]) - (ph[2] - ph[1]) >= backbone,
+                  "prompt+head: step 1 records %lld variables, step 2 %lld, a backbone forward %lld",
+                  (long long)(ph[1] - ph[0]), (long long)(ph[2] - ph[1]), (long long)backbone);
+    ck_assert_int_eq(ph[2] - ph[1], ph[3] - ph[2]);
+    ck_assert_int_eq(all[1] - all[0], all[2] - all[1]);
+    ck_assert_int_eq(all[2] - all[1], all[3] - all[2]);
+    mp_task_destroy(task);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+}
+END_TEST
+
 Suite *mp_test_meta_suite(void)
 {
     Suite *s = suite_create("meta");
@@ -2284,5 +2469,10 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, step_and_evaluate_survive_allocation_failures);
     tcase_add_test(alg, no_allocation_after_warm_up);
     suite_add_tcase(s, alg);
+    TCase *cc = tcase_create("conv_cache");
+    tcase_set_timeout(cc, 60);
+    tcase_add_test(cc, conv_head_maml_matches_finite_differences);
+    tcase_add_test(cc, conv_head_maml_records_the_backbone_once_per_task);
+    suite_add_tcase(s, cc);
     return s;
 }

@@ -2246,6 +2246,211 @@ START_TEST(torch_init_scheme_matches_pytorch_bounds)
 }
 END_TEST
 
+/* ---- conv forward cache (mp__fwd_cache) ------------------------------------------------ */
+/* A conv with the prompt at the head and 5 blocks: its backbone reads 20
+ * tensors, more than a slot held before the key limit was raised. */
+static const int64_t CFG_CONV_HEAD5[] = {MP_CFG_MODEL_KIND, MP_MODEL_CONV, MP_CFG_MODEL_OUTPUT_DIM, 3,
+                                         MP_CFG_MODEL_IMAGE_HEIGHT, 32, MP_CFG_MODEL_IMAGE_WIDTH, 32,
+                                         MP_CFG_MODEL_CHANNELS, 2, MP_CFG_MODEL_CONV_BLOCKS, 5,
+                                         MP_CFG_MODEL_PROMPT_LEN, 2, MP_CFG_MODEL_PROMPT_DIM, 3,
+                                         MP_CFG_MODEL_PROMPT_MODE, MP_PROMPT_HEAD_FEATURES, 0};
+/* Cacheable (backbone independent of the prompt) first; the last one has
+ * the prompt at the input: nothing to cache. */
+static const int64_t *const CONV_CACHE_CFGS[] = {CFG_CONV_HEAD, CFG_CONV_HEAD_P0, CFG_CONV_HEAD5,
+                                                 CFG_CONV_IN_P0, CFG_CONV_IN};
+#define NCONV_CACHE_CFGS 5
+#define NCONV_CACHEABLE  4
+
+/* Conv parameter, prompt and input leaves on one tape (flags for the
+ * parameters and the prompt). */
+typedef struct {
+    mp_tape *t;
+    mp_var pv[64], prv, xv;
+    int32_t nt, nb; /* tensors; backbone tensors (all but head.weight/bias) */
+} conv_tape;
+
+static conv_tape conv_tape_make(mp_model *m, mp_prompt *p, const float *x, size_t n, int32_t flags)
+{
+    conv_tape c;
+    MP_CK_OK(mp_tape_create(&c.t));
+    c.nt = mp__model_num_tensors(m);
+    c.nb = c.nt - 2;
+    ck_assert_int_le(c.nt, 64);
+    ck_assert_str_eq(mp__model_tensor(m, c.nb)->name, "head.weight");
+    for (int32_t i = 0; i < c.nt; i++) {
+        const mp__param_info *ti = mp__model_tensor(m, i);
+        MP_CK_OK(mp_tape_leaf(c.t, ti->rows, ti->cols, mp__model_params(m) + ti->offset,
+                              (size_t)ti->rows * ti->cols, flags, &c.pv[i]));
+    }
+    int32_t P = mp__model_prompt_rows(m), d = mp__model_prompt_cols(m);
+    c.prv = MP_VAR_NONE;
+    if (P > 0) MP_CK_OK(mp_tape_leaf(c.t, P, d, mp__prompt_data(p), (size_t)P * d, flags, &c.prv));
+    MP_CK_OK(mp_tape_leaf(c.t, (int32_t)n, mp__model_input_dim(m), x, n * mp__model_input_dim(m), 0, &c.xv));
+    return c;
+}
+
+/* A leaf over tensor i's values plus a pattern (same values with shift 0),
+ * on c's tape. */
+static mp_var conv_tensor_variant(const mp_model *m, conv_tape *c, int32_t i, float shift)
+{
+    const mp__param_info *ti = mp__model_tensor(m, i);
+    size_t len = (size_t)ti->rows * ti->cols;
+    float *v = malloc(len * sizeof(float));
+    for (size_t j = 0; j < len; j++)
+        v[j] = mp__model_params_const(m)[ti->offset + j] + shift * (float)((int)(j % 7) - 2);
+    mp_var out;
+    MP_CK_OK(mp_tape_leaf(c->t, ti->rows, ti->cols, v, len, 0, &out));
+    free(v);
+    return out;
+}
+
+/* Records a forward pass on c's tape with params pv and input xv; reads its
+ * outputs into y and returns how many variables it recorded. */
+static int64_t conv_pass(const mp_model *m, conv_tape *c, const mp_var *pv, mp_var xv, mp__fwd_cache *cache,
+                         float *y, size_t len)
+{
+    int64_t before, after;
+    mp_var out;
+    MP_CK_OK(mp_tape_stat(c->t, MP_TAPE_STAT_NODES, &before));
+    MP_CK_OK(mp__model_forward(m, c->t, pv, c->prv, xv, cache, &out));
+    MP_CK_OK(mp_tape_stat(c->t, MP_TAPE_STAT_NODES, &after));
+    MP_CK_OK(mp_tape_read(c->t, out, y, len));
+    return after - before;
+}
+
+/* Cached passes give the uncached outputs bit for bit; a repeated pass over
+ * the same input and backbone variables records only the head (and the
+ * prompt's concatenation); another input, or another variable for the first
+ * or last backbone tensor (even with equal values), is recorded anew and
+ * never served the old features; another head variable still reuses them.
+ * With the prompt at the input nothing is cached. */
+START_TEST(conv_cache_forward_matches_uncached)
+{
+    mp_model *m = make_model(CONV_CACHE_CFGS[_i]);
+    int cacheable = _i < NCONV_CACHEABLE;
+    mp_prompt *p = random_prompt(m, 3);
+    size_t n = 3, len = out_count(m, n);
+    float *x = make_x(m, n, 5), *x2 = make_x(m, n, 6);
+    float *want = malloc(len * sizeof(float)), *got = malloc(len * sizeof(float)),
+          *other = malloc(len * sizeof(float));
+    conv_tape c = conv_tape_make(m, p, x, n, 0);
+    mp__fwd_cache cache;
+    mp__fwd_cache_clear(&cache);
+    int64_t full = conv_pass(m, &c, c.pv, c.xv, NULL, want, len);
+    ck_assert_int_eq(conv_pass(m, &c, c.pv, c.xv, &cache, got, len), full); /* a miss costs nothing more */
+    ck_assert(memcmp(got, want, len * sizeof(float)) == 0);
+    int64_t again = conv_pass(m, &c, c.pv, c.xv, &cache, got, len);
+    ck_assert(memcmp(got, want, len * sizeof(float)) == 0);
+    if (cacheable) /* head: matmul, add; prompt rows (fill, reshape, matmul) and concat */
+        ck_assert_msg(again <= (mp__model_prompt_rows(m) > 0 ? 6 : 2) && again < full,
+                      "the repeated pass recorded %lld of %lld variables", (long long)again, (long long)full);
+    else
+        ck_assert_int_eq(again, full);
+    /* Another head variable (an adapted head) still uses the cached features. */
+    mp_var pv[64];
+    memcpy(pv, c.pv, sizeof pv);
+    pv[c.nb] = conv_tensor_variant(m, &c, c.nb, 0.05f);
+    conv_pass(m, &c, pv, c.xv, NULL, other, len);
+    ck_assert(memcmp(other, want, len * sizeof(float)) != 0);
+    int64_t nodes = conv_pass(m, &c, pv, c.xv, &cache, got, len);
+    ck_assert(memcmp(got, other, len * sizeof(float)) == 0);
+    ck_assert_int_eq(nodes, again);
+    /* Another input. */
+    mp_var xv2;
+    MP_CK_OK(mp_tape_leaf(c.t, (int32_t)n, mp__model_input_dim(m), x2, n * mp__model_input_dim(m), 0, &xv2));
+    conv_pass(m, &c, c.pv, xv2, NULL, other, len);
+    ck_assert(memcmp(other, want, len * sizeof(float)) != 0);
+    nodes = conv_pass(m, &c, c.pv, xv2, &cache, got, len);
+    ck_assert_msg(memcmp(got, other, len * sizeof(float)) == 0, "another input was served stale features");
+    ck_assert_int_eq(nodes, full);
+    nodes = conv_pass(m, &c, c.pv, xv2, &cache, got, len);
+    ck_assert(memcmp(got, other, len * sizeof(float)) == 0);
+    ck_assert_int_eq(nodes, again);
+    /* Another variable for the first or the last backbone tensor (an adapted
+     * backbone), with other values or the same ones. */
+    const int32_t which[2] = {0, c.nb - 1};
+    for (int k = 0; k < 4; k++) {
+        memcpy(pv, c.pv, sizeof pv);
+        pv[which[k % 2]] = conv_tensor_variant(m, &c, which[k % 2], k < 2 ? 0.1f : 0.0f);
+        conv_pass(m, &c, pv, c.xv, NULL, other, len);
+        ck_assert(k < 2 ? memcmp(other, want, len * sizeof(float)) != 0
+                        : memcmp(other, want, len * sizeof(float)) == 0);
+        nodes = conv_pass(m, &c, pv, c.xv, &cache, got, len);
+        ck_assert_msg(memcmp(got, other, len * sizeof(float)) == 0, "variant %d (tensor %d) was served stale features",
+                      k, (int)which[k % 2]);
+        ck_assert_int_eq(nodes, full);
+    }
+    mp_tape_destroy(c.t);
+    free(want);
+    free(got);
+    free(other);
+    free(x);
+    free(x2);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
+/* Two passes sharing the cached backbone (the second with another prompt
+ * and head, as an inner step's adapted ones) against the same two passes
+ * each recording its own backbone: the gradients of the summed loss with
+ * respect to every parameter and the prompt agree (the backbone's gradients
+ * are summed before instead of after its backward, so up to rounding). */
+START_TEST(conv_cache_gradients_match_uncached)
+{
+    mp_model *m = make_model(CONV_CACHE_CFGS[_i]);
+    mp_prompt *p = random_prompt(m, 3);
+    size_t n = 3;
+    float *x = make_x(m, n, 5);
+    const int32_t labels[3] = {0, 2, 1};
+    int64_t nodes[2];
+    float *grads[2];
+    size_t total = mp__model_param_count(m) + (size_t)mp__model_prompt_rows(m) * mp__model_prompt_cols(m);
+    for (int cached = 0; cached < 2; cached++) {
+        conv_tape c = conv_tape_make(m, p, x, n, MP_LEAF_REQUIRES_GRAD);
+        mp__fwd_cache cache;
+        mp__fwd_cache_clear(&cache);
+        mp__fwd_cache *cp = cached ? &cache : NULL;
+        mp_var pv[64], out, la, lb, loss, g, prompt2 = MP_VAR_NONE;
+        memcpy(pv, c.pv, sizeof pv);
+        MP_CK_OK(mp__model_forward(m, c.t, pv, c.prv, c.xv, cp, &out));
+        MP_CK_OK(mp__model_loss(m, c.t, out, labels, NULL, n, &la));
+        MP_CK_OK(mp_scale(c.t, c.pv[c.nb], 0.5f, &pv[c.nb]));
+        if (c.prv != MP_VAR_NONE) MP_CK_OK(mp_scale(c.t, c.prv, -0.5f, &prompt2));
+        MP_CK_OK(mp__model_forward(m, c.t, pv, prompt2, c.xv, cp, &out));
+        MP_CK_OK(mp__model_loss(m, c.t, out, labels, NULL, n, &lb));
+        MP_CK_OK(mp_add(c.t, la, lb, &loss));
+        MP_CK_OK(mp_tape_backward(c.t, loss, 0));
+        MP_CK_OK(mp_tape_stat(c.t, MP_TAPE_STAT_NODES, &nodes[cached]));
+        grads[cached] = calloc(total, sizeof(float));
+        for (int32_t i = 0; i < c.nt; i++) {
+            const mp__param_info *ti = mp__model_tensor(m, i);
+            MP_CK_OK(mp_tape_grad(c.t, c.pv[i], &g));
+            MP_CK_OK(mp_tape_read(c.t, g, grads[cached] + ti->offset, (size_t)ti->rows * ti->cols));
+        }
+        if (c.prv != MP_VAR_NONE) {
+            MP_CK_OK(mp_tape_grad(c.t, c.prv, &g));
+            MP_CK_OK(mp_tape_read(c.t, g, grads[cached] + mp__model_param_count(m),
+                                  total - mp__model_param_count(m)));
+        }
+        mp_tape_destroy(c.t);
+    }
+    ck_assert_int_lt(nodes[1], nodes[0]);
+    double backbone = 0;
+    for (size_t j = 0; j < total; j++) {
+        ck_assert_msg(fabsf(grads[1][j] - grads[0][j]) <= 1e-5f * (1 + fabsf(grads[0][j])),
+                      "entry %zu: cached %.9g, uncached %.9g", j, grads[1][j], grads[0][j]);
+        if (j < mp__model_tensor(m, mp__model_num_tensors(m) - 2)->offset) backbone += fabs(grads[0][j]);
+    }
+    ck_assert_msg(backbone > 1e-3, "the backbone gets no gradient (%g)", backbone);
+    free(grads[0]);
+    free(grads[1]);
+    free(x);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+}
+END_TEST
+
 Suite *mp_test_model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -2282,5 +2487,9 @@ Suite *mp_test_model_suite(void)
     tcase_add_test(k, load_ignores_a_different_init_scheme);
     tcase_add_test(k, checkpoint_allocation_failures);
     suite_add_tcase(s, k);
+    TCase *cc = tcase_create("conv_cache");
+    tcase_add_loop_test(cc, conv_cache_forward_matches_uncached, 0, NCONV_CACHE_CFGS);
+    tcase_add_loop_test(cc, conv_cache_gradients_match_uncached, 0, NCONV_CACHEABLE);
+    suite_add_tcase(s, cc);
     return s;
 }

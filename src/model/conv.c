@@ -137,29 +137,48 @@ static mp_status block(const mp_model *m, mp_tape *t, const mp_var *p, mp_var on
     return MP_OK;
 }
 
-mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
-                           int32_t n, int32_t features_only, mp_var *out)
+/* The blocks on h (n x cin*H*W, channel-major) -> n x F*h*w features. */
+static mp_status blocks(const mp_model *m, mp_tape *t, const mp_var *p, mp_var h, int32_t n,
+                        int32_t cin, mp_var *out)
 {
     int32_t B = (int32_t)mp__mcfg(m, MP_CFG_MODEL_CONV_BLOCKS), F = (int32_t)mp__mcfg(m, MP_CFG_MODEL_CHANNELS);
-    int32_t hh = m->H, ww = m->W, cin = m->C;
-    mp_var ones, h = x, pr = MP_VAR_NONE;
+    int32_t hh = m->H, ww = m->W;
+    mp_var ones;
     MP_TRY(mp_tape_fill(t, n, 1, 1.0f, &ones));
-    if (m->P > 0) MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &pr));
-    if (input_prompt(m)) {
-        /* Channel-major rows: appending P*H*W columns appends P channels. */
-        MP_TRY(mp_concat(t, x, pr, MP_AXIS_COLS, &h));
-        cin += m->P;
-    }
     for (int32_t b = 0; b < B; b++) {
         MP_TRY(block(m, t, p + PER_BLOCK * b, ones, h, n, cin, &hh, &ww, &h));
         cin = F;
     }
-    if (features_only) {
-        *out = h;
-        return MP_OK;
+    *out = h;
+    return MP_OK;
+}
+
+/* Also the prefix (mp__fwd_prefix) when the backbone does not read the
+ * prompt: it reads the PER_BLOCK * conv_blocks tensors before the head. */
+mp_status mp__conv_features(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                            mp_var *out)
+{
+    return blocks(m, t, p, x, n, m->C, out);
+}
+
+mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
+                           int32_t n, mp__fwd_cache *cache, mp_var *out)
+{
+    int32_t nb = PER_BLOCK * (int32_t)mp__mcfg(m, MP_CFG_MODEL_CONV_BLOCKS);
+    mp_var h, pr = MP_VAR_NONE, z;
+    if (input_prompt(m)) {
+        /* Channel-major rows: appending P*H*W columns appends P channels. */
+        mp_var xp;
+        MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &pr));
+        MP_TRY(mp_concat(t, x, pr, MP_AXIS_COLS, &xp));
+        MP_TRY(blocks(m, t, p, xp, n, m->C + m->P, &h));
+    } else {
+        MP_TRY(mp__fwd_prefix(m, t, p, nb, x, n, cache, mp__conv_features, 1, &h));
+        if (m->P > 0) {
+            MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &pr));
+            MP_TRY(mp_concat(t, h, pr, MP_AXIS_COLS, &h));
+        }
     }
-    if (m->P > 0 && !input_prompt(m)) MP_TRY(mp_concat(t, h, pr, MP_AXIS_COLS, &h));
-    mp_var z;
-    MP_TRY(mp_matmul(t, h, p[PER_BLOCK * B], 0, 0, &z));
-    return mp_add(t, z, p[PER_BLOCK * B + 1], out);
+    MP_TRY(mp_matmul(t, h, p[nb], 0, 0, &z));
+    return mp_add(t, z, p[nb + 1], out);
 }

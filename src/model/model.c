@@ -287,7 +287,7 @@ mp_status mp__model_forward(const mp_model *m, mp_tape *t, const mp_var *params,
     if (m->P > 0) MP_TRY(check_var(t, prompt, "prompt", m->P, m->d));
     switch (m->kind) {
     case MP_MODEL_MLP: return mp__mlp_forward(m, t, params, prompt, x, n, out);
-    case MP_MODEL_CONV: return mp__conv_forward(m, t, params, prompt, x, n, 0, out);
+    case MP_MODEL_CONV: return mp__conv_forward(m, t, params, prompt, x, n, cache, out);
     default: return mp__tf_forward(m, t, params, prompt, x, n, cache, out);
     }
 }
@@ -320,6 +320,27 @@ mp_status mp__prompt_rows_for_batch(mp_tape *t, mp_var prompt, int32_t P, int32_
     MP_TRY(mp_tape_fill(t, n, 1, 1.0f, &ones));
     MP_TRY(mp_reshape(t, prompt, 1, P * d, &flat));
     return mp_matmul(t, ones, flat, 0, 0, out);
+}
+
+mp_status mp__fwd_prefix(const mp_model *m, mp_tape *t, const mp_var *p, int32_t nkeys, mp_var x,
+                         int32_t n, mp__fwd_cache *cache, mp__prefix_fn fn, int32_t nv, mp_var *v)
+{
+    if (!cache || nkeys > MP__FWD_CACHE_KEYS || nv > MP__FWD_CACHE_VARS) return fn(m, t, p, x, n, v);
+    for (int32_t s = 0; s < MP__FWD_CACHE_SLOTS; s++) {
+        const mp__fwd_slot *sl = &cache->slot[s];
+        if (sl->x != x || sl->nkeys != nkeys || memcmp(sl->keys, p, (size_t)nkeys * sizeof *p) != 0)
+            continue;
+        memcpy(v, sl->v, (size_t)nv * sizeof *v);
+        return MP_OK;
+    }
+    MP_TRY(fn(m, t, p, x, n, v));
+    mp__fwd_slot *sl = &cache->slot[cache->next];
+    cache->next = (cache->next + 1) % MP__FWD_CACHE_SLOTS;
+    sl->x = x;
+    sl->nkeys = nkeys;
+    memcpy(sl->keys, p, (size_t)nkeys * sizeof *p);
+    memcpy(sl->v, v, (size_t)nv * sizeof *v);
+    return MP_OK;
 }
 
 mp_status mp__check_token_ids(const float *x, size_t count, int64_t vocab)

@@ -28,7 +28,8 @@ int32_t mp__model_output_dim(const mp_model *m);   /* classes or regression targ
 int32_t mp__model_is_classifier(const mp_model *m);
 
 /* The prompt-independent start of forward passes over one input (the
- * transformer's embeddings and block-0 projections of the real tokens),
+ * transformer's embeddings and block-0 projections of the real tokens; the
+ * whole conv backbone when the prompt joins the head's features or P == 0),
  * recorded by the first pass and reused by the passes that follow on the
  * same tape: the inner steps of a task and their query pass record it once
  * per task instead of once per pass. A slot is keyed by the input variable
@@ -37,7 +38,8 @@ int32_t mp__model_is_classifier(const mp_model *m);
  * one per tape, zeroed by mp__fwd_cache_clear, which must be called
  * whenever that tape is reset (variable ids are then reused). */
 #define MP__FWD_CACHE_SLOTS 2  /* support and query set */
-#define MP__FWD_CACHE_KEYS  16 /* parameter variables a slot is keyed by */
+#define MP__FWD_CACHE_KEYS  64 /* parameter variables a slot is keyed by: the conv
+                                  backbone reads 4 per block, model.conv_blocks <= 16 */
 #define MP__FWD_CACHE_VARS  8  /* recorded variables a slot holds */
 typedef struct {
     mp_var x; /* MP_VAR_NONE: empty */

@@ -56,13 +56,28 @@ mp_status mp__mlp_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var
                           int32_t n, mp_var *out);
 mp_status mp__conv_layout(mp_model *m);
 mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
-                           int32_t n, int32_t features_only, mp_var *out);
+                           int32_t n, mp__fwd_cache *cache, mp_var *out);
+/* Conv: the backbone on x alone (valid when it reads no prompt: the prompt
+ * at the head, or P == 0) -> n x F*h*w features. */
+mp_status mp__conv_features(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                            mp_var *out);
 mp_status mp__tf_layout(mp_model *m);
 mp_status mp__tf_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
                          int32_t n, mp__fwd_cache *cache, mp_var *out);
 /* Transformer: embeddings (without positions) of the examples' tokens,
  * n*S x d into emb (for prompt init from data). */
 mp_status mp__tf_embed_rows(const mp_model *m, const float *x, size_t n, float *emb);
+
+/* Records the prompt-independent start of the forward pass of x into
+ * v[0..nv) (see mp__fwd_cache), reading only p[0..nkeys). */
+typedef mp_status (*mp__prefix_fn)(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x,
+                                   int32_t n, mp_var *v);
+/* v[0..nv) from the cache slot of x and p[0..nkeys) when there is one;
+ * otherwise recorded by fn and stored in the cache (replacing its oldest
+ * slot). With cache NULL (or more keys or values than a slot holds) fn
+ * records the prefix every time. */
+mp_status mp__fwd_prefix(const mp_model *m, mp_tape *t, const mp_var *p, int32_t nkeys, mp_var x,
+                         int32_t n, mp__fwd_cache *cache, mp__prefix_fn fn, int32_t nv, mp_var *v);
 
 /* Broadcasts a P x d prompt to n rows of P*d values (n x P*d). */
 mp_status mp__prompt_rows_for_batch(mp_tape *t, mp_var prompt, int32_t P, int32_t d, int32_t n,

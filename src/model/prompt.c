@@ -172,7 +172,7 @@ static mp_status feature_means(const mp_model *m, const float *x, size_t n, floa
     if (st == MP_OK) st = mp__model_leaves(m, t, NULL, pv, &prm);
     if (st == MP_OK)
         st = mp_tape_leaf(t, (int32_t)n, m->in_dim, x, n * (size_t)m->in_dim, MP_LEAF_BORROW, &xv);
-    if (st == MP_OK) st = mp__conv_forward(m, t, pv, prm, xv, (int32_t)n, 1, &f);
+    if (st == MP_OK) st = mp__conv_features(m, t, pv, xv, (int32_t)n, &f);
     int32_t rows = 0, cols = 0;
     if (st == MP_OK) st = mp_tape_shape(t, f, &rows, &cols);
     float *feat = st == MP_OK ? mp__calloc((size_t)rows * (size_t)cols, sizeof(float)) : NULL;

@@ -276,34 +276,12 @@ static mp_status mean_tokens(const mp_model *m, mp_tape *t, mp_var f, int32_t n,
     return mp_batch_matmul(t, w, f, n, 0, 0, out);
 }
 
-/* Looks up (or records and stores) the prefix of x in the cache. */
-static mp_status cached_prefix(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
-                               mp__fwd_cache *cache, mp_var *pre)
-{
-    int32_t nk = prefix_tensors(m);
-    if (!cache || nk > MP__FWD_CACHE_KEYS) return prefix(m, t, p, x, n, pre);
-    for (int32_t s = 0; s < MP__FWD_CACHE_SLOTS; s++) {
-        mp__fwd_slot *sl = &cache->slot[s];
-        if (sl->x != x || sl->nkeys != nk || memcmp(sl->keys, p, (size_t)nk * sizeof *p) != 0) continue;
-        memcpy(pre, sl->v, PRE_COUNT * sizeof *pre);
-        return MP_OK;
-    }
-    MP_TRY(prefix(m, t, p, x, n, pre));
-    mp__fwd_slot *sl = &cache->slot[cache->next];
-    cache->next = (cache->next + 1) % MP__FWD_CACHE_SLOTS;
-    sl->x = x;
-    sl->nkeys = nk;
-    memcpy(sl->keys, p, (size_t)nk * sizeof *p);
-    memcpy(sl->v, pre, PRE_COUNT * sizeof *pre);
-    return MP_OK;
-}
-
 mp_status mp__tf_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
                          int32_t n, mp__fwd_cache *cache, mp_var *out)
 {
     int32_t L = (int32_t)mp__mcfg(m, MP_CFG_MODEL_LAYERS), first = tokens(m) ? 2 : 3;
     mp_var pre[PRE_COUNT], h, f, pooled;
-    MP_TRY(cached_prefix(m, t, p, x, n, cache, pre));
+    MP_TRY(mp__fwd_prefix(m, t, p, prefix_tensors(m), x, n, cache, prefix, PRE_COUNT, pre));
     MP_TRY(with_prompt_rows(m, t, prompt, pre[PRE_E], n, &h));
     for (int32_t l = 0; l < L; l++)
         MP_TRY(layer(m, t, p + first + PER_LAYER * l, h, prompt, l == 0 ? pre : NULL, n, l == L - 1, &h));
