@@ -2451,6 +2451,45 @@ START_TEST(conv_cache_gradients_match_uncached)
 }
 END_TEST
 
+/* A prompted transformer without blocks warns (the prompt cannot reach the
+ * outputs); with a block, or without a prompt, nothing is logged. */
+typedef struct {
+    int count, level;
+    char msg[512];
+} warn_seen;
+static void record_warning(int32_t level, const char *msg, void *ud)
+{
+    warn_seen *w = ud;
+    w->count++;
+    w->level = level;
+    snprintf(w->msg, sizeof w->msg, "%s", msg);
+}
+
+START_TEST(prompt_without_blocks_warns)
+{
+    warn_seen seen;
+    MP_CK_OK(mp_set_log_callback(record_warning, MP_LOG_WARN, &seen));
+    const int64_t layers[3] = {0, 1, 0}, prompt[3] = {3, 3, 0};
+    const int expect[3] = {1, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        memset(&seen, 0, sizeof seen);
+        const int64_t kv[] = {MP_CFG_MODEL_KIND, MP_MODEL_TRANSFORMER, MP_CFG_MODEL_OUTPUT_DIM, 2,
+                              MP_CFG_MODEL_IMAGE_HEIGHT, 4, MP_CFG_MODEL_IMAGE_WIDTH, 4, MP_CFG_MODEL_PATCH, 2,
+                              MP_CFG_MODEL_D_MODEL, 8, MP_CFG_MODEL_HEADS, 2, MP_CFG_MODEL_LAYERS, layers[i],
+                              MP_CFG_MODEL_PROMPT_LEN, prompt[i], 0};
+        mp_model *m = make_model(kv);
+        ck_assert_msg(seen.count == expect[i], "layers %d, prompt %d: %d warnings", (int)layers[i], (int)prompt[i],
+                      seen.count);
+        if (expect[i]) {
+            ck_assert_int_eq(seen.level, MP_LOG_WARN);
+            ck_assert_ptr_nonnull(strstr(seen.msg, "model.layers = 0"));
+        }
+        mp_model_destroy(m);
+    }
+    MP_CK_OK(mp_set_log_callback(NULL, MP_LOG_WARN, NULL));
+}
+END_TEST
+
 Suite *mp_test_model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -2479,6 +2518,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_test(m, prompt_init_distributions);
     tcase_add_test(m, prompt_init_from_data_conv_modes);
     tcase_add_test(m, allocation_failures_leak_nothing);
+    tcase_add_test(m, prompt_without_blocks_warns);
     suite_add_tcase(s, m);
     TCase *k = tcase_create("checkpoint");
     tcase_add_loop_test(k, save_then_load_in_a_fresh_process_is_bit_identical, 0, NKINDS);

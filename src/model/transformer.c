@@ -100,6 +100,11 @@ mp_status mp__tf_layout(mp_model *m)
     MP_TRY(mp__model_add_tensor(m, "head.weight", d, m->out_dim, MP__GROUP_HEAD, MP__INIT_NORMAL,
                                 sqrt(2.0 / (double)(d + m->out_dim))));
     MP_TRY(mp__model_add_tensor(m, "head.bias", 1, m->out_dim, MP__GROUP_HEAD, MP__INIT_ZERO, 0));
+    if (L == 0 && m->P > 0)
+        mp__log(MP_LOG_WARN,
+                "mp_model_create: a transformer with model.layers = 0 never mixes its %d prompt tokens into "
+                "the real tokens: the prompt has no effect on the outputs (and gets zero gradients)",
+                (int)m->P);
     return MP_OK;
 }
 
