@@ -2412,14 +2412,128 @@ START_TEST(conv_head_maml_records_the_backbone_once_per_task)
         ph[k] = conv_head_task_nodes(model, prompt, task, MP_SCOPE_PROMPT_HEAD, k);
         all[k] = conv_head_task_nodes(model, prompt, task, MP_SCOPE_ALL, k);
     }
-    /* Step 1 also records the support backbone (and the final backward
-     * through it); steps 2 and 3 record neither. */
+    /* Step 1 also records the final backward through the support set's
+     * backbone (its forward was recorded with the task's frozen part);
+     * steps 2 and 3 record neither. */
     ck_assert_msg((ph[1] - ph[0]) - (ph[2] - ph[1]) >= backbone,
                   "prompt+head: step 1 records %lld variables, step 2 %lld, a backbone forward %lld",
                   (long long)(ph[1] - ph[0]), (long long)(ph[2] - ph[1]), (long long)backbone);
     ck_assert_int_eq(ph[2] - ph[1], ph[3] - ph[2]);
     ck_assert_int_eq(all[1] - all[0], all[2] - all[1]);
     ck_assert_int_eq(all[2] - all[1], all[3] - all[2]);
+    mp_task_destroy(task);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
+}
+END_TEST
+
+/* First-order runs restart the tape after every inner step from the point
+ * after the task's frozen part (parameter and data leaves and, when the
+ * backbone is not adapted, its forward prefix recorded once). The FOMAML
+ * meta-gradient and the adapted values must equal a plain tape computation
+ * that records everything again at every step (no cache): inner steps
+ * v <- v - a grad L_support(v) on the prompt and head, then the query
+ * gradient at v_K with respect to prompt, head and backbone. */
+static void fomaml_by_tape(mp_model *model, mp_prompt *prompt, mp_task *task, int steps, float lr, float *grad,
+                           float *adapted)
+{
+    int32_t nt = mp__model_num_tensors(model);
+    size_t np = 4, nparams = mp__model_param_count(model);
+    float sx[6 * CONV_DIM], qx[6 * CONV_DIM];
+    int32_t sl[6], ql[6];
+    MP_CK_OK(mp_task_get_support(task, sx, 6 * CONV_DIM, sl, 6, NULL, 0));
+    MP_CK_OK(mp_task_get_query(task, qx, 6 * CONV_DIM, ql, 6, NULL, 0));
+    float *v = malloc((np + nparams) * sizeof(float)); /* prompt, then every parameter */
+    memcpy(v, mp__prompt_data(prompt), np * sizeof(float));
+    memcpy(v + np, mp__model_params(model), nparams * sizeof(float));
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var pv[16], prv, xv, out, loss, gv;
+    ck_assert_int_le(nt, 16);
+    for (int k = 0; k <= steps; k++) {
+        int query = k == steps;
+        MP_CK_OK(mp_tape_reset(t));
+        MP_CK_OK(mp_tape_leaf(t, 2, 2, v, np, MP_LEAF_REQUIRES_GRAD, &prv));
+        for (int32_t i = 0; i < nt; i++) {
+            const mp__param_info *ti = mp__model_tensor(model, i);
+            MP_CK_OK(mp_tape_leaf(t, ti->rows, ti->cols, v + np + ti->offset, (size_t)ti->rows * ti->cols,
+                                  MP_LEAF_REQUIRES_GRAD, &pv[i]));
+        }
+        MP_CK_OK(mp_tape_leaf(t, 6, CONV_DIM, query ? qx : sx, 6 * CONV_DIM, 0, &xv));
+        MP_CK_OK(mp__model_forward(model, t, pv, prv, xv, NULL, &out));
+        MP_CK_OK(mp_cross_entropy(t, out, query ? ql : sl, 6, &loss));
+        MP_CK_OK(mp_tape_backward(t, loss, 0));
+        float g[512];
+        MP_CK_OK(mp_tape_grad(t, prv, &gv));
+        MP_CK_OK(mp_tape_read(t, gv, g, np));
+        for (size_t j = 0; j < np; j++) {
+            if (query) grad[j] = g[j];
+            else v[j] -= lr * g[j];
+        }
+        for (int32_t i = 0; i < nt; i++) {
+            const mp__param_info *ti = mp__model_tensor(model, i);
+            size_t len = (size_t)ti->rows * ti->cols;
+            ck_assert_uint_le(len, 512);
+            MP_CK_OK(mp_tape_grad(t, pv[i], &gv));
+            MP_CK_OK(mp_tape_read(t, gv, g, len));
+            for (size_t j = 0; j < len; j++) {
+                if (query) grad[np + ti->offset + j] = g[j];
+                else if (ti->group == MP__GROUP_HEAD) v[np + ti->offset + j] -= lr * g[j];
+            }
+        }
+    }
+    memcpy(adapted, v, (np + nparams) * sizeof(float));
+    mp_tape_destroy(t);
+    free(v);
+}
+
+START_TEST(first_order_restarts_equal_a_plain_tape)
+{
+    mp_model *model = conv_head_model();
+    mp_prompt *prompt = make_prompt(model, 0.5, 4);
+    float qx[6 * CONV_DIM];
+    int32_t ql[6];
+    mp_task *task = conv_head_task(11, qx, ql);
+    size_t np = 4, nparams = mp__model_param_count(model);
+    float *want = malloc((np + nparams) * sizeof(float)), *adapted = malloc((np + nparams) * sizeof(float));
+    for (int steps = 1; steps <= 3; steps += 2) {
+        fomaml_by_tape(model, prompt, task, steps, 0.5f, want, adapted);
+        meta_opts o = defaults(MP_META_FOMAML);
+        o.scope = MP_SCOPE_PROMPT_HEAD;
+        o.learn = LEARN_ALL;
+        o.steps = o.eval_steps = steps;
+        o.inner_lr = 0.5;
+        mp_meta *m = make_meta(model, prompt, &o);
+        float *g = meta_grad(m, &task, 1);
+        double scale = 0;
+        for (size_t j = 0; j < np + nparams; j++) scale = fmax(scale, fabs(want[j]));
+        ck_assert_msg(scale > 1e-2, "degenerate reference gradient (max %g)", scale);
+        for (size_t j = 0; j < np + nparams; j++)
+            ck_assert_msg(fabs(g[j] - want[j]) <= 1e-5 * (fabs(want[j]) + scale),
+                          "%d steps, entry %zu: FOMAML %.8g, plain tape %.8g", steps, j, g[j], want[j]);
+        /* Adapting (evaluation's path) gives the same adapted values. */
+        mp_model *am;
+        MP_CK_OK(mp_model_clone(&am, model));
+        mp_prompt *ap = make_prompt(model, 0, 0);
+        MP_CK_OK(mp_meta_adapt(m, task, ap, am));
+        for (size_t j = 0; j < np; j++)
+            ck_assert_msg(fabsf(mp__prompt_data(ap)[j] - adapted[j]) <= 1e-5f * (1 + fabsf(adapted[j])),
+                          "%d steps, prompt %zu: adapted %.8g, plain tape %.8g", steps, j, mp__prompt_data(ap)[j],
+                          adapted[j]);
+        for (size_t j = 0; j < nparams; j++)
+            ck_assert_msg(fabsf(mp__model_params(am)[j] - adapted[np + j]) <= 1e-5f * (1 + fabsf(adapted[np + j])),
+                          "%d steps, parameter %zu: adapted %.8g, plain tape %.8g", steps, j,
+                          mp__model_params(am)[j], adapted[np + j]);
+        /* The restarts kept the frozen part: the backbone prefix of both sets
+         * lies before the restart point, and the tape holds one step. */
+        ck_assert_int_gt(m->w[0].frozen.n, 20);
+        mp_prompt_destroy(ap);
+        mp_model_destroy(am);
+        free(g);
+        mp_meta_destroy(m);
+    }
+    free(want);
+    free(adapted);
     mp_task_destroy(task);
     mp_prompt_destroy(prompt);
     mp_model_destroy(model);
@@ -2473,6 +2587,7 @@ Suite *mp_test_meta_suite(void)
     tcase_set_timeout(cc, 60);
     tcase_add_test(cc, conv_head_maml_matches_finite_differences);
     tcase_add_test(cc, conv_head_maml_records_the_backbone_once_per_task);
+    tcase_add_test(cc, first_order_restarts_equal_a_plain_tape);
     suite_add_tcase(s, cc);
     return s;
 }

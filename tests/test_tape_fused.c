@@ -186,6 +186,52 @@ START_TEST(layer_norm_fused_and_composed_derivatives_agree_to_third_order)
 }
 END_TEST
 
+/* mp__tape_truncate keeps what was recorded before the point, drops the rest
+ * and every gradient, and refuses a point from before a reset. */
+START_TEST(truncate_keeps_the_prefix_and_drops_gradients)
+{
+    static const float x[4] = {1, 2, 3, 4};
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var a, b, c, s, g;
+    MP_CK_OK(mp_tape_leaf(t, 2, 2, x, 4, MP_LEAF_REQUIRES_GRAD, &a));
+    MP_CK_OK(mp_tanh(t, a, &b));
+    mp__tape_point p = mp__tape_here(t);
+    int64_t used0, n;
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_ARENA_USED, &used0));
+    MP_CK_OK(mp_mul(t, b, b, &c));
+    MP_CK_OK(mp_sum(t, c, MP_REDUCE_ALL, &s));
+    MP_CK_OK(mp_tape_backward(t, s, 1));
+    MP_CK_OK(mp_tape_grad(t, a, &g));
+    ck_assert_int_eq(mp__tape_truncate(t, &p), 1);
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &n));
+    ck_assert_int_eq(n, 2);
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_ARENA_USED, &n));
+    ck_assert_int_eq(n, used0);
+    ck_assert_int_eq(mp_tape_grad(t, a, &g), MP_ERR_STATE);      /* gradients dropped */
+    ck_assert_int_eq(mp_tape_read(t, c, (float[4]){0}, 4), MP_ERR_UNKNOWN_VARIABLE); /* c dropped */
+    float bv[4];
+    MP_CK_OK(mp_tape_read(t, b, bv, 4)); /* b kept, values intact */
+    for (int i = 0; i < 4; i++) ck_assert_float_eq(bv[i], tanhf(x[i]));
+    /* Recording goes on from the point: a new product of b differentiates. */
+    MP_CK_OK(mp_mul(t, b, b, &c));
+    MP_CK_OK(mp_sum(t, c, MP_REDUCE_ALL, &s));
+    MP_CK_OK(mp_tape_backward(t, s, 0));
+    MP_CK_OK(mp_tape_grad(t, a, &g));
+    float gv[4];
+    MP_CK_OK(mp_tape_read(t, g, gv, 4));
+    for (int i = 0; i < 4; i++) {
+        float th = tanhf(x[i]);
+        ck_assert_float_eq_tol(gv[i], 2 * th * (1 - th * th), 1e-6f);
+    }
+    MP_CK_OK(mp_tape_reset(t));
+    ck_assert_int_eq(mp__tape_truncate(t, &p), 0); /* a point from before the reset */
+    MP_CK_OK(mp_tape_stat(t, MP_TAPE_STAT_NODES, &n));
+    ck_assert_int_eq(n, 0);
+    mp_tape_destroy(t);
+}
+END_TEST
+
 Suite *mp_test_tape_fused_suite(void)
 {
     Suite *s = suite_create("tape_fused");
@@ -193,6 +239,7 @@ Suite *mp_test_tape_fused_suite(void)
     tcase_add_test(g, gelu_higher_derivatives_match_closed_forms);
     tcase_add_test(g, heads_matmul_rejects_bad_inputs);
     tcase_add_test(g, layer_norm_fused_and_composed_derivatives_agree_to_third_order);
+    tcase_add_test(g, truncate_keeps_the_prefix_and_drops_gradients);
     suite_add_tcase(s, g);
     return s;
 }

@@ -100,6 +100,22 @@ void mp__cfg_entry(const mp_config *cfg, size_t i, int32_t *key, int64_t *ival, 
  * mp_tape_backward_wrt; results bit-identical to it. */
 mp_status mp__tape_backward_wrt_recycle(mp_tape *tape, mp_var loss, const mp_var *wrt, size_t n);
 
+/* A point in a tape's record (what mp__tape_truncate goes back to). */
+typedef struct {
+    int32_t n, cur;
+    size_t off, before;
+    uint32_t base;
+} mp__tape_point;
+mp__tape_point mp__tape_here(const mp_tape *tape);
+/* Drops every variable recorded after p and every gradient (as if no
+ * backward had run), keeping what was recorded before p: the meta loop's
+ * first-order restarts keep a task's frozen part (parameter and data
+ * leaves, the forward prefix) instead of recording it again. The dropped
+ * variables' ids are reused by what is recorded next. Returns 0 and does
+ * nothing when p is not a point of the tape's current record (taken
+ * before its last reset, or beyond its end). */
+int mp__tape_truncate(mp_tape *tape, const mp__tape_point *p);
+
 /* alpha times mp_batch_matmul over batch = examples * heads items where each of a, b
  * and the output (layout[0..2] = 1) may instead be in the merged multi-head
  * layout of attention, (examples * seq) x (heads * dh): item e*heads + h is

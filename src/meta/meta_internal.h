@@ -75,6 +75,8 @@ typedef struct {
     mp_task *task;                    /* sampler episodes during evaluation */
     mp__fwd_cache cache;              /* prompt-independent forward parts on tape (cleared at
                                          every reset of tape) */
+    mp__tape_point frozen;            /* end of the task's frozen part (task.c start_tape) */
+    mp__fwd_cache frozen_cache;       /* cache as it was there */
 } mp__worker;
 
 typedef struct {

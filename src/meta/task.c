@@ -82,19 +82,23 @@ mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, cons
  * With `values` (first-order runs restarting the tape between inner
  * steps), the adapted variables are instead copied from values, which
  * holds the prompt then the parameters in the model's layout. */
-static mp_status make_leaves(const mp_meta *m, mp__worker *w, int32_t train, const float *values,
-                             mp_var *prompt)
+/* Leaves over the tensors that are adapted (adapted = 1, with the prompt;
+ * over the adapted values of a first-order run when values != NULL) or the
+ * others (adapted = 0, over the model's parameters). */
+static mp_status make_leaves(const mp_meta *m, mp__worker *w, int32_t train, int32_t adapted,
+                             const float *values, mp_var *prompt)
 {
     mp_tape *t = w->tape;
     const float *params = mp__model_params_const(m->model);
     int32_t needs_meta = train && m->algo != MP_META_REPTILE;
-    *prompt = MP_VAR_NONE;
-    if (m->P > 0) {
+    if (adapted) *prompt = MP_VAR_NONE;
+    if (adapted && m->P > 0) {
         const float *src = values ? values : mp__prompt_data_const(m->prompt);
         int32_t fl = (values ? 0 : MP_LEAF_BORROW) | MP_LEAF_REQUIRES_GRAD;
         MP_TRY(mp_tape_leaf(t, m->P, m->d, src, m->n_prompt, fl, prompt));
     }
     for (int32_t i = 0; i < m->n_tensors; i++) {
+        if (!m->adapted[i] != !adapted) continue;
         const mp__param_info *pi = mp__model_tensor(m->model, i);
         int32_t req = m->adapted[i] || (needs_meta && m->learned[i]);
         int32_t copy = values && m->adapted[i];
@@ -306,22 +310,62 @@ typedef struct {
     mp_var prompt0, prompt, prompt_lr, sx, qx;
 } run_vars;
 
-/* (Re)starts the tape: leaves over the meta-parameters (values == NULL) or
- * over the adapted values of a first-order run, the rates and the data. */
+/* Whether the model's forward prefix reads only tensors the inner loop
+ * leaves alone (it reads backbone tensors only, so: none of them adapted). */
+static int32_t prefix_is_frozen(const mp_meta *m)
+{
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        if (m->adapted[i] && mp__model_tensor(m->model, i)->group == MP__GROUP_BACKBONE) return 0;
+    return 1;
+}
+
+/* The adapted part of the tape: leaves over the prompt and the adapted
+ * tensors (over the meta-parameters, or over the adapted values of a
+ * first-order run), and the Meta-SGD rates. */
+static mp_status start_adapted(const mp_meta *m, mp__worker *w, int32_t train, const float *values,
+                               run_vars *v)
+{
+    MP_TRY(make_leaves(m, w, train, 1, values, &v->prompt0));
+    v->prompt = v->prompt0;
+    v->prompt_lr = MP_VAR_NONE;
+    if (m->algo == MP_META_METASGD) MP_TRY(make_rate_leaves(m, w, train, &v->prompt_lr));
+    return MP_OK;
+}
+
+/* Starts a task's tape: first its frozen part (leaves over the tensors the
+ * inner loop leaves alone, the data, and the forward prefix of both sets
+ * when it reads only frozen tensors), then the adapted part. First-order
+ * runs restart from the point between the two (restart_tape). */
 static mp_status start_tape(const mp_meta *m, mp__worker *w, const mp__task_view *tv, int32_t train,
-                            const float *values, run_vars *v)
+                            run_vars *v)
 {
     mp_tape *t = w->tape;
     mp__fwd_cache_clear(&w->cache);
     MP_TRY(mp_tape_reset(t));
-    MP_TRY(make_leaves(m, w, train, values, &v->prompt0));
-    v->prompt = v->prompt0;
-    v->prompt_lr = MP_VAR_NONE;
-    if (m->algo == MP_META_METASGD) MP_TRY(make_rate_leaves(m, w, train, &v->prompt_lr));
+    MP_TRY(make_leaves(m, w, train, 0, NULL, NULL));
     MP_TRY(mp_tape_leaf(t, (int32_t)tv->n_support, tv->dim, tv->support_x,
                         tv->n_support * (size_t)tv->dim, MP_LEAF_BORROW, &v->sx));
-    return mp_tape_leaf(t, (int32_t)tv->n_query, tv->dim, tv->query_x, tv->n_query * (size_t)tv->dim,
-                        MP_LEAF_BORROW, &v->qx);
+    MP_TRY(mp_tape_leaf(t, (int32_t)tv->n_query, tv->dim, tv->query_x, tv->n_query * (size_t)tv->dim,
+                        MP_LEAF_BORROW, &v->qx));
+    if (prefix_is_frozen(m)) {
+        MP_TRY(mp__model_prepare(m->model, t, w->cur, v->sx, &w->cache));
+        MP_TRY(mp__model_prepare(m->model, t, w->cur, v->qx, &w->cache));
+    }
+    w->frozen = mp__tape_here(t);
+    w->frozen_cache = w->cache;
+    return start_adapted(m, w, train, NULL, v);
+}
+
+/* First-order restart: everything after the frozen part is dropped (and the
+ * cache slots recorded after it), then the adapted leaves are recorded over
+ * the values of the last inner step. */
+static mp_status restart_tape(const mp_meta *m, mp__worker *w, int32_t train, const float *values,
+                              run_vars *v)
+{
+    if (!mp__tape_truncate(w->tape, &w->frozen))
+        return mp__fail(NULL, MP_ERR_STATE, "mp_meta: internal error: the task's tape was reset");
+    w->cache = w->frozen_cache;
+    return start_adapted(m, w, train, values, v);
 }
 
 /* First-order runs (inner gradients are constants, so dv_{k+1}/dv_k = I)
@@ -348,7 +392,7 @@ static mp_status inner_loop(const mp_meta *m, mp__worker *w, const mp__task_view
         MP_TRY(inner_step(m, w, v->sx, tv, r->create_graph, v->prompt_lr, &v->prompt));
         if (r->create_graph) continue;
         MP_TRY(save_values(m, w, v->prompt));
-        MP_TRY(start_tape(m, w, tv, train, w->values, v));
+        MP_TRY(restart_tape(m, w, train, w->values, v));
     }
     return MP_OK;
 }
@@ -358,7 +402,7 @@ mp_status mp__run_task(const mp_meta *m, mp__worker *w, const mp__task_view *tv,
     int32_t train = r->mode == MP__RUN_TRAIN;
     run_vars v;
     mp_var qloss;
-    MP_TRY(start_tape(m, w, tv, train, NULL, &v));
+    MP_TRY(start_tape(m, w, tv, train, &v));
     for (int s = 0; s < MP_META_NUM_STATS; s++) r->stats[s] = NAN;
     if (r->want_before)
         MP_TRY(query_eval(m, w, v.prompt0, v.qx, tv, &qloss, &r->stats[MP_META_STAT_LOSS_BEFORE],

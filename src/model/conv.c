@@ -161,6 +161,15 @@ mp_status mp__conv_features(const mp_model *m, mp_tape *t, const mp_var *p, mp_v
     return blocks(m, t, p, x, n, m->C, out);
 }
 
+mp_status mp__conv_prepare(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                           mp__fwd_cache *cache)
+{
+    if (input_prompt(m)) return MP_OK; /* the backbone reads the prompt: no prefix */
+    mp_var h;
+    return mp__fwd_prefix(m, t, p, PER_BLOCK * (int32_t)mp__mcfg(m, MP_CFG_MODEL_CONV_BLOCKS), x, n, cache,
+                          mp__conv_features, 1, &h);
+}
+
 mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
                            int32_t n, mp__fwd_cache *cache, mp_var *out)
 {

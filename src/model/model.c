@@ -275,20 +275,43 @@ static mp_status check_var(const mp_tape *t, mp_var v, const char *what, int32_t
     return MP_OK;
 }
 
+/* The checks of mp__model_forward / mp__model_prepare (which reads the
+ * backbone tensors only); *n: batch rows. */
+static mp_status check_pass(const mp_model *m, mp_tape *t, const mp_var *params, mp_var x, int32_t backbone_only,
+                            int32_t *n)
+{
+    int32_t c;
+    MP_TRY(mp_tape_shape(t, x, n, &c));
+    MP_REQUIRE(c == m->in_dim && *n >= 1, NULL, MP_ERR_SHAPE_MISMATCH,
+               "mp__model_forward: x is %d x %d, expected batch x %d", (int)*n, (int)c, (int)m->in_dim);
+    for (int32_t i = 0; i < m->ntensors; i++)
+        if (!backbone_only || m->tensors[i].group == MP__GROUP_BACKBONE)
+            MP_TRY(check_var(t, params[i], m->tensors[i].name, m->tensors[i].rows, m->tensors[i].cols));
+    return MP_OK;
+}
+
 mp_status mp__model_forward(const mp_model *m, mp_tape *t, const mp_var *params, mp_var prompt,
                             mp_var x, mp__fwd_cache *cache, mp_var *out)
 {
-    int32_t n, c;
-    MP_TRY(mp_tape_shape(t, x, &n, &c));
-    MP_REQUIRE(c == m->in_dim && n >= 1, NULL, MP_ERR_SHAPE_MISMATCH,
-               "mp__model_forward: x is %d x %d, expected batch x %d", (int)n, (int)c, (int)m->in_dim);
-    for (int32_t i = 0; i < m->ntensors; i++)
-        MP_TRY(check_var(t, params[i], m->tensors[i].name, m->tensors[i].rows, m->tensors[i].cols));
+    int32_t n;
+    MP_TRY(check_pass(m, t, params, x, 0, &n));
     if (m->P > 0) MP_TRY(check_var(t, prompt, "prompt", m->P, m->d));
     switch (m->kind) {
     case MP_MODEL_MLP: return mp__mlp_forward(m, t, params, prompt, x, n, out);
     case MP_MODEL_CONV: return mp__conv_forward(m, t, params, prompt, x, n, cache, out);
     default: return mp__tf_forward(m, t, params, prompt, x, n, cache, out);
+    }
+}
+
+mp_status mp__model_prepare(const mp_model *m, mp_tape *t, const mp_var *params, mp_var x,
+                            mp__fwd_cache *cache)
+{
+    int32_t n;
+    MP_TRY(check_pass(m, t, params, x, 1, &n));
+    switch (m->kind) {
+    case MP_MODEL_MLP: return MP_OK; /* the prompt enters at the input: no prefix */
+    case MP_MODEL_CONV: return mp__conv_prepare(m, t, params, x, n, cache);
+    default: return mp__tf_prepare(m, t, params, x, n, cache);
     }
 }
 

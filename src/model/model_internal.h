@@ -69,6 +69,14 @@ static inline void mp__fwd_cache_clear(mp__fwd_cache *c)
 mp_status mp__model_forward(const mp_model *m, mp_tape *t, const mp_var *params, mp_var prompt,
                             mp_var x, mp__fwd_cache *cache, mp_var *out);
 
+/* Records the prompt-independent prefix of a forward pass over x into cache
+ * (nothing for a model without one), so that a later mp__model_forward of
+ * x with the same parameter variables reuses it. The prefix reads only
+ * backbone tensors (group MP__GROUP_BACKBONE): only their entries of params
+ * are read and checked. Otherwise the checks and errors of mp__model_forward. */
+mp_status mp__model_prepare(const mp_model *m, mp_tape *t, const mp_var *params, mp_var x,
+                            mp__fwd_cache *cache);
+
 /* Loss of outputs: mean cross-entropy against labels (classifier) or mean
  * squared error against targets (n x output_dim floats, regression). */
 mp_status mp__model_loss(const mp_model *m, mp_tape *t, mp_var out, const int32_t *labels,

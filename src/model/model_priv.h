@@ -62,6 +62,11 @@ mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_va
 mp_status mp__conv_features(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
                             mp_var *out);
 mp_status mp__tf_layout(mp_model *m);
+/* Record the prefix of x into the cache only (mp__model_prepare). */
+mp_status mp__tf_prepare(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                         mp__fwd_cache *cache);
+mp_status mp__conv_prepare(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                           mp__fwd_cache *cache);
 mp_status mp__tf_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
                          int32_t n, mp__fwd_cache *cache, mp_var *out);
 /* Transformer: embeddings (without positions) of the examples' tokens,

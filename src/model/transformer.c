@@ -281,6 +281,13 @@ static mp_status mean_tokens(const mp_model *m, mp_tape *t, mp_var f, int32_t n,
     return mp_batch_matmul(t, w, f, n, 0, 0, out);
 }
 
+mp_status mp__tf_prepare(const mp_model *m, mp_tape *t, const mp_var *p, mp_var x, int32_t n,
+                         mp__fwd_cache *cache)
+{
+    mp_var pre[PRE_COUNT];
+    return mp__fwd_prefix(m, t, p, prefix_tensors(m), x, n, cache, prefix, PRE_COUNT, pre);
+}
+
 mp_status mp__tf_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
                          int32_t n, mp__fwd_cache *cache, mp_var *out)
 {

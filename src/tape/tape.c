@@ -160,6 +160,23 @@ mp__mark mp__tape_mark(const mp_tape *t)
     return m;
 }
 
+mp__tape_point mp__tape_here(const mp_tape *t)
+{
+    mp__tape_point p = {t->n, t->arena.cur, t->arena.off, t->arena.before, t->id_base};
+    return p;
+}
+
+int mp__tape_truncate(mp_tape *t, const mp__tape_point *p)
+{
+    if (p->base != t->id_base || p->n > t->n) return 0;
+    t->arena.cur = p->cur;
+    t->arena.off = p->off;
+    t->arena.before = p->before;
+    t->n = p->n;
+    t->grad_n = -1;
+    return 1;
+}
+
 void mp__tape_rollback(mp_tape *t, mp__mark m)
 {
     t->arena.cur = m.cur;
