@@ -35,6 +35,14 @@ const char *mp_test_path(const char *rel)
     return buf;
 }
 
+void mp_test_record_log(int32_t level, const char *msg, void *ud)
+{
+    mp_test_log *l = ud;
+    l->count++;
+    l->level = level;
+    snprintf(l->msg, sizeof l->msg, "%s", msg);
+}
+
 typedef struct {
     const char *name;
     Suite *(*make)(void);

@@ -1893,18 +1893,8 @@ END_TEST
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
 
-typedef struct {
-    int count, level;
-    char msg[512];
-} log_seen;
-
-static void record_log(int32_t level, const char *msg, void *ud)
-{
-    log_seen *l = ud;
-    l->count++;
-    l->level = level;
-    snprintf(l->msg, sizeof l->msg, "%s", msg);
-}
+typedef mp_test_log log_seen;
+#define record_log mp_test_record_log
 
 static int warnings_for(int32_t meta_threads, log_seen *seen)
 {

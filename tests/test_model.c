@@ -2453,22 +2453,11 @@ END_TEST
 
 /* A prompted transformer without blocks warns (the prompt cannot reach the
  * outputs); with a block, or without a prompt, nothing is logged. */
-typedef struct {
-    int count, level;
-    char msg[512];
-} warn_seen;
-static void record_warning(int32_t level, const char *msg, void *ud)
-{
-    warn_seen *w = ud;
-    w->count++;
-    w->level = level;
-    snprintf(w->msg, sizeof w->msg, "%s", msg);
-}
 
 START_TEST(prompt_without_blocks_warns)
 {
-    warn_seen seen;
-    MP_CK_OK(mp_set_log_callback(record_warning, MP_LOG_WARN, &seen));
+    mp_test_log seen;
+    MP_CK_OK(mp_set_log_callback(mp_test_record_log, MP_LOG_WARN, &seen));
     const int64_t layers[3] = {0, 1, 0}, prompt[3] = {3, 3, 0};
     const int expect[3] = {1, 0, 0};
     for (int i = 0; i < 3; i++) {

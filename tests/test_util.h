@@ -47,6 +47,14 @@ long mp_test_alloc_count(void);
  * code (0 on success). */
 int mp_test_predict_from_checkpoint_main(int argc, char **argv);
 
+/* A log callback (mp_set_log_callback) that counts messages and keeps the
+ * last one's level and text in the mp_test_log it is given. */
+typedef struct {
+    int count, level;
+    char msg[512];
+} mp_test_log;
+void mp_test_record_log(int32_t level, const char *msg, void *ud);
+
 /* Path of a file in the source tree (static buffer, valid until next call). */
 const char *mp_test_path(const char *rel);
 

@@ -48,26 +48,11 @@ static inline float mp__expf(float x)
     return x < -87.0f ? 0.0f : e;
 }
 
-/* Phi(x) = P(N(0,1) <= x) = erfc(-x/sqrt 2)/2 with absolute error < 2e-7,
- * from the Abramowitz-Stegun 7.1.26 form erfc(a) = t P(t) e^(-a^2),
- * t = 1/(1 + 0.3275911 a), a >= 0, reflected for the other sign. */
-static inline float mp__normal_cdf(float x)
-{
-    float z = x * 0.70710678118654752f, nz = -z;
-    float a = z < 0.0f ? nz : z;
-    float t = 1.0f / (1.0f + 0.3275911f * a);
-    float p = 1.061405429f;
-    p = p * t - 1.453152027f;
-    p = p * t + 1.421413741f;
-    p = p * t - 0.284496736f;
-    p = p * t + 0.254829592f;
-    float half_erfc_a = 0.5f * t * p * mp__expf(-a * a);
-    float upper = 1.0f - half_erfc_a;
-    return z < 0.0f ? half_erfc_a : upper;
-}
-
-/* Phi(x) as mp__normal_cdf and *pdf = phi(x) = e^(-x^2/2)/sqrt(2 pi) from
- * the same exponential (one e^x instead of two in gelu's derivative). */
+/* Returns Phi(x) = P(N(0,1) <= x) = erfc(-x/sqrt 2)/2 with absolute error
+ * < 2e-7, from the Abramowitz-Stegun 7.1.26 form erfc(a) = t P(t) e^(-a^2),
+ * t = 1/(1 + 0.3275911 a), a >= 0, reflected for the other sign; and
+ * *pdf = phi(x) = e^(-x^2/2)/sqrt(2 pi) from the same exponential (one e^x
+ * instead of two in gelu's derivative). */
 static inline float mp__normal_cdf_pdf(float x, float *pdf)
 {
     float z = x * 0.70710678118654752f, nz = -z;
@@ -83,6 +68,13 @@ static inline float mp__normal_cdf_pdf(float x, float *pdf)
     float half_erfc_a = 0.5f * t * p * e;
     float upper = 1.0f - half_erfc_a;
     return z < 0.0f ? half_erfc_a : upper;
+}
+
+/* Phi(x) alone (the unused density is optimized away). */
+static inline float mp__normal_cdf(float x)
+{
+    float pdf;
+    return mp__normal_cdf_pdf(x, &pdf);
 }
 
 #endif
