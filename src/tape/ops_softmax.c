@@ -68,6 +68,10 @@ mp_status mp__bwd_softmax_grad(mp_tape *t, mp_var v, mp_var h)
         MP_TRY(mp__acc(t, g, c));
     }
     if (!mp__need(t, y)) return MP_OK;
+    if (t->no_grad) { /* one constant node (softmax_grad_y) instead of eight */
+        MP_TRY(mp__record(t, MP__OP_SOFTMAX_GRAD_Y, n.rows, n.cols, h, v, NULL, 0.0f, NULL, &c));
+        return mp__acc(t, y, c);
+    }
     MP_TRY(mp__mul(t, g, y, 1.0f, &s));
     MP_TRY(mp__sum(t, s, MP_REDUCE_PER_ROW, 1.0f, &s));
     MP_TRY(mp__sub(t, g, s, &d));
@@ -77,6 +81,33 @@ mp_status mp__bwd_softmax_grad(mp_tape *t, mp_var v, mp_var h)
     MP_TRY(mp__mul(t, g, s, 1.0f, &t2));
     MP_TRY(mp__sub(t, t1, t2, &c));
     return mp__acc(t, y, c);
+}
+
+/* softmax_grad_y(h, n) = h (g - rowsum(g y)) - g rowsum(h y) for the
+ * softmax_grad node n = softmax_grad(g, y): its derivative with respect to
+ * y, fused. Recorded only by sweeps that record constants, so it is never
+ * differentiated. */
+void mp__fwd_softmax_grad_y(mp_tape *t, mp__node *o)
+{
+    const mp__node *N = mp__nd(t, o->in[1]);
+    const float *h = mp__nd(t, o->in[0])->val, *g = mp__nd(t, N->in[0])->val, *y = mp__nd(t, N->in[1])->val;
+    int32_t C = o->cols;
+    for (int32_t i = 0; i < o->rows; i++) {
+        const float *restrict hr = h + (size_t)i * C, *restrict gr = g + (size_t)i * C, *restrict yr = y + (size_t)i * C;
+        float *restrict out = o->val + (size_t)i * C;
+        double s1 = 0, s2 = 0;
+        for (int32_t j = 0; j < C; j++) {
+            s1 += gr[j] * yr[j];
+            s2 += hr[j] * yr[j];
+        }
+        float f1 = (float)s1, f2 = (float)s2;
+        for (int32_t j = 0; j < C; j++) out[j] = hr[j] * (gr[j] - f1) - gr[j] * f2;
+    }
+}
+mp_status mp__bwd_softmax_grad_y(mp_tape *t, mp_var v, mp_var g)
+{
+    (void)v, (void)g; /* recorded as a constant only (see above) */
+    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: softmax_grad_y is not differentiable");
 }
 
 /* ---- log-softmax: dx = log_softmax_grad(g, y) = g - exp(y) rowsum(g) --------------------

@@ -172,24 +172,56 @@ MP__SIMD_CLONES static void gelu3_loop(const float *restrict x, float *restrict 
     }
 }
 
+/* y[0..n) = gelu^(k)(x[0..n)). */
+static void gelu_values(int k, const float *restrict x, float *restrict y, size_t n)
+{
+    if (k == 0) gelu0_loop(x, y, n);
+    else if (k == 1) gelu1_loop(x, y, n);
+    else if (k == 2) gelu2_loop(x, y, n);
+    else if (k == 3) gelu3_loop(x, y, n);
+    else
+        for (size_t i = 0; i < n; i++) y[i] = gelu_deriv(x[i], k);
+}
+
 void mp__fwd_gelu(mp_tape *t, mp__node *o)
 {
-    int k = o->attr[0];
-    size_t n = (size_t)o->rows * o->cols;
-    const float *in = mp__nd(t, o->in[0])->val;
-    if (k == 0) gelu0_loop(in, o->val, n);
-    else if (k == 1) gelu1_loop(in, o->val, n);
-    else if (k == 2) gelu2_loop(in, o->val, n);
-    else if (k == 3) gelu3_loop(in, o->val, n);
-    else UNARY_LOOP(o, gelu_deriv(x, k));
+    gelu_values(o->attr[0], mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * o->cols);
 }
+/* d gelu^(k)(x) = g gelu^(k+1)(x): the derivative node times g, or in a sweep
+ * that records constants one gelu_mul node (below). */
 mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     mp_var d, c;
-    MP_TRY(mp__unary(t, MP__OP_GELU, n.in[0], 0.0f, n.attr[0] + 1, &d));
-    MP_TRY(mp__mul(t, g, d, 1.0f, &c));
+    if (t->no_grad) {
+        int32_t attr[6] = {n.attr[0] + 1};
+        MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, g, n.in[0], attr, 0.0f, NULL, &c));
+    } else {
+        MP_TRY(mp__unary(t, MP__OP_GELU, n.in[0], 0.0f, n.attr[0] + 1, &d));
+        MP_TRY(mp__mul(t, g, d, 1.0f, &c));
+    }
     return mp__acc(t, n.in[0], c);
+}
+
+/* gelu_mul(g, x) = g * gelu^(k)(x), k = attr[0]: one node where a graph
+ * records two, in blocks that stay in the L1 cache. Recorded only by sweeps
+ * that record constants, so it is never differentiated. */
+void mp__fwd_gelu_mul(mp_tape *t, mp__node *o)
+{
+    const float *g = mp__nd(t, o->in[0])->val, *x = mp__nd(t, o->in[1])->val;
+    size_t n = (size_t)o->rows * o->cols;
+    for (size_t b = 0; b < n; b += 2048) {
+        size_t m = n - b < 2048 ? n - b : 2048;
+        float *restrict y = o->val + b;
+        const float *restrict gb = g + b;
+        gelu_values(o->attr[0], x + b, y, m);
+        for (size_t i = 0; i < m; i++) y[i] *= gb[i];
+    }
+}
+mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var g)
+{
+    (void)v, (void)g; /* recorded as a constant only (see above) */
+    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: gelu_mul is not differentiable");
 }
 
 /* ---- exp, log, square ------------------------------------------------------------------ */
