@@ -202,6 +202,90 @@ START_TEST(fused_and_composed_derivatives_agree_to_third_order)
 }
 END_TEST
 
+/* Second-order sweeps through a layer norm: dL2/dx equals the same
+ * computation composed of primitive ops (mean, sub, mul, sqrt, div), for
+ * L1 = sum(w y + 0.5 (y s)^2), gx = dL1/dx with create_graph, L2 = sum(gx c),
+ * from a constant and from a graph sweep. The adjoint of the norm's own
+ * output y depends on which values the recorded backward reads (the fused
+ * ln_bwd reads y, a composed one reads x - mean and r), so it is checked for
+ * consistency instead: the same from a full sweep and from a sweep pruned
+ * to y (mp_tape_backward_wrt), and not missing ln_bwd's share (it differs
+ * from the share through the first backward's other consumers alone). */
+static void ln_or_composed(mp_tape *t, const float *x, int composed, int32_t graph, int pruned, float *gy,
+                           float *gx)
+{
+    static const float c[LN] = {0.7f, -0.2f, 0.5f, 1.1f, -0.9f, 0.3f, 0.8f, -0.6f, 0.4f, 0.1f,
+                                -0.5f, 0.9f, -0.3f, 0.6f, 0.2f};
+    static const float ones[LR] = {1, 1, 1};
+    mp_var xv, y, w, sv, p, l, g, cv, grad;
+    MP_CK_OK(mp_tape_reset(t));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, x, LN, MP_LEAF_REQUIRES_GRAD, &xv));
+    if (composed) {
+        mp_var mu, xc, var, r, one;
+        MP_CK_OK(mp_mean(t, xv, MP_REDUCE_PER_ROW, &mu));
+        MP_CK_OK(mp_sub(t, xv, mu, &xc));
+        MP_CK_OK(mp_mul(t, xc, xc, &var));
+        MP_CK_OK(mp_mean(t, var, MP_REDUCE_PER_ROW, &var));
+        MP_CK_OK(mp_add_scalar(t, var, 1e-5f, &var));
+        MP_CK_OK(mp_sqrt(t, var, &r));
+        MP_CK_OK(mp_tape_leaf(t, LR, 1, ones, LR, 0, &one));
+        MP_CK_OK(mp_div(t, one, r, &r));
+        MP_CK_OK(mp_mul(t, xc, r, &y));
+    } else {
+        MP_CK_OK(mp_layer_norm(t, xv, MP_VAR_NONE, MP_VAR_NONE, 1e-5f, &y));
+    }
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_w, LN, 0, &w));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_s, LN, 0, &sv));
+    MP_CK_OK(mp_mul(t, y, w, &l));
+    MP_CK_OK(mp_mul(t, y, sv, &p));
+    MP_CK_OK(mp_mul(t, p, p, &p));
+    MP_CK_OK(mp_scale(t, p, 0.5f, &p));
+    MP_CK_OK(mp_add(t, l, p, &l));
+    MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+    MP_CK_OK(mp_tape_backward(t, l, 1));
+    MP_CK_OK(mp_tape_grad(t, xv, &g));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, c, LN, 0, &cv));
+    MP_CK_OK(mp_mul(t, g, cv, &p));
+    MP_CK_OK(mp_sum(t, p, MP_REDUCE_ALL, &p));
+    if (pruned) {
+        MP_CK_OK(mp_tape_backward_wrt(t, p, graph, &y, 1));
+    } else {
+        MP_CK_OK(mp_tape_backward(t, p, graph));
+    }
+    MP_CK_OK(mp_tape_grad(t, y, &grad));
+    MP_CK_OK(mp_tape_read(t, grad, gy, LN));
+    MP_CK_OK(mp_tape_grad(t, xv, &grad));
+    MP_CK_OK(mp_tape_read(t, grad, gx, LN));
+}
+
+START_TEST(layer_norm_second_order_gradients_are_consistent)
+{
+    float x[LN], gy[2][LN], gx[2][LN], gyw[LN], gxw[LN];
+    for (int i = 0; i < LN; i++) x[i] = (float)(-2.0 + 4.0 * ((i * 37) % LN) / (LN - 1.0));
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    for (int32_t graph = 0; graph <= 1; graph++) {
+        ln_or_composed(t, x, 1, graph, 0, gy[0], gx[0]);
+        ln_or_composed(t, x, 0, graph, 0, gy[1], gx[1]);
+        double sx = 0, sy = 0, diff = 0;
+        for (int i = 0; i < LN; i++) sx = fmax(sx, fabs(gx[0][i])), sy = fmax(sy, fabs(gy[1][i]));
+        ck_assert_msg(sx > 0.1 && sy > 0.1, "degenerate gradients (%g, %g)", sx, sy);
+        for (int i = 0; i < LN; i++)
+            ck_assert_msg(fabs(gx[1][i] - gx[0][i]) <= 1e-4 * (fabs(gx[0][i]) + sx),
+                          "graph %d, dL2/dx %d: layer_norm %.7g, composed %.7g", graph, i, gx[1][i], gx[0][i]);
+        /* Pruned to y: the same adjoint of y. */
+        ln_or_composed(t, x, 0, graph, 1, gyw, gxw);
+        for (int i = 0; i < LN; i++) {
+            ck_assert_msg(gyw[i] == gy[1][i], "graph %d, dL2/dy %d: pruned %.9g, full %.9g", graph, i, gyw[i],
+                          gy[1][i]);
+            diff = fmax(diff, fabs(gy[1][i] - gy[0][i]));
+        }
+        ck_assert_msg(diff > 1e-2, "graph %d: the norm's output got no share from ln_bwd", graph);
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
 /* mp__tape_truncate keeps what was recorded before the point, drops the rest
  * and every gradient, and refuses a point from before a reset. */
 START_TEST(truncate_keeps_the_prefix_and_drops_gradients)
@@ -256,6 +340,7 @@ Suite *mp_test_tape_fused_suite(void)
     tcase_add_test(g, heads_matmul_rejects_bad_inputs);
     tcase_add_loop_test(g, fused_and_composed_derivatives_agree_to_third_order, 0, 3);
     tcase_add_test(g, truncate_keeps_the_prefix_and_drops_gradients);
+    tcase_add_test(g, layer_norm_second_order_gradients_are_consistent);
     suite_add_tcase(s, g);
     return s;
 }

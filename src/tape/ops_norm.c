@@ -6,14 +6,16 @@
  *   dx = ln_bwd(g, y)     = r (g - mean(g) - y mean(g y)), the vector-Jacobian
  *                           product of ln_norm, one node instead of the ten of
  *                           a composed backward (what an inner step records);
- *                           its second input is the ln_norm node y, and it is
- *                           a function of g and of x = y's input;
- *   its own derivatives: with respect to g it is ln_bwd(a, y) again (the map
- *   g -> r (g - mean g - y mean(g y)) is symmetric), with respect to x the
- *   closed form below: one fused node (ln_bwd_x) when the sweep records
- *   constants (create_graph = 0, the outer backward of the meta-step), or
- *   a composition of recorded ops when a further order is wanted
- *   (r = ln_rstd(x), rows x 1, is kept for that composition). */
+ *                           its inputs are g and the ln_norm node y, and it
+ *                           also reads r, a function of x = y's input.
+ *   Its own derivatives, for an upstream a: with respect to g it is
+ *   ln_bwd(a, y) again (g -> r (g - mean g - y mean(g y)) is symmetric);
+ *   with respect to y at fixed r, -r (a mean(g y) + g rowsum(a y)/C); and
+ *   through r with respect to x, -(r/C) rowsum(a dx) y (dr/dx = -(r^2/C) y).
+ *   A sweep that records constants (create_graph = 0, the outer backward of
+ *   the meta-step) records each as one fused node (ln_bwd_y, ln_bwd_r); a
+ *   sweep that records a graph composes them from recorded ops (with
+ *   r = ln_rstd(x), rows x 1), so every order stays available. */
 #include "tape/tape_internal.h"
 
 #include <math.h>
@@ -128,13 +130,12 @@ void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
     }
 }
 
-/* The derivative of sum(a * ln_bwd(g, y)) with respect to x (y = ln_norm(x)),
- * per row, with r the rstd, A1 = sum a, Ag = sum a g, Ay = sum a y,
- * m1 = mean g, m2 = mean g y:
- *   -(r^2/C) (y (Ag - m1 A1 - 3 m2 Ay) + Ay (g - m1)) - r^2 m2 (a - A1/C).
- * ln_bwd_x(a, n) reads g and y as the inputs of the ln_bwd node n. Recorded
- * only by sweeps that record constants, so it is never differentiated. */
-void mp__fwd_ln_bwd_x(mp_tape *t, mp__node *o)
+/* ln_bwd_y(a, n) and ln_bwd_r(a, n) for the ln_bwd node n = ln_bwd(g, y):
+ * the derivatives of sum(a * n) with respect to y (at fixed r) and, through
+ * r, with respect to x (see the top of the file). They read g, y and r
+ * through n. Recorded only by sweeps that record constants, so they are
+ * never differentiated. */
+void mp__fwd_ln_bwd_y(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]);
     const mp__node *G = mp__nd(t, N->in[0]), *Y = mp__nd(t, N->in[1]);
@@ -145,64 +146,63 @@ void mp__fwd_ln_bwd_x(mp_tape *t, mp__node *o)
         const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C,
                               *restrict a = A->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
-        float s[5][8] = {{0}}; /* sums of a, a g, a y, g, g y in eight lanes */
-        int32_t j = 0;
-        for (; j + 8 <= C; j += 8)
-            for (int l = 0; l < 8; l++) {
-                float aj = a[j + l], gj = g[j + l], yj = y[j + l];
-                s[0][l] += aj, s[1][l] += aj * gj, s[2][l] += aj * yj, s[3][l] += gj, s[4][l] += gj * yj;
-            }
-        double d[5] = {0};
-        for (; j < C; j++) {
-            d[0] += a[j], d[1] += a[j] * g[j], d[2] += a[j] * y[j], d[3] += g[j], d[4] += g[j] * y[j];
-        }
-        for (int k = 0; k < 5; k++)
-            for (int l = 0; l < 8; l++) d[k] += s[k][l];
-        float r = kept[i], A1 = (float)d[0], Ag = (float)d[1], Ay = (float)d[2], m1 = (float)d[3] * invc,
-              m2 = (float)d[4] * invc;
-        float r2 = r * r, k1 = Ag - m1 * A1 - 3.0f * m2 * Ay, ma = A1 * invc;
-        for (j = 0; j < C; j++) out[j] = -r2 * invc * (y[j] * k1 + Ay * (g[j] - m1)) - r2 * m2 * (a[j] - ma);
+        float r = kept[i], m2 = (float)dot8(g, y, C) * invc, ay = (float)dot8(a, y, C) * invc;
+        for (int32_t j = 0; j < C; j++) out[j] = -r * (a[j] * m2 + g[j] * ay);
     }
 }
-mp_status mp__bwd_ln_bwd_x(mp_tape *t, mp_var v, mp_var g)
+void mp__fwd_ln_bwd_r(mp_tape *t, mp__node *o)
+{
+    const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]), *Y = mp__nd(t, N->in[1]);
+    const float *kept = kept_rstd(Y);
+    int32_t C = Y->cols;
+    for (int32_t i = 0; i < Y->rows; i++) {
+        const float *restrict y = Y->val + (size_t)i * C, *restrict a = A->val + (size_t)i * C,
+                              *restrict dx = N->val + (size_t)i * C;
+        float *restrict out = o->val + (size_t)i * C;
+        float k = -kept[i] * (float)dot8(a, dx, C) / (float)C;
+        for (int32_t j = 0; j < C; j++) out[j] = k * y[j];
+    }
+}
+mp_status mp__bwd_ln_bwd_y(mp_tape *t, mp_var v, mp_var g)
 {
     (void)v, (void)g; /* recorded as a constant only (see above) */
-    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: ln_bwd_x is not differentiable");
+    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: ln_bwd_y is not differentiable");
+}
+mp_status mp__bwd_ln_bwd_r(mp_tape *t, mp_var v, mp_var g)
+{
+    (void)v, (void)g;
+    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: ln_bwd_r is not differentiable");
 }
 
-/* The same derivative as recorded ops (differentiable to every order). */
-static mp_status ln_bwd_x_composed(mp_tape *t, mp_var a, mp_var g, mp_var x, float eps, mp_var *out)
+/* The same two derivatives as recorded ops (differentiable to every
+ * order): into y, -r (a m2 + g Ay/C) with m2 = mean(g y), Ay = rowsum(a y);
+ * into x, -(r/C) rowsum(a dx) y, dx the ln_bwd node v. */
+static mp_status ln_bwd_composed(mp_tape *t, mp_var v, mp_var a, int32_t want_y, int32_t want_x)
 {
-    float invc = 1.0f / (float)mp__nd(t, x)->cols;
-    mp_var y, r, r2, A1, Ag, Ay, m1, m2, p, k1, q, u, w, s, ma;
-    MP_TRY(mp__ln_norm(t, x, eps, &y));
-    MP_TRY(mp__record(t, MP__OP_LN_RSTD, mp__nd(t, x)->rows, 1, x, MP_VAR_NONE, NULL, eps, NULL, &r));
-    MP_TRY(mp__mul(t, r, r, 1.0f, &r2));
-    MP_TRY(mp__sum(t, a, MP_REDUCE_PER_ROW, 1.0f, &A1));
-    MP_TRY(mp__mul(t, a, g, 1.0f, &p));
-    MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, 1.0f, &Ag));
-    MP_TRY(mp__mul(t, a, y, 1.0f, &p));
-    MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, 1.0f, &Ay));
-    MP_TRY(mp__sum(t, g, MP_REDUCE_PER_ROW, invc, &m1));
-    MP_TRY(mp__mul(t, g, y, 1.0f, &p));
-    MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, invc, &m2));
-    /* k1 = Ag - m1 A1 - 3 m2 Ay */
-    MP_TRY(mp__mul(t, m1, A1, 1.0f, &p));
-    MP_TRY(mp__sub(t, Ag, p, &k1));
-    MP_TRY(mp__mul(t, m2, Ay, 3.0f, &p));
-    MP_TRY(mp__sub(t, k1, p, &k1));
-    /* u = y k1 + Ay (g - m1), scaled by -r^2/C */
-    MP_TRY(mp__mul(t, y, k1, 1.0f, &u));
-    MP_TRY(mp__sub(t, g, m1, &q));
-    MP_TRY(mp__mul(t, Ay, q, 1.0f, &q));
-    MP_TRY(mp__add(t, u, q, &u));
-    MP_TRY(mp__mul(t, u, r2, -invc, &u));
-    /* w = -r^2 m2 (a - A1/C) */
-    MP_TRY(mp__scale(t, A1, invc, &ma));
-    MP_TRY(mp__sub(t, a, ma, &w));
-    MP_TRY(mp__mul(t, r2, m2, -1.0f, &s));
-    MP_TRY(mp__mul(t, w, s, 1.0f, &w));
-    return mp__add(t, u, w, out);
+    mp__node n = *mp__nd(t, v);
+    mp_var g = n.in[0], y = n.in[1], x = mp__nd(t, y)->in[0], r, p, q, c;
+    float invc = 1.0f / (float)mp__nd(t, y)->cols;
+    MP_TRY(mp__record(t, MP__OP_LN_RSTD, n.rows, 1, x, MP_VAR_NONE, NULL, mp__nd(t, y)->f, NULL, &r));
+    if (want_y) {
+        mp_var m2, ay;
+        MP_TRY(mp__mul(t, g, y, 1.0f, &p));
+        MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, invc, &m2));
+        MP_TRY(mp__mul(t, a, y, 1.0f, &p));
+        MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, invc, &ay));
+        MP_TRY(mp__mul(t, a, m2, 1.0f, &p));
+        MP_TRY(mp__mul(t, g, ay, 1.0f, &q));
+        MP_TRY(mp__add(t, p, q, &p));
+        MP_TRY(mp__mul(t, p, r, -1.0f, &c));
+        MP_TRY(mp__acc(t, y, c));
+    }
+    if (want_x) {
+        MP_TRY(mp__mul(t, a, v, 1.0f, &p));
+        MP_TRY(mp__sum(t, p, MP_REDUCE_PER_ROW, 1.0f, &p));
+        MP_TRY(mp__mul(t, p, r, -invc, &p));
+        MP_TRY(mp__mul(t, y, p, 1.0f, &c));
+        MP_TRY(mp__acc(t, x, c));
+    }
+    return MP_OK;
 }
 
 mp_status mp__bwd_ln_bwd(mp_tape *t, mp_var v, mp_var a)
@@ -213,11 +213,14 @@ mp_status mp__bwd_ln_bwd(mp_tape *t, mp_var v, mp_var a)
         MP_TRY(ln_bwd(t, a, y, &c));
         MP_TRY(mp__acc(t, g, c));
     }
-    if (mp__need(t, x)) {
-        if (t->no_grad)
-            MP_TRY(mp__record(t, MP__OP_LN_BWD_X, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
-        else
-            MP_TRY(ln_bwd_x_composed(t, a, g, x, mp__nd(t, y)->f, &c));
+    int32_t want_y = mp__need(t, y), want_x = mp__need(t, x);
+    if (!t->no_grad) return want_y || want_x ? ln_bwd_composed(t, v, a, want_y, want_x) : MP_OK;
+    if (want_y) {
+        MP_TRY(mp__record(t, MP__OP_LN_BWD_Y, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
+        MP_TRY(mp__acc(t, y, c));
+    }
+    if (want_x) {
+        MP_TRY(mp__record(t, MP__OP_LN_BWD_R, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
         MP_TRY(mp__acc(t, x, c));
     }
     return MP_OK;

@@ -23,7 +23,7 @@
     X(MERGE_HEADS, merge_heads) X(GATHER_ROWS, gather_rows) X(SCATTER_ROWS, scatter_rows)  \
     X(GATHER_FLAT, gather_flat) X(SCATTER_FLAT, scatter_flat) X(IM2COL, im2col)            \
     X(COL2IM, col2im) X(LN_RSTD, ln_rstd) X(LN_NORM, ln_norm)    \
-    X(LN_BWD, ln_bwd) X(LN_BWD_X, ln_bwd_x) X(GELU_MUL, gelu_mul)                       \
+    X(LN_BWD, ln_bwd) X(LN_BWD_Y, ln_bwd_y) X(LN_BWD_R, ln_bwd_r) X(GELU_MUL, gelu_mul)                       \
     X(SOFTMAX_GRAD_Y, softmax_grad_y)
 
 enum {
