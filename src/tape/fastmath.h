@@ -12,8 +12,10 @@
  * elsewhere only the baseline vectorized loop. Results differ from the
  * baseline only by FMA rounding. (The AVX-512 clone: gelu's backward 23 %
  * faster than the AVX2 one on the development machine's AMD EPYC.) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && __GNUC__ >= 12
 #define MP__SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2,fma", "default")))
+#elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define MP__SIMD_CLONES __attribute__((target_clones("avx2,fma", "default"))) /* "arch=" clones: GCC 12 */
 #else
 #define MP__SIMD_CLONES
 #endif
