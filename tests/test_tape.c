@@ -1325,6 +1325,26 @@ START_TEST(fast_exp_and_normal_cdf_are_accurate)
     ck_assert_float_eq(mp__expf(-100.0f), 0.0f);
     ck_assert_float_eq(mp__expf(0.0f), 1.0f);
     ck_assert(isfinite(mp__expf(INFINITY)));
+    /* NaN in, NaN out, with no undefined conversion on the way (the
+     * sanitizer run would report one), through the library's ops too. */
+    ck_assert(isnan(mp__expf(NAN)));
+    ck_assert(isnan(mp__normal_cdf(NAN)));
+    {
+        static const float bad[2] = {NAN, 0.5f};
+        float out[2];
+        mp_tape *t;
+        mp_var x, e, s;
+        MP_CK_OK(mp_tape_create(&t));
+        MP_CK_OK(mp_tape_leaf(t, 1, 2, bad, 2, 0, &x));
+        MP_CK_OK(mp_exp(t, x, &e));
+        MP_CK_OK(mp_softmax(t, x, &s));
+        MP_CK_OK(mp_tape_read(t, e, out, 2));
+        ck_assert(isnan(out[0]));
+        MP_CK_OK(mp_gelu(t, x, &s));
+        MP_CK_OK(mp_tape_read(t, s, out, 2));
+        ck_assert(isnan(out[0]));
+        mp_tape_destroy(t);
+    }
     ck_assert_float_eq(mp__normal_cdf(-INFINITY), 0.0f);
     ck_assert_float_eq(mp__normal_cdf(INFINITY), 1.0f);
 }

@@ -8,8 +8,8 @@
  * its ids: one recorded before the last reset or on another tape gives
  * MP_ERR_UNKNOWN_VARIABLE (never another variable's values), and so does
  * one of a destroyed tape passed to a tape created later. Limits: an id
- * carries a 7-bit tag of its tape (from the tape's address and a process-wide
- * count of tapes created, stepped at every reset), so an id from exactly 127
+ * carries a 7-bit tag of its tape (from a process-wide count of tapes
+ * created, stepped at every reset), so an id from exactly 127
  * (or 254, ...) resets ago, or from another tape whose current tag happens to
  * be the same (about 1 in 127), is not detected; and a tape holds at most 2^24 = 16,777,216 variables between
  * resets (more gives MP_ERR_OUT_OF_MEMORY). Tensors live on the tape's arena:

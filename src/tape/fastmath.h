@@ -22,14 +22,14 @@
 
 /* e^x with relative error < 3e-7 on [-87, 88]; 0 below -87 (so that
  * exp(-inf) = 0 exactly, as softmax needs; e^-87 is near the smallest normal
- * float) and e^88 above 88 (2^k must stay a normal float).
+ * float), e^88 above 88 (2^k must stay a normal float) and NaN for NaN.
  * Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, then a degree-7 Taylor
  * polynomial in r (truncation < 1e-8) and 2^k from the exponent bits. */
 static inline float mp__expf(float x)
 {
     /* Every value is computed unconditionally and then selected, so GCC can
      * if-convert (it does not speculate FP operations under -ftrapping-math). */
-    float lo = x < -87.0f ? -87.0f : x;
+    float lo = x >= -87.0f ? x : -87.0f; /* NaN too: the exponent below stays in range */
     float xc = lo > 88.0f ? 88.0f : lo;
     const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     float k = (xc * 1.44269504088896341f + shifter) - shifter;
@@ -47,7 +47,8 @@ static inline float mp__expf(float x)
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     float e = p * scale;
-    return x < -87.0f ? 0.0f : e;
+    float r0 = x < -87.0f ? 0.0f : e;
+    return x == x ? r0 : x; /* NaN in, NaN out */
 }
 
 /* Returns Phi(x) = P(N(0,1) <= x) = erfc(-x/sqrt 2)/2 with absolute error

@@ -312,25 +312,21 @@ mp_status mp__fill(mp_tape *t, int32_t rows, int32_t cols, float value, mp_var *
 }
 
 /* ---- lifetime ---------------------------------------------------------------- */
-/* The first id tag of a tape, in [1, MP__ID_TAGS]: a hash of its address
- * plus 37 times the number of tapes created before it in this process. The
- * counter is the only process-wide state of the tape; it affects nothing
- * but which ids are rejected. Without it a tape created where a destroyed
- * one lived (allocators reuse the block at once) would accept the
- * destroyed tape's ids; with it the next 126 tapes created get other tags,
- * and the step of 37 keeps a new tape's tag away from the tags that the
- * tapes just before it reach by their first resets (each reset steps +1). */
-static uint32_t first_tag(const mp_tape *t)
+/* The first id tag of a tape, in [1, MP__ID_TAGS]: 37 times the number of
+ * tapes created before it in this process (mod 127). The counter is the
+ * only process-wide state of the tape; it affects nothing but which ids are
+ * rejected. A tape created where a destroyed one lived (allocators reuse the
+ * block at once) so never shares the destroyed tape's tag unless 127 k tapes
+ * were created in between, and the step of 37 keeps a new tape's tag away
+ * from the tags that the tapes just before it reach by their first resets
+ * (each reset steps +1). (An earlier version also hashed the tape's address,
+ * which made the tags of two consecutive tapes collide 1 time in 127 when
+ * the address differed, as under AddressSanitizer's quarantine.) */
+static uint32_t first_tag(void)
 {
     static atomic_uint created;
-    uint64_t h = (uint64_t)(uintptr_t)t;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    uint64_t n = atomic_fetch_add_explicit(&created, 1u, memory_order_relaxed);
-    return 1 + (uint32_t)((h % MP__ID_TAGS + 37u * (n % MP__ID_TAGS)) % MP__ID_TAGS);
+    unsigned n = atomic_fetch_add_explicit(&created, 1u, memory_order_relaxed);
+    return 1 + (37u * (n % MP__ID_TAGS)) % MP__ID_TAGS;
 }
 
 mp_status mp_tape_create(mp_tape **out)
@@ -339,7 +335,7 @@ mp_status mp_tape_create(mp_tape **out)
     mp_tape *t = mp__calloc(1, sizeof *t);
     if (!t) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
     t->grad_n = -1;
-    t->id_base = first_tag(t) << MP__ID_INDEX_BITS;
+    t->id_base = first_tag() << MP__ID_INDEX_BITS;
     t->tcopy = mp__alloc(MP__TCOPY_FLOATS * sizeof(float));
     if (!t->tcopy || grow_nodes(t) != MP_OK || !mp__arena_alloc(t, ARENA_FIRST_BLOCK) ||
         !arena_alloc(&t->sarena, ARENA_FIRST_BLOCK)) {

@@ -97,7 +97,7 @@ typedef struct {
  * (0 <= i < n); the id the caller sees is that index plus the tape's base,
  * base = tag << MP__ID_INDEX_BITS with a tag in [1, MP__ID_TAGS]:
  *   bit 31 = 0 (ids are positive), bits 24..30 = tag, bits 0..23 = index.
- * The tag is derived from the tape's address when it is created and steps
+ * The tag is derived from a process-wide count of tapes when it is created and steps
  * to the next value (1..127, cyclically) at every mp_tape_reset, so an id
  * recorded before one of the last 126 resets, or taken from another tape
  * whose current tag differs, fails the check instead of naming whatever node
