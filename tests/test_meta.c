@@ -2530,6 +2530,114 @@ START_TEST(first_order_restarts_equal_a_plain_tape)
 }
 END_TEST
 
+/* The progress callback may read the meta but not change it or run its
+ * workers: such calls on the same meta fail with MP_ERR_STATE and the
+ * evaluation's result is the one without them; afterwards the meta works. */
+typedef struct {
+    mp_meta *m;
+    mp_sampler *s;
+    mp_task *task;
+    mp_model *model;
+    const char *ckpt;
+    int calls, refused, allowed;
+} reentry;
+
+static int32_t reenter(uint64_t done, uint64_t total, void *ud)
+{
+    (void)done, (void)total;
+    reentry *r = ud;
+    r->calls++;
+    double mean, ci;
+    size_t n;
+    float g[4096];
+    MP_CK_OK(mp_meta_gradient_size(r->m, &n));
+    ck_assert_uint_le(n, 4096);
+    memset(g, 0, n * sizeof(float));
+    mp_status st[7] = {mp_meta_step(r->m, &r->task, 1, NULL, 0),
+                       mp_meta_compute_gradients(r->m, &r->task, 1, NULL, 0),
+                       mp_meta_set_gradients(r->m, g, n),
+                       mp_meta_apply_gradients(r->m),
+                       mp_meta_evaluate(r->m, r->s, 0, 4, &mean, &ci),
+                       mp_meta_set_eval_steps(r->m, 7),
+                       mp_checkpoint_load(r->ckpt, r->model, NULL, r->m)};
+    for (int i = 0; i < 7; i++) {
+        ck_assert_msg(st[i] == MP_ERR_STATE, "call %d from the callback returned %d", i, (int)st[i]);
+        r->refused++;
+    }
+    ck_assert_ptr_nonnull(strstr(mp_last_error(), "being evaluated"));
+    int64_t steps;
+    MP_CK_OK(mp_meta_step_count(r->m, &steps));
+    MP_CK_OK(mp_meta_adapt(r->m, r->task, NULL, NULL));
+    r->allowed += 2;
+    return 0;
+}
+
+START_TEST(progress_callback_cannot_change_the_meta)
+{
+    mp_model *model = make_model(1, 1, 0, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 5);
+    meta_opts o = defaults(MP_META_MAML);
+    o.threads = 2;
+    o.eval_steps = 2;
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_sampler *s = sinusoid_sampler(3, 5);
+    char path[256];
+    ckpt_path(path, sizeof path, "reentry");
+    MP_CK_OK(mp_checkpoint_save(path, model, NULL, m));
+    reentry r = {m, s, regression_task(1, 5, 5, 9), model, path, 0, 0, 0};
+    size_t np = mp__model_param_count(model);
+    float *before = malloc(np * sizeof(float));
+    memcpy(before, mp__model_params(model), np * sizeof(float));
+    double mean0, ci0, mean1, ci1;
+    MP_CK_OK(mp_meta_evaluate(m, s, 0, 64, &mean0, &ci0));
+    MP_CK_OK(mp_meta_set_progress(m, reenter, &r));
+    MP_CK_OK(mp_meta_evaluate(m, s, 0, 64, &mean1, &ci1));
+    ck_assert_int_ge(r.calls, 2);
+    ck_assert(mean1 == mean0 && ci1 == ci0);
+    ck_assert_int_eq(memcmp(before, mp__model_params(model), np * sizeof(float)), 0);
+    /* Also from mp_meta_evaluate_tasks; and the meta works afterwards. */
+    r.calls = 0;
+    MP_CK_OK(mp_meta_evaluate_tasks(m, &r.task, 1, &mean1, &ci1));
+    ck_assert_int_eq(r.calls, 1);
+    MP_CK_OK(mp_meta_set_progress(m, NULL, NULL));
+    MP_CK_OK(mp_meta_step(m, &r.task, 1, NULL, 0));
+    MP_CK_OK(mp_meta_set_eval_steps(m, 3));
+    remove(path);
+    free(before);
+    mp_task_destroy(r.task);
+    mp_sampler_destroy(s);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+END_TEST
+
+/* Episode indices do not wrap around 2^64. */
+START_TEST(episode_indices_do_not_wrap)
+{
+    mp_model *model = make_model(1, 1, 0, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 5);
+    meta_opts o = defaults(MP_META_MAML);
+    mp_meta *m = make_meta(model, NULL, &o);
+    mp_sampler *s = sinusoid_sampler(3, 5);
+    double mean = 42, ci = 42;
+    MP_CK_STATUS(mp_meta_evaluate(m, s, UINT64_MAX - 2, 10, &mean, &ci), MP_ERR_RANGE);
+    ck_assert(mean == 42 && ci == 42);
+    MP_CK_ERROR_MENTIONS("first_episode");
+    MP_CK_OK(mp_meta_evaluate(m, s, UINT64_MAX - 2, 3, &mean, &ci)); /* the last three episodes */
+    MP_CK_OK(mp_sampler_set_position(s, UINT64_MAX));
+    mp_task *t = (mp_task *)(uintptr_t)1;
+    MP_CK_STATUS(mp_sampler_next(s, &t), MP_ERR_RANGE);
+    ck_assert(t == (mp_task *)(uintptr_t)1);
+    uint64_t pos;
+    MP_CK_OK(mp_sampler_get_position(s, &pos));
+    ck_assert(pos == UINT64_MAX);
+    MP_CK_OK(mp_sampler_set_position(s, UINT64_MAX - 1));
+    MP_CK_OK(mp_sampler_next(s, &t));
+    mp_task_destroy(t);
+    mp_sampler_destroy(s);
+    mp_meta_destroy(m);
+    mp_model_destroy(model);
+}
+END_TEST
+
 Suite *mp_test_meta_suite(void)
 {
     Suite *s = suite_create("meta");
@@ -2572,6 +2680,8 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, create_survives_allocation_failures);
     tcase_add_test(alg, step_and_evaluate_survive_allocation_failures);
     tcase_add_test(alg, no_allocation_after_warm_up);
+    tcase_add_test(alg, progress_callback_cannot_change_the_meta);
+    tcase_add_test(alg, episode_indices_do_not_wrap);
     suite_add_tcase(s, alg);
     TCase *cc = tcase_create("conv_cache");
     tcase_set_timeout(cc, 60);

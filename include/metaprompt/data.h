@@ -315,7 +315,9 @@ MP_API mp_status mp_sampler_episode_into(const mp_sampler *s, uint64_t index, mp
 
 /** Episode at the current position as a new task, then advances the
  *  position by one. Errors: MP_ERR_NULL_POINTER, MP_ERR_OUT_OF_MEMORY (the
- *  position is then not advanced). Not thread-safe (mutates the sampler). */
+ *  position is then not advanced), MP_ERR_RANGE (the position is 2^64 - 1:
+ *  it cannot advance; nothing is created). Not thread-safe (mutates the
+ *  sampler). */
 MP_API mp_status mp_sampler_next(mp_sampler *s, mp_task **out);
 
 /** Current position (the index the next mp_sampler_next uses; saved and

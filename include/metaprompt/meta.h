@@ -168,8 +168,9 @@ MP_API const char *mp_meta_error(const mp_meta *meta);
  *  make a meta-parameter or optimizer state value NaN/Inf: no update, meta
  *  parameters, optimizer state, step count and stats unchanged, and a
  *  gradient set earlier with mp_meta_set_gradients stays pending),
- *  MP_ERR_RANGE (the step count cannot grow), MP_ERR_OUT_OF_MEMORY, or the
- *  status of a failing tape/model operation. */
+ *  MP_ERR_RANGE (the step count cannot grow), MP_ERR_STATE (from a running
+ *  evaluation's progress callback), MP_ERR_OUT_OF_MEMORY, or the status of
+ *  a failing tape/model operation. */
 MP_API mp_status mp_meta_step(mp_meta *meta, mp_task *const *tasks, size_t n_tasks, double *stats, size_t n_stats);
 /** Computes the meta-gradient of a meta-batch (mean over tasks) into the
  *  meta's gradient buffer without updating anything else; arguments as
@@ -188,12 +189,14 @@ MP_API mp_status mp_meta_get_gradients(const mp_meta *meta, float *grad, size_t 
  *  the len values of grad (copied). Entries the meta does not learn are
  *  ignored. Errors: MP_ERR_NULL_POINTER (meta, grad), MP_ERR_SHAPE_MISMATCH
  *  (len != gradient size), MP_ERR_NOT_FINITE (a NaN/Inf value: index
- *  named). Nothing changes on failure. */
+ *  named), MP_ERR_STATE (from a running evaluation's progress callback).
+ *  Nothing changes on failure. */
 MP_API mp_status mp_meta_set_gradients(mp_meta *meta, const float *grad, size_t len);
 /** Clips the gradient buffer (MP_CFG_META_CLIP_NORM), takes one optimizer
  *  step on the learned meta-parameters (model, prompt, Meta-SGD rates) and
  *  consumes the buffer. Every new value is checked before any is written.
- *  Errors: MP_ERR_NULL_POINTER, MP_ERR_STATE (no gradient to apply),
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_STATE (no gradient to apply; or from
+ *  a running evaluation's progress callback),
  *  MP_ERR_NOT_FINITE (the norm of the learned entries is not finite, or
  *  the update would make a meta-parameter or optimizer state value NaN/Inf,
  *  e.g. an overflowing step; the entry is named in gradient layout),
@@ -227,21 +230,29 @@ MP_API mp_status mp_meta_adapt(const mp_meta *meta, const mp_task *task, mp_prom
  *  result does not depend on the thread count; memory does not grow with
  *  n_episodes (tasks and tapes are reused). The meta-parameters are not
  *  changed. Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT
- *  (n_episodes == 0, tasks not matching the model), MP_ERR_NOT_FINITE,
- *  MP_ERR_CANCELLED (the progress callback asked to stop), sampler and
- *  allocation errors. */
+ *  (n_episodes == 0, tasks not matching the model), MP_ERR_RANGE (the last
+ *  episode index would pass 2^64 - 1), MP_ERR_NOT_FINITE, MP_ERR_CANCELLED
+ *  (the progress callback asked to stop), MP_ERR_STATE (called while an
+ *  evaluation of this meta runs, i.e. from its progress callback), sampler
+ *  and allocation errors. */
 MP_API mp_status mp_meta_evaluate(mp_meta *meta, const mp_sampler *sampler, uint64_t first_episode, size_t n_episodes, double *mean, double *ci95);
 /** As mp_meta_evaluate over the n_tasks >= 1 caller tasks (borrowed, read
  *  only). Errors: MP_ERR_NULL_POINTER (meta, tasks, mean, ci95, a NULL task:
  *  index named), MP_ERR_INVALID_ARGUMENT (n_tasks == 0, a task not matching
  *  the model: index named), MP_ERR_NOT_FINITE, MP_ERR_CANCELLED (the
- *  progress callback asked to stop), MP_ERR_OUT_OF_MEMORY, or the status of
- *  a failing tape/model operation. */
+ *  progress callback asked to stop), MP_ERR_STATE (as mp_meta_evaluate),
+ *  MP_ERR_OUT_OF_MEMORY, or the status of a failing tape/model operation. */
 MP_API mp_status mp_meta_evaluate_tasks(mp_meta *meta, mp_task *const *tasks, size_t n_tasks, double *mean, double *ci95);
 
 /** Progress callback for mp_meta_evaluate*: called on the calling thread
  *  after each chunk of tasks with (done, total, user_data); a non-zero
- *  return stops the evaluation with MP_ERR_CANCELLED. */
+ *  return stops the evaluation with MP_ERR_CANCELLED. It must not change
+ *  what the evaluation reads: calls on the same meta that would change it
+ *  or run its workers (step, compute/set/apply gradients, evaluate,
+ *  set_eval_steps, a checkpoint load into it) return MP_ERR_STATE;
+ *  getters, mp_meta_adapt and checkpoint saves are allowed. Changing the
+ *  meta's model or prompt from the callback is the caller's error (not
+ *  detected). */
 typedef int32_t (*mp_meta_progress_fn)(uint64_t done, uint64_t total, void *user_data);
 /** Installs (fn non-NULL) or removes (fn NULL) the progress callback.
  *  Errors: MP_ERR_NULL_POINTER (meta). */
@@ -250,7 +261,8 @@ MP_API mp_status mp_meta_set_progress(mp_meta *meta, mp_meta_progress_fn fn, voi
 /** Changes the number of inner steps used by mp_meta_adapt and
  *  mp_meta_evaluate* (MP_CFG_META_EVAL_INNER_STEPS) without touching the
  *  meta-parameters, e.g. to report results after 1, 5 and 10 steps.
- *  Errors: MP_ERR_NULL_POINTER, MP_ERR_RANGE (steps outside 0..10000). */
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_RANGE (steps outside 0..10000),
+ *  MP_ERR_STATE (from a running evaluation's progress callback). */
 MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
 
 /* ---- Meta-SGD rates ------------------------------------------------------------- */

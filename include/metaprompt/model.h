@@ -257,7 +257,8 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  With a meta, model and prompt must be the ones it was created for, as
  *  for mp_checkpoint_save (MP_ERR_INVALID_ARGUMENT, checked before the file
  *  is read). Errors: those above, and MP_ERR_NULL_POINTER (model, path),
- *  MP_ERR_IO (errno text in the message), MP_ERR_OUT_OF_MEMORY. The message
+ *  MP_ERR_IO (errno text in the message), MP_ERR_OUT_OF_MEMORY, MP_ERR_STATE
+ *  (meta is being evaluated: a load from its progress callback). The message
  *  is recorded in model's error and mp_last_error(). */
 MP_API mp_status mp_checkpoint_load(const char *path, mp_model *model, mp_prompt *prompt,
                                     mp_meta *meta);

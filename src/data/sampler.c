@@ -235,6 +235,8 @@ mp_status mp_sampler_next(mp_sampler *s, mp_task **out)
 {
     MP_REQUIRE_PTR(s, NULL, "mp_sampler_next");
     MP_REQUIRE_PTR(out, s->err, "mp_sampler_next");
+    MP_REQUIRE(s->position != UINT64_MAX, s->err, MP_ERR_RANGE,
+               "mp_sampler_next: the position is 2^64 - 1, the last one, and cannot advance: set a smaller one");
     mp_status st = mp_sampler_episode(s, s->position, out);
     if (st != MP_OK) return mp__fail_propagate(s->err, st);
     s->position++;

@@ -274,6 +274,7 @@ static mp_status load(const char *fn, const char *path, mp_model *model, mp_prom
 {
     MP_REQUIRE_PTR(model, NULL, fn);
     MP_REQUIRE_PTR(path, model->err, fn);
+    if (meta) MP_TRY(mp__meta_ckpt_idle(meta, model->err, fn));
     if (meta) MP_TRY(mp__meta_ckpt_owner(meta, model->err, fn, model, prompt));
     mp__ckpt_reader *r;
     mp_status st = mp__ckpt_reader_open(&r, path);

@@ -123,6 +123,9 @@ mp_status mp__meta_ckpt_write(const mp_meta *meta, mp__ckpt_writer *w);
  * state is theirs): model == the meta's model and, when the meta updates a
  * prompt (P > 0), prompt == that prompt. MP_ERR_INVALID_ARGUMENT naming the
  * arguments, as fn's, recorded in herr (may be NULL) and mp_last_error(). */
+/* MP_ERR_STATE while an evaluation of meta is running (a load from its
+ * progress callback would change it mid-evaluation). */
+mp_status mp__meta_ckpt_idle(const mp_meta *meta, char *herr, const char *fn);
 mp_status mp__meta_ckpt_owner(const mp_meta *meta, char *herr, const char *fn, const mp_model *model,
                               const mp_prompt *prompt);
 mp_status mp__meta_ckpt_check(const mp_meta *meta, const mp__ckpt_reader *r);

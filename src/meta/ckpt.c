@@ -44,6 +44,8 @@ static mp_status write_config(const mp_meta *m, mp__ckpt_writer *w)
     return mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, m->eval_steps, 0);
 }
 
+mp_status mp__meta_ckpt_idle(const mp_meta *m, char *herr, const char *fn) { return mp__meta_idle(m, herr, fn); }
+
 mp_status mp__meta_ckpt_owner(const mp_meta *m, char *herr, const char *fn, const mp_model *model,
                               const mp_prompt *prompt)
 {

@@ -19,6 +19,7 @@ mp_status mp_meta_set_progress(mp_meta *m, mp_meta_progress_fn fn, void *user_da
 mp_status mp_meta_set_eval_steps(mp_meta *m, int32_t steps)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_set_eval_steps");
+    MP_TRY(mp__meta_idle(m, m->err, "mp_meta_set_eval_steps"));
     MP_REQUIRE(steps >= 0 && steps <= 10000, m->err, MP_ERR_RANGE,
                "mp_meta_set_eval_steps: 'steps' must be in [0, 10000], got %d", (int)steps);
     m->eval_steps = steps;
@@ -193,7 +194,9 @@ static mp_status eval_chunks(mp_meta *m, eval_job *j, size_t n, mp__running *acc
 static mp_status evaluate(mp_meta *m, eval_job *j, size_t n, double *mean, double *ci95)
 {
     mp__running acc = {0, 0.0, 0.0};
+    m->busy = 1;
     mp_status st = eval_chunks(m, j, n, &acc);
+    m->busy = 0;
     free_episode_tasks(m);
     if (st != MP_OK) return st;
     mp__running_ci95(&acc, mean, ci95);
@@ -205,10 +208,14 @@ mp_status mp_meta_evaluate(mp_meta *m, const mp_sampler *sampler, uint64_t first
 {
     const char *fn = "mp_meta_evaluate";
     MP_REQUIRE_PTR(m, NULL, fn);
+    MP_TRY(mp__meta_idle(m, m->err, fn));
     MP_REQUIRE_PTR(sampler, m->err, fn);
     MP_REQUIRE_PTR(mean, m->err, fn);
     MP_REQUIRE_PTR(ci95, m->err, fn);
     MP_REQUIRE(n_episodes > 0, m->err, MP_ERR_INVALID_ARGUMENT, "%s: n_episodes must be >= 1, got 0", fn);
+    MP_REQUIRE((uint64_t)(n_episodes - 1) <= UINT64_MAX - first_episode, m->err, MP_ERR_RANGE,
+               "%s: first_episode = %llu plus n_episodes = %zu passes the last episode index (2^64 - 1)", fn,
+               (unsigned long long)first_episode, n_episodes);
     eval_job j = {m, NULL, sampler, first_episode, 0, fn};
     return evaluate(m, &j, n_episodes, mean, ci95);
 }
@@ -217,6 +224,7 @@ mp_status mp_meta_evaluate_tasks(mp_meta *m, mp_task *const *tasks, size_t n, do
 {
     const char *fn = "mp_meta_evaluate_tasks";
     MP_REQUIRE_PTR(m, NULL, fn);
+    MP_TRY(mp__meta_idle(m, m->err, fn));
     MP_REQUIRE_PTR(tasks, m->err, fn);
     MP_REQUIRE_PTR(mean, m->err, fn);
     MP_REQUIRE_PTR(ci95, m->err, fn);

@@ -347,6 +347,7 @@ mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n,
                                     size_t n_stats)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_compute_gradients");
+    MP_TRY(mp__meta_idle(m, m->err, "mp_meta_compute_gradients"));
     double st[MP_META_NUM_STATS];
     MP_TRY(compute(m, "mp_meta_compute_gradients", tasks, n, stats, n_stats, st));
     memcpy(m->grad, m->slot_grad, m->n_grad * sizeof(float));
@@ -362,6 +363,7 @@ mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n,
 mp_status mp_meta_step(mp_meta *m, mp_task *const *tasks, size_t n, double *stats, size_t n_stats)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_step");
+    MP_TRY(mp__meta_idle(m, m->err, "mp_meta_step"));
     double st[MP_META_NUM_STATS];
     MP_TRY(compute(m, "mp_meta_step", tasks, n, stats, n_stats, st));
     MP_TRY(apply(m, "mp_meta_step", m->slot_grad));
@@ -396,6 +398,7 @@ mp_status mp_meta_get_gradients(const mp_meta *m, float *grad, size_t len)
 mp_status mp_meta_set_gradients(mp_meta *m, const float *grad, size_t len)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_set_gradients");
+    MP_TRY(mp__meta_idle(m, m->err, "mp_meta_set_gradients"));
     MP_REQUIRE_PTR(grad, m->err, "mp_meta_set_gradients");
     MP_REQUIRE(len == m->n_grad, m->err, MP_ERR_SHAPE_MISMATCH,
                "mp_meta_set_gradients: 'len' must be the gradient size %zu, got %zu", m->n_grad, len);
@@ -491,6 +494,7 @@ static mp_status apply(mp_meta *m, const char *fn, float *grad)
 mp_status mp_meta_apply_gradients(mp_meta *m)
 {
     MP_REQUIRE_PTR(m, NULL, "mp_meta_apply_gradients");
+    MP_TRY(mp__meta_idle(m, m->err, "mp_meta_apply_gradients"));
     MP_REQUIRE(m->has_grad, m->err, MP_ERR_STATE,
                "mp_meta_apply_gradients: no gradient computed or set since the last apply");
     MP_TRY(apply(m, "mp_meta_apply_gradients", m->grad));

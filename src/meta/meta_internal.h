@@ -91,6 +91,7 @@ typedef struct {
 
 struct mp_meta {
     char err[MP_ERRMSG_LEN];
+    int32_t busy; /* an mp_meta_evaluate* is running (its progress callback may call in) */
     mp_model *model;
     mp_prompt *prompt;
     /* configuration (resolved) */
@@ -136,5 +137,17 @@ mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, cons
 mp_status mp__meta_slots(mp_meta *m, size_t n, int32_t with_grad);
 void mp__meta_slot_status(mp_meta *m, size_t i, mp_status st);
 mp_status mp__meta_first_failure(mp_meta *m, size_t n, const char *fn, size_t offset);
+
+/* MP_ERR_STATE (in herr) when an evaluation of m is running: the progress
+ * callback must not change the meta, or run its workers, mid-evaluation
+ * (the evaluation promises unchanged meta-parameters and results that do not
+ * depend on the thread count). */
+static inline mp_status mp__meta_idle(const mp_meta *m, char *herr, const char *fn)
+{
+    if (!m->busy) return MP_OK;
+    return mp__fail(herr, MP_ERR_STATE,
+                    "%s: the meta is being evaluated (called from its progress callback?): it cannot be "
+                    "changed or run until mp_meta_evaluate returns", fn);
+}
 
 #endif
