@@ -215,14 +215,13 @@ MP_API mp_status mp_meta_step_count(const mp_meta *meta, int64_t *out);
  *  NULL, all adapted parameters into out_model (a model with the same
  *  configuration as the meta's model, e.g. a clone: its parameters become
  *  the meta's with the adapted ones replaced; out_prompt and out_model must
- *  not be the meta's own prompt and model: MP_ERR_INVALID_ARGUMENT). Uses a
- *  scratch tape on the
+ *  not be the meta's own prompt and model). Uses a scratch tape on the
  *  calling thread (allocated and freed per call). Not safe concurrently
  *  with a call that updates the meta; concurrent adapt calls are fine.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_SHAPE_MISMATCH (out_prompt/out_model
  *  shapes), MP_ERR_INVALID_ARGUMENT (task; the meta's own prompt or model
- *  as output), MP_ERR_NOT_FINITE,
- *  MP_ERR_OUT_OF_MEMORY. On failure out_prompt and out_model are unchanged. */
+ *  as an output), MP_ERR_NOT_FINITE, MP_ERR_OUT_OF_MEMORY. On failure
+ *  out_prompt and out_model are unchanged. */
 MP_API mp_status mp_meta_adapt(const mp_meta *meta, const mp_task *task, mp_prompt *out_prompt, mp_model *out_model);
 /** Evaluates episodes first_episode .. first_episode + n_episodes - 1 of
  *  sampler: per task, adapt (as mp_meta_adapt) and measure the query
