@@ -52,6 +52,7 @@ static const suite_entry suites[] = {
     {"core", mp_test_core_suite},   {"tape", mp_test_tape_suite},
     {"model", mp_test_model_suite}, {"data", mp_test_data_suite},
     {"meta", mp_test_meta_suite},   {"tape_fused", mp_test_tape_fused_suite},
+    {"names", mp_test_arg_names_suite},
 };
 
 int main(int argc, char **argv)

@@ -682,8 +682,8 @@ END_TEST
  * every reset and comes back after a full cycle (MP__ID_TAGS resets), so
  * a stale slot only matches when a task runs exactly a cycle after the
  * one that filled it with no pass in between storing a slot: tasks with
- * an invalid token id reset the tape and fail in the prefix before
- * anything is stored. The task after them must still get exactly the
+ * an invalid token id reset the tape and fail (at the token-id check right
+ * after the reset) before anything is stored. The task after them must still get exactly the
  * first meta-gradient (a stale slot would hand it variables its tape does
  * not have yet). */
 START_TEST(forward_cache_is_emptied_at_every_tape_reset)

@@ -17,6 +17,7 @@ Suite *mp_test_model_suite(void);
 Suite *mp_test_data_suite(void);
 Suite *mp_test_meta_suite(void);
 Suite *mp_test_tape_fused_suite(void); /* test_tape_fused.c */
+Suite *mp_test_arg_names_suite(void);  /* test_arg_names.c: suite "names" */
 
 /* Asserts a call returns the expected status, printing the message if not. */
 #define MP_CK_STATUS(call, expected)                                               \

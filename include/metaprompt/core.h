@@ -183,7 +183,7 @@ MP_API int32_t mp_config_key_type(int32_t key);
  *  Errors: MP_ERR_NULL_POINTER (name, out_key), MP_ERR_NOT_FOUND (no key of
  *  that name; *out_key unchanged). Thread-safe. */
 MP_API mp_status mp_config_key_by_name(const char *name, int32_t *out_key);
-/** Message of the last failed call on this config ("" if none). */
+/** Message of the last failed call on this config ("" if none; "" for NULL). */
 MP_API const char *mp_config_error(const mp_config *cfg);
 
 /* Generic keys (0..99). */

@@ -152,7 +152,8 @@ MP_API mp_status mp_meta_create(mp_meta **out, mp_model *model, mp_prompt *promp
 /** Stops the worker threads and frees everything the meta owns (not the
  *  model or prompt). NULL is ignored. */
 MP_API void mp_meta_destroy(mp_meta *meta);
-/** Message of the last failed call on this meta ("" if none; never NULL). */
+/** Message of the last failed call on this meta ("" if none; "" for NULL;
+ *  never NULL). */
 MP_API const char *mp_meta_error(const mp_meta *meta);
 
 /* ---- training ------------------------------------------------------------------ */

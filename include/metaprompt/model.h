@@ -177,7 +177,7 @@ MP_API mp_status mp_model_loss(const mp_model *model, const mp_prompt *prompt, c
 MP_API mp_status mp_prompt_create(mp_prompt **out, const mp_model *model);
 /** Destroys a prompt; NULL is ignored. */
 MP_API void mp_prompt_destroy(mp_prompt *prompt);
-/** Message of the last failed call on this prompt ("" if none). */
+/** Message of the last failed call on this prompt ("" if none; "" for NULL). */
 MP_API const char *mp_prompt_error(const mp_prompt *prompt);
 /** Shape of the prompt (rows = P, cols = d); either pointer may be NULL.
  *  Errors: MP_ERR_NULL_POINTER (prompt). */

@@ -72,8 +72,8 @@ MP_API void mp_tape_destroy(mp_tape *tape);
  *  MP_ERR_UNKNOWN_VARIABLE, even where a new variable reuses its slot.
  *  Errors: MP_ERR_NULL_POINTER (tape). */
 MP_API mp_status mp_tape_reset(mp_tape *tape);
-/** Message of the last failed call on this tape ("" if none). Owned by the
- *  tape, valid until its next failing call or destruction. */
+/** Message of the last failed call on this tape ("" if none; "" for NULL).
+ *  Owned by the tape, valid until its next failing call or destruction. */
 MP_API const char *mp_tape_error(const mp_tape *tape);
 /** Reads one MP_TAPE_STAT_* statistic into *out.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (unknown stat). */

@@ -34,8 +34,14 @@ mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char
     do {                                                                    \
         if (!(cond)) return mp__fail((herr), (st), __VA_ARGS__);            \
     } while (0)
-#define MP_REQUIRE_PTR(p, herr, fn)                                          \
-    MP_REQUIRE((p) != NULL, (herr), MP_ERR_NULL_POINTER, "%s: argument '%s' is NULL", (fn), #p)
+/* The message names the argument as the C expression p: use it where p is
+ * the parameter's name in the public header too. Otherwise (a definition
+ * whose parameter is named differently, e.g. `m` for the header's `meta`)
+ * MP_REQUIRE_ARG with the header's name; tests/test_arg_names.c checks
+ * every public function against its header. */
+#define MP_REQUIRE_PTR(p, herr, fn) MP_REQUIRE_ARG(p, #p, herr, fn)
+#define MP_REQUIRE_ARG(p, name, herr, fn)                                    \
+    MP_REQUIRE((p) != NULL, (herr), MP_ERR_NULL_POINTER, "%s: argument '%s' is NULL", (fn), (name))
 #define MP_TRY(expr)                                                        \
     do {                                                                    \
         mp_status mp__st_ = (expr);                                         \

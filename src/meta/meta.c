@@ -346,7 +346,7 @@ static mp_status apply(mp_meta *m, const char *fn, float *grad);
 mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n, double *stats,
                                     size_t n_stats)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_compute_gradients");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_compute_gradients");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_compute_gradients"));
     double st[MP_META_NUM_STATS];
     MP_TRY(compute(m, "mp_meta_compute_gradients", tasks, n, stats, n_stats, st));
@@ -362,7 +362,7 @@ mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n,
  * pending gradient, as compute + apply would. */
 mp_status mp_meta_step(mp_meta *m, mp_task *const *tasks, size_t n, double *stats, size_t n_stats)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_step");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_step");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_step"));
     double st[MP_META_NUM_STATS];
     MP_TRY(compute(m, "mp_meta_step", tasks, n, stats, n_stats, st));
@@ -375,7 +375,7 @@ mp_status mp_meta_step(mp_meta *m, mp_task *const *tasks, size_t n, double *stat
 /* ---- gradients in and out ------------------------------------------------------------------- */
 mp_status mp_meta_gradient_size(const mp_meta *m, size_t *out)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_gradient_size");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_gradient_size");
     MP_REQUIRE_PTR(out, NULL, "mp_meta_gradient_size");
     *out = m->n_grad;
     return MP_OK;
@@ -383,7 +383,7 @@ mp_status mp_meta_gradient_size(const mp_meta *m, size_t *out)
 
 mp_status mp_meta_get_gradients(const mp_meta *m, float *grad, size_t len)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_get_gradients");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_get_gradients");
     char *herr = NULL;
     MP_REQUIRE_PTR(grad, herr, "mp_meta_get_gradients");
     MP_REQUIRE(len >= m->n_grad, herr, MP_ERR_BUFFER_TOO_SMALL,
@@ -397,7 +397,7 @@ mp_status mp_meta_get_gradients(const mp_meta *m, float *grad, size_t len)
 
 mp_status mp_meta_set_gradients(mp_meta *m, const float *grad, size_t len)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_set_gradients");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_set_gradients");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_set_gradients"));
     MP_REQUIRE_PTR(grad, m->err, "mp_meta_set_gradients");
     MP_REQUIRE(len == m->n_grad, m->err, MP_ERR_SHAPE_MISMATCH,
@@ -493,7 +493,7 @@ static mp_status apply(mp_meta *m, const char *fn, float *grad)
 
 mp_status mp_meta_apply_gradients(mp_meta *m)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_apply_gradients");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_apply_gradients");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_apply_gradients"));
     MP_REQUIRE(m->has_grad, m->err, MP_ERR_STATE,
                "mp_meta_apply_gradients: no gradient computed or set since the last apply");
@@ -504,7 +504,7 @@ mp_status mp_meta_apply_gradients(mp_meta *m)
 
 mp_status mp_meta_step_count(const mp_meta *m, int64_t *out)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_step_count");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_step_count");
     MP_REQUIRE_PTR(out, NULL, "mp_meta_step_count");
     *out = m->t;
     return MP_OK;
@@ -513,7 +513,7 @@ mp_status mp_meta_step_count(const mp_meta *m, int64_t *out)
 /* ---- Meta-SGD rates ----------------------------------------------------------------------------- */
 mp_status mp_meta_inner_lr_count(const mp_meta *m, size_t *out)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_inner_lr_count");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_inner_lr_count");
     MP_REQUIRE_PTR(out, NULL, "mp_meta_inner_lr_count");
     *out = m->n_lr;
     return MP_OK;
@@ -521,7 +521,7 @@ mp_status mp_meta_inner_lr_count(const mp_meta *m, size_t *out)
 
 mp_status mp_meta_get_inner_lr(const mp_meta *m, float *buf, size_t len)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_meta_get_inner_lr");
+    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_get_inner_lr");
     char *herr = NULL;
     MP_REQUIRE(buf || m->n_lr == 0, herr, MP_ERR_NULL_POINTER, "mp_meta_get_inner_lr: argument 'buf' is NULL");
     MP_REQUIRE(len >= m->n_lr, herr, MP_ERR_BUFFER_TOO_SMALL,

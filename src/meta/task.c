@@ -342,6 +342,13 @@ static mp_status start_tape(const mp_meta *m, mp__worker *w, const mp__task_view
     mp_tape *t = w->tape;
     mp__fwd_cache_clear(&w->cache);
     MP_TRY(mp_tape_reset(t));
+    /* Token ids, before anything is recorded (the tape is reset all the
+     * same); the caller reports a failure as the public function's:
+     * "<fn>: task i: support token x[j] = ...". */
+    MP_TRY(mp__check_token_ids(m->model, "mp_meta", "support token", tv->support_x,
+                               tv->n_support * (size_t)tv->dim));
+    MP_TRY(mp__check_token_ids(m->model, "mp_meta", "query token", tv->query_x,
+                               tv->n_query * (size_t)tv->dim));
     MP_TRY(make_leaves(m, w, train, 0, NULL, NULL));
     MP_TRY(mp_tape_leaf(t, (int32_t)tv->n_support, tv->dim, tv->support_x,
                         tv->n_support * (size_t)tv->dim, MP_LEAF_BORROW, &v->sx));

@@ -198,7 +198,7 @@ mp_status mp_model_clone(mp_model **out, const mp_model *src)
 
 mp_status mp_model_get_int(const mp_model *m, int32_t key, int64_t *out)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_model_get_int");
+    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_get_int");
     MP_REQUIRE_PTR(out, NULL, "mp_model_get_int");
     if (key == MP_CFG_SEED) {
         *out = (int64_t)m->seed;
@@ -214,7 +214,7 @@ mp_status mp_model_get_int(const mp_model *m, int32_t key, int64_t *out)
 /* ---- parameters ------------------------------------------------------------------ */
 mp_status mp_model_num_params(const mp_model *m, size_t *out)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_model_num_params");
+    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_num_params");
     MP_REQUIRE_PTR(out, NULL, "mp_model_num_params");
     *out = m->nparams;
     return MP_OK;
@@ -222,7 +222,7 @@ mp_status mp_model_num_params(const mp_model *m, size_t *out)
 
 mp_status mp_model_get_params(const mp_model *m, float *buf, size_t len)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_model_get_params");
+    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_get_params");
     MP_REQUIRE_PTR(buf, NULL, "mp_model_get_params");
     MP_REQUIRE(len >= m->nparams, NULL, MP_ERR_BUFFER_TOO_SMALL,
                "mp_model_get_params: 'buf' has room for len = %zu floats, %zu needed (the parameter count)", len,
@@ -233,7 +233,7 @@ mp_status mp_model_get_params(const mp_model *m, float *buf, size_t len)
 
 mp_status mp_model_set_params(mp_model *m, const float *buf, size_t len)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_model_set_params");
+    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_set_params");
     MP_REQUIRE_PTR(buf, m->err, "mp_model_set_params");
     MP_REQUIRE(len == m->nparams, m->err, MP_ERR_SHAPE_MISMATCH,
                "mp_model_set_params: len must be the parameter count %zu, got %zu", m->nparams, len);
@@ -246,7 +246,7 @@ mp_status mp_model_set_params(mp_model *m, const float *buf, size_t len)
 
 mp_status mp_model_prompt_shape(const mp_model *m, int32_t *rows, int32_t *cols)
 {
-    MP_REQUIRE_PTR(m, NULL, "mp_model_prompt_shape");
+    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_prompt_shape");
     if (rows) *rows = m->P;
     if (cols) *cols = m->d;
     return MP_OK;
@@ -366,13 +366,15 @@ mp_status mp__fwd_prefix(const mp_model *m, mp_tape *t, const mp_var *p, int32_t
     return MP_OK;
 }
 
-mp_status mp__check_token_ids(const float *x, size_t count, int64_t vocab)
+mp_status mp__check_token_ids(const mp_model *m, const char *fn, const char *what, const float *x,
+                              size_t count)
 {
+    if (m->kind != MP_MODEL_TRANSFORMER || mp__mcfg(m, MP_CFG_MODEL_VOCAB) <= 0) return MP_OK;
+    int64_t vocab = mp__mcfg(m, MP_CFG_MODEL_VOCAB);
     for (size_t i = 0; i < count; i++)
         MP_REQUIRE(x[i] >= 0.0f && x[i] < (float)vocab && x[i] == floorf(x[i]), NULL,
-                   MP_ERR_INVALID_ARGUMENT,
-                   "mp_model: token x[%zu] = %g is not an integer id in [0, %lld)", i, (double)x[i],
-                   (long long)vocab);
+                   MP_ERR_INVALID_ARGUMENT, "%s: %s x[%zu] = %g is not an integer id in [0, %lld)", fn,
+                   what, i, (double)x[i], (long long)vocab);
     return MP_OK;
 }
 
@@ -406,9 +408,7 @@ static mp_status check_inputs(const mp_model *m, const char *fn, const mp_prompt
                prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)m->P, (int)m->d);
     for (size_t i = 0; i < x_len; i++)
         MP_REQUIRE(isfinite(x[i]), NULL, MP_ERR_NOT_FINITE, "%s: x[%zu] is not finite", fn, i);
-    if (m->kind == MP_MODEL_TRANSFORMER && mp__mcfg(m, MP_CFG_MODEL_VOCAB) > 0)
-        MP_TRY(mp__check_token_ids(x, x_len, mp__mcfg(m, MP_CFG_MODEL_VOCAB)));
-    return MP_OK;
+    return mp__check_token_ids(m, fn, "token", x, x_len);
 }
 
 /* Records one chunk's forward pass; *out is rows x output_dim. */

@@ -82,6 +82,15 @@ mp_status mp__model_prepare(const mp_model *m, mp_tape *t, const mp_var *params,
 mp_status mp__model_loss(const mp_model *m, mp_tape *t, mp_var out, const int32_t *labels,
                          const float *targets, size_t n, mp_var *loss);
 
+/* For a token transformer (MP_CFG_MODEL_VOCAB > 0), checks the count values
+ * of x, token ids stored as floats: integers in [0, vocab). Nothing for
+ * another model. A failure (MP_ERR_INVALID_ARGUMENT) is reported as fn's:
+ * "<fn>: <what> x[i] = v is not an integer id in [0, vocab)", what being
+ * e.g. "token" or "support token". Every caller of the forward pass checks
+ * its examples with it first. */
+mp_status mp__check_token_ids(const mp_model *m, const char *fn, const char *what, const float *x,
+                              size_t count);
+
 /* Prompt internals. */
 float *mp__prompt_data(mp_prompt *p);
 const float *mp__prompt_data_const(const mp_prompt *p);

@@ -87,8 +87,6 @@ mp_status mp__fwd_prefix(const mp_model *m, mp_tape *t, const mp_var *p, int32_t
 /* Broadcasts a P x d prompt to n rows of P*d values (n x P*d). */
 mp_status mp__prompt_rows_for_batch(mp_tape *t, mp_var prompt, int32_t P, int32_t d, int32_t n,
                                     mp_var *out);
-/* Checks token ids stored as floats: integers in [0, vocab). */
-mp_status mp__check_token_ids(const float *x, size_t count, int64_t vocab);
 
 /* Records parameter leaves (borrowed, no gradient) and the prompt (zeros if
  * prompt is NULL) on t; params must have room for mp__model_num_tensors. */

@@ -36,7 +36,7 @@ const char *mp_prompt_error(const mp_prompt *p) { return p ? p->err : ""; }
 
 mp_status mp_prompt_shape(const mp_prompt *p, int32_t *rows, int32_t *cols)
 {
-    MP_REQUIRE_PTR(p, NULL, "mp_prompt_shape");
+    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_shape");
     if (rows) *rows = p->rows;
     if (cols) *cols = p->cols;
     return MP_OK;
@@ -47,7 +47,7 @@ const float *mp__prompt_data_const(const mp_prompt *p) { return p->data; }
 
 mp_status mp_prompt_init(mp_prompt *p, int32_t method, double scale, uint64_t seed)
 {
-    MP_REQUIRE_PTR(p, NULL, "mp_prompt_init");
+    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_init");
     MP_REQUIRE(method == MP_PROMPT_INIT_ZEROS || method == MP_PROMPT_INIT_NORMAL ||
                    method == MP_PROMPT_INIT_UNIFORM,
                p->err, MP_ERR_INVALID_ARGUMENT,
@@ -70,7 +70,7 @@ mp_status mp_prompt_init(mp_prompt *p, int32_t method, double scale, uint64_t se
 
 mp_status mp_prompt_get(const mp_prompt *p, float *buf, size_t len)
 {
-    MP_REQUIRE_PTR(p, NULL, "mp_prompt_get");
+    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_get");
     MP_REQUIRE(buf || count(p) == 0, NULL, MP_ERR_NULL_POINTER, "mp_prompt_get: argument 'buf' is NULL");
     MP_REQUIRE(len >= count(p), NULL, MP_ERR_BUFFER_TOO_SMALL,
                "mp_prompt_get: 'buf' has room for len = %zu floats, %zu needed (P x d = %d x %d)", len,
@@ -81,7 +81,7 @@ mp_status mp_prompt_get(const mp_prompt *p, float *buf, size_t len)
 
 mp_status mp_prompt_set(mp_prompt *p, const float *buf, size_t len)
 {
-    MP_REQUIRE_PTR(p, NULL, "mp_prompt_set");
+    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_set");
     MP_REQUIRE(buf || count(p) == 0, p->err, MP_ERR_NULL_POINTER,
                "mp_prompt_set: argument 'buf' is NULL");
     MP_REQUIRE(len == count(p), p->err, MP_ERR_SHAPE_MISMATCH,
@@ -202,8 +202,8 @@ static mp_status compute_init(const mp_model *m, const float *x, size_t n, float
 mp_status mp_prompt_init_from_data(mp_prompt *p, const mp_model *m, const float *x, size_t n,
                                    size_t x_len)
 {
-    MP_REQUIRE_PTR(p, NULL, "mp_prompt_init_from_data");
-    MP_REQUIRE_PTR(m, p->err, "mp_prompt_init_from_data");
+    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_init_from_data");
+    MP_REQUIRE_ARG(m, "model", p->err, "mp_prompt_init_from_data");
     MP_REQUIRE_PTR(x, p->err, "mp_prompt_init_from_data");
     MP_REQUIRE(p->rows == m->P && p->cols == m->d, p->err, MP_ERR_SHAPE_MISMATCH,
                "mp_prompt_init_from_data: prompt is %d x %d, the model needs %d x %d",
@@ -218,10 +218,8 @@ mp_status mp_prompt_init_from_data(mp_prompt *p, const mp_model *m, const float 
     for (size_t i = 0; i < x_len; i++)
         MP_REQUIRE(isfinite(x[i]), p->err, MP_ERR_NOT_FINITE,
                    "mp_prompt_init_from_data: x[%zu] is not finite", i);
-    if (m->kind == MP_MODEL_TRANSFORMER && mp__mcfg(m, MP_CFG_MODEL_VOCAB) > 0) {
-        mp_status st = mp__check_token_ids(x, x_len, mp__mcfg(m, MP_CFG_MODEL_VOCAB));
-        if (st != MP_OK) return mp__fail_propagate(p->err, st);
-    }
+    mp_status tst = mp__check_token_ids(m, "mp_prompt_init_from_data", "token", x, x_len);
+    if (tst != MP_OK) return mp__fail_propagate(p->err, tst);
     if (count(p) == 0) return MP_OK;
     float *tmp = mp__calloc(count(p), sizeof(float));
     MP_REQUIRE(tmp, p->err, MP_ERR_OUT_OF_MEMORY, "mp_prompt_init_from_data: out of memory");

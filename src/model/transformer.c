@@ -116,7 +116,9 @@ static mp_status linear(mp_tape *t, mp_var h, mp_var w, mp_var b, mp_var *out)
     return mp_add(t, z, b, out);
 }
 
-/* Token ids (floats in x, already validated) -> (n*S) x d rows. */
+/* Token ids (floats in x, already validated by the caller of the forward
+ * pass with mp__check_token_ids; reaching here unchecked is a bug, and the
+ * check keeps the casts to int defined) -> (n*S) x d rows. */
 static mp_status embed_tokens(const mp_model *m, mp_tape *t, mp_var table, mp_var x, int32_t n,
                               mp_var *out)
 {
@@ -125,7 +127,8 @@ static mp_status embed_tokens(const mp_model *m, mp_tape *t, mp_var table, mp_va
     int32_t *ids = mp__alloc(count * sizeof(int32_t));
     mp_status st = v && ids ? MP_OK : mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_model: out of memory");
     if (st == MP_OK) st = mp_tape_read(t, x, v, count);
-    if (st == MP_OK) st = mp__check_token_ids(v, count, mp__mcfg(m, MP_CFG_MODEL_VOCAB));
+    if (st == MP_OK && mp__check_token_ids(m, "mp_model", "internal error: unchecked token", v, count) != MP_OK)
+        st = MP_ERR_INTERNAL;
     for (size_t i = 0; st == MP_OK && i < count; i++) ids[i] = (int32_t)v[i];
     if (st == MP_OK) st = mp_gather_rows(t, table, ids, count, out);
     mp__free(v);

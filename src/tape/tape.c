@@ -375,7 +375,7 @@ mp_status mp_tape_reset(mp_tape *t)
     return MP_OK;
 }
 
-const char *mp_tape_error(const mp_tape *t) { return t ? t->err : "mp_tape_error: tape is NULL"; }
+const char *mp_tape_error(const mp_tape *t) { return t ? t->err : ""; }
 
 mp_status mp_tape_stat(const mp_tape *t, int32_t stat, int64_t *out)
 {
