@@ -168,6 +168,39 @@ class Handle:
             pass
 
 
+def _got(obj):
+    return "None" if obj is None else type(obj).__name__
+
+
+def handle_ptr(obj, cls, name, optional=False):
+    """The C pointer of a handle argument: obj must be a `cls` (None too when
+    optional, giving NULL). Anything else raises TypeError naming the
+    argument `name` (e.g. "Meta.adapt: task"), the expected class and what
+    was received, instead of an AttributeError on .ptr or a crash in C."""
+    if obj is None and optional:
+        return None
+    if not isinstance(obj, cls):
+        raise TypeError("%s is not a %s%s (got %s)"
+                        % (name, cls.__name__, " or None" if optional else "", _got(obj)))
+    return obj.ptr
+
+
+def handle_array(objs, cls, name):
+    """A ctypes array of the C pointers of a sequence of handles (at least
+    one slot, so that it is never a NULL array) and its length. A non-
+    sequence, or an element that is not a `cls`, raises TypeError naming the
+    argument and the element's index ("Meta.step: tasks[2] is not a Task
+    (got None)")."""
+    if isinstance(objs, Handle) or not hasattr(objs, "__iter__") or isinstance(objs, (str, bytes)):
+        raise TypeError("%s must be a sequence of %s, got %s%s"
+                        % (name, cls.__name__, _got(objs),
+                           " (pass [%s])" % name.split(": ")[-1].rstrip("s")
+                           if isinstance(objs, cls) else ""))
+    objs = list(objs)
+    ptrs = [handle_ptr(o, cls, "%s[%d]" % (name, i)) for i, o in enumerate(objs)]
+    return (ctypes.c_void_p * max(len(ptrs), 1))(*ptrs), len(ptrs)
+
+
 # ---- numpy in/out ------------------------------------------------------------
 c_float_p = ctypes.POINTER(ctypes.c_float)
 c_int32_p = ctypes.POINTER(ctypes.c_int32)

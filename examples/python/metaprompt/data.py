@@ -6,7 +6,7 @@ import numpy as np
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int32_p, c_uint64_p, c_size_p)
-from metaprompt._base import Handle, check, as_i32, fptr, iptr, shaped
+from metaprompt._base import Handle, check, as_i32, fptr, iptr, shaped, handle_ptr
 from metaprompt.core import config_ptr
 
 __all__ = ["Dataset", "Task", "Sampler", "DATA_MAX_DIMS"]
@@ -263,9 +263,10 @@ class Sampler(Handle):
     def __init__(self, dataset, cfg=None):
         """Over a classification dataset; cfg keys CFG_DATA_WAYS/SHOTS/
         QUERIES/ROTATIONS and CFG_SEED."""
+        dp = handle_ptr(dataset, Dataset, "Sampler: dataset")
         p, keep = config_ptr(cfg)
         out = ctypes.c_void_p()
-        check(F.mp_sampler_create(ctypes.byref(out), dataset.ptr, p))
+        check(F.mp_sampler_create(ctypes.byref(out), dp, p))
         Handle.__init__(self, out.value, owners=(dataset,))
 
     @classmethod
@@ -284,7 +285,8 @@ class Sampler(Handle):
     def episode_into(self, index, task):
         """Writes episode index into an existing task (no allocation when
         it has the same sizes)."""
-        self._check(F.mp_sampler_episode_into(self.ptr, int(index), task.ptr))
+        tp = handle_ptr(task, Task, "Sampler.episode_into: task")
+        self._check(F.mp_sampler_episode_into(self.ptr, int(index), tp))
         return task
 
     def next(self):

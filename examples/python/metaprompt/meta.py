@@ -3,9 +3,10 @@ import ctypes
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int64_p, c_size_p, PROGRESS_FN)
-from metaprompt._base import Handle, check, as_f32, fptr, out_f32
+from metaprompt._base import Handle, check, as_f32, fptr, out_f32, handle_ptr, handle_array
 from metaprompt.core import config_ptr
-from metaprompt.model import Prompt
+from metaprompt.data import Sampler, Task
+from metaprompt.model import Model, Prompt
 
 __all__ = ["Meta"]
 
@@ -56,12 +57,6 @@ __all__ += [n for n in list(globals())
 STAT_NAMES = ("loss_before", "loss_after", "acc_before", "acc_after")
 
 
-def _task_array(tasks):
-    tasks = list(tasks)
-    arr = (ctypes.c_void_p * max(len(tasks), 1))(*[t.ptr for t in tasks])
-    return arr, len(tasks)
-
-
 class Meta(Handle):
     """A meta-learner over a model and its prompt (mp_meta). The model and
     prompt are the meta-parameters, updated in place; the Meta keeps both
@@ -71,10 +66,11 @@ class Meta(Handle):
     _error_fn = "mp_meta_error"
 
     def __init__(self, model, prompt=None, cfg=None):
+        mp = handle_ptr(model, Model, "Meta: model")
+        pp = handle_ptr(prompt, Prompt, "Meta: prompt", optional=True)
         p, keep = config_ptr(cfg)
         out = ctypes.c_void_p()
-        check(F.mp_meta_create(ctypes.byref(out), model.ptr,
-                               None if prompt is None else prompt.ptr, p))
+        check(F.mp_meta_create(ctypes.byref(out), mp, pp, p))
         Handle.__init__(self, out.value, owners=(model, prompt))
         self.model, self.prompt = model, prompt
         self._progress = None
@@ -83,8 +79,8 @@ class Meta(Handle):
         Handle.close(self)
         self._progress = None  # only after C stopped using the callback
 
-    def _batch(self, fn, tasks):
-        arr, n = _task_array(tasks)
+    def _batch(self, fn, name, tasks):
+        arr, n = handle_array(tasks, Task, name + ": tasks")
         stats = (ctypes.c_double * META_NUM_STATS)()
         self._check(fn(self.ptr, arr, n, stats, META_NUM_STATS))
         return dict(zip(STAT_NAMES, stats))
@@ -92,12 +88,12 @@ class Meta(Handle):
     def step(self, tasks):
         """One meta-update on a meta-batch; returns the mean query loss and
         accuracy (NaN for regression) before and after adaptation."""
-        return self._batch(F.mp_meta_step, tasks)
+        return self._batch(F.mp_meta_step, "Meta.step", tasks)
 
     def compute_gradients(self, tasks):
         """The meta-gradient of a meta-batch, kept in the meta (see
         get_gradients / set_gradients / apply_gradients); returns stats."""
-        return self._batch(F.mp_meta_compute_gradients, tasks)
+        return self._batch(F.mp_meta_compute_gradients, "Meta.compute_gradients", tasks)
 
     @property
     def gradient_size(self):
@@ -129,23 +125,25 @@ class Meta(Handle):
         the adapted prompt (a new Prompt unless out_prompt is given; None
         for a model without prompt). With out_model (e.g. model.clone()),
         all adapted parameters are written there too."""
+        tp = handle_ptr(task, Task, "Meta.adapt: task")
+        handle_ptr(out_prompt, Prompt, "Meta.adapt: out_prompt", optional=True)
+        mp = handle_ptr(out_model, Model, "Meta.adapt: out_model", optional=True)
         if out_prompt is None and self.prompt is not None:
             out_prompt = Prompt(self.model)
-        self._check(F.mp_meta_adapt(self.ptr, task.ptr,
-                                    None if out_prompt is None else out_prompt.ptr,
-                                    None if out_model is None else out_model.ptr))
+        self._check(F.mp_meta_adapt(self.ptr, tp, None if out_prompt is None else out_prompt.ptr, mp))
         return out_prompt
 
     def evaluate(self, sampler, first_episode, n_episodes):
         """(mean, ci95) of query accuracy (classifier) or MSE (regressor)
         after adaptation over episodes first .. first+n-1 of sampler."""
         mean, ci = ctypes.c_double(), ctypes.c_double()
-        self._check(F.mp_meta_evaluate(self.ptr, sampler.ptr, int(first_episode),
+        sp = handle_ptr(sampler, Sampler, "Meta.evaluate: sampler")
+        self._check(F.mp_meta_evaluate(self.ptr, sp, int(first_episode),
                                        int(n_episodes), ctypes.byref(mean), ctypes.byref(ci)))
         return mean.value, ci.value
 
     def evaluate_tasks(self, tasks):
-        arr, n = _task_array(tasks)
+        arr, n = handle_array(tasks, Task, "Meta.evaluate_tasks: tasks")
         mean, ci = ctypes.c_double(), ctypes.c_double()
         self._check(F.mp_meta_evaluate_tasks(self.ptr, arr, n, ctypes.byref(mean),
                                              ctypes.byref(ci)))

@@ -4,7 +4,7 @@ import os
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, f64, size_t, c_void_pp,
                              c_float_p, c_int32_p, c_int64_p, c_size_p)
-from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32, shaped
+from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32, shaped, handle_ptr
 from metaprompt.core import config_ptr
 
 __all__ = ["Model", "Prompt", "checkpoint_save", "checkpoint_load",
@@ -75,13 +75,10 @@ CFG_MODEL_INIT = 122
 __all__ += [n for n in list(globals()) if n.startswith("CFG_MODEL_")]
 
 
-def _ptr_or_null(h):
-    return None if h is None else h.ptr
-
-
 def _rows(x, model, what):
     """x checked to be (n, model.input_dim), as C-contiguous float32; returns
     (array, n)."""
+    handle_ptr(model, Model, what + ": model")
     arr = shaped(x, what + ": x", "n", model.input_dim)
     return arr, arr.shape[0]
 
@@ -147,10 +144,11 @@ class Model(Handle):
     def predict(self, x, prompt=None, out=None):
         """Outputs (n, output_dim) for rows of x (n x input_dim); prompt None
         means an all-zero prompt."""
+        pp = handle_ptr(prompt, Prompt, "Model.predict: prompt", optional=True)
         arr, n = _rows(x, self, "Model.predict")
         od = self.output_dim
         buf = out_f32((n, od), out)
-        self._check(F.mp_model_predict(self.ptr, _ptr_or_null(prompt), fptr(arr), n, arr.size,
+        self._check(F.mp_model_predict(self.ptr, pp, fptr(arr), n, arr.size,
                                        fptr(buf), buf.size))
         return buf if out is not None else buf.reshape(n, od)
 
@@ -158,12 +156,13 @@ class Model(Handle):
         """Mean cross-entropy against int labels (classifier: n,) or mean
         squared error against targets (regressor: n x output_dim, or n
         values when output_dim is 1) for the n rows of x (n x input_dim)."""
+        pp = handle_ptr(prompt, Prompt, "Model.loss: prompt", optional=True)
         arr, n = _rows(x, self, "Model.loss")
         lab = None if labels is None else shaped(labels, "Model.loss: labels", n, conv=as_i32)
         tgt = None if targets is None else shaped(targets, "Model.loss: targets", n,
                                                   self.output_dim, flat=True)
         out = ctypes.c_float()
-        self._check(F.mp_model_loss(self.ptr, _ptr_or_null(prompt), fptr(arr), n, arr.size,
+        self._check(F.mp_model_loss(self.ptr, pp, fptr(arr), n, arr.size,
                                     iptr(lab) if lab is not None else None,
                                     fptr(tgt) if tgt is not None else None, ctypes.byref(out)))
         return out.value
@@ -177,8 +176,9 @@ class Prompt(Handle):
     _error_fn = "mp_prompt_error"
 
     def __init__(self, model):
+        mp = handle_ptr(model, Model, "Prompt: model")
         out = ctypes.c_void_p()
-        check(F.mp_prompt_create(ctypes.byref(out), model.ptr))
+        check(F.mp_prompt_create(ctypes.byref(out), mp))
         Handle.__init__(self, out.value)
 
     @property
@@ -218,26 +218,37 @@ class Prompt(Handle):
         return self
 
     def copy_from(self, src):
-        self._check(F.mp_prompt_copy(self.ptr, src.ptr))
+        self._check(F.mp_prompt_copy(self.ptr, handle_ptr(src, Prompt, "Prompt.copy_from: src")))
         return self
+
+
+def _checkpoint_args(fn, path, model, prompt, meta, sampler):
+    """The C arguments of a checkpoint call; TypeError naming a handle
+    argument of the wrong class."""
+    from metaprompt.data import Sampler  # these modules import this one
+    from metaprompt.meta import Meta
+    return (os.fsencode(path), handle_ptr(model, Model, fn + ": model"),
+            handle_ptr(prompt, Prompt, fn + ": prompt", optional=True),
+            handle_ptr(meta, Meta, fn + ": meta", optional=True),
+            handle_ptr(sampler, Sampler, fn + ": sampler", optional=True))
 
 
 def checkpoint_save(path, model, prompt=None, meta=None, sampler=None):
     """Saves model, optional prompt, meta-optimizer state and the position
     (and identity) of an episode sampler, atomically."""
-    args = (os.fsencode(path), model.ptr, _ptr_or_null(prompt), _ptr_or_null(meta))
+    *args, sp = _checkpoint_args("checkpoint_save", path, model, prompt, meta, sampler)
     if sampler is None:
         check(F.mp_checkpoint_save(*args))
     else:
-        check(F.mp_checkpoint_save_with_sampler(*args, sampler.ptr))
+        check(F.mp_checkpoint_save_with_sampler(*args, sp))
 
 
 def checkpoint_load(path, model, prompt=None, meta=None, sampler=None):
     """Loads a checkpoint into existing handles; with a sampler, restores its
     position (the file must hold a sampler configured the same way).
     Nothing changes on failure."""
-    args = (os.fsencode(path), model.ptr, _ptr_or_null(prompt), _ptr_or_null(meta))
+    *args, sp = _checkpoint_args("checkpoint_load", path, model, prompt, meta, sampler)
     if sampler is None:
         check(F.mp_checkpoint_load(*args), model)
     else:
-        check(F.mp_checkpoint_load_with_sampler(*args, sampler.ptr), model)
+        check(F.mp_checkpoint_load_with_sampler(*args, sp), model)
