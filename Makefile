@@ -45,6 +45,7 @@ SHARED_MAJOR := $(BUILD)/libmetaprompt.so.$(MAJOR)
 SHARED := $(BUILD)/libmetaprompt.so
 MAP := $(BUILD)/metaprompt.map
 PC := $(BUILD)/metaprompt.pc
+PC_UNINSTALLED := $(BUILD)/metaprompt-uninstalled.pc
 
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_BIN := $(BUILD)/tests/check_runner
@@ -54,7 +55,7 @@ TEST_CFLAGS := $(BASE_CFLAGS) $(CHECK_CFLAGS) -Itests -DMP_SOURCE_DIR='"$(CURDIR
         abi-baseline bindings-check docs docs-check fuzz fuzz-build examples examples-check demo bench clean
 .DELETE_ON_ERROR:
 
-all: $(STATIC) $(SHARED) $(PC)
+all: $(STATIC) $(SHARED) $(PC) $(PC_UNINSTALLED)
 
 $(BUILD)/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(dir $@)
@@ -93,13 +94,24 @@ $(SHARED_MAJOR): $(SHARED_REAL)
 $(SHARED): $(SHARED_MAJOR)
 	ln -sf $(notdir $<) $@
 
-# The .pc in the build directory is for uninstalled use; install writes its
-# own with the install-time paths.
+# pkg-config files. $(PC) is the one install writes, with the install-time
+# paths (PREFIX, LIBDIR, INCLUDEDIR), previewed in the build directory: it
+# does not point into the build tree. $(PC_UNINSTALLED) is for building
+# against the build tree without installing: absolute paths of include/ and
+# $(BUILD)/. pkg-config and pkgconf prefer NAME-uninstalled.pc to NAME.pc in
+# the same directory, so `PKG_CONFIG_PATH=$(BUILD) pkg-config --cflags --libs
+# metaprompt` gives the build tree (docs/GUIDE.md, "Building against
+# libmetaprompt"). install never copies it.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g'
-$(PC): src/metaprompt.pc.in $(VERSION_H)
+PC_SED_UNINSTALLED = sed -e 's|@PREFIX@|$(CURDIR)|g' -e 's|@LIBDIR@|$(CURDIR)/$(BUILD)|g' \
+	    -e 's|@INCLUDEDIR@|$(CURDIR)/include|g' -e 's|@VERSION@|$(VERSION)|g'
+$(PC): src/metaprompt.pc.in $(VERSION_H) Makefile
 	@mkdir -p $(dir $@)
 	$(PC_SED) $< > $@
+$(PC_UNINSTALLED): src/metaprompt.pc.in $(VERSION_H) Makefile
+	@mkdir -p $(dir $@)
+	$(PC_SED_UNINSTALLED) $< > $@
 
 # ---- tests -----------------------------------------------------------------
 $(TEST_BIN): $(TEST_SRC) $(wildcard tests/*.h) $(STATIC) $(SHARED)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs into a scratch prefix and builds examples/install_check.c against it
 # with pkg-config alone, linked shared and static; also checks DESTDIR
-# staging and uninstall.
+# staging and uninstall, and uninstalled use (the build tree's
+# lib/metaprompt-uninstalled.pc, never installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD/lib/installcheck"
@@ -65,4 +66,26 @@ grep -q '^libdir=/usr/lib64$' "$root/stage/usr/share/pkgconfig/metaprompt.pc"
 make -s uninstall DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc PKGCONFIGDIR=/usr/share/pkgconfig
 left=$(find "$root/stage" -type f -o -type l)
 [ -z "$left" ] || { echo "installcheck: uninstall left: $left" >&2; exit 1; }
-echo "installcheck: ldconfig, shared, static, DESTDIR and uninstall OK"
+# Uninstalled use: with PKG_CONFIG_PATH=lib, pkg-config takes the build tree's
+# metaprompt-uninstalled.pc (include/ and lib/ of this tree) over
+# metaprompt.pc (the install paths); install copies only the latter.
+for f in "$prefix/lib/pkgconfig/metaprompt-uninstalled.pc" "$root/stage/usr/share/pkgconfig/metaprompt-uninstalled.pc"; do
+    [ ! -e "$f" ] || { echo "installcheck: install wrote $f" >&2; exit 1; }
+done
+[ -f lib/metaprompt-uninstalled.pc ] || { echo "installcheck: no lib/metaprompt-uninstalled.pc after make" >&2; exit 1; }
+unset PKG_CONFIG_PATH
+inc=$(PKG_CONFIG_PATH=lib pkg-config --variable=includedir metaprompt)
+libdir=$(PKG_CONFIG_PATH=lib pkg-config --variable=libdir metaprompt)
+[ "$inc" = "$PWD/include" ] && [ "$libdir" = "$PWD/lib" ] || {
+    echo "installcheck: PKG_CONFIG_PATH=lib gives includedir $inc and libdir $libdir, not the build tree's" >&2; exit 1; }
+[ "$(PKG_CONFIG_PATH=lib pkg-config --modversion metaprompt)" = "$ver" ]
+read -ra flags <<<"$(PKG_CONFIG_PATH=lib pkg-config --cflags --libs metaprompt)"
+$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${flags[@]}" -o "$root/uninstalled"
+LD_LIBRARY_PATH="$PWD/lib" "$root/uninstalled"
+deps=$(LD_LIBRARY_PATH="$PWD/lib" ldd "$root/uninstalled")
+grep -qF "libmetaprompt.so.${ver%%.*} => $PWD/lib/" <<<"$deps"
+read -ra cflags <<<"$(PKG_CONFIG_PATH=lib pkg-config --cflags metaprompt)"
+read -ra libs <<<"$(PKG_CONFIG_PATH=lib pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')"
+$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${cflags[@]}" "${libs[@]}" -o "$root/uninstalled-static"
+"$root/uninstalled-static"
+echo "installcheck: ldconfig, shared, static, DESTDIR, uninstall and uninstalled use OK"
