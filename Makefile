@@ -161,7 +161,7 @@ install: all
 	@ldc='$(LDCONFIG)'; if [ -z "$(DESTDIR)" ] && [ -n "$$ldc" ] && [ "$$(id -u)" = 0 ]; then \
 	  echo "$$ldc"; \
 	  $$ldc || echo "install: '$$ldc' failed; run it before starting programs linked against libmetaprompt.so.$(MAJOR)"; \
-	  $$ldc -p 2>/dev/null | grep -qF "$(LIBDIR)/libmetaprompt.so.$(MAJOR)" || \
+	  { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -qF "$(LIBDIR)/libmetaprompt.so.$(MAJOR)" || \
 	    echo "install: $(LIBDIR) is not on the loader's search path: set LD_LIBRARY_PATH=$(LIBDIR) (or add it to /etc/ld.so.conf.d and run ldconfig) so that programs find libmetaprompt.so.$(MAJOR)"; \
 	else \
 	  echo "install: run 'ldconfig' as root (or set LD_LIBRARY_PATH=$(LIBDIR)) so that programs find libmetaprompt.so.$(MAJOR)"; \

@@ -20,6 +20,9 @@ out=$(make -s install PREFIX="$prefix" LDCONFIG="$fake")
 printf "%s\n" "$out"
 if [ "$(id -u)" = 0 ]; then
     [ "$(cat "$fake.calls")" = called ] || { echo "installcheck: install as root did not run ldconfig" >&2; exit 1; }
+    # A prefix off the loader's search path gets a hint even after ldconfig.
+    grep -qF "$prefix/lib is not on the loader's search path" <<<"$out" || {
+        echo "installcheck: no loader-path hint for a prefix off the search path: $out" >&2; exit 1; }
     out=$(FAKE_LDCONFIG_RC=1 make -s install PREFIX="$prefix" LDCONFIG="$fake")
     grep -qF "install: '$fake' failed; run it" <<<"$out" || { echo "installcheck: no message for a failing ldconfig: $out" >&2; exit 1; }
     out=$(make -s install PREFIX="$prefix" LDCONFIG=)
