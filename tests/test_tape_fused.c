@@ -119,13 +119,10 @@ static mp_status build_gelu(mp_tape *t, mp_var x, mp_var *y) { return mp_gelu(t,
 static mp_status build_softmax(mp_tape *t, mp_var x, mp_var *y) { return mp_softmax(t, x, y); }
 static unary_build g_build = build_ln;
 
-/* Records L(x) and its gradient g (create_graph) and h = sum(g * v); *xv is x. */
-static void ln_grad_dot(mp_tape *t, const float *x, const float *v, mp_var *xv, mp_var *h)
+/* Records L1 = sum(w * y + 0.5 (y * s)^2) for y (3 x 5). */
+static mp_var record_l1(mp_tape *t, mp_var y)
 {
-    mp_var y, w, s, p, l, g, vv;
-    MP_CK_OK(mp_tape_reset(t));
-    MP_CK_OK(mp_tape_leaf(t, LR, LC, x, LN, MP_LEAF_REQUIRES_GRAD, xv));
-    MP_CK_OK(g_build(t, *xv, &y));
+    mp_var w, s, p, l;
     MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_w, LN, 0, &w));
     MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_s, LN, 0, &s));
     MP_CK_OK(mp_mul(t, y, w, &l));
@@ -134,7 +131,17 @@ static void ln_grad_dot(mp_tape *t, const float *x, const float *v, mp_var *xv, 
     MP_CK_OK(mp_scale(t, p, 0.5f, &p));
     MP_CK_OK(mp_add(t, l, p, &l));
     MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
-    MP_CK_OK(mp_tape_backward(t, l, 1));
+    return l;
+}
+
+/* Records L(x) and its gradient g (create_graph) and h = sum(g * v); *xv is x. */
+static void ln_grad_dot(mp_tape *t, const float *x, const float *v, mp_var *xv, mp_var *h)
+{
+    mp_var y, p, g, vv;
+    MP_CK_OK(mp_tape_reset(t));
+    MP_CK_OK(mp_tape_leaf(t, LR, LC, x, LN, MP_LEAF_REQUIRES_GRAD, xv));
+    MP_CK_OK(g_build(t, *xv, &y));
+    MP_CK_OK(mp_tape_backward(t, record_l1(t, y), 1));
     MP_CK_OK(mp_tape_grad(t, *xv, &g));
     MP_CK_OK(mp_tape_leaf(t, LR, LC, v, LN, 0, &vv));
     MP_CK_OK(mp_mul(t, g, vv, &p));
@@ -217,7 +224,7 @@ static void ln_or_composed(mp_tape *t, const float *x, int composed, int32_t gra
     static const float c[LN] = {0.7f, -0.2f, 0.5f, 1.1f, -0.9f, 0.3f, 0.8f, -0.6f, 0.4f, 0.1f,
                                 -0.5f, 0.9f, -0.3f, 0.6f, 0.2f};
     static const float ones[LR] = {1, 1, 1};
-    mp_var xv, y, w, sv, p, l, g, cv, grad;
+    mp_var xv, y, p, g, cv, grad;
     MP_CK_OK(mp_tape_reset(t));
     MP_CK_OK(mp_tape_leaf(t, LR, LC, x, LN, MP_LEAF_REQUIRES_GRAD, &xv));
     if (composed) {
@@ -234,15 +241,7 @@ static void ln_or_composed(mp_tape *t, const float *x, int composed, int32_t gra
     } else {
         MP_CK_OK(mp_layer_norm(t, xv, MP_VAR_NONE, MP_VAR_NONE, 1e-5f, &y));
     }
-    MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_w, LN, 0, &w));
-    MP_CK_OK(mp_tape_leaf(t, LR, LC, ln_s, LN, 0, &sv));
-    MP_CK_OK(mp_mul(t, y, w, &l));
-    MP_CK_OK(mp_mul(t, y, sv, &p));
-    MP_CK_OK(mp_mul(t, p, p, &p));
-    MP_CK_OK(mp_scale(t, p, 0.5f, &p));
-    MP_CK_OK(mp_add(t, l, p, &l));
-    MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
-    MP_CK_OK(mp_tape_backward(t, l, 1));
+    MP_CK_OK(mp_tape_backward(t, record_l1(t, y), 1));
     MP_CK_OK(mp_tape_grad(t, xv, &g));
     MP_CK_OK(mp_tape_leaf(t, LR, LC, c, LN, 0, &cv));
     MP_CK_OK(mp_mul(t, g, cv, &p));

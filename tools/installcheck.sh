@@ -37,24 +37,30 @@ cc=${CC:-cc}
 pkg-config --exists metaprompt
 ver=$(pkg-config --modversion metaprompt)
 echo "installcheck: pkg-config finds metaprompt $ver"
-# shared (pkg-config's output is split into words on purpose, into arrays)
-read -ra flags <<<"$(pkg-config --cflags --libs metaprompt)"
-$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${flags[@]}" -o "$root/shared"
-LD_LIBRARY_PATH="$prefix/lib" "$root/shared"
-# ldd's output is captured first: `ldd | grep -q` under pipefail fails at
-# random when grep exits early and ldd dies of SIGPIPE.
-deps=$(LD_LIBRARY_PATH="$prefix/lib" ldd "$root/shared")
-grep -qF "libmetaprompt.so.${ver%%.*} => $prefix/lib/" <<<"$deps"
-# static: the same flags with --static, the archive chosen over the .so
-read -ra cflags <<<"$(pkg-config --cflags metaprompt)"
-read -ra libs <<<"$(pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')"
-$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${cflags[@]}" "${libs[@]}" -o "$root/static"
-"$root/static"
-deps=$(ldd "$root/static")
-if grep -q libmetaprompt <<<"$deps"; then
-    echo "installcheck: static build still links libmetaprompt.so" >&2
-    exit 1
-fi
+# build_both NAME LIBDIR: examples/install_check.c built with what pkg-config
+# says (PKG_CONFIG_PATH as set by the caller), shared (it must load
+# libmetaprompt from LIBDIR) and static (it must not load it at all), and run.
+# pkg-config's output is split into words on purpose, into arrays; ldd's
+# output is captured first: `ldd | grep -q` under pipefail fails at random
+# when grep exits early and ldd dies of SIGPIPE.
+build_both() {
+    local name=$1 dir=$2 flags cflags libs deps
+    read -ra flags <<<"$(pkg-config --cflags --libs metaprompt)"
+    $cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${flags[@]}" -o "$root/$name"
+    LD_LIBRARY_PATH="$dir" "$root/$name"
+    deps=$(LD_LIBRARY_PATH="$dir" ldd "$root/$name")
+    grep -qF "libmetaprompt.so.${ver%%.*} => $dir/" <<<"$deps"
+    read -ra cflags <<<"$(pkg-config --cflags metaprompt)"
+    read -ra libs <<<"$(pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')"
+    $cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${cflags[@]}" "${libs[@]}" -o "$root/$name-static"
+    "$root/$name-static"
+    deps=$(ldd "$root/$name-static")
+    if grep -q libmetaprompt <<<"$deps"; then
+        echo "installcheck: static build ($name) still links libmetaprompt.so" >&2
+        exit 1
+    fi
+}
+build_both installed "$prefix/lib"
 # DESTDIR staging and uninstall
 out=$(make -s install DESTDIR="$root/stage" PREFIX=/usr LIBDIR=/usr/lib64 INCLUDEDIR=/usr/inc \
       PKGCONFIGDIR=/usr/share/pkgconfig LDCONFIG="$fake")
@@ -82,13 +88,5 @@ libdir=$(PKG_CONFIG_PATH=lib pkg-config --variable=libdir metaprompt)
 [ "$inc" = "$PWD/include" ] && [ "$libdir" = "$PWD/lib" ] || {
     echo "installcheck: PKG_CONFIG_PATH=lib gives includedir $inc and libdir $libdir, not the build tree's" >&2; exit 1; }
 [ "$(PKG_CONFIG_PATH=lib pkg-config --modversion metaprompt)" = "$ver" ]
-read -ra flags <<<"$(PKG_CONFIG_PATH=lib pkg-config --cflags --libs metaprompt)"
-$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${flags[@]}" -o "$root/uninstalled"
-LD_LIBRARY_PATH="$PWD/lib" "$root/uninstalled"
-deps=$(LD_LIBRARY_PATH="$PWD/lib" ldd "$root/uninstalled")
-grep -qF "libmetaprompt.so.${ver%%.*} => $PWD/lib/" <<<"$deps"
-read -ra cflags <<<"$(PKG_CONFIG_PATH=lib pkg-config --cflags metaprompt)"
-read -ra libs <<<"$(PKG_CONFIG_PATH=lib pkg-config --static --libs metaprompt | sed 's/-lmetaprompt/-l:libmetaprompt.a/')"
-$cc -std=c11 -Wall -Wextra -Werror examples/install_check.c "${cflags[@]}" "${libs[@]}" -o "$root/uninstalled-static"
-"$root/uninstalled-static"
+PKG_CONFIG_PATH=lib build_both uninstalled "$PWD/lib"
 echo "installcheck: ldconfig, shared, static, DESTDIR, uninstall and uninstalled use OK"
