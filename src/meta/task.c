@@ -77,14 +77,13 @@ mp_status mp__meta_check_task(const mp_meta *m, char *herr, const char *fn, cons
 }
 
 /* ---- leaves ------------------------------------------------------------------- */
-/* BORROW leaves over the meta-parameters (no copies); a leaf requires a
- * gradient when the inner loop adapts it or training differentiates it.
- * With `values` (first-order runs restarting the tape between inner
- * steps), the adapted variables are instead copied from values, which
- * holds the prompt then the parameters in the model's layout. */
-/* Leaves over the tensors that are adapted (adapted = 1, with the prompt;
- * over the adapted values of a first-order run when values != NULL) or the
- * others (adapted = 0, over the model's parameters). */
+/* BORROW leaves over the meta-parameters (no copies) for the tensors the
+ * inner loop adapts (adapted = 1, and the prompt) or leaves alone
+ * (adapted = 0); a leaf requires a gradient when the inner loop adapts it or
+ * training differentiates it. With `values` (first-order runs restarting
+ * the tape between inner steps), the adapted variables are instead copied
+ * from values, which holds the prompt then the parameters in the model's
+ * layout. */
 static mp_status make_leaves(const mp_meta *m, mp__worker *w, int32_t train, int32_t adapted,
                              const float *values, mp_var *prompt)
 {
