@@ -36,19 +36,6 @@ static float row_rstd(const float *restrict x, int32_t C, float eps, float *mean
     return (float)(1.0 / sqrt(v / C + eps));
 }
 
-/* Sum of a[j] * b[j] with eight partial sums (as mp__sum8). */
-static double dot8(const float *restrict a, const float *restrict b, int32_t C)
-{
-    float acc[8] = {0};
-    int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
-        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * b[j + l];
-    double s = 0;
-    for (; j < C; j++) s += a[j] * b[j];
-    for (int l = 0; l < 8; l++) s += acc[l];
-    return s;
-}
-
 /* The rstd of each row that an ln_norm node keeps (written once, by its
  * forward kernel, when it is recorded). */
 static float *kept_rstd(const mp__node *n) { return (float *)(uintptr_t)n->idx; }
@@ -125,7 +112,7 @@ void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
     for (int32_t i = 0; i < Y->rows; i++) {
         const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
-        float r = kept[i], m1 = row_mean(g, C), m2 = (float)dot8(g, y, C) * invc;
+        float r = kept[i], m1 = row_mean(g, C), m2 = (float)mp__dot8(g, y, C) * invc;
         for (int32_t j = 0; j < C; j++) out[j] = r * (g[j] - m1 - y[j] * m2);
     }
 }
@@ -146,7 +133,7 @@ void mp__fwd_ln_bwd_y(mp_tape *t, mp__node *o)
         const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C,
                               *restrict a = A->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
-        float r = kept[i], m2 = (float)dot8(g, y, C) * invc, ay = (float)dot8(a, y, C) * invc;
+        float r = kept[i], m2 = (float)mp__dot8(g, y, C) * invc, ay = (float)mp__dot8(a, y, C) * invc;
         for (int32_t j = 0; j < C; j++) out[j] = -r * (a[j] * m2 + g[j] * ay);
     }
 }
@@ -159,19 +146,19 @@ void mp__fwd_ln_bwd_r(mp_tape *t, mp__node *o)
         const float *restrict y = Y->val + (size_t)i * C, *restrict a = A->val + (size_t)i * C,
                               *restrict dx = N->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
-        float k = -kept[i] * (float)dot8(a, dx, C) / (float)C;
+        float k = -kept[i] * (float)mp__dot8(a, dx, C) / (float)C;
         for (int32_t j = 0; j < C; j++) out[j] = k * y[j];
     }
 }
 mp_status mp__bwd_ln_bwd_y(mp_tape *t, mp_var v, mp_var g)
 {
-    (void)v, (void)g; /* recorded as a constant only (see above) */
-    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: ln_bwd_y is not differentiable");
+    (void)g;
+    return mp__bwd_constant_only(t, v);
 }
 mp_status mp__bwd_ln_bwd_r(mp_tape *t, mp_var v, mp_var g)
 {
-    (void)v, (void)g;
-    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: ln_bwd_r is not differentiable");
+    (void)g;
+    return mp__bwd_constant_only(t, v);
 }
 
 /* The same two derivatives as recorded ops (differentiable to every

@@ -106,8 +106,8 @@ void mp__fwd_softmax_grad_y(mp_tape *t, mp__node *o)
 }
 mp_status mp__bwd_softmax_grad_y(mp_tape *t, mp_var v, mp_var g)
 {
-    (void)v, (void)g; /* recorded as a constant only (see above) */
-    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: softmax_grad_y is not differentiable");
+    (void)g; /* recorded as a constant only (see above) */
+    return mp__bwd_constant_only(t, v);
 }
 
 /* ---- log-softmax: dx = log_softmax_grad(g, y) = g - exp(y) rowsum(g) --------------------

@@ -220,8 +220,8 @@ void mp__fwd_gelu_mul(mp_tape *t, mp__node *o)
 }
 mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var g)
 {
-    (void)v, (void)g; /* recorded as a constant only (see above) */
-    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: gelu_mul is not differentiable");
+    (void)g; /* recorded as a constant only (see above) */
+    return mp__bwd_constant_only(t, v);
 }
 
 /* ---- exp, log, square ------------------------------------------------------------------ */

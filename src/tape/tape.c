@@ -491,6 +491,12 @@ mp_status mp_tape_scalar(const mp_tape *ct, mp_var v, float *out)
 }
 
 /* ---- differentiation ------------------------------------------------------------ */
+mp_status mp__bwd_constant_only(mp_tape *t, mp_var v)
+{
+    return mp__fail(t->err, MP_ERR_STATE, "mp_tape: internal error: %s is not differentiable",
+                    op_table[t->nodes[v].op].name);
+}
+
 mp_status mp__acc(mp_tape *t, mp_var v, mp_var c)
 {
     if (!mp__need(t, v)) return MP_OK;

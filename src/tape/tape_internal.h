@@ -167,6 +167,24 @@ static inline double mp__sum8(const float *restrict x, size_t n)
     return s;
 }
 
+/* Sum of a[k] * b[k] with eight independent partial sums (as mp__sum8). */
+static inline double mp__dot8(const float *restrict a, const float *restrict b, size_t n)
+{
+    float acc[8] = {0};
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[k + l] * b[k + l];
+    double s = 0;
+    for (; k < n; k++) s += a[k] * b[k];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
+/* The backward of an op that only sweeps recording constants (create_graph
+ * = 0) record, so that none ever requires a gradient: unreachable, an
+ * internal-error status naming the op if it were reached. */
+mp_status mp__bwd_constant_only(mp_tape *t, mp_var v);
+
 /* Records one op: allocates the output (rows x cols) on the arena, fills
  * the node, runs the forward kernel. attr may be NULL (zeros). On failure
  * nothing is recorded. */
