@@ -2516,7 +2516,7 @@ START_TEST(first_order_restarts_equal_a_plain_tape)
                           mp__model_params(am)[j], adapted[np + j]);
         /* The restarts kept the frozen part: the backbone prefix of both sets
          * lies before the restart point, and the tape holds one step. */
-        ck_assert_int_gt(m->w[0].frozen.n, 20);
+        ck_assert_int_gt(m->w[0].frozen.mark.n, 20);
         mp_prompt_destroy(ap);
         mp_model_destroy(am);
         free(g);

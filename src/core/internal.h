@@ -106,10 +106,18 @@ void mp__cfg_entry(const mp_config *cfg, size_t i, int32_t *key, int64_t *ival, 
  * mp_tape_backward_wrt; results bit-identical to it. */
 mp_status mp__tape_backward_wrt_recycle(mp_tape *tape, mp_var loss, const mp_var *wrt, size_t n);
 
-/* A point in a tape's record (what mp__tape_truncate goes back to). */
+/* What mp__tape_rollback restores: the arena position, its high-water mark
+ * and the node count, so a failed call leaves every statistic unchanged. */
 typedef struct {
-    int32_t n, cur;
-    size_t off, before;
+    int32_t cur;
+    size_t off, before, high;
+    int32_t n;
+} mp__mark;
+
+/* A point in a tape's record (what mp__tape_truncate goes back to): a mark
+ * and the id base of the record it belongs to. */
+typedef struct {
+    mp__mark mark;
     uint32_t base;
 } mp__tape_point;
 mp__tape_point mp__tape_here(const mp_tape *tape);

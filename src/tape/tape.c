@@ -162,17 +162,18 @@ mp__mark mp__tape_mark(const mp_tape *t)
 
 mp__tape_point mp__tape_here(const mp_tape *t)
 {
-    mp__tape_point p = {t->n, t->arena.cur, t->arena.off, t->arena.before, t->id_base};
+    mp__tape_point p = {mp__tape_mark(t), t->id_base};
     return p;
 }
 
+/* A rollback that keeps the high-water mark (it is a maximum over time) and
+ * drops the gradients. */
 int mp__tape_truncate(mp_tape *t, const mp__tape_point *p)
 {
-    if (p->base != t->id_base || p->n > t->n) return 0;
-    t->arena.cur = p->cur;
-    t->arena.off = p->off;
-    t->arena.before = p->before;
-    t->n = p->n;
+    if (p->base != t->id_base || p->mark.n > t->n) return 0;
+    mp__mark m = p->mark;
+    m.high = t->arena.high;
+    mp__tape_rollback(t, m);
     t->grad_n = -1;
     return 1;
 }

@@ -85,14 +85,8 @@ typedef struct {
     mp__sbuf *step; /* buffers to check at the end of the current node's backward */
 } mp__scratch;
 
-/* What mp__tape_rollback restores: the arena position, its high-water mark
- * and the node count, so a failed call leaves every statistic unchanged. */
-typedef struct {
-    int32_t cur;
-    size_t off, before, high;
-    int32_t n;
-} mp__mark;
-
+/* mp__mark (what mp__tape_rollback restores) is in core/internal.h, as part
+ * of mp__tape_point. */
 /* Public ids. Inside the library a variable is the index of its node
  * (0 <= i < n); the id the caller sees is that index plus the tape's base,
  * base = tag << MP__ID_INDEX_BITS with a tag in [1, MP__ID_TAGS]:
