@@ -142,19 +142,27 @@ mp_status mp__matmul(mp_tape *t, mp_var a, mp_var b, int32_t ta, int32_t tb, mp_
 
 /* ---- public entry points ---------------------------------------------------------- */
 /* Checks the ids *a and *b (turned into node indices) and the geometry. */
-static mp_status check_mm(mp_tape *t, const char *fn, mp_var *a, mp_var *b, int32_t batch, int32_t ta,
-                          int32_t tb)
+/* Checks the ids *a and *b (turned into node indices) and the geometry of a
+ * batched product whose operands have the layout flags f[0], f[1] (0, or
+ * -heads for the merged multi-head layout; heads == 1 when neither is). */
+static mp_status check_mm(mp_tape *t, const char *fn, mp_var *a, mp_var *b, int32_t batch, int32_t heads,
+                          int32_t ta, int32_t tb, const int32_t f[2])
 {
     MP_TRY(mp__check_var(t, fn, "a", a));
     MP_TRY(mp__check_var(t, fn, "b", b));
     MP_REQUIRE((ta == 0 || ta == 1) && (tb == 0 || tb == 1), t->err, MP_ERR_INVALID_ARGUMENT,
                "%s: trans_a = %d, trans_b = %d, expected 0 or 1", fn, (int)ta, (int)tb);
     MP_REQUIRE(batch >= 1, t->err, MP_ERR_INVALID_ARGUMENT, "%s: batch = %d, expected >= 1", fn, (int)batch);
+    MP_REQUIRE(batch % heads == 0, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: batch = %d is not a multiple of heads = %d", fn, (int)batch, (int)heads);
     const mp__node *A = mp__nd(t, *a), *B = mp__nd(t, *b);
-    MP_REQUIRE(A->rows % batch == 0 && B->rows % batch == 0, t->err, MP_ERR_SHAPE_MISMATCH,
-               "%s: a %dx%d and b %dx%d do not split into batch = %d blocks of rows", fn, (int)A->rows,
-               (int)A->cols, (int)B->rows, (int)B->cols, (int)batch);
-    mm_dims d = dims(A, B, batch, ta, tb, 0, 0);
+    int32_t per_a = f[0] ? batch / heads : batch, per_b = f[1] ? batch / heads : batch;
+    MP_REQUIRE(A->rows % per_a == 0 && B->rows % per_b == 0 && A->cols % (f[0] ? heads : 1) == 0 &&
+                   B->cols % (f[1] ? heads : 1) == 0,
+               t->err, MP_ERR_SHAPE_MISMATCH, "%s: a %dx%d and b %dx%d do not split into batch = %d blocks of rows%s",
+               fn, (int)A->rows, (int)A->cols, (int)B->rows, (int)B->cols, (int)batch,
+               heads > 1 ? " (and columns, per head)" : "");
+    mm_dims d = dims(A, B, batch, ta, tb, f[0], f[1]);
     MP_REQUIRE(d.k == d.k2, t->err, MP_ERR_SHAPE_MISMATCH,
                "%s: inner dimensions differ: op(a) is %dx%d (a %dx%d, trans_a=%d), op(b) is %dx%d (b %dx%d, "
                "trans_b=%d)", fn, (int)d.m, (int)d.k, (int)A->rows, (int)A->cols, (int)ta, (int)d.k2, (int)d.n,
@@ -162,10 +170,12 @@ static mp_status check_mm(mp_tape *t, const char *fn, mp_var *a, mp_var *b, int3
     return MP_OK;
 }
 
+static const int32_t plain[2] = {0, 0};
+
 mp_status mp_matmul(mp_tape *t, mp_var a, mp_var b, int32_t trans_a, int32_t trans_b, mp_var *out)
 {
     MP__START(t, out, "mp_matmul");
-    MP_TRY(check_mm(t, "mp_matmul", &a, &b, 1, trans_a, trans_b));
+    MP_TRY(check_mm(t, "mp_matmul", &a, &b, 1, 1, trans_a, trans_b, plain));
     mp_var r;
     mp_status st = mp__matmul(t, a, b, trans_a, trans_b, &r);
     return mp__emit(t, st, &r, out);
@@ -175,7 +185,7 @@ mp_status mp_batch_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t
                           mp_var *out)
 {
     MP__START(t, out, "mp_batch_matmul");
-    MP_TRY(check_mm(t, "mp_batch_matmul", &a, &b, batch, trans_a, trans_b));
+    MP_TRY(check_mm(t, "mp_batch_matmul", &a, &b, batch, 1, trans_a, trans_b, plain));
     mp_var r;
     mp_status st = mp__bmm(t, a, b, batch, trans_a, trans_b, &r);
     return mp__emit(t, st, &r, out);
@@ -186,27 +196,15 @@ mp_status mp__heads_matmul(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_
 {
     static const char fn[] = "mp__heads_matmul";
     MP__START(t, out, fn);
-    MP_TRY(mp__check_var(t, fn, "a", &a));
-    MP_TRY(mp__check_var(t, fn, "b", &b));
-    MP_REQUIRE((trans_a == 0 || trans_a == 1) && (trans_b == 0 || trans_b == 1) && heads >= 1 && batch >= 1 &&
-                   batch % heads == 0 && (layout[0] | layout[1] | layout[2]) >= 0 && layout[0] <= 1 &&
-                   layout[1] <= 1 && layout[2] <= 1,
-               t->err, MP_ERR_INVALID_ARGUMENT, "%s: trans %d/%d, batch %d, heads %d, layout %d/%d/%d are invalid",
-               fn, (int)trans_a, (int)trans_b, (int)batch, (int)heads, (int)layout[0], (int)layout[1],
-               (int)layout[2]);
+    MP_REQUIRE(heads >= 1 && layout[0] >= 0 && layout[0] <= 1 && layout[1] >= 0 && layout[1] <= 1 &&
+                   layout[2] >= 0 && layout[2] <= 1,
+               t->err, MP_ERR_INVALID_ARGUMENT, "%s: heads %d, layout %d/%d/%d are invalid (heads >= 1, flags 0 or 1)",
+               fn, (int)heads, (int)layout[0], (int)layout[1], (int)layout[2]);
     int32_t f[3];
     for (int k = 0; k < 3; k++) f[k] = layout[k] ? -heads : 0;
-    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
-    int32_t per_a = f[0] ? batch / heads : batch, per_b = f[1] ? batch / heads : batch;
-    MP_REQUIRE(A->rows % per_a == 0 && B->rows % per_b == 0 && A->cols % (f[0] ? heads : 1) == 0 &&
-                   B->cols % (f[1] ? heads : 1) == 0,
-               t->err, MP_ERR_SHAPE_MISMATCH, "%s: a %dx%d and b %dx%d do not split into %d items of %d heads", fn,
-               (int)A->rows, (int)A->cols, (int)B->rows, (int)B->cols, (int)batch, (int)heads);
-    mm_dims d = dims(A, B, batch, trans_a, trans_b, f[0], f[1]);
-    MP_REQUIRE(d.k == d.k2, t->err, MP_ERR_SHAPE_MISMATCH, "%s: inner dimensions differ (%d and %d)", fn,
-               (int)d.k, (int)d.k2);
-    mp_var r;
+    MP_TRY(check_mm(t, fn, &a, &b, batch, heads, trans_a, trans_b, f));
     MP_REQUIRE(isfinite(alpha), t->err, MP_ERR_INVALID_ARGUMENT, "%s: alpha = %g is not finite", fn, (double)alpha);
+    mp_var r;
     mp_status st = record_mm(t, a, b, batch, trans_a, trans_b, f[0], f[1], f[2], alpha, &r);
     return mp__emit(t, st, &r, out);
 }
