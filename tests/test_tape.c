@@ -89,6 +89,12 @@ B2(b_heads_qk, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 1, heads_qk, 1.0f, o))
 B2(b_heads_pv, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 0, heads_pv, 1.0f, o))
 B2(b_heads_tn, mp__heads_matmul(t, x[0], x[1], 4, 2, 1, 0, heads_qk, -1.5f, o))
 
+/* Internal fused ops (src/core/internal.h): a linear layer and x * s + b. */
+B2(b_linear_nn, mp__linear(t, x[0], x[1], x[2], 0, 0, o))
+B2(b_linear_tt, mp__linear(t, x[0], x[1], x[2], 1, 1, o))
+B2(b_linear_nt, mp__linear(t, x[0], x[1], x[2], 0, 1, o))
+B2(b_scale_shift, mp__scale_shift(t, x[0], x[1], x[2], o))
+
 /* Composed graphs. */
 static mp_status b_mlp(mp_tape *t, const mp_var *x, mp_var *o)
 {
@@ -222,6 +228,16 @@ static const opcase cases[] = {
     {"heads_pv", 2, {12, 6}, {3, 4}, {U, U}, b_heads_pv},
     {"heads_tn", 2, {6, 6}, {4, 4}, {U, U}, b_heads_tn},
     {"heads_attention", 4, {6, 4, 4, 4}, {4, 4, 4, 4}, {U, U, U, U}, b_heads_attention},
+    /* The fused linear (70 rows: two row blocks of the plain product, the
+     * second partial; _nt through the transposed copy of w) and mul_add. */
+    {"linear_nn", 3, {3, 4, 1}, {4, 5, 5}, {U, U, U}, b_linear_nn},
+    {"linear_tt", 3, {4, 5, 1}, {3, 4, 5}, {U, U, U}, b_linear_tt},
+    {"linear_blocks", 3, {70, 3, 1}, {3, 2, 2}, {U, U, U}, b_linear_nn},
+    {"linear_blocks_nt", 3, {70, 2, 1}, {3, 3, 2}, {U, U, U}, b_linear_nt},
+    {"scale_shift_row", 3, {3, 1, 1}, {4, 4, 4}, {U, U, U}, b_scale_shift},
+    {"scale_shift_col", 3, {3, 3, 3}, {4, 1, 1}, {U, U, U}, b_scale_shift},
+    {"scale_shift_mixed", 3, {3, 1, 3}, {4, 1, 4}, {U, U, U}, b_scale_shift},
+    {"scale_shift_full", 3, {3, 3, 1}, {4, 4, 1}, {U, U, U}, b_scale_shift},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -1562,6 +1578,8 @@ OPC(c_batch_matmul, mp_batch_matmul(t, v[0], v[1], 1, 1, 1, o))
 OPC(c_split_heads, mp_split_heads(t, v[0], 1, 3, 2, o))
 OPC(c_merge_heads, mp_merge_heads(t, v[0], 1, 3, 2, o))
 OPC(c_grad, mp_tape_grad(t, v[0], o))
+OPC(c_linear, mp__linear(t, v[0], v[1], v[2], 0, 1, o))
+OPC(c_scale_shift, mp__scale_shift(t, v[0], v[1], v[2], o))
 static mp_status c_shape(mp_tape *t, const mp_var *v, mp_var *o)
 {
     int32_t r, c;
@@ -1617,6 +1635,8 @@ static const idcase idcases[] = {
     {"mp_split_heads", 1, {"x"}, {0}, 0, "out", c_split_heads},
     {"mp_merge_heads", 1, {"x"}, {4}, 0, "out", c_merge_heads},
     {"mp_tape_grad", 1, {"v"}, {0}, 0, "out", c_grad},
+    {"mp__linear", 3, {"a", "b", "bias"}, {0, 0, 3}, 0, "out", c_linear},
+    {"mp__scale_shift", 3, {"x", "s", "b"}, {0, 2, 5}, 0, "out", c_scale_shift},
     {"mp_tape_shape", 1, {"v"}, {0}, 0, "rows", c_shape},
     {"mp_tape_read", 1, {"v"}, {0}, 0, "buf", c_read},
     {"mp_tape_scalar", 1, {"v"}, {5}, 0, "out", c_scalar},

@@ -5,6 +5,7 @@
 
 #include "core/internal.h"
 
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -331,6 +332,315 @@ START_TEST(truncate_keeps_the_prefix_and_drops_gradients)
 }
 END_TEST
 
+/* ---- fused linear (op(a) op(b) + bias) and mul_add (x * s + b) ----------------------- */
+static int64_t nodes_of(const mp_tape *t, int32_t stat)
+{
+    int64_t v = -1;
+    MP_CK_OK(mp_tape_stat(t, stat, &v));
+    return v;
+}
+
+/* mp__linear against a double-precision reference of op(a) op(b) + bias on
+ * every path of the plain product: one sgemm (m <= 64; a transposed; b
+ * transposed but too large for the tape's transposed copy) and 64-row
+ * blocks (m = 65 and 150: a partial last block; b transposed through the
+ * copy). The bias entries (0.5..1 in magnitude) are far above the
+ * tolerance, so a block whose bias were skipped or added twice fails. Also:
+ * one variable and no intermediate on the arena (the output only), and the
+ * same values as mp_matmul then mp_add to rounding. */
+START_TEST(linear_adds_the_bias_once_to_every_row)
+{
+    static const struct {
+        int32_t m, k, n, ta, tb;
+    } sh[] = {{1, 3, 7, 0, 0},   {5, 4, 3, 0, 0},     {64, 8, 5, 0, 0},    {65, 8, 5, 0, 0},  {150, 64, 64, 0, 0},
+              {150, 16, 9, 0, 1}, {130, 130, 130, 0, 1}, {70, 6, 5, 1, 0}, {70, 6, 5, 1, 1}};
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    for (size_t c = 0; c < sizeof sh / sizeof sh[0]; c++) {
+        int32_t m = sh[c].m, k = sh[c].k, n = sh[c].n, ta = sh[c].ta, tb = sh[c].tb;
+        float *a = malloc((size_t)m * k * sizeof(float)), *b = malloc((size_t)k * n * sizeof(float));
+        float *bias = malloc((size_t)n * sizeof(float)), *got = malloc((size_t)m * n * sizeof(float));
+        float *pair = malloc((size_t)m * n * sizeof(float));
+        for (int32_t i = 0; i < m * k; i++) a[i] = sinf(0.37f * (float)i + 0.1f);
+        for (int32_t i = 0; i < k * n; i++) b[i] = sinf(0.73f * (float)i + 0.5f);
+        for (int32_t j = 0; j < n; j++) bias[j] = (j % 2 ? -1.0f : 1.0f) * (0.5f + 0.5f * fabsf(sinf(1.1f * (float)j)));
+        MP_CK_OK(mp_tape_reset(t));
+        mp_var av, bv, zv, out, z, sum;
+        MP_CK_OK(mp_tape_leaf(t, ta ? k : m, ta ? m : k, a, (size_t)m * k, 0, &av));
+        MP_CK_OK(mp_tape_leaf(t, tb ? n : k, tb ? k : n, b, (size_t)k * n, 0, &bv));
+        MP_CK_OK(mp_tape_leaf(t, 1, n, bias, (size_t)n, 0, &zv));
+        int64_t n0 = nodes_of(t, MP_TAPE_STAT_NODES), u0 = nodes_of(t, MP_TAPE_STAT_ARENA_USED);
+        MP_CK_OK(mp__linear(t, av, bv, zv, ta, tb, &out));
+        ck_assert_int_eq(nodes_of(t, MP_TAPE_STAT_NODES), n0 + 1);
+        ck_assert_int_eq(nodes_of(t, MP_TAPE_STAT_ARENA_USED), u0 + (((int64_t)m * n * 4 + 63) & ~(int64_t)63));
+        int32_t r, cc;
+        MP_CK_OK(mp_tape_shape(t, out, &r, &cc));
+        ck_assert(r == m && cc == n);
+        MP_CK_OK(mp_tape_read(t, out, got, (size_t)m * n));
+        MP_CK_OK(mp_matmul(t, av, bv, ta, tb, &z));
+        MP_CK_OK(mp_add(t, z, zv, &sum));
+        MP_CK_OK(mp_tape_read(t, sum, pair, (size_t)m * n));
+        for (int32_t i = 0; i < m; i++)
+            for (int32_t j = 0; j < n; j++) {
+                double ref = bias[j], mag = fabs(bias[j]);
+                for (int32_t q = 0; q < k; q++) {
+                    double x = ta ? a[(size_t)q * m + i] : a[(size_t)i * k + q];
+                    double y = tb ? b[(size_t)j * k + q] : b[(size_t)q * n + j];
+                    ref += x * y;
+                    mag += fabs(x * y);
+                }
+                float g = got[(size_t)i * n + j], p = pair[(size_t)i * n + j];
+                ck_assert_msg(fabs(g - ref) <= 1e-5 * mag,
+                              "%dx%dx%d ta %d tb %d: out[%d][%d] = %.8g, reference %.8g (bias %.4g)", (int)m, (int)k,
+                              (int)n, (int)ta, (int)tb, (int)i, (int)j, (double)g, ref, (double)bias[j]);
+                ck_assert_msg(fabs(g - p) <= 4 * FLT_EPSILON * mag,
+                              "%dx%dx%d ta %d tb %d: out[%d][%d] = %.9g, matmul then add %.9g", (int)m, (int)k,
+                              (int)n, (int)ta, (int)tb, (int)i, (int)j, (double)g, (double)p);
+            }
+        free(a), free(b), free(bias), free(got), free(pair);
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* The fused ops and the pairs they replace, out = f(x0, x1, x2):
+ * mp__linear / matmul + add (70 rows: two row blocks), layer norm with both
+ * gamma and beta (mul_add) / plain layer norm + mul + add, and
+ * mp__scale_shift per row / mul + add. */
+typedef mp_status (*tri_build)(mp_tape *t, const mp_var *x, int fused, mp_var *out);
+static mp_status tri_linear(mp_tape *t, const mp_var *x, int fused, mp_var *out)
+{
+    mp_var z;
+    if (fused) return mp__linear(t, x[0], x[1], x[2], 0, 0, out);
+    MP_TRY(mp_matmul(t, x[0], x[1], 0, 0, &z));
+    return mp_add(t, z, x[2], out);
+}
+static mp_status tri_layer_norm(mp_tape *t, const mp_var *x, int fused, mp_var *out)
+{
+    mp_var y;
+    if (fused) return mp_layer_norm(t, x[0], x[1], x[2], 1e-5f, out);
+    MP_TRY(mp_layer_norm(t, x[0], MP_VAR_NONE, MP_VAR_NONE, 1e-5f, &y));
+    MP_TRY(mp_mul(t, y, x[1], &y));
+    return mp_add(t, y, x[2], out);
+}
+static mp_status tri_scale_shift(mp_tape *t, const mp_var *x, int fused, mp_var *out)
+{
+    mp_var y;
+    if (fused) return mp__scale_shift(t, x[0], x[1], x[2], out);
+    MP_TRY(mp_mul(t, x[0], x[1], &y));
+    return mp_add(t, y, x[2], out);
+}
+enum { TRI_MAXN = 512 };
+typedef struct {
+    const char *name;
+    int32_t r[3], c[3];
+    tri_build f;
+    int exact; /* the pair's values bit for bit (no BLAS involved) */
+} tricase;
+static const tricase tricases[] = {
+    {"linear", {70, 3, 1}, {3, 4, 4}, tri_linear, 0},
+    {"layer norm affine", {4, 1, 1}, {5, 5, 5}, tri_layer_norm, 1},
+    {"scale_shift per row", {4, 4, 4}, {5, 1, 1}, tri_scale_shift, 1},
+};
+typedef float tri_vals[3][TRI_MAXN];
+
+/* Records L = sum(W * out + 0.5 out^2) (W fixed); leaf i requires a
+ * gradient when bit i of mask is set. */
+static mp_var tri_loss(mp_tape *t, const tricase *c, tri_vals x, int mask, int fused, mp_var *xv)
+{
+    static float w[TRI_MAXN];
+    for (int i = 0; i < TRI_MAXN; i++) w[i] = sinf(0.9f * (float)i + 0.4f);
+    for (int i = 0; i < 3; i++)
+        MP_CK_OK(mp_tape_leaf(t, c->r[i], c->c[i], x[i], (size_t)(c->r[i] * c->c[i]),
+                              (mask >> i & 1) ? MP_LEAF_REQUIRES_GRAD : 0, &xv[i]));
+    mp_var out, wv, half, l;
+    MP_CK_OK(c->f(t, xv, fused, &out));
+    int32_t r, cc;
+    MP_CK_OK(mp_tape_shape(t, out, &r, &cc));
+    ck_assert_int_le(r * cc, TRI_MAXN);
+    MP_CK_OK(mp_tape_leaf(t, r, cc, w, (size_t)(r * cc), 0, &wv));
+    MP_CK_OK(mp_scale(t, out, 0.5f, &half));
+    MP_CK_OK(mp_add(t, wv, half, &half));
+    MP_CK_OK(mp_mul(t, out, half, &l));
+    MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+    return l;
+}
+
+static double tri_eval(mp_tape *t, const tricase *c, tri_vals x, int mask)
+{
+    mp_var xv[3];
+    float v;
+    MP_CK_OK(mp_tape_reset(t));
+    MP_CK_OK(mp_tape_scalar(t, tri_loss(t, c, x, mask, 1, xv), &v));
+    return v;
+}
+
+/* Gradients of L for the three inputs (zeros for those not requiring one);
+ * with dir != NULL the Hessian-vector product along dir (through
+ * create_graph) instead; with wrt >= 0 the gradient of that input from a
+ * sweep pruned to it (mp_tape_backward_wrt). */
+static void tri_grads(mp_tape *t, const tricase *c, tri_vals x, int mask, int fused, tri_vals dir, int wrt,
+                      tri_vals g)
+{
+    mp_var xv[3], gv[3];
+    MP_CK_OK(mp_tape_reset(t));
+    mp_var l = tri_loss(t, c, x, mask, fused, xv);
+    if (wrt >= 0) {
+        MP_CK_OK(mp_tape_backward_wrt(t, l, 0, &xv[wrt], 1));
+        MP_CK_OK(mp_tape_grad(t, xv[wrt], &gv[0]));
+        MP_CK_OK(mp_tape_read(t, gv[0], g[wrt], TRI_MAXN));
+        return;
+    }
+    MP_CK_OK(mp_tape_backward(t, l, dir != NULL));
+    for (int i = 0; i < 3; i++) MP_CK_OK(mp_tape_grad(t, xv[i], &gv[i]));
+    if (dir) {
+        mp_var s = MP_VAR_NONE, dv, p;
+        for (int i = 0; i < 3; i++) {
+            if (!(mask >> i & 1)) continue;
+            MP_CK_OK(mp_tape_leaf(t, c->r[i], c->c[i], dir[i], (size_t)(c->r[i] * c->c[i]), 0, &dv));
+            MP_CK_OK(mp_mul(t, gv[i], dv, &p));
+            MP_CK_OK(mp_sum(t, p, MP_REDUCE_ALL, &p));
+            if (s == MP_VAR_NONE) s = p;
+            else MP_CK_OK(mp_add(t, s, p, &s));
+        }
+        MP_CK_OK(mp_tape_backward(t, s, 0));
+        for (int i = 0; i < 3; i++) MP_CK_OK(mp_tape_grad(t, xv[i], &gv[i]));
+    }
+    for (int i = 0; i < 3; i++) MP_CK_OK(mp_tape_read(t, gv[i], g[i], TRI_MAXN));
+}
+
+static void tri_close(const char *what, const tricase *c, int mask, int i, const float *got, const double *want,
+                      int n, double rtol)
+{
+    double scale = 1e-3;
+    for (int k = 0; k < n; k++) scale = fmax(scale, fabs(want[k]));
+    for (int k = 0; k < n; k++)
+        ck_assert_msg(fabs(got[k] - want[k]) <= rtol * (fabs(want[k]) + 0.1 * scale),
+                      "%s, inputs requiring gradients 0x%x: %s of input %d element %d: %.7g, expected %.7g", c->name,
+                      mask, what, i, k, (double)got[k], want[k]);
+}
+
+/* _i = case * 8 + mask: every subset of the three inputs requires a
+ * gradient (a constant bias, gamma or beta, as the backbone's in the
+ * prompt-tuning scopes, or one that is learned). Gradients and
+ * Hessian-vector products against central differences, and against the
+ * composed pair (bit for bit where no BLAS is involved); gradients from a
+ * sweep pruned to one input equal the full sweep's (the third input is
+ * seen by the requires-grad flag and by backward_wrt's dependency marking:
+ * with only the bias requiring a gradient, or pruned to the bias, it would
+ * otherwise get none). */
+START_TEST(fused_ops_differentiate_like_the_pair_for_every_constant_input)
+{
+    const tricase *c = &tricases[_i / 8];
+    int mask = _i % 8;
+    if (mask == 0) return; /* nothing to differentiate */
+    static tri_vals x, dir, tmp, g, g2, hv, hv2, gp, gm, gw;
+    int n[3];
+    for (int i = 0; i < 3; i++) {
+        n[i] = c->r[i] * c->c[i];
+        for (int k = 0; k < n[i]; k++) {
+            x[i][k] = sinf(1.3f * (float)k + 0.7f * (float)i + 0.2f) * (i == 0 && c->f == tri_layer_norm ? 2.5f : 1.0f);
+            dir[i][k] = (mask >> i & 1) ? cosf(0.8f * (float)k + 1.1f * (float)i) : 0.0f;
+        }
+    }
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    tri_grads(t, c, x, mask, 1, NULL, -1, g);
+    tri_grads(t, c, x, mask, 0, NULL, -1, g2);
+    tri_grads(t, c, x, mask, 1, dir, -1, hv);
+    tri_grads(t, c, x, mask, 0, dir, -1, hv2);
+    double fd[TRI_MAXN], pair[TRI_MAXN], gscale = 0, hscale = 0;
+    for (int i = 0; i < 3; i++) {
+        for (int k = 0; k < n[i]; k++) gscale = fmax(gscale, fabs(g[i][k])), hscale = fmax(hscale, fabs(hv[i][k]));
+        if (!(mask >> i & 1)) { /* a constant: zero gradient */
+            for (int k = 0; k < n[i]; k++) ck_assert(g[i][k] == 0.0f && hv[i][k] == 0.0f);
+            continue;
+        }
+        for (int k = 0; k < n[i]; k++) {
+            const float h = 1e-2f;
+            memcpy(tmp, x, sizeof tmp);
+            tmp[i][k] = x[i][k] + h;
+            double lp = tri_eval(t, c, tmp, mask);
+            tmp[i][k] = x[i][k] - h;
+            fd[k] = (lp - tri_eval(t, c, tmp, mask)) / (2.0 * h);
+        }
+        tri_close("gradient vs finite differences", c, mask, i, g[i], fd, n[i], 5e-3);
+        for (int k = 0; k < n[i]; k++) pair[k] = g2[i][k];
+        tri_close("gradient vs the pair", c, mask, i, g[i], pair, n[i], c->exact ? 0.0 : 1e-6);
+        for (int k = 0; k < n[i]; k++) pair[k] = hv2[i][k];
+        tri_close("Hessian-vector product vs the pair", c, mask, i, hv[i], pair, n[i], c->exact ? 0.0 : 1e-6);
+        tri_grads(t, c, x, mask, 1, NULL, i, gw);
+        for (int k = 0; k < n[i]; k++)
+            ck_assert_msg(gw[i][k] == g[i][k], "%s, mask 0x%x: pruned gradient of input %d element %d: %.9g, full %.9g",
+                          c->name, mask, i, k, (double)gw[i][k], (double)g[i][k]);
+    }
+    ck_assert_msg(gscale > 0.1, "%s, mask 0x%x: degenerate gradients (max %g)", c->name, mask, gscale);
+    /* Second order: differences of gradients along dir (zero on the constants). */
+    const float h = 3e-3f;
+    for (int s = 0; s < 2; s++) {
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < n[i]; k++) tmp[i][k] = x[i][k] + (s ? -h : h) * dir[i][k];
+        tri_grads(t, c, tmp, mask, 1, NULL, -1, s ? gm : gp);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!(mask >> i & 1)) continue;
+        for (int k = 0; k < n[i]; k++) fd[k] = ((double)gp[i][k] - gm[i][k]) / (2.0 * h);
+        tri_close("Hessian-vector product vs finite differences", c, mask, i, hv[i], fd, n[i], 5e-3);
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* Bad inputs of the two internal fused ops: a clear status naming the
+ * function and the argument, nothing recorded. */
+START_TEST(linear_and_scale_shift_reject_bad_inputs)
+{
+    static const float z[20] = {0};
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var a, w, b15, b14, b25, s31, out = 12345;
+    MP_CK_OK(mp_tape_leaf(t, 3, 4, z, 12, 0, &a));
+    MP_CK_OK(mp_tape_leaf(t, 4, 5, z, 20, 0, &w));
+    MP_CK_OK(mp_tape_leaf(t, 1, 5, z, 5, 0, &b15));
+    MP_CK_OK(mp_tape_leaf(t, 1, 4, z, 4, 0, &b14));
+    MP_CK_OK(mp_tape_leaf(t, 2, 5, z, 10, 0, &b25));
+    MP_CK_OK(mp_tape_leaf(t, 3, 1, z, 3, 0, &s31));
+    int64_t before = nodes_of(t, MP_TAPE_STAT_NODES), used = nodes_of(t, MP_TAPE_STAT_ARENA_USED);
+#define REJECTS(call, status, text)                                                        \
+    do {                                                                                   \
+        MP_CK_STATUS(call, status);                                                        \
+        MP_CK_ERROR_MENTIONS(text);                                                        \
+    } while (0)
+    REJECTS(mp__linear(NULL, a, w, b15, 0, 0, &out), MP_ERR_NULL_POINTER, "mp__linear: argument 'tape' is NULL");
+    REJECTS(mp__linear(t, a, w, b15, 0, 0, NULL), MP_ERR_NULL_POINTER, "mp__linear: argument 'out'");
+    REJECTS(mp__linear(t, a, w, b14, 0, 0, &out), MP_ERR_SHAPE_MISMATCH, "mp__linear: bias is 1x4, expected 1x5");
+    REJECTS(mp__linear(t, a, w, b25, 0, 0, &out), MP_ERR_SHAPE_MISMATCH, "bias is 2x5, expected 1x5");
+    REJECTS(mp__linear(t, a, a, b15, 0, 0, &out), MP_ERR_SHAPE_MISMATCH, "mp__linear: inner dimensions differ");
+    REJECTS(mp__linear(t, a, w, b15, 0, 2, &out), MP_ERR_INVALID_ARGUMENT, "trans_b = 2");
+    REJECTS(mp__linear(t, a, w, 99, 0, 0, &out), MP_ERR_UNKNOWN_VARIABLE, "mp__linear: argument 'bias' = 99");
+    REJECTS(mp__linear(t, a, w, MP_VAR_NONE, 0, 0, &out), MP_ERR_UNKNOWN_VARIABLE, "'bias' = -1");
+    REJECTS(mp__scale_shift(NULL, a, b14, b14, &out), MP_ERR_NULL_POINTER, "mp__scale_shift: argument 'tape'");
+    REJECTS(mp__scale_shift(t, a, b14, b14, NULL), MP_ERR_NULL_POINTER, "mp__scale_shift: argument 'out'");
+    REJECTS(mp__scale_shift(t, a, b15, b14, &out), MP_ERR_SHAPE_MISMATCH,
+            "mp__scale_shift: s 1x5 and b 1x4 do not broadcast to x 3x4");
+    REJECTS(mp__scale_shift(t, a, s31, b25, &out), MP_ERR_SHAPE_MISMATCH, "b 2x5");
+    REJECTS(mp__scale_shift(t, s31, a, s31, &out), MP_ERR_SHAPE_MISMATCH, "s 3x4"); /* s wider than x */
+    REJECTS(mp__scale_shift(t, a, 99, b14, &out), MP_ERR_UNKNOWN_VARIABLE, "mp__scale_shift: argument 's' = 99");
+#undef REJECTS
+    ck_assert_int_eq(nodes_of(t, MP_TAPE_STAT_NODES), before);
+    ck_assert_int_eq(nodes_of(t, MP_TAPE_STAT_ARENA_USED), used);
+    ck_assert_int_eq(out, 12345);
+    int32_t r, c;
+    MP_CK_OK(mp__linear(t, a, w, b15, 0, 0, &out));
+    MP_CK_OK(mp_tape_shape(t, out, &r, &c));
+    ck_assert(r == 3 && c == 5);
+    MP_CK_OK(mp__scale_shift(t, a, s31, b14, &out));
+    MP_CK_OK(mp_tape_shape(t, out, &r, &c));
+    ck_assert(r == 3 && c == 4);
+    mp_tape_destroy(t);
+}
+END_TEST
+
 Suite *mp_test_tape_fused_suite(void)
 {
     Suite *s = suite_create("tape_fused");
@@ -340,6 +650,10 @@ Suite *mp_test_tape_fused_suite(void)
     tcase_add_loop_test(g, fused_and_composed_derivatives_agree_to_third_order, 0, 3);
     tcase_add_test(g, truncate_keeps_the_prefix_and_drops_gradients);
     tcase_add_test(g, layer_norm_second_order_gradients_are_consistent);
+    tcase_add_test(g, linear_adds_the_bias_once_to_every_row);
+    tcase_add_loop_test(g, fused_ops_differentiate_like_the_pair_for_every_constant_input, 0,
+                        8 * (int)(sizeof tricases / sizeof tricases[0]));
+    tcase_add_test(g, linear_and_scale_shift_reject_bad_inputs);
     suite_add_tcase(s, g);
     return s;
 }

@@ -166,6 +166,16 @@ CASES = [
     ("heads_tn", [(6, 4), (6, 4)], [U, U],
      lambda a, b: -1.5 * bmm(split_heads(a, 2, 3, 2), split_heads(b, 2, 3, 2), 4, 1, 0)),
     ("heads_attention", [(6, 4), (4, 4), (4, 4), (4, 4)], [U] * 4, attention),
+    # The fused linear layer (mp__linear; 70 rows: two row blocks of the plain
+    # product) and x * s + b (mp__scale_shift, layer norm's affine).
+    ("linear_nn", [(3, 4), (4, 5), (1, 5)], [U] * 3, lambda a, w, b: a @ w + b),
+    ("linear_tt", [(4, 3), (5, 4), (1, 5)], [U] * 3, lambda a, w, b: a.T @ w.T + b),
+    ("linear_blocks", [(70, 3), (3, 2), (1, 2)], [U] * 3, lambda a, w, b: a @ w + b),
+    ("linear_blocks_nt", [(70, 3), (2, 3), (1, 2)], [U] * 3, lambda a, w, b: a @ w.T + b),
+    ("scale_shift_row", [(3, 4), (1, 4), (1, 4)], [U] * 3, lambda x, s, b: x * s + b),
+    ("scale_shift_col", [(3, 4), (3, 1), (3, 1)], [U] * 3, lambda x, s, b: x * s + b),
+    ("scale_shift_mixed", [(3, 4), (1, 1), (3, 4)], [U] * 3, lambda x, s, b: x * s + b),
+    ("scale_shift_full", [(3, 4), (3, 4), (1, 1)], [U] * 3, lambda x, s, b: x * s + b),
 ]
 
 

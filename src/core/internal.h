@@ -145,4 +145,24 @@ int mp__tape_truncate(mp_tape *tape, const mp__tape_point *p);
 mp_status mp__heads_matmul(mp_tape *tape, mp_var a, mp_var b, int32_t batch, int32_t heads, int32_t trans_a,
                            int32_t trans_b, const int32_t layout[3], float alpha, mp_var *out);
 
+/* A linear layer, op(a) op(b) + bias with bias 1 x n added to every row of
+ * the m x n product, as one variable (op linear): the values and
+ * derivatives (to every order) of mp_matmul then mp_add without the
+ * product's intermediate (each block of rows starts as the bias and its
+ * sgemm adds the product; bit for bit the pair's on OpenBLAS kernels that
+ * add C once, see gemm_plain in src/tape/ops_matmul.c). Any of a, b and
+ * bias may or may not require a gradient.
+ * Errors: those of mp_matmul (named mp__linear), MP_ERR_UNKNOWN_VARIABLE
+ * for bias, and MP_ERR_SHAPE_MISMATCH when bias is not 1 x n. */
+mp_status mp__linear(mp_tape *tape, mp_var a, mp_var b, mp_var bias, int32_t trans_a, int32_t trans_b,
+                     mp_var *out);
+/* x * s + b as one variable (op mul_add), s and b each broadcast to x's
+ * shape (x's shape, 1 x cols, rows x 1 or 1 x 1): the values and derivatives
+ * of mp_mul then mp_add, bit for bit, without the product's intermediate (a
+ * per-channel affine map such as conv's instance norm; mp_layer_norm uses
+ * the same op for y * gamma + beta).
+ * Errors: MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE, MP_ERR_SHAPE_MISMATCH
+ * (s or b does not broadcast to x's shape). */
+mp_status mp__scale_shift(mp_tape *tape, mp_var x, mp_var s, mp_var b, mp_var *out);
+
 #endif

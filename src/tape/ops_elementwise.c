@@ -147,6 +147,69 @@ mp_status mp__bwd_div(mp_tape *t, mp_var v, mp_var g)
     return acc_to(t, n.in[1], c);
 }
 
+/* ---- mul_add: y = a * b + c, b and c broadcast to a's shape ------------------------------
+ * c is the third input (attr[MP__ATTR_IN2]). The forward rounds a * b, then
+ * the sum, as mul then add do; the backward records what add's then mul's
+ * backward record, in that order, so values and derivatives of every order
+ * are those of the pair, without the product's intermediate. */
+void mp__fwd_mul_add(mp_tape *t, mp__node *o)
+{
+    const mp__node *A = mp__nd(t, o->in[0]);
+    bview vb = view(mp__nd(t, o->in[1])), vc = view(mp__nd(t, o->attr[MP__ATTR_IN2]));
+    const int32_t C = o->cols;
+    for (int32_t i = 0; i < o->rows; i++) {
+        const float *restrict a = A->val + (size_t)i * C, *restrict b = vb.v + (size_t)i * vb.rs,
+                              *restrict c = vc.v + (size_t)i * vc.rs;
+        float *restrict y = o->val + (size_t)i * C;
+        if (vb.cs && vc.cs) {
+            for (int32_t j = 0; j < C; j++) {
+                float p = a[j] * b[j];
+                y[j] = p + c[j];
+            }
+        } else if (vb.cs) {
+            const float c0 = c[0];
+            for (int32_t j = 0; j < C; j++) {
+                float p = a[j] * b[j];
+                y[j] = p + c0;
+            }
+        } else if (vc.cs) {
+            const float b0 = b[0];
+            for (int32_t j = 0; j < C; j++) {
+                float p = a[j] * b0;
+                y[j] = p + c[j];
+            }
+        } else {
+            const float b0 = b[0], c0 = c[0];
+            for (int32_t j = 0; j < C; j++) {
+                float p = a[j] * b0;
+                y[j] = p + c0;
+            }
+        }
+    }
+}
+mp_status mp__bwd_mul_add(mp_tape *t, mp_var v, mp_var g)
+{
+    mp__node n = *mp__nd(t, v);
+    mp_var c;
+    MP_TRY(acc_to(t, n.attr[MP__ATTR_IN2], g));
+    if (mp__need(t, n.in[0])) {
+        MP_TRY(mp__mul(t, g, n.in[1], 1.0f, &c));
+        MP_TRY(acc_to(t, n.in[0], c));
+    }
+    if (mp__need(t, n.in[1])) {
+        MP_TRY(mp__mul(t, g, n.in[0], 1.0f, &c));
+        MP_TRY(acc_to(t, n.in[1], c));
+    }
+    return MP_OK;
+}
+mp_status mp__mul_add(mp_tape *t, mp_var a, mp_var b, mp_var c, mp_var *out)
+{
+    const mp__node *A = mp__nd(t, a);
+    int32_t attr[6] = {0};
+    attr[MP__ATTR_IN2] = c;
+    return mp__record(t, MP__OP_MUL_ADD, A->rows, A->cols, a, b, attr, 0.0f, NULL, out);
+}
+
 /* ---- scale / add_scalar ------------------------------------------------------------ */
 void mp__fwd_scale(mp_tape *t, mp__node *o)
 {
@@ -286,6 +349,23 @@ mp_status mp_div(mp_tape *t, mp_var a, mp_var b, mp_var *out)
     mp_status st = mp__div(t, a, b, &r);
     return mp__emit(t, st, &r, out);
 }
+mp_status mp__scale_shift(mp_tape *t, mp_var x, mp_var s, mp_var b, mp_var *out)
+{
+    static const char fn[] = "mp__scale_shift";
+    MP__START(t, out, fn);
+    MP_TRY(mp__check_var(t, fn, "x", &x));
+    MP_TRY(mp__check_var(t, fn, "s", &s));
+    MP_TRY(mp__check_var(t, fn, "b", &b));
+    const mp__node *X = mp__nd(t, x), *S = mp__nd(t, s), *B = mp__nd(t, b);
+    MP_REQUIRE(bdim(X->rows, S->rows) == X->rows && bdim(X->cols, S->cols) == X->cols &&
+                   bdim(X->rows, B->rows) == X->rows && bdim(X->cols, B->cols) == X->cols,
+               t->err, MP_ERR_SHAPE_MISMATCH, "%s: s %dx%d and b %dx%d do not broadcast to x %dx%d", fn, (int)S->rows,
+               (int)S->cols, (int)B->rows, (int)B->cols, (int)X->rows, (int)X->cols);
+    mp_var r;
+    mp_status st = mp__mul_add(t, x, s, b, &r);
+    return mp__emit(t, st, &r, out);
+}
+
 mp_status mp_scale(mp_tape *t, mp_var a, float s, mp_var *out)
 {
     MP__START(t, out, "mp_scale");

@@ -1,6 +1,7 @@
 /* Layer norm as fused ops whose derivatives are fused ops too:
  *   y = ln_norm(x)        = (x - mean(x)) r, r = 1/sqrt(var(x) + eps) per row
- *                           (biased variance, as PyTorch), then y * gamma + beta;
+ *                           (biased variance, as PyTorch), then y * gamma + beta
+ *                           (one mul_add node; see ops_elementwise.c);
  *                           the node keeps r (rows floats on the arena, behind
  *                           its idx pointer) for the ops below;
  *   dx = ln_bwd(g, y)     = r (g - mean(g) - y mean(g y)), the vector-Jacobian
@@ -217,8 +218,9 @@ static mp_status record_ln(mp_tape *t, mp_var x, mp_var gamma, mp_var beta, floa
 {
     mp_var y;
     MP_TRY(mp__ln_norm(t, x, eps, &y));
-    if (gamma != MP_VAR_NONE) MP_TRY(mp__mul(t, y, gamma, 1.0f, &y));
-    if (beta != MP_VAR_NONE) MP_TRY(mp__add(t, y, beta, &y));
+    if (gamma != MP_VAR_NONE && beta != MP_VAR_NONE) MP_TRY(mp__mul_add(t, y, gamma, beta, &y));
+    else if (gamma != MP_VAR_NONE) MP_TRY(mp__mul(t, y, gamma, 1.0f, &y));
+    else if (beta != MP_VAR_NONE) MP_TRY(mp__add(t, y, beta, &y));
     *out = y;
     return MP_OK;
 }

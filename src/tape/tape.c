@@ -262,6 +262,8 @@ mp_status mp__record(mp_tape *t, int32_t op, int32_t rows, int32_t cols, mp_var 
         return st;
     }
     if (attr) memcpy(n->attr, attr, sizeof n->attr);
+    mp_var c = mp__in2(n); /* a third input (linear, mul_add) */
+    if (c != MP_VAR_NONE && !t->no_grad && mp__rg(t, c)) n->flags |= MP__NODE_RG;
     n->f = f;
     n->idx = idx;
     op_table[op].fwd(t, n);
@@ -553,8 +555,10 @@ static void mark_dependents(mp_tape *t, mp_var loss, const mp_var *wrt, size_t n
     }
     for (mp_var i = lo; i <= loss; i++) {
         mp__node *nd = &t->nodes[i];
+        mp_var c = mp__in2(nd);
         if ((nd->in[0] != MP_VAR_NONE && (t->nodes[nd->in[0]].flags & MP__NODE_DEP)) ||
-            (nd->in[1] != MP_VAR_NONE && (t->nodes[nd->in[1]].flags & MP__NODE_DEP)))
+            (nd->in[1] != MP_VAR_NONE && (t->nodes[nd->in[1]].flags & MP__NODE_DEP)) ||
+            (c != MP_VAR_NONE && (t->nodes[c].flags & MP__NODE_DEP)))
             nd->flags |= MP__NODE_DEP;
     }
 }

@@ -24,7 +24,7 @@
     X(GATHER_FLAT, gather_flat) X(SCATTER_FLAT, scatter_flat) X(IM2COL, im2col)            \
     X(COL2IM, col2im) X(LN_RSTD, ln_rstd) X(LN_NORM, ln_norm)    \
     X(LN_BWD, ln_bwd) X(LN_BWD_Y, ln_bwd_y) X(LN_BWD_R, ln_bwd_r) X(GELU_MUL, gelu_mul)                       \
-    X(SOFTMAX_GRAD_Y, softmax_grad_y)
+    X(SOFTMAX_GRAD_Y, softmax_grad_y) X(LINEAR, linear) X(MUL_ADD, mul_add)
 
 enum {
 #define MP__X_ENUM(E, n) MP__OP_##E,
@@ -32,6 +32,13 @@ enum {
 #undef MP__X_ENUM
     MP__OP_COUNT_
 };
+
+/* linear (op(a) op(b) + bias) and mul_add (a * b + c) have a third input:
+ * its node index is attr[MP__ATTR_IN2] (the slot a batch-1 product leaves
+ * free). The engine reads it through mp__in2 wherever it visits inputs (the
+ * requires-grad flag of a new node, the dependency marking of
+ * mp_tape_backward_wrt); nothing else in the engine looks at inputs. */
+#define MP__ATTR_IN2 5
 
 /* Node flags. */
 #define MP__NODE_RG     1 /* requires grad: a differentiable path to a grad leaf */
@@ -133,6 +140,11 @@ MP__OPS(MP__X_DECL)
 
 /* ---- engine services for the op files ------------------------------------- */
 static inline mp__node *mp__nd(const mp_tape *t, mp_var v) { return &t->nodes[v]; }
+/* The third input of node n, MP_VAR_NONE for ops with two. */
+static inline mp_var mp__in2(const mp__node *n)
+{
+    return n->op == MP__OP_LINEAR || n->op == MP__OP_MUL_ADD ? n->attr[MP__ATTR_IN2] : MP_VAR_NONE;
+}
 static inline int mp__rg(const mp_tape *t, mp_var v)
 {
     return v != MP_VAR_NONE && (t->nodes[v].flags & MP__NODE_RG);
@@ -247,6 +259,9 @@ mp_status mp__unary(mp_tape *t, int32_t op, mp_var a, float f, int32_t attr0, mp
 mp_status mp__binary(mp_tape *t, int32_t op, mp_var a, mp_var b, mp_var *out);
 mp_status mp__matmul(mp_tape *t, mp_var a, mp_var b, int32_t ta, int32_t tb, mp_var *out);
 mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, mp_var *out);
+/* a * b + c with b and c broadcast to a's shape (each a's shape, 1 x cols,
+ * rows x 1 or 1 x 1): one node (mul_add), e.g. layer norm's affine. */
+mp_status mp__mul_add(mp_tape *t, mp_var a, mp_var b, mp_var c, mp_var *out);
 /* Batched product with a shared (single-block) a or b, or a summed output. */
 mp_status mp__bmm_ex(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa, int32_t sb,
                      int32_t so, mp_var *out);
