@@ -88,13 +88,12 @@ static mp_status per_channel_column(mp_tape *t, mp_var ones, mp_var v, int32_t n
 static mp_status instance_norm(mp_tape *t, mp_var ones, mp_var h, mp_var g, mp_var b, int32_t n,
                                int32_t F, int32_t hw, mp_var *out)
 {
-    mp_var r, z, gc, bc, s, a;
+    mp_var r, z, gc, bc, a;
     MP_TRY(mp_reshape(t, h, n * F, hw, &r));
     MP_TRY(mp_layer_norm(t, r, MP_VAR_NONE, MP_VAR_NONE, MP__NORM_EPS, &z));
     MP_TRY(per_channel_column(t, ones, g, n, F, &gc));
     MP_TRY(per_channel_column(t, ones, b, n, F, &bc));
-    MP_TRY(mp_mul(t, z, gc, &s));
-    MP_TRY(mp_add(t, s, bc, &a));
+    MP_TRY(mp__scale_shift(t, z, gc, bc, &a));
     return mp_reshape(t, a, n, F * hw, out);
 }
 
@@ -174,7 +173,7 @@ mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_va
                            int32_t n, mp__fwd_cache *cache, mp_var *out)
 {
     int32_t nb = PER_BLOCK * (int32_t)mp__mcfg(m, MP_CFG_MODEL_CONV_BLOCKS);
-    mp_var h, pr = MP_VAR_NONE, z;
+    mp_var h, pr = MP_VAR_NONE;
     if (input_prompt(m)) {
         /* Channel-major rows: appending P*H*W columns appends P channels. */
         mp_var xp;
@@ -188,6 +187,5 @@ mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_va
             MP_TRY(mp_concat(t, h, pr, MP_AXIS_COLS, &h));
         }
     }
-    MP_TRY(mp_matmul(t, h, p[nb], 0, 0, &z));
-    return mp_add(t, z, p[nb + 1], out);
+    return mp__linear(t, h, p[nb], p[nb + 1], 0, 0, out);
 }

@@ -49,11 +49,10 @@ static mp_status activation(mp_tape *t, int64_t act, mp_var a, mp_var *out)
     }
 }
 
+/* h w + b as one variable (the bias added to the product's blocks in cache). */
 static mp_status linear(mp_tape *t, mp_var h, mp_var w, mp_var b, mp_var *out)
 {
-    mp_var z;
-    MP_TRY(mp_matmul(t, h, w, 0, 0, &z));
-    return mp_add(t, z, b, out);
+    return mp__linear(t, h, w, b, 0, 0, out);
 }
 
 mp_status mp__mlp_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,

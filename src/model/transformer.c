@@ -109,11 +109,10 @@ mp_status mp__tf_layout(mp_model *m)
 }
 
 /* ---- forward -------------------------------------------------------------------- */
+/* h w + b as one variable (the bias added to the product's blocks in cache). */
 static mp_status linear(mp_tape *t, mp_var h, mp_var w, mp_var b, mp_var *out)
 {
-    mp_var z;
-    MP_TRY(mp_matmul(t, h, w, 0, 0, &z));
-    return mp_add(t, z, b, out);
+    return mp__linear(t, h, w, b, 0, 0, out);
 }
 
 /* Token ids (floats in x, already validated by the caller of the forward
