@@ -641,6 +641,60 @@ START_TEST(linear_and_scale_shift_reject_bad_inputs)
 }
 END_TEST
 
+/* The element-wise kernels (vectorized, with AVX2/AVX-512 clones) give
+ * exactly the float results of the scalar expressions for every broadcast
+ * pattern and for lengths that leave vector tails (37 x 41 and friends). */
+static float ew_val(int i, float f) { return sinf(f * (float)i + 0.3f) * (1.0f + 0.01f * (float)(i % 7)); }
+
+START_TEST(elementwise_kernels_are_exact_for_every_broadcast)
+{
+    static const int32_t shapes[][2] = {{37, 41}, {1, 67}, {53, 1}, {3, 16}, {17, 33}};
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int32_t R = shapes[s][0], C = shapes[s][1];
+        /* b's shapes: full, 1 x C, R x 1, 1 x 1 */
+        const int32_t br[4] = {R, 1, R, 1}, bc[4] = {C, C, 1, 1};
+        size_t n = (size_t)R * C;
+        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float)), *c = malloc(n * sizeof(float));
+        float *got = malloc(n * sizeof(float));
+        for (size_t i = 0; i < n; i++) a[i] = ew_val((int)i, 0.37f), b[i] = ew_val((int)i, 0.71f) + 1.5f, c[i] = ew_val((int)i, 1.3f);
+        for (int vb = 0; vb < 4; vb++)
+            for (int vc = 0; vc < 4; vc++) {
+                MP_CK_OK(mp_tape_reset(t));
+                mp_var av, bv, cv, y[6];
+                MP_CK_OK(mp_tape_leaf(t, R, C, a, n, 0, &av));
+                MP_CK_OK(mp_tape_leaf(t, br[vb], bc[vb], b, (size_t)br[vb] * bc[vb], 0, &bv));
+                MP_CK_OK(mp_tape_leaf(t, br[vc], bc[vc], c, (size_t)br[vc] * bc[vc], 0, &cv));
+                MP_CK_OK(mp_add(t, av, bv, &y[0]));
+                MP_CK_OK(mp_sub(t, bv, av, &y[1]));
+                MP_CK_OK(mp_mul(t, av, bv, &y[2]));
+                MP_CK_OK(mp_div(t, av, bv, &y[3]));
+                MP_CK_OK(mp__scale_shift(t, av, bv, cv, &y[4]));
+                MP_CK_OK(mp_scale(t, av, -1.25f, &y[5]));
+                for (int op = 0; op < 6; op++) {
+                    MP_CK_OK(mp_tape_read(t, y[op], got, n));
+                    for (int32_t i = 0; i < R; i++)
+                        for (int32_t j = 0; j < C; j++) {
+                            float x = a[(size_t)i * C + j];
+                            float u = b[(size_t)(br[vb] == 1 ? 0 : i) * bc[vb] + (bc[vb] == 1 ? 0 : j)];
+                            float w = c[(size_t)(br[vc] == 1 ? 0 : i) * bc[vc] + (bc[vc] == 1 ? 0 : j)];
+                            volatile float p = x * u; /* rounded before the add, as the pair */
+                            float want = op == 0 ? x + u : op == 1 ? u - x : op == 2 ? p : op == 3 ? x / u
+                                       : op == 4 ? p + w : -1.25f * x;
+                            ck_assert_msg(got[(size_t)i * C + j] == want,
+                                          "op %d, %dx%d, b %dx%d, c %dx%d: (%d,%d) = %.9g, expected %.9g", op,
+                                          (int)R, (int)C, (int)br[vb], (int)bc[vb], (int)br[vc], (int)bc[vc],
+                                          (int)i, (int)j, (double)got[(size_t)i * C + j], (double)want);
+                        }
+                }
+            }
+        free(a), free(b), free(c), free(got);
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
 Suite *mp_test_tape_fused_suite(void)
 {
     Suite *s = suite_create("tape_fused");
@@ -654,6 +708,7 @@ Suite *mp_test_tape_fused_suite(void)
     tcase_add_loop_test(g, fused_ops_differentiate_like_the_pair_for_every_constant_input, 0,
                         8 * (int)(sizeof tricases / sizeof tricases[0]));
     tcase_add_test(g, linear_and_scale_shift_reject_bad_inputs);
+    tcase_add_test(g, elementwise_kernels_are_exact_for_every_broadcast);
     suite_add_tcase(s, g);
     return s;
 }

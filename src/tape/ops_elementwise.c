@@ -2,6 +2,8 @@
  * sum/expand pair (each the other's backward). */
 #include "tape/tape_internal.h"
 
+#include "tape/fastmath.h"
+
 /* Broadcast view of an operand: element (i, j) is val[i*rs + j*cs]. */
 typedef struct {
     const float *v;
@@ -13,9 +15,11 @@ static bview view(const mp__node *n) { return (bview){n->val, n->rows == 1 ? 0 :
 static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y == 1 ? x : -1; }
 
 /* One loop per row with the broadcast pattern hoisted out of the inner loop,
- * so each case is a plain contiguous (vectorizable) loop. */
+ * so each case is a plain contiguous (vectorizable) loop; with the AVX2 and
+ * AVX-512 clones of MP__SIMD_CLONES (fastmath.h). The build does not contract
+ * a * b + c into FMAs (ISO C mode), so every clone gives the same bits. */
 #define BINARY_KERNEL(name, expr)                                                             \
-    static void name(mp_tape *t, mp__node *o)                                                 \
+    MP__SIMD_CLONES static void name(mp_tape *t, mp__node *o)                                 \
     {                                                                                         \
         const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);                   \
         const float s = o->f;                                                                 \
@@ -152,7 +156,7 @@ mp_status mp__bwd_div(mp_tape *t, mp_var v, mp_var g)
  * the sum, as mul then add do; the backward records what add's then mul's
  * backward record, in that order, so values and derivatives of every order
  * are those of the pair, without the product's intermediate. */
-void mp__fwd_mul_add(mp_tape *t, mp__node *o)
+MP__SIMD_CLONES static void mul_add_kernel(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]);
     bview vb = view(mp__nd(t, o->in[1])), vc = view(mp__nd(t, o->attr[MP__ATTR_IN2]));
@@ -187,6 +191,7 @@ void mp__fwd_mul_add(mp_tape *t, mp__node *o)
         }
     }
 }
+void mp__fwd_mul_add(mp_tape *t, mp__node *o) { mul_add_kernel(t, o); }
 mp_status mp__bwd_mul_add(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
@@ -211,11 +216,16 @@ mp_status mp__mul_add(mp_tape *t, mp_var a, mp_var b, mp_var c, mp_var *out)
 }
 
 /* ---- scale / add_scalar ------------------------------------------------------------ */
+MP__SIMD_CLONES static void scale_kernel(const float *restrict x, float *restrict y, size_t n, float s, int add)
+{
+    if (add)
+        for (size_t k = 0; k < n; k++) y[k] = x[k] + s;
+    else
+        for (size_t k = 0; k < n; k++) y[k] = s * x[k];
+}
 void mp__fwd_scale(mp_tape *t, mp__node *o)
 {
-    const float *x = mp__nd(t, o->in[0])->val;
-    size_t n = (size_t)o->rows * (size_t)o->cols;
-    for (size_t k = 0; k < n; k++) o->val[k] = o->f * x[k];
+    scale_kernel(mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * (size_t)o->cols, o->f, 0);
 }
 mp_status mp__bwd_scale(mp_tape *t, mp_var v, mp_var g)
 {
@@ -232,9 +242,7 @@ mp_status mp__scale(mp_tape *t, mp_var a, float s, mp_var *out)
 
 void mp__fwd_add_scalar(mp_tape *t, mp__node *o)
 {
-    const float *x = mp__nd(t, o->in[0])->val;
-    size_t n = (size_t)o->rows * (size_t)o->cols;
-    for (size_t k = 0; k < n; k++) o->val[k] = x[k] + o->f;
+    scale_kernel(mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * (size_t)o->cols, o->f, 1);
 }
 mp_status mp__bwd_add_scalar(mp_tape *t, mp_var v, mp_var g) { return mp__acc(t, mp__nd(t, v)->in[0], g); }
 mp_status mp__add_scalar(mp_tape *t, mp_var a, float s, mp_var *out)
