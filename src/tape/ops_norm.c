@@ -21,10 +21,12 @@
 
 #include <math.h>
 
-static float row_mean(const float *x, int32_t C) { return (float)(mp__sum8(x, (size_t)C) / C); }
+#include "tape/fastmath.h"
+
+static inline float row_mean(const float *x, int32_t C) { return (float)(mp__sum8(x, (size_t)C) / C); }
 
 /* Mean and 1/sqrt(var + eps) of one row. */
-static float row_rstd(const float *restrict x, int32_t C, float eps, float *mean)
+static inline float row_rstd(const float *restrict x, int32_t C, float eps, float *mean)
 {
     float mu = row_mean(x, C), acc[8] = {0};
     int32_t j = 0;
@@ -49,7 +51,7 @@ static mp_status ln_bwd(mp_tape *t, mp_var g, mp_var y, mp_var *out)
 }
 
 /* ---- r = ln_rstd(x) ------------------------------------------------------------- */
-void mp__fwd_ln_rstd(mp_tape *t, mp__node *o)
+MP__SIMD_CLONES void mp__fwd_ln_rstd(mp_tape *t, mp__node *o)
 {
     const mp__node *X = mp__nd(t, o->in[0]);
     int32_t C = X->cols;
@@ -70,7 +72,7 @@ mp_status mp__bwd_ln_rstd(mp_tape *t, mp_var v, mp_var g)
 }
 
 /* ---- y = ln_norm(x) ------------------------------------------------------------- */
-void mp__fwd_ln_norm(mp_tape *t, mp__node *o)
+MP__SIMD_CLONES void mp__fwd_ln_norm(mp_tape *t, mp__node *o)
 {
     const mp__node *X = mp__nd(t, o->in[0]);
     int32_t C = X->cols;
@@ -104,7 +106,7 @@ mp_status mp__ln_norm(mp_tape *t, mp_var x, float eps, mp_var *out)
 }
 
 /* ---- dx = ln_bwd(g, y) = r (g - mean(g) - y mean(g y)) ----------------------------- */
-void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
+MP__SIMD_CLONES void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
 {
     const mp__node *G = mp__nd(t, o->in[0]), *Y = mp__nd(t, o->in[1]);
     const float *kept = kept_rstd(Y);
@@ -123,7 +125,7 @@ void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
  * r, with respect to x (see the top of the file). They read g, y and r
  * through n. Recorded only by sweeps that record constants, so they are
  * never differentiated. */
-void mp__fwd_ln_bwd_y(mp_tape *t, mp__node *o)
+MP__SIMD_CLONES void mp__fwd_ln_bwd_y(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]);
     const mp__node *G = mp__nd(t, N->in[0]), *Y = mp__nd(t, N->in[1]);
@@ -138,7 +140,7 @@ void mp__fwd_ln_bwd_y(mp_tape *t, mp__node *o)
         for (int32_t j = 0; j < C; j++) out[j] = -r * (a[j] * m2 + g[j] * ay);
     }
 }
-void mp__fwd_ln_bwd_r(mp_tape *t, mp__node *o)
+MP__SIMD_CLONES void mp__fwd_ln_bwd_r(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]), *Y = mp__nd(t, N->in[1]);
     const float *kept = kept_rstd(Y);
