@@ -7,7 +7,8 @@ Usage: torch_meta.py sinusoid [steps] | transformer [steps]
   query points, one inner SGD step (a = 0.01), meta-batch 25, Adam 1e-3.
   Reports milliseconds per meta-step (tasks generated once, outside timing).
 transformer: the prompted ViT of src/model/transformer.c (28x28 images,
-  7x7 patches, d=64, 2 pre-LN blocks, 4 heads, MLP 128, GELU (tanh), 8 prompt
+  7x7 patches, d=64, 2 pre-LN blocks, 4 heads, MLP 128, GELU (the exact erf
+  form, as the library), 8 prompt
   tokens without positions, mean over the real tokens, linear head), 4-way
   5-shot 15-query tasks, meta-batch 4, 5 inner steps on prompt + head,
   second order, backbone frozen; also the process's peak RSS.
@@ -104,7 +105,7 @@ def tf_forward(bb, fast, x, heads=4):
         att = torch.softmax(q @ k.transpose(-1, -2) / dh ** 0.5, -1) @ v
         h = h + att.transpose(1, 2).reshape(n, T, d) @ l["o_w"] + l["o_b"]
         a2 = F.layer_norm(h, (d,), l["ln2_w"], l["ln2_b"], 1e-5)
-        h = h + F.gelu(a2 @ l["fc1_w"] + l["fc1_b"], approximate="tanh") @ l["fc2_w"] + l["fc2_b"]
+        h = h + F.gelu(a2 @ l["fc1_w"] + l["fc1_b"]) @ l["fc2_w"] + l["fc2_b"]
     f = F.layer_norm(h, (d,), bb["lnf_w"], bb["lnf_b"], 1e-5)
     return f[:, P:, :].mean(1) @ hw + hb
 
