@@ -187,25 +187,22 @@ void mp__fwd_gelu(mp_tape *t, mp__node *o)
 {
     gelu_values(o->attr[0], mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * o->cols);
 }
-/* d gelu^(k)(x) = g gelu^(k+1)(x): the derivative node times g, or in a sweep
- * that records constants one gelu_mul node (below). */
+/* d gelu^(k)(x) = g gelu^(k+1)(x): one gelu_mul node (below). */
 mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var d, c;
-    if (t->no_grad) {
-        int32_t attr[6] = {n.attr[0] + 1};
-        MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, g, n.in[0], attr, 0.0f, NULL, &c));
-    } else {
-        MP_TRY(mp__unary(t, MP__OP_GELU, n.in[0], 0.0f, n.attr[0] + 1, &d));
-        MP_TRY(mp__mul(t, g, d, 1.0f, &c));
-    }
+    int32_t attr[6] = {n.attr[0] + 1};
+    mp_var c;
+    MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, g, n.in[0], attr, 0.0f, NULL, &c));
     return mp__acc(t, n.in[0], c);
 }
 
 /* gelu_mul(g, x) = g * gelu^(k)(x), k = attr[0]: one node where a graph
- * records two, in blocks that stay in the L1 cache. Recorded only by sweeps
- * that record constants, so it is never differentiated. */
+ * would record two (the derivative values and their product with g), in
+ * blocks that stay in the L1 cache; the same bits as gelu^(k) then mul.
+ * Its own derivatives are gelu_mul nodes again, so every order is
+ * available: for an upstream a, d/dg = gelu_mul(a, x) of order k and
+ * d/dx = gelu_mul(a g, x) of order k + 1. */
 void mp__fwd_gelu_mul(mp_tape *t, mp__node *o)
 {
     const float *g = mp__nd(t, o->in[0])->val, *x = mp__nd(t, o->in[1])->val;
@@ -218,10 +215,20 @@ void mp__fwd_gelu_mul(mp_tape *t, mp__node *o)
         for (size_t i = 0; i < m; i++) y[i] *= gb[i];
     }
 }
-mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var g)
+mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var a)
 {
-    (void)g; /* recorded as a constant only (see above) */
-    return mp__bwd_constant_only(t, v);
+    mp__node n = *mp__nd(t, v);
+    mp_var g = n.in[0], x = n.in[1], c;
+    if (mp__need(t, g)) {
+        MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, a, x, n.attr, 0.0f, NULL, &c));
+        MP_TRY(mp__acc(t, g, c));
+    }
+    if (!mp__need(t, x)) return MP_OK;
+    int32_t attr[6] = {n.attr[0] + 1};
+    mp_var ag;
+    MP_TRY(mp__mul(t, a, g, 1.0f, &ag));
+    MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, ag, x, attr, 0.0f, NULL, &c));
+    return mp__acc(t, x, c);
 }
 
 /* ---- exp, log, square ------------------------------------------------------------------ */
