@@ -1341,6 +1341,15 @@ START_TEST(fast_exp_and_normal_cdf_are_accurate)
     ck_assert_float_eq(mp__expf(-100.0f), 0.0f);
     ck_assert_float_eq(mp__expf(0.0f), 1.0f);
     ck_assert(isfinite(mp__expf(INFINITY)));
+    /* The variant for x <= 0 (softmax, the normal density): the same values
+     * on [-100, 0], -inf and NaN. */
+    for (int i = 0; i <= 100000; i++) {
+        float x = -100.0f * (float)i / 100000.0f;
+        ck_assert_msg(mp__expf_nonpos(x) == mp__expf(x), "exp_nonpos(%.9g) = %.9g, exp %.9g", (double)x,
+                      (double)mp__expf_nonpos(x), (double)mp__expf(x));
+    }
+    ck_assert_float_eq(mp__expf_nonpos(-INFINITY), 0.0f);
+    ck_assert(isnan(mp__expf_nonpos(NAN)));
     /* NaN in, NaN out, with no undefined conversion on the way (the
      * sanitizer run would report one), through the library's ops too. */
     ck_assert(isnan(mp__expf(NAN)));
