@@ -695,6 +695,215 @@ START_TEST(elementwise_kernels_are_exact_for_every_broadcast)
 }
 END_TEST
 
+/* ---- softmax family against double-precision references ---------------------------
+ * The row kernels reduce in eight lanes plus a scalar for the last C mod 8
+ * entries, and softmax goes through its rows in blocks of about 1024 values:
+ * rows of 1, 7, 9, 17, 24 and 33 columns, 1100 rows (two blocks or more at
+ * every width). Row kinds, in turn: moderate logits; logits in +-80 with
+ * +80 and -80 placed; logits in +-1e4 with +1e4 placed; every third entry
+ * -inf; every entry -inf but one; 1e4 plus [0, 8) (large common offset);
+ * optionally a NaN (then the whole row is NaN, as it always was: the max
+ * skips NaN, the sum does not). Placed entries move along the row from one
+ * row of a kind to the next, so each lands in the lanes and in the tail. */
+static const int32_t sm_cols[] = {1, 7, 9, 17, 24, 33};
+enum { SM_ROWS = 1100, SM_KINDS = 7 };
+
+static double sm_unif(uint32_t *s) /* [0, 1) */
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (double)(*s >> 8) / 16777216.0;
+}
+
+static void sm_fill(float *x, int32_t C, int with_nan)
+{
+    uint32_t s = 977u * (uint32_t)C + 1u;
+    int kinds = with_nan ? SM_KINDS : SM_KINDS - 1;
+    for (int32_t i = 0; i < SM_ROWS; i++) {
+        float *r = x + (size_t)i * C;
+        int kind = i % kinds;
+        int32_t at = (i / kinds) % C, at2 = (i / kinds + C / 2) % C;
+        for (int32_t j = 0; j < C; j++) {
+            double u = sm_unif(&s);
+            switch (kind) {
+            case 0: r[j] = (float)(6.0 * u - 3.0); break;
+            case 1: r[j] = (float)(160.0 * u - 80.0); break;
+            case 2: r[j] = (float)(2e4 * u - 1e4); break;
+            case 3: r[j] = j % 3 == 1 ? -INFINITY : (float)(4.0 * u - 2.0); break;
+            case 4: r[j] = -INFINITY; break;
+            default: r[j] = (float)(1e4 + 8.0 * u); break;
+            }
+        }
+        if (kind == 1) r[at2] = -80.0f, r[at] = 80.0f;
+        if (kind == 2) r[at2] = -1e4f, r[at] = 1e4f;
+        if (kind == 4) r[at] = (float)(2.0 * sm_unif(&s) - 1.0);
+        if (kind == 6) r[at] = NAN;
+    }
+}
+
+/* Softmax and log-softmax of one row in double from the float differences
+ * x - max (the kernels' first step, exact for entries near the max; a wrong
+ * max, from a reduction that missed entries, shows in the results). */
+static void sm_ref(const float *x, int32_t C, double *p, double *lp)
+{
+    float m = -INFINITY;
+    double sum = 0;
+    for (int32_t j = 0; j < C; j++)
+        if (x[j] > m) m = x[j];
+    for (int32_t j = 0; j < C; j++) sum += exp((double)(x[j] - m));
+    for (int32_t j = 0; j < C; j++) {
+        p[j] = exp((double)(x[j] - m)) / sum;
+        lp[j] = (double)(x[j] - m) - log(sum);
+    }
+}
+
+/* Values: relative 1e-6 (exp 3e-7, the float sum's C/8 + 4 roundings, the
+ * division; the worst seen: 2.5e-7) and 1e-37 absolute (exp is 0 below
+ * -87); log-softmax within 1e-6 (1 + |value|). -inf gives exactly 0 (log:
+ * -inf), a lone finite entry exactly 1 (log: 0); a NaN row is NaN. */
+START_TEST(softmax_rows_match_a_double_reference)
+{
+    int32_t C = sm_cols[_i];
+    size_t n = (size_t)SM_ROWS * C;
+    float *x = malloc(n * sizeof *x), *p = malloc(n * sizeof *p), *lp = malloc(n * sizeof *lp);
+    double *pr = malloc(C * sizeof *pr), *lpr = malloc(C * sizeof *lpr);
+    ck_assert(x && p && lp && pr && lpr);
+    sm_fill(x, C, 1);
+    mp_tape *t;
+    mp_var xv, pv, lpv;
+    MP_CK_OK(mp_tape_create(&t));
+    MP_CK_OK(mp_tape_leaf(t, SM_ROWS, C, x, n, 0, &xv));
+    MP_CK_OK(mp_softmax(t, xv, &pv));
+    MP_CK_OK(mp_log_softmax(t, xv, &lpv));
+    MP_CK_OK(mp_tape_read(t, pv, p, n));
+    MP_CK_OK(mp_tape_read(t, lpv, lp, n));
+    double worst = 0, worst_log = 0;
+    for (int32_t i = 0; i < SM_ROWS; i++) {
+        const float *xr = x + (size_t)i * C;
+        int kind = i % SM_KINDS, finite = 0;
+        for (int32_t j = 0; j < C; j++) finite += isfinite(xr[j]) != 0;
+        sm_ref(xr, C, pr, lpr);
+        for (int32_t j = 0; j < C; j++) {
+            size_t k = (size_t)i * C + j;
+            if (kind == 6) {
+                ck_assert_msg(isnan(p[k]) && isnan(lp[k]), "C = %d, NaN row %d, column %d: %g %g", (int)C, (int)i,
+                              (int)j, (double)p[k], (double)lp[k]);
+            } else if (xr[j] == -INFINITY) {
+                ck_assert_msg(p[k] == 0.0f && lp[k] == -INFINITY, "C = %d, row %d, column %d (-inf): %g %g", (int)C,
+                              (int)i, (int)j, (double)p[k], (double)lp[k]);
+            } else if (finite == 1) {
+                ck_assert_msg(p[k] == 1.0f && lp[k] == 0.0f, "C = %d, row %d, column %d (lone entry): %g %g",
+                              (int)C, (int)i, (int)j, (double)p[k], (double)lp[k]);
+            } else {
+                double e = fabs(p[k] - pr[j]), el = fabs(lp[k] - lpr[j]);
+                ck_assert_msg(e <= 1e-6 * pr[j] + 1e-37, "C = %d, row %d (kind %d), column %d: softmax %.9g, reference %.9g",
+                              (int)C, (int)i, kind, (int)j, (double)p[k], pr[j]);
+                ck_assert_msg(el <= 1e-6 * (1.0 + fabs(lpr[j])),
+                              "C = %d, row %d (kind %d), column %d: log-softmax %.9g, reference %.9g", (int)C, (int)i,
+                              kind, (int)j, (double)lp[k], lpr[j]);
+                if (pr[j] > 1e-30) worst = fmax(worst, e / pr[j]);
+                worst_log = fmax(worst_log, el / (1.0 + fabs(lpr[j])));
+            }
+        }
+    }
+    if (getenv("MP_TEST_VERBOSE"))
+        printf("softmax C = %d: worst relative error %.3g, log-softmax %.3g\n", (int)C, worst, worst_log);
+    mp_tape_destroy(t);
+    free(x), free(p), free(lp), free(pr), free(lpr);
+}
+END_TEST
+
+/* The first and second derivatives of L = sum(w * softmax(x)) and of
+ * sum(w * log_softmax(x)) on the rows above (without the NaN kind) against
+ * double references computed from the tape's own probabilities p:
+ * dL/dx = p (w - <w, p>) (softmax_grad) and, along v, with dp = p (v - <v, p>),
+ * H v = dp (w - <w, p>) - p <w, dp>, through the constant sweep (fused
+ * softmax_grad_y) and through the recorded graph (composed ops); for
+ * log-softmax dL/dx = w - p sum(w) (log_softmax_grad). Errors within 1e-6
+ * of the terms' sizes, p (1 + |w|) (log-softmax: |w| + p (1 + |sum(w)|))
+ * and p (1 + |v|) (1 + |w|) (the worst seen: 2.5e-7); exactly 0 at -inf
+ * entries. */
+START_TEST(softmax_derivatives_match_a_double_reference)
+{
+    int32_t C = sm_cols[_i];
+    size_t n = (size_t)SM_ROWS * C;
+    float *x = malloc(n * sizeof *x), *w = malloc(n * sizeof *w), *v = malloc(n * sizeof *v);
+    float *p = malloc(n * sizeof *p), *g = malloc(n * sizeof *g), *hv[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
+    double *pr = malloc(C * sizeof *pr);
+    ck_assert(x && w && v && p && g && hv[0] && hv[1] && pr);
+    sm_fill(x, C, 0);
+    uint32_t s = 4242u + (uint32_t)C;
+    for (size_t k = 0; k < n; k++) {
+        w[k] = (float)(2.0 * sm_unif(&s) - 1.0);
+        v[k] = (float)(2.0 * sm_unif(&s) - 1.0);
+    }
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    mp_var xv, wv, vv, pv, l, gv, h, hvv;
+    for (int log_sm = 0; log_sm < 2; log_sm++) {
+        for (int graph = 0; graph < 2; graph++) {
+            MP_CK_OK(mp_tape_reset(t));
+            MP_CK_OK(mp_tape_leaf(t, SM_ROWS, C, x, n, MP_LEAF_REQUIRES_GRAD, &xv));
+            MP_CK_OK(mp_tape_leaf(t, SM_ROWS, C, w, n, 0, &wv));
+            MP_CK_OK(mp_tape_leaf(t, SM_ROWS, C, v, n, 0, &vv));
+            MP_CK_OK(log_sm ? mp_log_softmax(t, xv, &pv) : mp_softmax(t, xv, &pv));
+            MP_CK_OK(mp_mul(t, pv, wv, &l));
+            MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+            MP_CK_OK(mp_tape_backward(t, l, 1));
+            MP_CK_OK(mp_tape_grad(t, xv, &gv));
+            MP_CK_OK(mp_tape_read(t, pv, p, n));
+            MP_CK_OK(mp_tape_read(t, gv, g, n));
+            if (log_sm) break; /* log-softmax: first order only */
+            MP_CK_OK(mp_mul(t, gv, vv, &h));
+            MP_CK_OK(mp_sum(t, h, MP_REDUCE_ALL, &h));
+            MP_CK_OK(mp_tape_backward(t, h, graph));
+            MP_CK_OK(mp_tape_grad(t, xv, &hvv));
+            MP_CK_OK(mp_tape_read(t, hvv, hv[graph], n));
+        }
+        double worst_g = 0, worst_h = 0;
+        for (int32_t i = 0; i < SM_ROWS; i++) {
+            const float *xr = x + (size_t)i * C, *wr = w + (size_t)i * C, *vr = v + (size_t)i * C, *gr = g + (size_t)i * C;
+            double wp = 0, vp = 0, wsum = 0, wdp = 0;
+            for (int32_t j = 0; j < C; j++) {
+                float pj = p[(size_t)i * C + j];
+                pr[j] = log_sm ? exp((double)pj) : pj; /* the tape's probabilities */
+            }
+            for (int32_t j = 0; j < C; j++) {
+                wp += (double)wr[j] * pr[j];
+                vp += (double)vr[j] * pr[j];
+                wsum += wr[j];
+            }
+            for (int32_t j = 0; j < C; j++) wdp += (double)wr[j] * pr[j] * (vr[j] - vp);
+            for (int32_t j = 0; j < C; j++) {
+                double gref = log_sm ? wr[j] - pr[j] * wsum : pr[j] * (wr[j] - wp);
+                double gscale = log_sm ? fabs(wr[j]) + pr[j] * (1.0 + fabs(wsum)) : pr[j] * (1.0 + fabs(wr[j]));
+                double ge = fabs(gr[j] - gref);
+                ck_assert_msg(ge <= 1e-6 * gscale + 1e-37, "%s C = %d, row %d, column %d: gradient %.9g, reference %.9g",
+                              log_sm ? "log-softmax" : "softmax", (int)C, (int)i, (int)j, (double)gr[j], gref);
+                if (xr[j] == -INFINITY && !log_sm) ck_assert_msg(gr[j] == 0.0f, "gradient %g at -inf", (double)gr[j]);
+                if (gscale > 1e-30) worst_g = fmax(worst_g, ge / gscale);
+                if (log_sm) continue;
+                double dp = pr[j] * (vr[j] - vp), href = dp * (wr[j] - wp) - pr[j] * wdp;
+                double hscale = pr[j] * (1.0 + fabs(vr[j])) * (1.0 + fabs(wr[j]));
+                for (int graph = 0; graph < 2; graph++) {
+                    float got = hv[graph][(size_t)i * C + j];
+                    double he = fabs(got - href);
+                    ck_assert_msg(he <= 1e-6 * hscale + 1e-37,
+                                  "softmax C = %d, row %d, column %d: Hessian-vector product (%s) %.9g, reference %.9g",
+                                  (int)C, (int)i, (int)j, graph ? "composed" : "fused", (double)got, href);
+                    if (xr[j] == -INFINITY) ck_assert_msg(got == 0.0f, "HVP %g at -inf", (double)got);
+                    if (hscale > 1e-30) worst_h = fmax(worst_h, he / hscale);
+                }
+            }
+        }
+        if (getenv("MP_TEST_VERBOSE"))
+            printf("%s C = %d: worst gradient error %.3g, Hessian-vector product %.3g (relative to their scales)\n",
+                   log_sm ? "log-softmax" : "softmax", (int)C, worst_g, log_sm ? NAN : worst_h);
+    }
+    mp_tape_destroy(t);
+    free(x), free(w), free(v), free(p), free(g), free(hv[0]), free(hv[1]), free(pr);
+}
+END_TEST
+
 Suite *mp_test_tape_fused_suite(void)
 {
     Suite *s = suite_create("tape_fused");
@@ -709,6 +918,8 @@ Suite *mp_test_tape_fused_suite(void)
                         8 * (int)(sizeof tricases / sizeof tricases[0]));
     tcase_add_test(g, linear_and_scale_shift_reject_bad_inputs);
     tcase_add_test(g, elementwise_kernels_are_exact_for_every_broadcast);
+    tcase_add_loop_test(g, softmax_rows_match_a_double_reference, 0, (int)(sizeof sm_cols / sizeof sm_cols[0]));
+    tcase_add_loop_test(g, softmax_derivatives_match_a_double_reference, 0, (int)(sizeof sm_cols / sizeof sm_cols[0]));
     suite_add_tcase(s, g);
     return s;
 }
