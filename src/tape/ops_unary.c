@@ -132,60 +132,74 @@ static double phi_deriv(double x, int m)
     double pdf = exp(-0.5 * x * x) * 0.39894228040143267794;
     return ((m - 1) % 2 ? -1.0 : 1.0) * he * pdf;
 }
+/* Orders 4 and up, in double (orders 0 to 3 have the float loops below). */
 static float gelu_deriv(float xf, int n)
 {
-    /* Orders 0 and 1 (forward and first backward) in float: the hot ones. */
-    if (n == 0) return xf * mp__normal_cdf(xf);
-    if (n == 1) return mp__normal_cdf(xf) + xf * 0.39894228f * mp__expf(-0.5f * xf * xf);
     double x = xf;
-    if (n == 0) return (float)(x * phi_deriv(x, 0));
     return (float)(x * phi_deriv(x, n) + n * phi_deriv(x, n - 1));
 }
-/* The hot gelu loops, with an AVX2+FMA clone (fastmath.h). */
-MP__SIMD_CLONES static void gelu0_loop(const float *restrict x, float *restrict y, size_t n)
+/* Orders 0 and 1 from one normal CDF (and density); orders 2 and 3
+ * (second-order MAML differentiates the recorded first backward) in closed
+ * form, phi = the normal density: gelu^(2) = phi (2 - x^2),
+ * gelu^(3) = phi x (x^2 - 4). */
+static inline float gelu0(float v) { return v * mp__normal_cdf(v); }
+static inline float gelu1(float v)
 {
-    for (size_t k = 0; k < n; k++) y[k] = x[k] * mp__normal_cdf(x[k]);
+    float pdf, cdf = mp__normal_cdf_pdf(v, &pdf);
+    return cdf + v * pdf;
 }
-MP__SIMD_CLONES static void gelu1_loop(const float *restrict x, float *restrict y, size_t n)
+static inline float gelu2(float v)
 {
-    for (size_t k = 0; k < n; k++) {
-        float pdf, cdf = mp__normal_cdf_pdf(x[k], &pdf);
-        y[k] = cdf + x[k] * pdf;
-    }
+    float pdf = 0.39894228f * mp__expf_nonpos(-0.5f * v * v);
+    return pdf * (2.0f - v * v);
 }
-
-/* Orders 2 and 3 (second-order MAML differentiates the recorded first
- * backward) in closed form, phi = the normal density:
- * gelu^(2) = phi (2 - x^2), gelu^(3) = phi x (x^2 - 4). */
-MP__SIMD_CLONES static void gelu2_loop(const float *restrict x, float *restrict y, size_t n)
+static inline float gelu3(float v)
 {
-    for (size_t k = 0; k < n; k++) {
-        float v = x[k], pdf = 0.39894228f * mp__expf(-0.5f * v * v);
-        y[k] = pdf * (2.0f - v * v);
-    }
-}
-MP__SIMD_CLONES static void gelu3_loop(const float *restrict x, float *restrict y, size_t n)
-{
-    for (size_t k = 0; k < n; k++) {
-        float v = x[k], pdf = 0.39894228f * mp__expf(-0.5f * v * v);
-        y[k] = pdf * v * (v * v - 4.0f);
-    }
+    float pdf = 0.39894228f * mp__expf_nonpos(-0.5f * v * v);
+    return pdf * v * (v * v - 4.0f);
 }
 
-/* y[0..n) = gelu^(k)(x[0..n)). */
-static void gelu_values(int k, const float *restrict x, float *restrict y, size_t n)
+/* The hot gelu loops, with SIMD clones (fastmath.h): y = gelu^(k)(x) and,
+ * for gelu_mul, y = g gelu^(k)(x) in the same pass. */
+#define GELU_LOOPS(k)                                                                                  \
+    MP__SIMD_CLONES static void gelu##k##_loop(const float *restrict x, float *restrict y, size_t n)      \
+    {                                                                                                  \
+        for (size_t i = 0; i < n; i++) y[i] = gelu##k(x[i]);                                           \
+    }                                                                                                  \
+    MP__SIMD_CLONES static void gelu##k##_mul_loop(const float *restrict g, const float *restrict x,      \
+                                                   float *restrict y, size_t n)                        \
+    {                                                                                                  \
+        for (size_t i = 0; i < n; i++) y[i] = g[i] * gelu##k(x[i]);                                    \
+    }
+GELU_LOOPS(0)
+GELU_LOOPS(1)
+GELU_LOOPS(2)
+GELU_LOOPS(3)
+#undef GELU_LOOPS
+
+/* y[0..n) = gelu^(k)(x[0..n)), times g[0..n) unless g is NULL. */
+static void gelu_values(int k, const float *restrict g, const float *restrict x, float *restrict y, size_t n)
 {
-    if (k == 0) gelu0_loop(x, y, n);
-    else if (k == 1) gelu1_loop(x, y, n);
-    else if (k == 2) gelu2_loop(x, y, n);
-    else if (k == 3) gelu3_loop(x, y, n);
-    else
-        for (size_t i = 0; i < n; i++) y[i] = gelu_deriv(x[i], k);
+    if (g) {
+        if (k == 0) gelu0_mul_loop(g, x, y, n);
+        else if (k == 1) gelu1_mul_loop(g, x, y, n);
+        else if (k == 2) gelu2_mul_loop(g, x, y, n);
+        else if (k == 3) gelu3_mul_loop(g, x, y, n);
+        else
+            for (size_t i = 0; i < n; i++) y[i] = g[i] * gelu_deriv(x[i], k);
+    } else {
+        if (k == 0) gelu0_loop(x, y, n);
+        else if (k == 1) gelu1_loop(x, y, n);
+        else if (k == 2) gelu2_loop(x, y, n);
+        else if (k == 3) gelu3_loop(x, y, n);
+        else
+            for (size_t i = 0; i < n; i++) y[i] = gelu_deriv(x[i], k);
+    }
 }
 
 void mp__fwd_gelu(mp_tape *t, mp__node *o)
 {
-    gelu_values(o->attr[0], mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * o->cols);
+    gelu_values(o->attr[0], NULL, mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * o->cols);
 }
 /* d gelu^(k)(x) = g gelu^(k+1)(x): one gelu_mul node (below). */
 mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
@@ -197,23 +211,15 @@ mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
     return mp__acc(t, n.in[0], c);
 }
 
-/* gelu_mul(g, x) = g * gelu^(k)(x), k = attr[0]: one node where a graph
- * would record two (the derivative values and their product with g), in
- * blocks that stay in the L1 cache; the same bits as gelu^(k) then mul.
- * Its own derivatives are gelu_mul nodes again, so every order is
+/* gelu_mul(g, x) = g * gelu^(k)(x), k = attr[0]: one node and one pass
+ * where a graph would record two (the derivative values and their product
+ * with g). Its own derivatives are gelu_mul nodes again, so every order is
  * available: for an upstream a, d/dg = gelu_mul(a, x) of order k and
  * d/dx = gelu_mul(a g, x) of order k + 1. */
 void mp__fwd_gelu_mul(mp_tape *t, mp__node *o)
 {
-    const float *g = mp__nd(t, o->in[0])->val, *x = mp__nd(t, o->in[1])->val;
-    size_t n = (size_t)o->rows * o->cols;
-    for (size_t b = 0; b < n; b += 2048) {
-        size_t m = n - b < 2048 ? n - b : 2048;
-        float *restrict y = o->val + b;
-        const float *restrict gb = g + b;
-        gelu_values(o->attr[0], x + b, y, m);
-        for (size_t i = 0; i < m; i++) y[i] *= gb[i];
-    }
+    gelu_values(o->attr[0], mp__nd(t, o->in[0])->val, mp__nd(t, o->in[1])->val, o->val,
+                (size_t)o->rows * o->cols);
 }
 mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var a)
 {
