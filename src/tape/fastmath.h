@@ -8,24 +8,34 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Hot loops over these functions also get AVX-512 (x86-64-v4) and AVX2+FMA
- * (x86-64-v3) clones picked at load time (GCC on x86-64 with glibc, through
- * ifunc); elsewhere only the baseline vectorized loop. Each string of
- * target_clones is one clone, so the ISA levels are named ("avx2,fma" made
- * an AVX2 clone without FMA and an FMA clone on SSE vectors; GCC before 12,
- * which cannot name the levels, still gets those two). The clones contract
- * a * b + c into FMA instructions (fp-contract=fast, which -std=c11
- * otherwise turns off: without it there was no FMA at all), so their results
- * differ from the baseline's by FMA rounding. (The AVX-512 clone: gelu's
- * backward 23 % faster than the AVX2 one on the development machine's AMD
- * EPYC; the FMAs: gelu 20 % and softmax 10-14 % less time.) Functions called
- * from a clone must be inlined into it (a call runs the baseline build). */
+/* Hot loops get AVX-512 (x86-64-v4) and AVX2+FMA (x86-64-v3) clones picked
+ * at load time (GCC on x86-64 with glibc, through ifunc); elsewhere only the
+ * baseline vectorized loop. Each string of target_clones is one clone, so
+ * the ISA levels are named ("avx2,fma" made an AVX2 clone without FMA and an
+ * FMA clone on SSE vectors; GCC before 12, which cannot name the levels,
+ * still gets those two). Two flavours:
+ * - MP__SIMD_CLONES_FMA (gelu, softmax): the clones contract a * b + c into
+ *   FMA instructions (fp-contract=fast, which -std=c11 otherwise turns off),
+ *   so their results differ from the baseline's by FMA rounding. (The
+ *   AVX-512 clone: gelu's backward 23 % faster than the AVX2 one on the
+ *   development machine's AMD EPYC; the FMAs: gelu 20 % and softmax
+ *   10-14 % less time.)
+ * - MP__SIMD_CLONES (element-wise sums and products, layer norm): no
+ *   contraction, so every clone gives the baseline's bits — mul_add stays
+ *   exactly mul then add, and a layer norm the same on every machine.
+ * Functions called from a clone must be inlined into it (a call runs the
+ * baseline build). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && __GNUC__ >= 12
-#define MP__SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#define MP__CLONE_LIST target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")
 #elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-#define MP__SIMD_CLONES __attribute__((target_clones("avx2", "fma", "default"), optimize("fp-contract=fast")))
+#define MP__CLONE_LIST target_clones("avx2", "fma", "default")
+#endif
+#ifdef MP__CLONE_LIST
+#define MP__SIMD_CLONES __attribute__((MP__CLONE_LIST))
+#define MP__SIMD_CLONES_FMA __attribute__((MP__CLONE_LIST, optimize("fp-contract=fast")))
 #else
 #define MP__SIMD_CLONES
+#define MP__SIMD_CLONES_FMA
 #endif
 
 /* e^x for x in [-87, 88] (a NaN x arrives here as -87): Cody-Waite reduction

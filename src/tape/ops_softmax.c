@@ -89,7 +89,7 @@ ROW_INLINE float row_exp_sum(const float *restrict x, int32_t C)
  * them, where one row's chain of max, exp, sum and divide would keep it
  * waiting (1920 rows of 24: 0.6 ns per value instead of 1.9). */
 enum { SOFTMAX_BLOCK = 1024 };
-MP__SIMD_CLONES static void softmax_block(const float *restrict x, float *restrict y, int32_t rows, int32_t C,
+MP__SIMD_CLONES_FMA static void softmax_block(const float *restrict x, float *restrict y, int32_t rows, int32_t C,
                                           int log_out)
 {
     float ls[SOFTMAX_BLOCK];
@@ -140,7 +140,7 @@ mp_status mp__bwd_softmax(mp_tape *t, mp_var v, mp_var g)
     return mp__acc(t, mp__nd(t, v)->in[0], c);
 }
 
-MP__SIMD_CLONES static void softmax_grad_block(const float *restrict g, const float *restrict y,
+MP__SIMD_CLONES_FMA static void softmax_grad_block(const float *restrict g, const float *restrict y,
                                                float *restrict out, int32_t rows, int32_t C)
 {
     for (int32_t i = 0; i < rows; i++) {
@@ -182,7 +182,7 @@ mp_status mp__bwd_softmax_grad(mp_tape *t, mp_var v, mp_var h)
  * softmax_grad node n = softmax_grad(g, y): its derivative with respect to
  * y, fused. Recorded only by sweeps that record constants, so it is never
  * differentiated. */
-MP__SIMD_CLONES static void softmax_grad_y_block(const float *restrict h, const float *restrict g,
+MP__SIMD_CLONES_FMA static void softmax_grad_y_block(const float *restrict h, const float *restrict g,
                                                  const float *restrict y, float *restrict out, int32_t rows,
                                                  int32_t C)
 {
@@ -226,7 +226,7 @@ mp_status mp__bwd_log_softmax(mp_tape *t, mp_var v, mp_var g)
     return mp__acc(t, mp__nd(t, v)->in[0], c);
 }
 
-MP__SIMD_CLONES static void log_softmax_grad_block(const float *restrict g, const float *restrict y,
+MP__SIMD_CLONES_FMA static void log_softmax_grad_block(const float *restrict g, const float *restrict y,
                                                    float *restrict out, int32_t rows, int32_t C)
 {
     for (int32_t i = 0; i < rows; i++) {

@@ -162,11 +162,11 @@ static inline float gelu3(float v)
 /* The hot gelu loops, with SIMD clones (fastmath.h): y = gelu^(k)(x) and,
  * for gelu_mul, y = g gelu^(k)(x) in the same pass. */
 #define GELU_LOOPS(k)                                                                                  \
-    MP__SIMD_CLONES static void gelu##k##_loop(const float *restrict x, float *restrict y, size_t n)      \
+    MP__SIMD_CLONES_FMA static void gelu##k##_loop(const float *restrict x, float *restrict y, size_t n)      \
     {                                                                                                  \
         for (size_t i = 0; i < n; i++) y[i] = gelu##k(x[i]);                                           \
     }                                                                                                  \
-    MP__SIMD_CLONES static void gelu##k##_mul_loop(const float *restrict g, const float *restrict x,      \
+    MP__SIMD_CLONES_FMA static void gelu##k##_mul_loop(const float *restrict g, const float *restrict x,      \
                                                    float *restrict y, size_t n)                        \
     {                                                                                                  \
         for (size_t i = 0; i < n; i++) y[i] = g[i] * gelu##k(x[i]);                                    \
