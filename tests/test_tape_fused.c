@@ -1,6 +1,9 @@
 /* Tape fast paths added for the second-order meta-step (docs/META.md,
- * performance): closed-form gelu derivatives of orders 2 and 3. Kept apart
- * from test_tape.c so that the two files can change independently. */
+ * performance): closed-form gelu derivatives and the one-pass gelu_mul, the
+ * fused derivatives of layer norm, gelu and softmax, the fused forward ops
+ * linear and mul_add (third node input), the element-wise kernels' exact
+ * bits and the softmax family's lane reductions. Kept apart from
+ * test_tape.c so that the two files can change independently. */
 #include "test_util.h"
 
 #include "core/internal.h"
@@ -206,7 +209,10 @@ static void ln_hvp(mp_tape *t, const float *x, const float *v, int32_t graph, fl
 }
 
 /* _i: 0 layer norm, 1 gelu, 2 softmax (their constant sweeps record one
- * fused node: ln_bwd_x, gelu_mul, softmax_grad_y). */
+ * fused node: ln_bwd_y / ln_bwd_r, gelu_mul, softmax_grad_y). Gelu's
+ * backward records gelu_mul nodes in both kinds of sweeps, so for gelu the
+ * fused-vs-composed comparison is an identity and the third derivative
+ * against finite differences carries the check. */
 START_TEST(fused_and_composed_derivatives_agree_to_third_order)
 {
     static const unary_build builds[3] = {build_ln, build_gelu, build_softmax};

@@ -22,7 +22,8 @@
  *   10-14 % less time.)
  * - MP__SIMD_CLONES (element-wise sums and products, layer norm): no
  *   contraction, so every clone gives the baseline's bits — mul_add stays
- *   exactly mul then add, and a layer norm the same on every machine.
+ *   exactly mul then add, and a layer norm the same whichever clone the
+ *   CPU gets.
  * Functions called from a clone must be inlined into it (a call runs the
  * baseline build). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && __GNUC__ >= 12
