@@ -643,6 +643,124 @@ START_TEST(fused_ops_differentiate_like_the_pair_for_every_constant_input)
 }
 END_TEST
 
+/* A fused op whose inputs are the same variable (x * x + x, x * s + x, a b + b
+ * with b a row, a b + a with a a row): the gradients (plain, pruned to the
+ * leaves, recycling, and the Hessian-vector product of a create_graph
+ * sweep) are those of the composed pair, bit for bit for mul_add and to
+ * rounding for linear (whose bits depend on the BLAS kernel), and the
+ * recycling sweep's equal the pruned sweep's bit for bit. Each leaf
+ * requires a gradient, and the shared leaf gets the shares of every input
+ * it is. */
+enum { AL_R = 70, AL_C = 6 };
+static float al_x[AL_R * AL_C], al_s[AL_C * AL_C], al_w[AL_R * AL_C]; /* al_s: s, b (1 x C) or b (C x C) */
+
+/* Leaf shapes and the fused op of case c (0-3); x[0] is the shared leaf. */
+static void al_shapes(int c, int32_t r[2], int32_t cc[2])
+{
+    static const int32_t shapes[4][4] = {{AL_R, AL_C, 0, 0}, {AL_R, AL_C, 1, AL_C}, {AL_R, 1, 1, AL_C}, {1, AL_C, AL_C, AL_C}};
+    r[0] = shapes[c][0], cc[0] = shapes[c][1], r[1] = shapes[c][2], cc[1] = shapes[c][3];
+}
+static mp_status al_op(mp_tape *t, int c, const mp_var *v, int fused, mp_var *out)
+{
+    mp_var p;
+    switch (c) {
+    case 0: /* x * x + x */
+        if (fused) return mp__scale_shift(t, v[0], v[0], v[0], out);
+        MP_TRY(mp_mul(t, v[0], v[0], &p));
+        return mp_add(t, p, v[0], out);
+    case 1: /* x * s + x */
+        if (fused) return mp__scale_shift(t, v[0], v[1], v[0], out);
+        MP_TRY(mp_mul(t, v[0], v[1], &p));
+        return mp_add(t, p, v[0], out);
+    case 2: /* a b + b, b the bias row (k = 1) */
+        if (fused) return mp__linear(t, v[0], v[1], v[1], 0, 0, out);
+        MP_TRY(mp_matmul(t, v[0], v[1], 0, 0, &p));
+        return mp_add(t, p, v[1], out);
+    default: /* a b + a, a the bias row (m = 1) */
+        if (fused) return mp__linear(t, v[0], v[1], v[0], 0, 0, out);
+        MP_TRY(mp_matmul(t, v[0], v[1], 0, 0, &p));
+        return mp_add(t, p, v[0], out);
+    }
+}
+
+/* sweep: 0 backward, 1 backward_wrt the leaves, 2 recycling, 3 the
+ * gradient of sum(g . g) over the leaves' gradients g (create_graph). */
+static void al_grads(mp_tape *t, int c, int fused, int sweep, float g[2][AL_R * AL_C])
+{
+    int32_t r[2], cc[2];
+    al_shapes(c, r, cc);
+    int nl = r[1] ? 2 : 1;
+    mp_var v[2], y, wv, l, gv;
+    MP_CK_OK(mp_tape_reset(t));
+    MP_CK_OK(mp_tape_leaf(t, r[0], cc[0], al_x, (size_t)r[0] * cc[0], MP_LEAF_REQUIRES_GRAD, &v[0]));
+    if (nl == 2) MP_CK_OK(mp_tape_leaf(t, r[1], cc[1], al_s, (size_t)r[1] * cc[1], MP_LEAF_REQUIRES_GRAD, &v[1]));
+    MP_CK_OK(al_op(t, c, v, fused, &y));
+    int32_t yr, yc;
+    MP_CK_OK(mp_tape_shape(t, y, &yr, &yc));
+    MP_CK_OK(mp_tape_leaf(t, yr, yc, al_w, (size_t)yr * yc, 0, &wv));
+    MP_CK_OK(mp_mul(t, y, y, &l));
+    MP_CK_OK(mp_mul(t, l, wv, &l));
+    MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+    if (sweep == 0) MP_CK_OK(mp_tape_backward(t, l, 0));
+    if (sweep == 1) MP_CK_OK(mp_tape_backward_wrt(t, l, 0, v, (size_t)nl));
+    if (sweep == 2) MP_CK_OK(mp__tape_backward_wrt_recycle(t, l, v, (size_t)nl));
+    if (sweep == 3) {
+        mp_var s = MP_VAR_NONE, q;
+        MP_CK_OK(mp_tape_backward(t, l, 1));
+        for (int i = 0; i < nl; i++) {
+            MP_CK_OK(mp_tape_grad(t, v[i], &gv));
+            MP_CK_OK(mp_mul(t, gv, gv, &q));
+            MP_CK_OK(mp_sum(t, q, MP_REDUCE_ALL, &q));
+            if (s == MP_VAR_NONE) s = q;
+            else MP_CK_OK(mp_add(t, s, q, &s));
+        }
+        MP_CK_OK(mp_tape_backward(t, s, 0));
+    }
+    for (int i = 0; i < nl; i++) {
+        MP_CK_OK(mp_tape_grad(t, v[i], &gv));
+        MP_CK_OK(mp_tape_read(t, gv, g[i], (size_t)r[i] * cc[i]));
+    }
+}
+
+START_TEST(fused_ops_with_aliased_inputs_match_the_pair)
+{
+    static float gf[2][AL_R * AL_C], gp[2][AL_R * AL_C], gw[2][AL_R * AL_C];
+    for (int i = 0; i < AL_R * AL_C; i++) {
+        al_x[i] = 0.9f * sinf(0.61f * (float)i + 0.3f);
+        al_w[i] = cosf(0.37f * (float)i) + 0.25f;
+    }
+    for (int j = 0; j < AL_C * AL_C; j++) al_s[j] = 0.6f + 0.5f * sinf(1.3f * (float)j);
+    mp_tape *t;
+    MP_CK_OK(mp_tape_create(&t));
+    for (int c = 0; c < 4; c++) {
+        int32_t r[2], cc[2];
+        al_shapes(c, r, cc);
+        int nl = r[1] ? 2 : 1, exact = c < 2;
+        for (int sweep = 0; sweep < 4; sweep++) {
+            memset(gf, 0, sizeof gf), memset(gp, 0, sizeof gp);
+            al_grads(t, c, 1, sweep, gf);
+            al_grads(t, c, 0, sweep, gp);
+            for (int i = 0; i < nl; i++) {
+                size_t n = (size_t)r[i] * cc[i];
+                double scale = 0;
+                for (size_t k = 0; k < n; k++) scale = fmax(scale, fabs(gp[i][k]));
+                ck_assert_msg(scale > 0.1, "case %d sweep %d leaf %d: degenerate gradient (max %g)", c, sweep, i, scale);
+                for (size_t k = 0; k < n; k++)
+                    ck_assert_msg(exact ? gf[i][k] == gp[i][k] : fabs(gf[i][k] - gp[i][k]) <= 1e-6 * scale,
+                                  "case %d sweep %d leaf %d element %zu: fused %.9g, pair %.9g", c, sweep, i, k,
+                                  (double)gf[i][k], (double)gp[i][k]);
+            }
+            if (sweep == 2) { /* recycling: the pruned sweep's bits */
+                memset(gw, 0, sizeof gw);
+                al_grads(t, c, 1, 1, gw);
+                ck_assert_msg(memcmp(gf, gw, sizeof gf) == 0, "case %d: recycling and pruned sweeps differ", c);
+            }
+        }
+    }
+    mp_tape_destroy(t);
+}
+END_TEST
+
 /* Bad inputs of the two internal fused ops: a clear status naming the
  * function and the argument, nothing recorded. */
 START_TEST(linear_and_scale_shift_reject_bad_inputs)
@@ -970,6 +1088,7 @@ Suite *mp_test_tape_fused_suite(void)
     tcase_add_loop_test(g, fused_ops_differentiate_like_the_pair_for_every_constant_input, 0,
                         8 * (int)(sizeof tricases / sizeof tricases[0]));
     tcase_add_test(g, linear_and_scale_shift_reject_bad_inputs);
+    tcase_add_test(g, fused_ops_with_aliased_inputs_match_the_pair);
     tcase_add_test(g, elementwise_kernels_are_exact_for_every_broadcast);
     tcase_add_loop_test(g, softmax_rows_match_a_double_reference, 0, (int)(sizeof sm_cols / sizeof sm_cols[0]));
     tcase_add_loop_test(g, softmax_derivatives_match_a_double_reference, 0, (int)(sizeof sm_cols / sizeof sm_cols[0]));
