@@ -201,13 +201,20 @@ void mp__fwd_gelu(mp_tape *t, mp__node *o)
 {
     gelu_values(o->attr[0], NULL, mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * o->cols);
 }
-/* d gelu^(k)(x) = g gelu^(k+1)(x): one gelu_mul node (below). */
+/* Records gelu_mul(g, x) = g * gelu^(k)(x) (below), shaped as x. */
+static mp_status gelu_mul(mp_tape *t, mp_var g, mp_var x, int32_t k, mp_var *out)
+{
+    const mp__node *X = mp__nd(t, x);
+    int32_t attr[6] = {k};
+    return mp__record(t, MP__OP_GELU_MUL, X->rows, X->cols, g, x, attr, 0.0f, NULL, out);
+}
+
+/* d gelu^(k)(x) = g gelu^(k+1)(x): one gelu_mul node. */
 mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
-    int32_t attr[6] = {n.attr[0] + 1};
     mp_var c;
-    MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, g, n.in[0], attr, 0.0f, NULL, &c));
+    MP_TRY(gelu_mul(t, g, n.in[0], n.attr[0] + 1, &c));
     return mp__acc(t, n.in[0], c);
 }
 
@@ -226,14 +233,13 @@ mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var a)
     mp__node n = *mp__nd(t, v);
     mp_var g = n.in[0], x = n.in[1], c;
     if (mp__need(t, g)) {
-        MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, a, x, n.attr, 0.0f, NULL, &c));
+        MP_TRY(gelu_mul(t, a, x, n.attr[0], &c));
         MP_TRY(mp__acc(t, g, c));
     }
     if (!mp__need(t, x)) return MP_OK;
-    int32_t attr[6] = {n.attr[0] + 1};
     mp_var ag;
     MP_TRY(mp__mul(t, a, g, 1.0f, &ag));
-    MP_TRY(mp__record(t, MP__OP_GELU_MUL, n.rows, n.cols, ag, x, attr, 0.0f, NULL, &c));
+    MP_TRY(gelu_mul(t, ag, x, n.attr[0] + 1, &c));
     return mp__acc(t, x, c);
 }
 
