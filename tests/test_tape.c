@@ -744,7 +744,10 @@ START_TEST(recycling_backward_is_bit_identical_and_reuses_buffers)
     maml_step(t, p, 1, rec);
     g_maml_pruned = 0;
     for (int i = 0; i < 4; i++) ck_assert_mem_eq(plain[i], rec[i], sizeof(float) * (size_t)(maml_r[i] * maml_c[i]));
-    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES), nodes_plain); /* the same ops were recorded */
+    int32_t in_place = 0; /* a product added onto its gradient slot replaces a product and an add */
+    for (int32_t i = 0; i < t->n; i++) in_place += (t->nodes[i].flags & MP__NODE_ACC) != 0;
+    ck_assert_int_gt(in_place, 0);
+    ck_assert_int_eq(stat(t, MP_TAPE_STAT_NODES) + in_place, nodes_plain); /* otherwise the same ops */
     int64_t used_rec = stat(t, MP_TAPE_STAT_ARENA_USED);
     ck_assert_int_lt(used_rec, used_plain);
     /* The sweep recorded `swept` bytes of values (the arena difference plus
@@ -780,6 +783,107 @@ START_TEST(recycling_backward_is_bit_identical_and_reuses_buffers)
     MP_CK_OK(mp_tape_grad(t, ls - 1, &mid));
     read_all(t, mid, midv, 5);
     for (int k = 0; k < 5; k++) ck_assert_float_eq(midv[k], 0.0f);
+    mp_tape_destroy(t);
+}
+END_TEST
+
+/* In a recycling sweep a product's contribution is added onto the gradient
+ * slot's buffer in place (sgemm with beta = 1, an MP__NODE_ACC node instead
+ * of a product and an add) when the slot is the only holder of its buffer
+ * and alpha is a power of two; the gradients are those of the plain sweep
+ * bit for bit. Cases: 0 two plain products into one operand; 1 two per-head
+ * products (merged layout, alpha 1/4) into one operand; not in place: 2 a
+ * shared operand's summed gradient (a sum of several products: in place it
+ * would be summed in another order) onto a plain product's; 3 alpha 0.3;
+ * 4 a slot shared with another variable's (an add's two inputs), whose
+ * gradient keeps its value. */
+static const int ip_want_acc[5] = {1, 1, 0, 0, 0};
+static void ip_graph(mp_tape *t, int c, mp_var *leaf, int *nleaf, mp_var *loss)
+{
+    static float a[48], w1[48], w2[48], q[96], k1[96], k2[96];
+    for (int i = 0; i < 48; i++) {
+        a[i] = 0.05f * (float)((i * 7) % 11) - 0.2f;
+        w1[i] = 0.03f * (float)((i * 5) % 13) - 0.15f;
+        w2[i] = 0.04f * (float)((i * 3) % 7) - 0.1f;
+    }
+    for (int i = 0; i < 96; i++) {
+        q[i] = 0.02f * (float)((i * 11) % 17) - 0.15f;
+        k1[i] = 0.03f * (float)((i * 13) % 7) - 0.1f;
+        k2[i] = 0.01f * (float)((i * 5) % 19) - 0.09f;
+    }
+    mp_var p1, p2, s;
+    if (c == 0 || c == 4) { /* a (6x8) w1 (8x6) and a w2 (8x6); case 4 also a + x */
+        MP_CK_OK(mp_tape_leaf(t, 6, 8, a, 48, MP_LEAF_REQUIRES_GRAD, &leaf[0]));
+        MP_CK_OK(mp_tape_leaf(t, 8, 6, w1, 48, MP_LEAF_REQUIRES_GRAD, &leaf[1]));
+        MP_CK_OK(mp_tape_leaf(t, 8, 6, w2, 48, 0, &leaf[2]));
+        MP_CK_OK(mp_matmul(t, leaf[0], leaf[1], 0, 0, &p1));
+        if (c == 0) MP_CK_OK(mp_matmul(t, leaf[0], leaf[2], 0, 0, &p2));
+        else {
+            MP_CK_OK(mp_tape_leaf(t, 6, 8, w2, 48, MP_LEAF_REQUIRES_GRAD, &leaf[2]));
+            MP_CK_OK(mp_add(t, leaf[0], leaf[2], &p2)); /* a's and x's slots share one gradient */
+        }
+        *nleaf = 3;
+    } else if (c == 1 || c == 3) { /* 2 examples x 4 rows, 2 heads of width 6: q k1^T and q k2^T per head */
+        static const int32_t qk[3] = {1, 1, 0};
+        float alpha = c == 1 ? 0.25f : 0.3f;
+        MP_CK_OK(mp_tape_leaf(t, 8, 12, q, 96, MP_LEAF_REQUIRES_GRAD, &leaf[0]));
+        MP_CK_OK(mp_tape_leaf(t, 8, 12, k1, 96, MP_LEAF_REQUIRES_GRAD, &leaf[1]));
+        MP_CK_OK(mp_tape_leaf(t, 8, 12, k2, 96, MP_LEAF_REQUIRES_GRAD, &leaf[2]));
+        MP_CK_OK(mp__heads_matmul(t, leaf[0], leaf[1], 4, 2, 0, 1, qk, alpha, &p1));
+        MP_CK_OK(mp__heads_matmul(t, leaf[0], leaf[2], 4, 2, 0, 1, qk, alpha, &p2));
+        *nleaf = 3;
+    } else { /* x_i w for the 3 blocks x_i (4x4) of x (12x4): w's gradient is a summed product; and a w */
+        MP_CK_OK(mp_tape_leaf(t, 12, 4, q, 48, MP_LEAF_REQUIRES_GRAD, &leaf[0]));
+        MP_CK_OK(mp_tape_leaf(t, 4, 6, w1, 24, MP_LEAF_REQUIRES_GRAD, &leaf[1]));
+        MP_CK_OK(mp_tape_leaf(t, 5, 4, a, 20, MP_LEAF_REQUIRES_GRAD, &leaf[2]));
+        mp_var ix = leaf[0], iw = leaf[1]; /* mp__bmm_ex takes node indices */
+        MP_CK_OK(mp__check_var(t, "ip_graph", "x", &ix));
+        MP_CK_OK(mp__check_var(t, "ip_graph", "w", &iw));
+        MP_CK_OK(mp__bmm_ex(t, ix, iw, 3, 0, 0, 0, 1, 0, &p1));
+        p1 = mp__pub(t, p1);
+        MP_CK_OK(mp_matmul(t, leaf[2], leaf[1], 0, 0, &p2));
+        *nleaf = 3;
+    }
+    /* loss = sum(p1^2) + sum(p2^2) / 2 */
+    mp_var l1, l2;
+    MP_CK_OK(mp_mul(t, p1, p1, &l1));
+    MP_CK_OK(mp_sum(t, l1, MP_REDUCE_ALL, &l1));
+    MP_CK_OK(mp_mul(t, p2, p2, &l2));
+    MP_CK_OK(mp_scale(t, l2, 0.5f, &l2));
+    MP_CK_OK(mp_sum(t, l2, MP_REDUCE_ALL, &l2));
+    MP_CK_OK(mp_add(t, l1, l2, &s));
+    *loss = s;
+}
+
+START_TEST(recycling_backward_adds_products_in_place)
+{
+    int c = _i;
+    float plain[3][96], rec[3][96];
+    int32_t r[3], cc[3];
+    mp_tape *t = new_tape();
+    for (int sweep = 0; sweep < 2; sweep++) {
+        mp_var leaf[3], loss, g;
+        int nl;
+        MP_CK_OK(mp_tape_reset(t));
+        ip_graph(t, c, leaf, &nl, &loss);
+        int32_t before = t->n;
+        if (sweep == 0) MP_CK_OK(mp_tape_backward_wrt(t, loss, 0, leaf, (size_t)nl));
+        else MP_CK_OK(mp__tape_backward_wrt_recycle(t, loss, leaf, (size_t)nl));
+        int acc = 0;
+        for (int32_t i = before; i < t->n; i++) acc += (t->nodes[i].flags & MP__NODE_ACC) != 0;
+        if (sweep == 0) ck_assert_int_eq(acc, 0);
+        else ck_assert_msg((acc > 0) == ip_want_acc[c], "case %d: %d in-place products", c, acc);
+        for (int i = 0; i < nl; i++) {
+            MP_CK_OK(mp_tape_shape(t, leaf[i], &r[i], &cc[i]));
+            MP_CK_OK(mp_tape_grad(t, leaf[i], &g));
+            read_all(t, g, sweep ? rec[i] : plain[i], (size_t)(r[i] * cc[i]));
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(memcmp(plain[i], rec[i], sizeof(float) * (size_t)(r[i] * cc[i])) == 0,
+                      "case %d: leaf %d's gradient differs between the plain and the recycling sweep", c, i);
+    if (c == 4) /* x's gradient is p2's: a + x's gradient, untouched by a's product contribution */
+        for (int i = 0; i < 48; i++) ck_assert_float_eq(rec[2][i], plain[2][i]);
     mp_tape_destroy(t);
 }
 END_TEST
@@ -1813,6 +1917,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(sem, backward_wrt_prunes_other_paths);
     tcase_add_test(sem, second_order_maml_matches_finite_differences);
     tcase_add_test(sem, recycling_backward_is_bit_identical_and_reuses_buffers);
+    tcase_add_loop_test(sem, recycling_backward_adds_products_in_place, 0, 5);
     suite_add_tcase(s, sem);
     TCase *mem = tcase_create("memory");
     tcase_add_test(mem, cycles_keep_memory_constant_and_allocate_nothing);

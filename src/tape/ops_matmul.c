@@ -78,7 +78,7 @@ static void gemm_plain(mp_tape *t, mp__node *o, const float *bias)
     int32_t ta = o->attr[0], tb = o->attr[1];
     mm_dims d = dims(A, B, 1, ta, tb, 0, 0);
     const float *b = B->val;
-    int32_t ldb = B->cols, step = d.m;
+    int32_t ldb = B->cols, step = d.m, acc = (o->flags & MP__NODE_ACC) != 0;
     if (!ta && d.m > NN_CHUNK && (!tb || (size_t)d.k * d.n <= MP__TCOPY_FLOATS)) {
         if (tb) { /* b^T (k x n) from b (n x k) */
             float *bt = t->tcopy;
@@ -96,7 +96,7 @@ static void gemm_plain(mp_tape *t, mp__node *o, const float *bias)
         if (bias)
             for (int32_t i = 0; i < rows; i++) memcpy(c + (size_t)i * o->cols, bias, (size_t)d.n * sizeof(float));
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, rows, d.n, d.k,
-                    o->f, A->val + (size_t)r * A->cols, A->cols, b, ldb, bias ? 1.0f : 0.0f, c, o->cols);
+                    o->f, A->val + (size_t)r * A->cols, A->cols, b, ldb, bias || acc ? 1.0f : 0.0f, c, o->cols);
     }
 }
 
@@ -105,6 +105,7 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
     const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);
     const int32_t *at = o->attr;
     int32_t ta = at[0], tb = at[1], batch = at[2], sa = at[3], sb = at[4], so = at[5];
+    int32_t acc = (o->flags & MP__NODE_ACC) != 0;
     mm_dims d = dims(A, B, batch, ta, tb, sa, sb);
     int32_t ra, ca, rb, cb;
     block_shape(A, batch, sa, &ra, &ca);
@@ -116,7 +117,7 @@ static void gemm_blocks(mp_tape *t, mp__node *o)
     for (int32_t i = 0; i < batch; i++)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, d.m, d.n, d.k,
                     o->f, A->val + block_at(i, sa, ra, ca, A->cols), A->cols,
-                    B->val + block_at(i, sb, rb, cb, B->cols), B->cols, so > 0 && i > 0 ? 1.0f : 0.0f,
+                    B->val + block_at(i, sb, rb, cb, B->cols), B->cols, acc || (so > 0 && i > 0) ? 1.0f : 0.0f,
                     o->val + block_at(i, so, d.m, d.n, o->cols), o->cols);
 }
 
@@ -134,22 +135,49 @@ static mp_status record_mm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_
     return mp__record(t, op, rows, cols, a, b, attr, alpha, NULL, out);
 }
 
+/* Adds alpha op(x) op(y) (record_mm's arguments) to the gradient of dst:
+ * in a recycling backward, onto the gradient's buffer in place when it is
+ * the only holder (sgemm with beta = 1: no sum node, no pass over the
+ * result); otherwise recorded and accumulated as usual. Not for a summed
+ * output of several items (its items' products would be added onto the
+ * slot one by one, another order than the sum's), and only for alpha a
+ * power of two (1, and attention's 1/sqrt(dh) for dh = 4^i), where alpha
+ * times the dot product is exact (barring subnormals), so the sum is the
+ * same float as the add gives: the kernels add C once, after the dot
+ * products, while k fits one block (see gemm_plain). */
+static mp_status acc_mm(mp_tape *t, mp_var dst, mp_var x, mp_var y, int32_t batch, int32_t tx, int32_t ty,
+                        int32_t sx, int32_t sy, int32_t so, float alpha)
+{
+    int e;
+    if (frexpf(alpha, &e) == 0.5f && !(so > 0 && batch > 1)) {
+        if (batch == 1) sx = sy = so = 0;
+        mm_dims d = dims(mp__nd(t, x), mp__nd(t, y), batch, tx, ty, sx, sy);
+        int32_t rows = so > 0 ? d.m : so < 0 ? batch / -so * d.m : batch * d.m, cols = so < 0 ? -so * d.n : d.n;
+        mp_var slot = mp__acc_slot(t, dst, rows, cols);
+        if (slot != MP_VAR_NONE) {
+            int32_t attr[6] = {tx, ty, batch, sx, sy, so};
+            return mp__record_acc(t, dst, slot, batch == 1 ? MP__OP_MATMUL : MP__OP_BMM, x, y, attr, alpha);
+        }
+    }
+    mp_var c;
+    MP_TRY(record_mm(t, x, y, batch, tx, ty, sx, sy, so, alpha, &c));
+    return mp__acc(t, dst, c);
+}
+
 /* The product's part of the backward of node n (a copy: recording may move
  * the node table). */
 static mp_status gemm_backward_of(mp_tape *t, const mp__node *pn, mp_var g)
 {
     mp__node n = *pn;
-    mp_var a = n.in[0], b = n.in[1], c;
+    mp_var a = n.in[0], b = n.in[1];
     int32_t ta = n.attr[0], tb = n.attr[1], batch = n.attr[2], sa = n.attr[3], sb = n.attr[4], so = n.attr[5];
     if (mp__need(t, a)) {
-        if (ta) MP_TRY(record_mm(t, b, g, batch, tb, 1, sb, so, sa, n.f, &c));
-        else MP_TRY(record_mm(t, g, b, batch, 0, !tb, so, sb, sa, n.f, &c));
-        MP_TRY(mp__acc(t, a, c));
+        if (ta) MP_TRY(acc_mm(t, a, b, g, batch, tb, 1, sb, so, sa, n.f));
+        else MP_TRY(acc_mm(t, a, g, b, batch, 0, !tb, so, sb, sa, n.f));
     }
     if (mp__need(t, b)) {
-        if (tb) MP_TRY(record_mm(t, g, a, batch, 1, ta, so, sa, sb, n.f, &c));
-        else MP_TRY(record_mm(t, a, g, batch, !ta, 0, sa, so, sb, n.f, &c));
-        MP_TRY(mp__acc(t, b, c));
+        if (tb) MP_TRY(acc_mm(t, b, g, a, batch, 1, ta, so, sa, sb, n.f));
+        else MP_TRY(acc_mm(t, b, a, g, batch, !ta, 0, sa, so, sb, n.f));
     }
     return MP_OK;
 }

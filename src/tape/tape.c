@@ -517,6 +517,34 @@ mp_status mp__acc(mp_tape *t, mp_var v, mp_var c)
     return MP_OK;
 }
 
+mp_var mp__acc_slot(const mp_tape *t, mp_var v, int32_t rows, int32_t cols)
+{
+    if (!t->recycle || !mp__need(t, v)) return MP_VAR_NONE;
+    mp_var old = t->gwork[v];
+    if (old == MP_VAR_NONE) return MP_VAR_NONE;
+    const mp__node *o = &t->nodes[old];
+    if (!(o->flags & MP__NODE_SCRATCH) || o->rows != rows || o->cols != cols || sbuf_of(o->val)->refs != 1)
+        return MP_VAR_NONE;
+    return old;
+}
+
+mp_status mp__record_acc(mp_tape *t, mp_var v, mp_var slot, int32_t op, mp_var a, mp_var b, const int32_t *attr,
+                         float f)
+{
+    mp__node *n;
+    const mp__node *o = &t->nodes[slot];
+    MP_TRY(new_node(t, op, o->rows, o->cols, a, b, o->val, &n)); /* (may move the node table) */
+    n->flags |= MP__NODE_SCRATCH | MP__NODE_ACC; /* the slot's buffer, and its count */
+    if (attr) memcpy(n->attr, attr, sizeof n->attr);
+    n->f = f;
+    op_table[op].fwd(t, n);
+    mp_var c = t->n++;
+    t->gwork[v] = c;
+    scratch_ref(t, c);
+    scratch_unref(t, slot);
+    return MP_OK;
+}
+
 /* Walks the nodes from the loss down: when node i is reached every consumer
  * (a larger id) has already added its contribution, so gwork[i] is final. */
 static mp_status sweep(mp_tape *t, mp_var loss)

@@ -46,6 +46,7 @@ enum {
 #define MP__NODE_DEP    4 /* depends on a wrt variable of the running mp_tape_backward_wrt */
 #define MP__NODE_SCRATCH 8 /* val is (or aliases) a buffer of the recycling scratch region */
 #define MP__NODE_KEEP   16 /* a wrt variable of the running recycling backward */
+#define MP__NODE_ACC    32 /* the forward kernel adds its result onto val (mp__record_acc) */
 
 /* One recorded variable: 64 bytes, one cache line. Inputs and attributes
  * are enough for every op; index arrays (labels, gather rows, argmax) live
@@ -206,6 +207,18 @@ void mp__tape_rollback(mp_tape *t, mp__mark m);
 /* Adds contribution c to the gradient of v being accumulated (no-op when v
  * does not require grad). */
 mp_status mp__acc(mp_tape *t, mp_var v, mp_var c);
+/* In a recycling backward, the gradient slot of v when a rows x cols
+ * contribution can be added onto its buffer in place: the slot is the only
+ * holder of a whole scratch buffer of that shape (nothing else can read the
+ * old sum). MP_VAR_NONE otherwise (then use mp__record and mp__acc). */
+mp_var mp__acc_slot(const mp_tape *t, mp_var v, int32_t rows, int32_t cols);
+/* Records op (arguments as mp__record, shape of slot) with its result added
+ * onto slot's buffer, slot from mp__acc_slot(t, v, ...), and makes the new
+ * node v's gradient: mp__record then mp__acc without the sum's pass and
+ * buffer. The op's forward kernel must honour MP__NODE_ACC (only the
+ * products do). */
+mp_status mp__record_acc(mp_tape *t, mp_var v, mp_var slot, int32_t op, mp_var a, mp_var b, const int32_t *attr,
+                         float f);
 
 /* Public id of the node with index i (i < n). */
 static inline mp_var mp__pub(const mp_tape *t, mp_var i) { return (mp_var)((uint32_t)i + t->id_base); }
