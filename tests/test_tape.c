@@ -888,6 +888,54 @@ START_TEST(recycling_backward_adds_products_in_place)
 }
 END_TEST
 
+/* mp__nt_small (kernel_nt.c): C = alpha A B^T (+ C) for n <= 32, k <= 16
+ * on AVX-512 CPUs, against a double reference, with padded leading
+ * dimensions (the padding stays untouched); where it declines (other
+ * shapes, or a CPU without AVX-512) nothing is written. */
+START_TEST(nt_small_kernel_matches_a_double_reference)
+{
+    static const int32_t ms[] = {1, 3, 4, 5, 16, 24}, ns[] = {1, 8, 15, 16, 17, 24, 31, 32, 33}, ks[] = {1, 7, 16, 17};
+    enum { LD = 40, ROWS = 26 };
+    static float xa[ROWS * LD], xb[40 * LD], xc[ROWS * LD], xc0[ROWS * LD];
+    for (int i = 0; i < ROWS * LD; i++) xa[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int i = 0; i < 40 * LD; i++) xb[i] = (float)((i * 53) % 97) / 40.0f - 1.2f;
+    int done = 0;
+    for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+                for (int acc = 0; acc < 2; acc++) {
+                    int32_t m = ms[mi], n = ns[ni], k = ks[ki];
+                    float alpha = acc ? 1.3f : 0.25f;
+                    for (int i = 0; i < ROWS * LD; i++) xc[i] = xc0[i] = (float)(i % 13) - 6.0f;
+                    int ran = mp__nt_small(m, n, k, alpha, xa, LD - 1, xb, LD - 3, acc, xc, LD);
+                    if (n > 32 || k > 16) ck_assert_int_eq(ran, 0);
+                    done += ran;
+                    for (int32_t i = 0; i < ROWS; i++)
+                        for (int32_t j = 0; j < LD; j++) {
+                            float got = xc[i * LD + j];
+                            if (!ran || i >= m || j >= n) {
+                                ck_assert_msg(got == xc0[i * LD + j], "m=%d n=%d k=%d: C[%d][%d] written", (int)m, (int)n,
+                                              (int)k, (int)i, (int)j);
+                                continue;
+                            }
+                            double want = 0, mag = 0;
+                            for (int32_t p = 0; p < k; p++) {
+                                double x = (double)xa[i * (LD - 1) + p] * xb[j * (LD - 3) + p];
+                                want += x;
+                                mag += fabs(x);
+                            }
+                            want = alpha * want + (acc ? xc0[i * LD + j] : 0.0);
+                            ck_assert_msg(fabs(got - want) <= 1e-6 * (fabs(alpha) * mag + fabs(xc0[i * LD + j])) + 1e-7,
+                                          "m=%d n=%d k=%d acc=%d: C[%d][%d] = %.9g, want %.9g", (int)m, (int)n, (int)k,
+                                          acc, (int)i, (int)j, (double)got, want);
+                        }
+                }
+    ck_assert_int_eq(mp__nt_small(0, 4, 4, 1.0f, xa, LD, xb, LD, 0, xc, LD), 0);
+    if (!__builtin_cpu_supports("avx512f")) ck_assert_int_eq(done, 0);
+    else ck_assert_int_gt(done, 0);
+}
+END_TEST
+
 START_TEST(recycling_backward_out_of_memory_records_nothing)
 {
     float p[4][8];
@@ -1931,6 +1979,7 @@ Suite *mp_test_tape_suite(void)
     suite_add_tcase(s, mem);
     TCase *num = tcase_create("numerics");
     tcase_add_test(num, softmax_is_stable_for_huge_logits);
+    tcase_add_test(num, nt_small_kernel_matches_a_double_reference);
     tcase_add_test(num, minus_infinity_gives_zero_probability_and_gradient);
     tcase_add_test(num, all_minus_infinity_row_is_rejected);
     tcase_add_test(num, relu_squared_has_the_second_derivative_of_the_convention);
