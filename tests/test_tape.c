@@ -796,8 +796,11 @@ END_TEST
  * shared operand's summed gradient (a sum of several products: in place it
  * would be summed in another order) onto a plain product's; 3 alpha 0.3;
  * 4 a slot shared with another variable's (an add's two inputs), whose
- * gradient keeps its value. */
-static const int ip_want_acc[5] = {1, 1, 0, 0, 0};
+ * gradient keeps its value. The element-wise contributions too: 5 layer
+ * norm, gelu and a product of x with itself into x (ln_bwd, gelu_mul,
+ * mul); 6 the same through their recorded backward (a second-order sweep:
+ * ln_bwd, ln_bwd_y, ln_bwd_r, gelu_mul of orders 1 and 2, mul). */
+static const int ip_want_acc[7] = {1, 1, 0, 0, 0, 1, 1};
 static void ip_graph(mp_tape *t, int c, mp_var *leaf, int *nleaf, mp_var *loss)
 {
     static float a[48], w1[48], w2[48], q[96], k1[96], k2[96];
@@ -812,7 +815,38 @@ static void ip_graph(mp_tape *t, int c, mp_var *leaf, int *nleaf, mp_var *loss)
         k2[i] = 0.01f * (float)((i * 5) % 19) - 0.09f;
     }
     mp_var p1, p2, s;
-    if (c == 0 || c == 4) { /* a (6x8) w1 (8x6) and a w2 (8x6); case 4 also a + x */
+    if (c >= 5) { /* p1 = ln(x) w1 + gelu(x) (row sums), p2 = x * x; case 6: the gradient's square sum */
+        mp_var wl, ln, ge, l0;
+        MP_CK_OK(mp_tape_leaf(t, 6, 8, a, 48, MP_LEAF_REQUIRES_GRAD, &leaf[0]));
+        MP_CK_OK(mp_tape_leaf(t, 1, 8, w1, 8, MP_LEAF_REQUIRES_GRAD, &leaf[1]));
+        MP_CK_OK(mp_tape_leaf(t, 6, 8, w2, 48, 0, &wl));
+        MP_CK_OK(mp_layer_norm(t, leaf[0], leaf[1], MP_VAR_NONE, 1e-5f, &ln));
+        MP_CK_OK(mp_mul(t, ln, wl, &ln));
+        MP_CK_OK(mp_gelu(t, leaf[0], &ge));
+        MP_CK_OK(mp_add(t, ln, ge, &p1));
+        MP_CK_OK(mp_mul(t, leaf[0], leaf[0], &p2));
+        *nleaf = 2;
+        if (c == 6) {
+            mp_var gx, gw, sq;
+            MP_CK_OK(mp_mul(t, p1, p1, &l0));
+            MP_CK_OK(mp_add(t, l0, p2, &l0));
+            MP_CK_OK(mp_sum(t, l0, MP_REDUCE_ALL, &l0));
+            MP_CK_OK(mp_tape_backward(t, l0, 1));
+            MP_CK_OK(mp_tape_grad(t, leaf[0], &gx));
+            MP_CK_OK(mp_tape_grad(t, leaf[1], &gw));
+            MP_CK_OK(mp_mul(t, gx, gx, &sq));
+            MP_CK_OK(mp_sum(t, sq, MP_REDUCE_ALL, &s));
+            MP_CK_OK(mp_mul(t, gw, gw, &sq));
+            MP_CK_OK(mp_sum(t, sq, MP_REDUCE_ALL, &sq));
+            MP_CK_OK(mp_add(t, s, sq, &s));
+            /* x used once more after the first backward: its slot exists when
+             * the recorded ln_bwd is reached, so ln_bwd_r adds in place */
+            MP_CK_OK(mp_mul(t, leaf[0], wl, &sq));
+            MP_CK_OK(mp_sum(t, sq, MP_REDUCE_ALL, &sq));
+            MP_CK_OK(mp_add(t, s, sq, loss));
+            return;
+        }
+    } else if (c == 0 || c == 4) { /* a (6x8) w1 (8x6) and a w2 (8x6); case 4 also a + x */
         MP_CK_OK(mp_tape_leaf(t, 6, 8, a, 48, MP_LEAF_REQUIRES_GRAD, &leaf[0]));
         MP_CK_OK(mp_tape_leaf(t, 8, 6, w1, 48, MP_LEAF_REQUIRES_GRAD, &leaf[1]));
         MP_CK_OK(mp_tape_leaf(t, 8, 6, w2, 48, 0, &leaf[2]));
@@ -855,11 +889,11 @@ static void ip_graph(mp_tape *t, int c, mp_var *leaf, int *nleaf, mp_var *loss)
     *loss = s;
 }
 
-START_TEST(recycling_backward_adds_products_in_place)
+START_TEST(recycling_backward_adds_contributions_in_place)
 {
     int c = _i;
     float plain[3][96], rec[3][96];
-    int32_t r[3], cc[3];
+    int32_t r[3] = {0, 0, 0}, cc[3] = {0, 0, 0};
     mp_tape *t = new_tape();
     for (int sweep = 0; sweep < 2; sweep++) {
         mp_var leaf[3], loss, g;
@@ -869,10 +903,17 @@ START_TEST(recycling_backward_adds_products_in_place)
         int32_t before = t->n;
         if (sweep == 0) MP_CK_OK(mp_tape_backward_wrt(t, loss, 0, leaf, (size_t)nl));
         else MP_CK_OK(mp__tape_backward_wrt_recycle(t, loss, leaf, (size_t)nl));
-        int acc = 0;
-        for (int32_t i = before; i < t->n; i++) acc += (t->nodes[i].flags & MP__NODE_ACC) != 0;
+        int acc = 0, ops[MP__OP_COUNT_] = {0};
+        for (int32_t i = before; i < t->n; i++)
+            if (t->nodes[i].flags & MP__NODE_ACC) {
+                ops[t->nodes[i].op]++;
+                acc += c < 5 && (t->nodes[i].op == MP__OP_MATMUL || t->nodes[i].op == MP__OP_BMM);
+            }
+        /* the kinds each case is about (the losses' own products add in place too) */
+        if (c == 5) acc = ops[MP__OP_LN_BWD] > 0 && ops[MP__OP_GELU_MUL] > 0 && ops[MP__OP_MUL] > 0;
+        if (c == 6) acc = ops[MP__OP_LN_BWD_R] > 0 && ops[MP__OP_GELU_MUL] > 0;
         if (sweep == 0) ck_assert_int_eq(acc, 0);
-        else ck_assert_msg((acc > 0) == ip_want_acc[c], "case %d: %d in-place products", c, acc);
+        else ck_assert_msg((acc > 0) == ip_want_acc[c], "case %d: %d in-place sums of the kinds tested", c, acc);
         for (int i = 0; i < nl; i++) {
             MP_CK_OK(mp_tape_shape(t, leaf[i], &r[i], &cc[i]));
             MP_CK_OK(mp_tape_grad(t, leaf[i], &g));
@@ -1965,7 +2006,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(sem, backward_wrt_prunes_other_paths);
     tcase_add_test(sem, second_order_maml_matches_finite_differences);
     tcase_add_test(sem, recycling_backward_is_bit_identical_and_reuses_buffers);
-    tcase_add_loop_test(sem, recycling_backward_adds_products_in_place, 0, 5);
+    tcase_add_loop_test(sem, recycling_backward_adds_contributions_in_place, 0, 7);
     suite_add_tcase(s, sem);
     TCase *mem = tcase_create("memory");
     tcase_add_test(mem, cycles_keep_memory_constant_and_allocate_nothing);

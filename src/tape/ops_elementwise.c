@@ -17,7 +17,48 @@ static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y =
 /* One loop per row with the broadcast pattern hoisted out of the inner loop,
  * so each case is a plain contiguous (vectorizable) loop; with the AVX2 and
  * AVX-512 clones of MP__SIMD_CLONES (fastmath.h). The build does not contract
- * a * b + c into FMAs (ISO C mode), so every clone gives the same bits. */
+ * a * b + c into FMAs (ISO C mode), so every clone gives the same bits. SET
+ * is = or, for a node that adds onto its buffer (MP__NODE_ACC, a recycling
+ * sweep's in-place sum), +=: y + (expr), the float the add of the old sum and
+ * the result gives. */
+#define BINARY_LOOPS(expr, SET)                                                               \
+    if (A->rows == o->rows && A->cols == C && B->rows == o->rows && B->cols == C) {           \
+        const float *restrict x1 = A->val, *restrict x2 = B->val;                             \
+        float *restrict y = o->val;                                                           \
+        size_t n = (size_t)o->rows * (size_t)C;                                               \
+        for (size_t k = 0; k < n; k++) {                                                      \
+            float a = x1[k], b = x2[k];                                                       \
+            y[k] SET(expr);                                                                   \
+        }                                                                                     \
+        return;                                                                               \
+    }                                                                                         \
+    bview va = view(A), vb = view(B);                                                         \
+    for (int32_t i = 0; i < o->rows; i++) {                                                   \
+        const float *restrict ar = va.v + (size_t)i * va.rs, *restrict br = vb.v + (size_t)i * vb.rs; \
+        float *restrict y = o->val + (size_t)i * C;                                           \
+        if (va.cs && vb.cs) {                                                                 \
+            for (int32_t j = 0; j < C; j++) {                                                 \
+                float a = ar[j], b = br[j];                                                   \
+                y[j] SET(expr);                                                               \
+            }                                                                                 \
+        } else if (va.cs) {                                                                   \
+            const float b = br[0];                                                            \
+            for (int32_t j = 0; j < C; j++) {                                                 \
+                float a = ar[j];                                                              \
+                y[j] SET(expr);                                                               \
+            }                                                                                 \
+        } else if (vb.cs) {                                                                   \
+            const float a = ar[0];                                                            \
+            for (int32_t j = 0; j < C; j++) {                                                 \
+                float b = br[j];                                                              \
+                y[j] SET(expr);                                                               \
+            }                                                                                 \
+        } else {                                                                              \
+            const float a = ar[0], b = br[0], v = (expr);                                     \
+            for (int32_t j = 0; j < C; j++) y[j] SET v;                                       \
+        }                                                                                     \
+    }
+
 #define BINARY_KERNEL(name, expr)                                                             \
     MP__SIMD_CLONES static void name(mp_tape *t, mp__node *o)                                 \
     {                                                                                         \
@@ -25,41 +66,10 @@ static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y =
         const float s = o->f;                                                                 \
         (void)s;                                                                              \
         const int32_t C = o->cols;                                                            \
-        if (A->rows == o->rows && A->cols == C && B->rows == o->rows && B->cols == C) {       \
-            const float *restrict x1 = A->val, *restrict x2 = B->val;                         \
-            float *restrict y = o->val;                                                       \
-            size_t n = (size_t)o->rows * (size_t)C;                                           \
-            for (size_t k = 0; k < n; k++) {                                                  \
-                float a = x1[k], b = x2[k];                                                   \
-                y[k] = (expr);                                                                \
-            }                                                                                 \
-            return;                                                                           \
-        }                                                                                     \
-        bview va = view(A), vb = view(B);                                                     \
-        for (int32_t i = 0; i < o->rows; i++) {                                               \
-            const float *restrict ar = va.v + (size_t)i * va.rs, *restrict br = vb.v + (size_t)i * vb.rs; \
-            float *restrict y = o->val + (size_t)i * C;                                       \
-            if (va.cs && vb.cs) {                                                             \
-                for (int32_t j = 0; j < C; j++) {                                             \
-                    float a = ar[j], b = br[j];                                               \
-                    y[j] = (expr);                                                            \
-                }                                                                             \
-            } else if (va.cs) {                                                               \
-                const float b = br[0];                                                        \
-                for (int32_t j = 0; j < C; j++) {                                             \
-                    float a = ar[j];                                                          \
-                    y[j] = (expr);                                                            \
-                }                                                                             \
-            } else if (vb.cs) {                                                               \
-                const float a = ar[0];                                                        \
-                for (int32_t j = 0; j < C; j++) {                                             \
-                    float b = br[j];                                                          \
-                    y[j] = (expr);                                                            \
-                }                                                                             \
-            } else {                                                                          \
-                const float a = ar[0], b = br[0], v = (expr);                                 \
-                for (int32_t j = 0; j < C; j++) y[j] = v;                                     \
-            }                                                                                 \
+        if (o->flags & MP__NODE_ACC) {                                                        \
+            BINARY_LOOPS(expr, +=)                                                            \
+        } else {                                                                              \
+            BINARY_LOOPS(expr, =)                                                             \
         }                                                                                     \
     }
 
@@ -100,6 +110,19 @@ static mp_status acc_to(mp_tape *t, mp_var v, mp_var contrib)
     return mp__acc(t, v, r);
 }
 
+/* Adds s * g * other (op mul) to the gradient of v: one node straight into
+ * the gradient when no reduction to v's shape is needed (mp__record_to),
+ * else the product reduced by acc_to. */
+static mp_status acc_mul(mp_tape *t, mp_var v, mp_var g, mp_var other, float s)
+{
+    const mp__node *G = mp__nd(t, g), *O = mp__nd(t, other), *V = mp__nd(t, v);
+    int32_t rows = bdim(G->rows, O->rows), cols = bdim(G->cols, O->cols);
+    if (rows == V->rows && cols == V->cols) return mp__record_to(t, v, MP__OP_MUL, rows, cols, g, other, NULL, s);
+    mp_var c;
+    MP_TRY(mp__mul(t, g, other, s, &c));
+    return acc_to(t, v, c);
+}
+
 /* ---- add / sub -------------------------------------------------------------- */
 void mp__fwd_add(mp_tape *t, mp__node *o) { add_kernel(t, o); }
 mp_status mp__bwd_add(mp_tape *t, mp_var v, mp_var g)
@@ -126,15 +149,8 @@ void mp__fwd_mul(mp_tape *t, mp__node *o) { mul_kernel(t, o); }
 mp_status mp__bwd_mul(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var c;
-    if (mp__need(t, n.in[0])) {
-        MP_TRY(mp__mul(t, g, n.in[1], n.f, &c));
-        MP_TRY(acc_to(t, n.in[0], c));
-    }
-    if (mp__need(t, n.in[1])) {
-        MP_TRY(mp__mul(t, g, n.in[0], n.f, &c));
-        MP_TRY(acc_to(t, n.in[1], c));
-    }
+    if (mp__need(t, n.in[0])) MP_TRY(acc_mul(t, n.in[0], g, n.in[1], n.f));
+    if (mp__need(t, n.in[1])) MP_TRY(acc_mul(t, n.in[1], g, n.in[0], n.f));
     return MP_OK;
 }
 
@@ -195,16 +211,9 @@ void mp__fwd_mul_add(mp_tape *t, mp__node *o) { mul_add_kernel(t, o); }
 mp_status mp__bwd_mul_add(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var c;
     MP_TRY(acc_to(t, n.attr[MP__ATTR_IN2], g));
-    if (mp__need(t, n.in[0])) {
-        MP_TRY(mp__mul(t, g, n.in[1], 1.0f, &c));
-        MP_TRY(acc_to(t, n.in[0], c));
-    }
-    if (mp__need(t, n.in[1])) {
-        MP_TRY(mp__mul(t, g, n.in[0], 1.0f, &c));
-        MP_TRY(acc_to(t, n.in[1], c));
-    }
+    if (mp__need(t, n.in[0])) MP_TRY(acc_mul(t, n.in[0], g, n.in[1], 1.0f));
+    if (mp__need(t, n.in[1])) MP_TRY(acc_mul(t, n.in[1], g, n.in[0], 1.0f));
     return MP_OK;
 }
 mp_status mp__mul_add(mp_tape *t, mp_var a, mp_var b, mp_var c, mp_var *out)

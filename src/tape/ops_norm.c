@@ -43,13 +43,6 @@ static inline float row_rstd(const float *restrict x, int32_t C, float eps, floa
  * forward kernel, when it is recorded). */
 static float *kept_rstd(const mp__node *n) { return (float *)(uintptr_t)n->idx; }
 
-/* Records ln_bwd(g, y) for the ln_norm node y. */
-static mp_status ln_bwd(mp_tape *t, mp_var g, mp_var y, mp_var *out)
-{
-    const mp__node *Y = mp__nd(t, y);
-    return mp__record(t, MP__OP_LN_BWD, Y->rows, Y->cols, g, y, NULL, 0.0f, NULL, out);
-}
-
 /* ---- r = ln_rstd(x) ------------------------------------------------------------- */
 MP__SIMD_CLONES void mp__fwd_ln_rstd(mp_tape *t, mp__node *o)
 {
@@ -87,9 +80,8 @@ MP__SIMD_CLONES void mp__fwd_ln_norm(mp_tape *t, mp__node *o)
 }
 mp_status mp__bwd_ln_norm(mp_tape *t, mp_var v, mp_var g)
 {
-    mp_var c;
-    MP_TRY(ln_bwd(t, g, v, &c));
-    return mp__acc(t, mp__nd(t, v)->in[0], c);
+    const mp__node *Y = mp__nd(t, v);
+    return mp__record_to(t, Y->in[0], MP__OP_LN_BWD, Y->rows, Y->cols, g, v, NULL, 0.0f);
 }
 mp_status mp__ln_norm(mp_tape *t, mp_var x, float eps, mp_var *out)
 {
@@ -110,13 +102,16 @@ MP__SIMD_CLONES void mp__fwd_ln_bwd(mp_tape *t, mp__node *o)
 {
     const mp__node *G = mp__nd(t, o->in[0]), *Y = mp__nd(t, o->in[1]);
     const float *kept = kept_rstd(Y);
-    int32_t C = Y->cols;
+    int32_t C = Y->cols, acc = (o->flags & MP__NODE_ACC) != 0; /* += : a recycling sweep's in-place sum */
     float invc = 1.0f / (float)C;
     for (int32_t i = 0; i < Y->rows; i++) {
         const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
         float r = kept[i], m1 = row_mean(g, C), m2 = (float)mp__dot8(g, y, C) * invc;
-        for (int32_t j = 0; j < C; j++) out[j] = r * (g[j] - m1 - y[j] * m2);
+        if (acc)
+            for (int32_t j = 0; j < C; j++) out[j] += r * (g[j] - m1 - y[j] * m2);
+        else
+            for (int32_t j = 0; j < C; j++) out[j] = r * (g[j] - m1 - y[j] * m2);
     }
 }
 
@@ -130,27 +125,33 @@ MP__SIMD_CLONES void mp__fwd_ln_bwd_y(mp_tape *t, mp__node *o)
     const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]);
     const mp__node *G = mp__nd(t, N->in[0]), *Y = mp__nd(t, N->in[1]);
     const float *kept = kept_rstd(Y);
-    int32_t C = Y->cols;
+    int32_t C = Y->cols, acc = (o->flags & MP__NODE_ACC) != 0;
     float invc = 1.0f / (float)C;
     for (int32_t i = 0; i < Y->rows; i++) {
         const float *restrict y = Y->val + (size_t)i * C, *restrict g = G->val + (size_t)i * C,
                               *restrict a = A->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
         float r = kept[i], m2 = (float)mp__dot8(g, y, C) * invc, ay = (float)mp__dot8(a, y, C) * invc;
-        for (int32_t j = 0; j < C; j++) out[j] = -r * (a[j] * m2 + g[j] * ay);
+        if (acc)
+            for (int32_t j = 0; j < C; j++) out[j] += -r * (a[j] * m2 + g[j] * ay);
+        else
+            for (int32_t j = 0; j < C; j++) out[j] = -r * (a[j] * m2 + g[j] * ay);
     }
 }
 MP__SIMD_CLONES void mp__fwd_ln_bwd_r(mp_tape *t, mp__node *o)
 {
     const mp__node *A = mp__nd(t, o->in[0]), *N = mp__nd(t, o->in[1]), *Y = mp__nd(t, N->in[1]);
     const float *kept = kept_rstd(Y);
-    int32_t C = Y->cols;
+    int32_t C = Y->cols, acc = (o->flags & MP__NODE_ACC) != 0;
     for (int32_t i = 0; i < Y->rows; i++) {
         const float *restrict y = Y->val + (size_t)i * C, *restrict a = A->val + (size_t)i * C,
                               *restrict dx = N->val + (size_t)i * C;
         float *restrict out = o->val + (size_t)i * C;
         float k = -kept[i] * (float)mp__dot8(a, dx, C) / (float)C;
-        for (int32_t j = 0; j < C; j++) out[j] = k * y[j];
+        if (acc)
+            for (int32_t j = 0; j < C; j++) out[j] += k * y[j];
+        else
+            for (int32_t j = 0; j < C; j++) out[j] = k * y[j];
     }
 }
 mp_status mp__bwd_ln_bwd_y(mp_tape *t, mp_var v, mp_var g)
@@ -198,21 +199,12 @@ static mp_status ln_bwd_composed(mp_tape *t, mp_var v, mp_var a, int32_t want_y,
 mp_status mp__bwd_ln_bwd(mp_tape *t, mp_var v, mp_var a)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var g = n.in[0], y = n.in[1], x = mp__nd(t, y)->in[0], c;
-    if (mp__need(t, g)) {
-        MP_TRY(ln_bwd(t, a, y, &c));
-        MP_TRY(mp__acc(t, g, c));
-    }
+    mp_var g = n.in[0], y = n.in[1], x = mp__nd(t, y)->in[0];
+    if (mp__need(t, g)) MP_TRY(mp__record_to(t, g, MP__OP_LN_BWD, n.rows, n.cols, a, y, NULL, 0.0f));
     int32_t want_y = mp__need(t, y), want_x = mp__need(t, x);
     if (!t->no_grad) return want_y || want_x ? ln_bwd_composed(t, v, a, want_y, want_x) : MP_OK;
-    if (want_y) {
-        MP_TRY(mp__record(t, MP__OP_LN_BWD_Y, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
-        MP_TRY(mp__acc(t, y, c));
-    }
-    if (want_x) {
-        MP_TRY(mp__record(t, MP__OP_LN_BWD_R, n.rows, n.cols, a, v, NULL, 0.0f, NULL, &c));
-        MP_TRY(mp__acc(t, x, c));
-    }
+    if (want_y) MP_TRY(mp__record_to(t, y, MP__OP_LN_BWD_Y, n.rows, n.cols, a, v, NULL, 0.0f));
+    if (want_x) MP_TRY(mp__record_to(t, x, MP__OP_LN_BWD_R, n.rows, n.cols, a, v, NULL, 0.0f));
     return MP_OK;
 }
 

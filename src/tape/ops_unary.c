@@ -201,46 +201,60 @@ void mp__fwd_gelu(mp_tape *t, mp__node *o)
 {
     gelu_values(o->attr[0], NULL, mp__nd(t, o->in[0])->val, o->val, (size_t)o->rows * o->cols);
 }
-/* Records gelu_mul(g, x) = g * gelu^(k)(x) (below), shaped as x. */
-static mp_status gelu_mul(mp_tape *t, mp_var g, mp_var x, int32_t k, mp_var *out)
+/* Adds gelu_mul(g, x) = g * gelu^(k)(x) (below), shaped as x, to the
+ * gradient of v. */
+static mp_status acc_gelu_mul(mp_tape *t, mp_var v, mp_var g, mp_var x, int32_t k)
 {
     const mp__node *X = mp__nd(t, x);
     int32_t attr[6] = {k};
-    return mp__record(t, MP__OP_GELU_MUL, X->rows, X->cols, g, x, attr, 0.0f, NULL, out);
+    return mp__record_to(t, v, MP__OP_GELU_MUL, X->rows, X->cols, g, x, attr, 0.0f);
 }
 
 /* d gelu^(k)(x) = g gelu^(k+1)(x): one gelu_mul node. */
 mp_status mp__bwd_gelu(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var c;
-    MP_TRY(gelu_mul(t, g, n.in[0], n.attr[0] + 1, &c));
-    return mp__acc(t, n.in[0], c);
+    return acc_gelu_mul(t, n.in[0], g, n.in[0], n.attr[0] + 1);
+}
+
+/* y[0..n) += tmp[0..n) without contraction (the add of the old sum and the
+ * FMA clones' product, as mp__acc's add). */
+MP__SIMD_CLONES static void add_into(float *restrict y, const float *restrict tmp, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] += tmp[i];
 }
 
 /* gelu_mul(g, x) = g * gelu^(k)(x), k = attr[0]: one node and one pass
  * where a graph would record two (the derivative values and their product
  * with g). Its own derivatives are gelu_mul nodes again, so every order is
  * available: for an upstream a, d/dg = gelu_mul(a, x) of order k and
- * d/dx = gelu_mul(a g, x) of order k + 1. */
+ * d/dx = gelu_mul(a g, x) of order k + 1. Added onto its buffer
+ * (MP__NODE_ACC) through a chunk on the stack, so that the FMA clones never
+ * fuse the sum into the product. */
 void mp__fwd_gelu_mul(mp_tape *t, mp__node *o)
 {
-    gelu_values(o->attr[0], mp__nd(t, o->in[0])->val, mp__nd(t, o->in[1])->val, o->val,
-                (size_t)o->rows * o->cols);
+    const float *g = mp__nd(t, o->in[0])->val, *x = mp__nd(t, o->in[1])->val;
+    size_t n = (size_t)o->rows * o->cols;
+    if (!(o->flags & MP__NODE_ACC)) {
+        gelu_values(o->attr[0], g, x, o->val, n);
+        return;
+    }
+    _Alignas(64) float tmp[512];
+    for (size_t i = 0; i < n; i += 512) {
+        size_t len = n - i < 512 ? n - i : 512;
+        gelu_values(o->attr[0], g + i, x + i, tmp, len);
+        add_into(o->val + i, tmp, len);
+    }
 }
 mp_status mp__bwd_gelu_mul(mp_tape *t, mp_var v, mp_var a)
 {
     mp__node n = *mp__nd(t, v);
-    mp_var g = n.in[0], x = n.in[1], c;
-    if (mp__need(t, g)) {
-        MP_TRY(gelu_mul(t, a, x, n.attr[0], &c));
-        MP_TRY(mp__acc(t, g, c));
-    }
+    mp_var g = n.in[0], x = n.in[1];
+    if (mp__need(t, g)) MP_TRY(acc_gelu_mul(t, g, a, x, n.attr[0]));
     if (!mp__need(t, x)) return MP_OK;
     mp_var ag;
     MP_TRY(mp__mul(t, a, g, 1.0f, &ag));
-    MP_TRY(gelu_mul(t, ag, x, n.attr[0] + 1, &c));
-    return mp__acc(t, x, c);
+    return acc_gelu_mul(t, x, ag, x, n.attr[0] + 1);
 }
 
 /* ---- exp, log, square ------------------------------------------------------------------ */

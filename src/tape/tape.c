@@ -545,6 +545,24 @@ mp_status mp__record_acc(mp_tape *t, mp_var v, mp_var slot, int32_t op, mp_var a
     return MP_OK;
 }
 
+/* The element-wise ops whose kernels honour MP__NODE_ACC (the products
+ * decide in ops_matmul.c, where alpha matters). */
+static int adds_in_place(int32_t op)
+{
+    return op == MP__OP_ADD || op == MP__OP_SUB || op == MP__OP_MUL || op == MP__OP_LN_BWD ||
+           op == MP__OP_LN_BWD_Y || op == MP__OP_LN_BWD_R || op == MP__OP_GELU_MUL;
+}
+
+mp_status mp__record_to(mp_tape *t, mp_var v, int32_t op, int32_t rows, int32_t cols, mp_var a, mp_var b,
+                        const int32_t *attr, float f)
+{
+    mp_var slot = adds_in_place(op) ? mp__acc_slot(t, v, rows, cols) : MP_VAR_NONE;
+    if (slot != MP_VAR_NONE) return mp__record_acc(t, v, slot, op, a, b, attr, f);
+    mp_var c;
+    MP_TRY(mp__record(t, op, rows, cols, a, b, attr, f, NULL, &c));
+    return mp__acc(t, v, c);
+}
+
 /* Walks the nodes from the loss down: when node i is reached every consumer
  * (a larger id) has already added its contribution, so gwork[i] is final. */
 static mp_status sweep(mp_tape *t, mp_var loss)

@@ -215,10 +215,17 @@ mp_var mp__acc_slot(const mp_tape *t, mp_var v, int32_t rows, int32_t cols);
 /* Records op (arguments as mp__record, shape of slot) with its result added
  * onto slot's buffer, slot from mp__acc_slot(t, v, ...), and makes the new
  * node v's gradient: mp__record then mp__acc without the sum's pass and
- * buffer. The op's forward kernel must honour MP__NODE_ACC (only the
- * products do). */
+ * buffer. The op's forward kernel must honour MP__NODE_ACC (adding its
+ * result onto val with the same rounding as the add: products, see
+ * mp__record_to for the others). */
 mp_status mp__record_acc(mp_tape *t, mp_var v, mp_var slot, int32_t op, mp_var a, mp_var b, const int32_t *attr,
                          float f);
+/* mp__record (no index array) of a rows x cols contribution then mp__acc
+ * into v's gradient; in a recycling sweep, through mp__record_acc when the
+ * slot allows and op's kernel honours MP__NODE_ACC (add, sub, mul, ln_bwd,
+ * ln_bwd_y, ln_bwd_r, gelu_mul). Bit for bit the same sum. */
+mp_status mp__record_to(mp_tape *t, mp_var v, int32_t op, int32_t rows, int32_t cols, mp_var a, mp_var b,
+                        const int32_t *attr, float f);
 
 /* Public id of the node with index i (i < n). */
 static inline mp_var mp__pub(const mp_tape *t, mp_var i) { return (mp_var)((uint32_t)i + t->id_base); }
