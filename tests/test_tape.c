@@ -83,6 +83,8 @@ B2(b_bmm_tn, mp_batch_matmul(t, x[0], x[1], 2, 1, 0, o))
 B2(b_bmm_tt, mp_batch_matmul(t, x[0], x[1], 2, 1, 1, o))
 B2(b_split_heads, mp_split_heads(t, x[0], 2, 3, 2, o))
 B2(b_merge_heads, mp_merge_heads(t, x[0], 2, 3, 2, o))
+B2(b_split_heads4, mp_split_heads(t, x[0], 2, 3, 4, o))
+B2(b_merge_heads4, mp_merge_heads(t, x[0], 2, 3, 4, o))
 
 static const int32_t heads_qk[3] = {1, 1, 0}, heads_pv[3] = {0, 1, 1};
 B2(b_heads_qk, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 1, heads_qk, 1.0f, o))
@@ -238,6 +240,9 @@ static const opcase cases[] = {
     {"scale_shift_col", 3, {3, 3, 3}, {4, 1, 1}, {U, U, U}, b_scale_shift},
     {"scale_shift_mixed", 3, {3, 1, 3}, {4, 1, 4}, {U, U, U}, b_scale_shift},
     {"scale_shift_full", 3, {3, 3, 1}, {4, 4, 1}, {U, U, U}, b_scale_shift},
+    /* Heads of width 1 (the patch embedding's per-example transpose). */
+    {"split_heads_dh1", 1, {6}, {4}, {U}, b_split_heads4},
+    {"merge_heads_dh1", 1, {24}, {1}, {U}, b_merge_heads4},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

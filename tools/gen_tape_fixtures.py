@@ -176,6 +176,9 @@ CASES = [
     ("scale_shift_col", [(3, 4), (3, 1), (3, 1)], [U] * 3, lambda x, s, b: x * s + b),
     ("scale_shift_mixed", [(3, 4), (1, 1), (3, 4)], [U] * 3, lambda x, s, b: x * s + b),
     ("scale_shift_full", [(3, 4), (3, 4), (1, 1)], [U] * 3, lambda x, s, b: x * s + b),
+    # Heads of width 1 (the patch embedding's per-example transpose).
+    ("split_heads_dh1", [(6, 4)], [U], lambda x: split_heads(x, 2, 3, 4)),
+    ("merge_heads_dh1", [(24, 1)], [U], lambda x: merge_heads(x, 2, 3, 4)),
 ]
 
 

@@ -146,6 +146,18 @@ static void heads_move(mp_tape *t, mp__node *o, int split)
     int32_t dh = split ? o->cols : X->cols;
     const float *restrict src = X->val;
     float *restrict dst = o->val;
+    if (dh == 1) { /* a per-example transpose (the patch embedding's channels-first output) */
+        for (int32_t b = 0; b < batch; b++) {
+            const float *restrict x = src + (size_t)b * seq * heads;
+            float *restrict y = dst + (size_t)b * seq * heads;
+            for (int32_t s = 0; s < seq; s++)
+                for (int32_t h = 0; h < heads; h++) {
+                    if (split) y[(size_t)h * seq + s] = x[(size_t)s * heads + h];
+                    else y[(size_t)s * heads + h] = x[(size_t)h * seq + s];
+                }
+        }
+        return;
+    }
     /* Head widths are small (16-64 floats): a plain loop beats a memcpy call. */
     for (int32_t b = 0; b < batch; b++)
         for (int32_t h = 0; h < heads; h++)
