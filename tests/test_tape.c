@@ -85,6 +85,7 @@ B2(b_split_heads, mp_split_heads(t, x[0], 2, 3, 2, o))
 B2(b_merge_heads, mp_merge_heads(t, x[0], 2, 3, 2, o))
 B2(b_split_heads4, mp_split_heads(t, x[0], 2, 3, 4, o))
 B2(b_merge_heads4, mp_merge_heads(t, x[0], 2, 3, 4, o))
+B2(b_concat_bcast, mp__concat_bcast(t, x[0], x[1], o))
 
 static const int32_t heads_qk[3] = {1, 1, 0}, heads_pv[3] = {0, 1, 1};
 B2(b_heads_qk, mp__heads_matmul(t, x[0], x[1], 4, 2, 0, 1, heads_qk, 1.0f, o))
@@ -243,6 +244,9 @@ static const opcase cases[] = {
     /* Heads of width 1 (the patch embedding's per-example transpose). */
     {"split_heads_dh1", 1, {6}, {4}, {U}, b_split_heads4},
     {"merge_heads_dh1", 1, {24}, {1}, {U}, b_merge_heads4},
+    /* Column concatenation with a one-row operand repeated (the prompt row of every example). */
+    {"concat_bcast_left", 2, {1, 4}, {3, 2}, {U, U}, b_concat_bcast},
+    {"concat_bcast_right", 2, {4, 1}, {2, 3}, {U, U}, b_concat_bcast},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -1654,6 +1658,9 @@ START_TEST(ops_reject_bad_inputs)
     FAILS(mp_split_heads(t, m34, 1, 3, 3, &o), MP_ERR_SHAPE_MISMATCH, "divisible by heads");
     FAILS(mp_split_heads(t, m34, 1, 3, 0, &o), MP_ERR_INVALID_ARGUMENT, "heads = 0");
     FAILS(mp_merge_heads(t, m34, 1, 3, 2, &o), MP_ERR_SHAPE_MISMATCH, "mp_merge_heads: x is 3x4, expected 6 rows");
+    FAILS(mp__concat_bcast(t, m34, m25, &o), MP_ERR_SHAPE_MISMATCH, "mp__concat_bcast: a 3x4 and b 2x5: the rows differ");
+    FAILS(mp__concat_bcast(t, bad, m25, &o), MP_ERR_UNKNOWN_VARIABLE, "mp__concat_bcast: argument 'a' = 99");
+    FAILS(mp__concat_bcast(t, m34, m25, NULL), MP_ERR_NULL_POINTER, "mp__concat_bcast: argument 'out'");
     /* NULL tape and NULL out for every op that has not been covered above. */
     const int32_t lab1[3] = {0, 0, 0};
     mp_status nulls[] = {

@@ -179,6 +179,9 @@ CASES = [
     # Heads of width 1 (the patch embedding's per-example transpose).
     ("split_heads_dh1", [(6, 4)], [U], lambda x: split_heads(x, 2, 3, 4)),
     ("merge_heads_dh1", [(24, 1)], [U], lambda x: merge_heads(x, 2, 3, 4)),
+    # mp__concat_bcast: the one-row operand repeated for the other's rows.
+    ("concat_bcast_left", [(1, 3), (4, 2)], [U, U], lambda a, b: torch.cat([a.expand(4, -1), b], 1)),
+    ("concat_bcast_right", [(4, 2), (1, 3)], [U, U], lambda a, b: torch.cat([a, b.expand(4, -1)], 1)),
 ]
 
 

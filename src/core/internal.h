@@ -145,6 +145,14 @@ int mp__tape_truncate(mp_tape *tape, const mp__tape_point *p);
 mp_status mp__heads_matmul(mp_tape *tape, mp_var a, mp_var b, int32_t batch, int32_t heads, int32_t trans_a,
                            int32_t trans_b, const int32_t layout[3], float alpha, mp_var *out);
 
+/* mp_concat along the columns where a or b may have one row for the
+ * other's many: that row is repeated (the prompt of every example, without
+ * a product by a column of ones); its gradient sums the rows. Public ids;
+ * differentiable to every order.
+ * Errors: MP_ERR_NULL_POINTER, MP_ERR_UNKNOWN_VARIABLE, MP_ERR_SHAPE_MISMATCH
+ * (rows differ and neither is 1), MP_ERR_INVALID_ARGUMENT (too large). */
+mp_status mp__concat_bcast(mp_tape *tape, mp_var a, mp_var b, mp_var *out);
+
 /* A linear layer, op(a) op(b) + bias with bias 1 x n added to every row of
  * the m x n product, as one variable (op linear): the values and
  * derivatives (to every order) of mp_matmul then mp_add without the

@@ -177,14 +177,14 @@ mp_status mp__conv_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_va
     if (input_prompt(m)) {
         /* Channel-major rows: appending P*H*W columns appends P channels. */
         mp_var xp;
-        MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &pr));
-        MP_TRY(mp_concat(t, x, pr, MP_AXIS_COLS, &xp));
+        MP_TRY(mp_reshape(t, prompt, 1, m->P * m->d, &pr));
+        MP_TRY(mp__concat_bcast(t, x, pr, &xp));
         MP_TRY(blocks(m, t, p, xp, n, m->C + m->P, &h));
     } else {
         MP_TRY(mp__fwd_prefix(m, t, p, nb, x, n, cache, mp__conv_features, 1, &h));
         if (m->P > 0) {
-            MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &pr));
-            MP_TRY(mp_concat(t, h, pr, MP_AXIS_COLS, &h));
+            MP_TRY(mp_reshape(t, prompt, 1, m->P * m->d, &pr));
+            MP_TRY(mp__concat_bcast(t, h, pr, &h));
         }
     }
     return mp__linear(t, h, p[nb], p[nb + 1], 0, 0, out);

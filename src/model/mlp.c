@@ -58,11 +58,12 @@ static mp_status linear(mp_tape *t, mp_var h, mp_var w, mp_var b, mp_var *out)
 mp_status mp__mlp_forward(const mp_model *m, mp_tape *t, const mp_var *p, mp_var prompt, mp_var x,
                           int32_t n, mp_var *out)
 {
+    (void)n; /* the rows of x (the prompt row is repeated for each) */
     mp_var h = x;
     if (m->P > 0) {
-        mp_var rows;
-        MP_TRY(mp__prompt_rows_for_batch(t, prompt, m->P, m->d, n, &rows));
-        MP_TRY(mp_concat(t, x, rows, MP_AXIS_COLS, &h));
+        mp_var row;
+        MP_TRY(mp_reshape(t, prompt, 1, m->P * m->d, &row));
+        MP_TRY(mp__concat_bcast(t, x, row, &h)); /* the prompt row repeated for every example */
     }
     int64_t layers = mp__mcfg(m, MP_CFG_MODEL_HIDDEN_LAYERS), act = mp__mcfg(m, MP_CFG_MODEL_ACTIVATION);
     for (int64_t l = 0; l < layers; l++) {

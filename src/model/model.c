@@ -334,17 +334,6 @@ mp_status mp__model_loss(const mp_model *m, mp_tape *t, mp_var out, const int32_
 }
 
 /* ---- shared forward helpers ---------------------------------------------------------- */
-mp_status mp__prompt_rows_for_batch(mp_tape *t, mp_var prompt, int32_t P, int32_t d, int32_t n,
-                                    mp_var *out)
-{
-    /* ones(n x 1) @ prompt(1 x P*d): every row gets the same prompt, and the
-     * prompt's gradient sums over the rows, as it should. */
-    mp_var ones, flat;
-    MP_TRY(mp_tape_fill(t, n, 1, 1.0f, &ones));
-    MP_TRY(mp_reshape(t, prompt, 1, P * d, &flat));
-    return mp_matmul(t, ones, flat, 0, 0, out);
-}
-
 mp_status mp__fwd_prefix(const mp_model *m, mp_tape *t, const mp_var *p, int32_t nkeys, mp_var x,
                          int32_t n, mp__fwd_cache *cache, mp__prefix_fn fn, int32_t nv, mp_var *v)
 {

@@ -84,10 +84,6 @@ typedef mp_status (*mp__prefix_fn)(const mp_model *m, mp_tape *t, const mp_var *
 mp_status mp__fwd_prefix(const mp_model *m, mp_tape *t, const mp_var *p, int32_t nkeys, mp_var x,
                          int32_t n, mp__fwd_cache *cache, mp__prefix_fn fn, int32_t nv, mp_var *v);
 
-/* Broadcasts a P x d prompt to n rows of P*d values (n x P*d). */
-mp_status mp__prompt_rows_for_batch(mp_tape *t, mp_var prompt, int32_t P, int32_t d, int32_t n,
-                                    mp_var *out);
-
 /* Records parameter leaves (borrowed, no gradient) and the prompt (zeros if
  * prompt is NULL) on t; params must have room for mp__model_num_tensors. */
 mp_status mp__model_leaves(const mp_model *m, mp_tape *t, const mp_prompt *prompt, mp_var *params,

@@ -161,8 +161,8 @@ static mp_status with_prompt_rows(const mp_model *m, mp_tape *t, mp_var p, mp_va
     }
     mp_var rows, pr, seq;
     MP_TRY(mp_reshape(t, x, n, m->S * d, &rows));
-    MP_TRY(mp__prompt_rows_for_batch(t, p, m->P, d, n, &pr));
-    MP_TRY(mp_concat(t, pr, rows, MP_AXIS_COLS, &seq));
+    MP_TRY(mp_reshape(t, p, 1, m->P * d, &pr));
+    MP_TRY(mp__concat_bcast(t, pr, rows, &seq));
     return mp_reshape(t, seq, n * (m->P + m->S), d, out);
 }
 

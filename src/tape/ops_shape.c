@@ -72,24 +72,26 @@ void mp__fwd_concat(mp_tape *t, mp__node *o)
     if (o->attr[0] == MP_AXIS_ROWS) {
         memcpy(o->val, A->val, na * sizeof(float));
         memcpy(o->val + na, B->val, (size_t)B->rows * B->cols * sizeof(float));
-    } else {
-        copy_block(o->val, o->cols, 0, A->val, A->cols, 0, A->rows, A->cols);
-        copy_block(o->val, o->cols, A->cols, B->val, B->cols, 0, B->rows, B->cols);
+    } else { /* an operand of one row for more output rows is broadcast (mp__concat_bcast) */
+        copy_block(o->val, o->cols, 0, A->val, A->rows == o->rows ? A->cols : 0, 0, o->rows, A->cols);
+        copy_block(o->val, o->cols, A->cols, B->val, B->rows == o->rows ? B->cols : 0, 0, o->rows, B->cols);
     }
 }
 mp_status mp__bwd_concat(mp_tape *t, mp_var v, mp_var g)
 {
     mp__node n = *mp__nd(t, v);
     int32_t axis = n.attr[0];
-    const mp__node *A = mp__nd(t, n.in[0]), *B = mp__nd(t, n.in[1]);
-    int32_t la = axis == MP_AXIS_ROWS ? A->rows : A->cols, lb = axis == MP_AXIS_ROWS ? B->rows : B->cols;
+    const mp__node A = *mp__nd(t, n.in[0]), B = *mp__nd(t, n.in[1]); /* copies: recording may move the table */
+    int32_t la = axis == MP_AXIS_ROWS ? A.rows : A.cols, lb = axis == MP_AXIS_ROWS ? B.rows : B.cols;
     mp_var c;
     if (mp__need(t, n.in[0])) {
         MP_TRY(mp__slice(t, g, axis, 0, la, &c));
+        MP_TRY(mp__sum_to(t, c, A.rows, A.cols, &c)); /* a broadcast row's gradient sums the rows */
         MP_TRY(mp__acc(t, n.in[0], c));
     }
     if (mp__need(t, n.in[1])) {
         MP_TRY(mp__slice(t, g, axis, la, lb, &c));
+        MP_TRY(mp__sum_to(t, c, B.rows, B.cols, &c));
         MP_TRY(mp__acc(t, n.in[1], c));
     }
     return MP_OK;
@@ -266,6 +268,25 @@ mp_status mp_concat(mp_tape *t, mp_var a, mp_var b, int32_t axis, mp_var *out)
     mp_var r;
     mp_status st = mp__record(t, MP__OP_CONCAT, rows ? (int32_t)total : A->rows, rows ? A->cols : (int32_t)total, a,
                               b, attr, 0.0f, NULL, &r);
+    return mp__emit(t, st, &r, out);
+}
+
+mp_status mp__concat_bcast(mp_tape *t, mp_var a, mp_var b, mp_var *out)
+{
+    static const char fn[] = "mp__concat_bcast";
+    MP__START(t, out, fn);
+    MP__VAR(t, fn, a);
+    MP__VAR(t, fn, b);
+    const mp__node *A = mp__nd(t, a), *B = mp__nd(t, b);
+    int32_t rows = A->rows > B->rows ? A->rows : B->rows;
+    MP_REQUIRE((A->rows == rows || A->rows == 1) && (B->rows == rows || B->rows == 1), t->err, MP_ERR_SHAPE_MISMATCH,
+               "%s: a %dx%d and b %dx%d: the rows differ and neither has one row", fn, (int)A->rows, (int)A->cols,
+               (int)B->rows, (int)B->cols);
+    MP_REQUIRE((int64_t)rows * ((int64_t)A->cols + B->cols) <= INT32_MAX, t->err, MP_ERR_INVALID_ARGUMENT,
+               "%s: result too large", fn);
+    int32_t attr[6] = {MP_AXIS_COLS};
+    mp_var r;
+    mp_status st = mp__record(t, MP__OP_CONCAT, rows, A->cols + B->cols, a, b, attr, 0.0f, NULL, &r);
     return mp__emit(t, st, &r, out);
 }
 
