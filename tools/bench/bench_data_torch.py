@@ -2,8 +2,14 @@
 """PyTorch side of examples/bench_data.c: the same loads and episode draws
 done the usual Python way (gzip + numpy + torch, per-episode randperm and
 index_select). Prints `torch <name> <value>` lines for the C bench to read."""
-import gzip
 import os
+
+# One thread for PyTorch means one OpenBLAS thread too: torch.set_num_threads
+# does not reach the BLAS that Debian's torch calls, whose own threads made
+# its small products 20-30 % slower (must be set before torch loads it).
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import gzip
 import sys
 import time
 

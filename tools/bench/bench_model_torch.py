@@ -4,6 +4,12 @@
 timing forward and forward+backward (gradients of every parameter and the
 prompt). Prints `torch <name> <value>` lines for the C bench to read."""
 import os
+
+# One thread for PyTorch means one OpenBLAS thread too: torch.set_num_threads
+# does not reach the BLAS that Debian's torch calls, whose own threads made
+# its small products 20-30 % slower (must be set before torch loads it).
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
 import sys
 import time
 

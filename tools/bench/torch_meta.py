@@ -13,6 +13,13 @@ transformer: the prompted ViT of src/model/transformer.c (28x28 images,
   5-shot 15-query tasks, meta-batch 4, 5 inner steps on prompt + head,
   second order, backbone frozen; also the process's peak RSS.
 """
+import os
+
+# One thread for PyTorch means one OpenBLAS thread too: torch.set_num_threads
+# does not reach the BLAS that Debian's torch calls, whose own threads made
+# its small products 20-30 % slower (must be set before torch loads it).
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
 import resource
 import sys
 import time
