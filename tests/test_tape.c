@@ -938,6 +938,49 @@ START_TEST(recycling_backward_adds_contributions_in_place)
 }
 END_TEST
 
+/* A product contribution with a long inner dimension is not added in place:
+ * OpenBLAS splits k > its block depth and adds C to the first partial sum,
+ * which differs from the add's sum in the last bits. loss = sum((X1 w)^2) +
+ * sum((X2 w)^2) with X_i k x 64: w's gradient is X1^T G1 + X2^T G2, inner
+ * dimension k; in place for k = 128, recorded and added for k = 1000, and
+ * the recycling sweep's gradient is the plain sweep's bit for bit. */
+START_TEST(recycling_backward_adds_long_products_as_nodes)
+{
+    enum { N = 64 };
+    int32_t k = _i ? 1000 : 128;
+    float *x = malloc(sizeof(float) * 2 * (size_t)k * N), w[N * N], plain[N * N], rec[N * N];
+    ck_assert_ptr_nonnull(x);
+    for (int32_t i = 0; i < 2 * k * N; i++) x[i] = (float)((i * 37 + 11) % 201) / 100.0f - 1.0f;
+    for (int i = 0; i < N * N; i++) w[i] = (float)((i * 53 + 7) % 97) / 480.0f - 0.1f;
+    mp_tape *t = new_tape();
+    for (int sweep = 0; sweep < 2; sweep++) {
+        mp_var x1, x2, wv, p1, p2, l, g;
+        MP_CK_OK(mp_tape_reset(t));
+        MP_CK_OK(mp_tape_leaf(t, k, N, x, (size_t)k * N, MP_LEAF_BORROW, &x1));
+        MP_CK_OK(mp_tape_leaf(t, k, N, x + (size_t)k * N, (size_t)k * N, MP_LEAF_BORROW, &x2));
+        MP_CK_OK(mp_tape_leaf(t, N, N, w, N * N, MP_LEAF_REQUIRES_GRAD, &wv));
+        MP_CK_OK(mp_matmul(t, x1, wv, 0, 0, &p1));
+        MP_CK_OK(mp_matmul(t, x2, wv, 0, 0, &p2));
+        MP_CK_OK(mp_mul(t, p1, p1, &p1));
+        MP_CK_OK(mp_mul(t, p2, p2, &p2));
+        MP_CK_OK(mp_add(t, p1, p2, &l));
+        MP_CK_OK(mp_sum(t, l, MP_REDUCE_ALL, &l));
+        int32_t before = t->n;
+        if (sweep == 0) MP_CK_OK(mp_tape_backward_wrt(t, l, 0, &wv, 1));
+        else MP_CK_OK(mp__tape_backward_wrt_recycle(t, l, &wv, 1));
+        int acc = 0;
+        for (int32_t i = before; i < t->n; i++)
+            acc += (t->nodes[i].flags & MP__NODE_ACC) && t->nodes[i].op == MP__OP_MATMUL;
+        ck_assert_msg(acc == (sweep == 1 && k <= 128), "k = %d, sweep %d: %d in-place products", (int)k, sweep, acc);
+        MP_CK_OK(mp_tape_grad(t, wv, &g));
+        read_all(t, g, sweep ? rec : plain, N * N);
+    }
+    ck_assert_msg(memcmp(plain, rec, sizeof plain) == 0, "k = %d: the recycling sweep's gradient differs", (int)k);
+    mp_tape_destroy(t);
+    free(x);
+}
+END_TEST
+
 /* mp__nt_small (kernel_nt.c): C = alpha A B^T (+ C) for n <= 32, k <= 16
  * on AVX-512 CPUs, against a double reference, with padded leading
  * dimensions (the padding stays untouched); where it declines (other
@@ -2019,6 +2062,7 @@ Suite *mp_test_tape_suite(void)
     tcase_add_test(sem, second_order_maml_matches_finite_differences);
     tcase_add_test(sem, recycling_backward_is_bit_identical_and_reuses_buffers);
     tcase_add_loop_test(sem, recycling_backward_adds_contributions_in_place, 0, 7);
+    tcase_add_loop_test(sem, recycling_backward_adds_long_products_as_nodes, 0, 2);
     suite_add_tcase(s, sem);
     TCase *mem = tcase_create("memory");
     tcase_add_test(mem, cycles_keep_memory_constant_and_allocate_nothing);

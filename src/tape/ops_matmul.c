@@ -164,7 +164,15 @@ static mp_status record_mm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_
  * power of two (1, and attention's 1/sqrt(dh) for dh = 4^i), where alpha
  * times the dot product is exact (barring subnormals), so the sum is the
  * same float as the add gives: the kernels add C once, after the dot
- * products, while k fits one block (see gemm_plain). */
+ * products, while k fits one block of theirs. Above that OpenBLAS adds C to
+ * the first block's partial sum, which differs in the last bits, so longer
+ * inner dimensions are recorded and added. 128 is below the first k that
+ * differed for every x86 kernel set (OPENBLAS_CORETYPE, OpenBLAS 0.3.21,
+ * n = 8 to 64: Prescott 200, Core2 300, Haswell and Zen 384, Sandybridge
+ * 400, Nehalem 640, SkylakeX and Cooperlake 384 to 1000); other
+ * architectures were not measured. It covers the transformer's products. */
+enum { ACC_MAX_K = 128 };
+
 static mp_status acc_mm(mp_tape *t, mp_var dst, mp_var x, mp_var y, int32_t batch, int32_t tx, int32_t ty,
                         int32_t sx, int32_t sy, int32_t so, float alpha)
 {
@@ -173,7 +181,7 @@ static mp_status acc_mm(mp_tape *t, mp_var dst, mp_var x, mp_var y, int32_t batc
         if (batch == 1) sx = sy = so = 0;
         mm_dims d = dims(mp__nd(t, x), mp__nd(t, y), batch, tx, ty, sx, sy);
         int32_t rows = so > 0 ? d.m : so < 0 ? batch / -so * d.m : batch * d.m, cols = so < 0 ? -so * d.n : d.n;
-        mp_var slot = mp__acc_slot(t, dst, rows, cols);
+        mp_var slot = d.k <= ACC_MAX_K ? mp__acc_slot(t, dst, rows, cols) : MP_VAR_NONE;
         if (slot != MP_VAR_NONE) {
             int32_t attr[6] = {tx, ty, batch, sx, sy, so};
             return mp__record_acc(t, dst, slot, batch == 1 ? MP__OP_MATMUL : MP__OP_BMM, x, y, attr, alpha);
