@@ -825,11 +825,15 @@ static void ip_graph(mp_tape *t, int c, mp_var *leaf, int *nleaf, mp_var *loss)
     }
     mp_var p1, p2, s;
     if (c >= 5) { /* p1 = ln(x) w1 + gelu(x) (row sums), p2 = x * x; case 6: the gradient's square sum */
-        mp_var wl, ln, ge, l0;
+        mp_var wl, ln, ge, l0, y = MP_VAR_NONE;
         MP_CK_OK(mp_tape_leaf(t, 6, 8, a, 48, MP_LEAF_REQUIRES_GRAD, &leaf[0]));
         MP_CK_OK(mp_tape_leaf(t, 1, 8, w1, 8, MP_LEAF_REQUIRES_GRAD, &leaf[1]));
         MP_CK_OK(mp_tape_leaf(t, 6, 8, w2, 48, 0, &wl));
-        MP_CK_OK(mp_layer_norm(t, leaf[0], leaf[1], MP_VAR_NONE, 1e-5f, &ln));
+        if (c == 6) { /* the normalised y as a variable of its own, read again below */
+            MP_CK_OK(mp_layer_norm(t, leaf[0], MP_VAR_NONE, MP_VAR_NONE, 1e-5f, &y));
+            MP_CK_OK(mp_mul(t, y, leaf[1], &ln));
+        } else
+            MP_CK_OK(mp_layer_norm(t, leaf[0], leaf[1], MP_VAR_NONE, 1e-5f, &ln));
         MP_CK_OK(mp_mul(t, ln, wl, &ln));
         MP_CK_OK(mp_gelu(t, leaf[0], &ge));
         MP_CK_OK(mp_add(t, ln, ge, &p1));
@@ -848,9 +852,13 @@ static void ip_graph(mp_tape *t, int c, mp_var *leaf, int *nleaf, mp_var *loss)
             MP_CK_OK(mp_mul(t, gw, gw, &sq));
             MP_CK_OK(mp_sum(t, sq, MP_REDUCE_ALL, &sq));
             MP_CK_OK(mp_add(t, s, sq, &s));
-            /* x used once more after the first backward: its slot exists when
-             * the recorded ln_bwd is reached, so ln_bwd_r adds in place */
+            /* x and y used once more after the first backward: their slots
+             * exist when the recorded ln_bwd is reached, so ln_bwd_r and
+             * ln_bwd_y add in place */
             MP_CK_OK(mp_mul(t, leaf[0], wl, &sq));
+            MP_CK_OK(mp_sum(t, sq, MP_REDUCE_ALL, &sq));
+            MP_CK_OK(mp_add(t, s, sq, &s));
+            MP_CK_OK(mp_mul(t, y, wl, &sq));
             MP_CK_OK(mp_sum(t, sq, MP_REDUCE_ALL, &sq));
             MP_CK_OK(mp_add(t, s, sq, loss));
             return;
@@ -920,7 +928,7 @@ START_TEST(recycling_backward_adds_contributions_in_place)
             }
         /* the kinds each case is about (the losses' own products add in place too) */
         if (c == 5) acc = ops[MP__OP_LN_BWD] > 0 && ops[MP__OP_GELU_MUL] > 0 && ops[MP__OP_MUL] > 0;
-        if (c == 6) acc = ops[MP__OP_LN_BWD_R] > 0 && ops[MP__OP_GELU_MUL] > 0;
+        if (c == 6) acc = ops[MP__OP_LN_BWD_R] > 0 && ops[MP__OP_LN_BWD_Y] > 0 && ops[MP__OP_GELU_MUL] > 0;
         if (sweep == 0) ck_assert_int_eq(acc, 0);
         else ck_assert_msg((acc > 0) == ip_want_acc[c], "case %d: %d in-place sums of the kinds tested", c, acc);
         for (int i = 0; i < nl; i++) {

@@ -20,7 +20,8 @@ static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y =
  * a * b + c into FMAs (ISO C mode), so every clone gives the same bits. SET
  * is = or, for a node that adds onto its buffer (MP__NODE_ACC, a recycling
  * sweep's in-place sum), +=: y + (expr), the float the add of the old sum and
- * the result gives. */
+ * the result gives. Of these four only mul is recorded as a backward
+ * contribution (mp__record_to), so only its kernel has the += loops. */
 #define BINARY_LOOPS(expr, SET)                                                               \
     if (A->rows == o->rows && A->cols == C && B->rows == o->rows && B->cols == C) {           \
         const float *restrict x1 = A->val, *restrict x2 = B->val;                             \
@@ -59,24 +60,24 @@ static int32_t bdim(int32_t x, int32_t y) { return x == y ? x : x == 1 ? y : y =
         }                                                                                     \
     }
 
-#define BINARY_KERNEL(name, expr)                                                             \
+#define BINARY_KERNEL(name, expr, in_place)                                                   \
     MP__SIMD_CLONES static void name(mp_tape *t, mp__node *o)                                 \
     {                                                                                         \
         const mp__node *A = mp__nd(t, o->in[0]), *B = mp__nd(t, o->in[1]);                   \
         const float s = o->f;                                                                 \
         (void)s;                                                                              \
         const int32_t C = o->cols;                                                            \
-        if (o->flags & MP__NODE_ACC) {                                                        \
+        if ((in_place) && (o->flags & MP__NODE_ACC)) {                                        \
             BINARY_LOOPS(expr, +=)                                                            \
         } else {                                                                              \
             BINARY_LOOPS(expr, =)                                                             \
         }                                                                                     \
     }
 
-BINARY_KERNEL(add_kernel, a + b)
-BINARY_KERNEL(sub_kernel, a - b)
-BINARY_KERNEL(mul_kernel, s * a * b)
-BINARY_KERNEL(div_kernel, a / b)
+BINARY_KERNEL(add_kernel, a + b, 0)
+BINARY_KERNEL(sub_kernel, a - b, 0)
+BINARY_KERNEL(mul_kernel, s * a * b, 1)
+BINARY_KERNEL(div_kernel, a / b, 0)
 
 static mp_status record_binary(mp_tape *t, int32_t op, mp_var a, mp_var b, float s, mp_var *out)
 {

@@ -549,8 +549,8 @@ mp_status mp__record_acc(mp_tape *t, mp_var v, mp_var slot, int32_t op, mp_var a
  * decide in ops_matmul.c, where alpha matters). */
 static int adds_in_place(int32_t op)
 {
-    return op == MP__OP_ADD || op == MP__OP_SUB || op == MP__OP_MUL || op == MP__OP_LN_BWD ||
-           op == MP__OP_LN_BWD_Y || op == MP__OP_LN_BWD_R || op == MP__OP_GELU_MUL;
+    return op == MP__OP_MUL || op == MP__OP_LN_BWD || op == MP__OP_LN_BWD_Y || op == MP__OP_LN_BWD_R ||
+           op == MP__OP_GELU_MUL;
 }
 
 mp_status mp__record_to(mp_tape *t, mp_var v, int32_t op, int32_t rows, int32_t cols, mp_var a, mp_var b,
