@@ -9,12 +9,19 @@
  * the development machine's Cooperlake kernels (checked against
  * cblas_sgemm for a dozen shapes with and without C, and by the unchanged
  * hash of the transformer's meta-gradients). alpha times the sum is
- * rounded, then C added and rounded, as OpenBLAS adds C once after the dot
- * products. Wider or deeper blocks (n > 32, k > 16) stay with OpenBLAS.
+ * rounded, then C added and rounded; OpenBLAS rounds alpha sum + C once, so
+ * the two agree only when alpha sum is exact: adding into C, the kernel
+ * takes alpha = +-2^e only (1, and attention's 1/sqrt(dh) for dh = 4^i;
+ * checked against cblas_sgemm on 20 000 random shapes and strides, as was
+ * overwriting C with any alpha). alpha = 0 declines too (OpenBLAS skips the
+ * product: 0, not NaN, for an Inf in A or B). Wider or deeper blocks
+ * (n > 32, k > 16) stay with OpenBLAS.
  *
  * AVX-512 only (x86-64 with GCC or clang), chosen at run time; elsewhere
  * mp__nt_small declines and the caller uses OpenBLAS. */
 #include "tape/tape_internal.h"
+
+#include <math.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -104,7 +111,10 @@ MP__NT_TARGET static void nt_avx512(int32_t m, int32_t n, int32_t k, float alpha
 int mp__nt_small(int32_t m, int32_t n, int32_t k, float alpha, const float *A, int32_t lda, const float *B,
                  int32_t ldb, int acc, float *C, int32_t ldc)
 {
-    if (m < 1 || n < 1 || n > 32 || k < 1 || k > 16 || !__builtin_cpu_supports("avx512f")) return 0;
+    int e;
+    if (m < 1 || n < 1 || n > 32 || k < 1 || k > 16 || alpha == 0.0f || (acc && fabsf(frexpf(alpha, &e)) != 0.5f) ||
+        !__builtin_cpu_supports("avx512f"))
+        return 0;
     nt_avx512(m, n, k, alpha, A, lda, B, ldb, acc, C, ldc);
     return 1;
 }

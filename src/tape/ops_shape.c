@@ -97,7 +97,11 @@ mp_status mp__bwd_concat(mp_tape *t, mp_var v, mp_var g)
     return MP_OK;
 }
 
-/* ---- reshape: the output aliases the input's values (both are immutable) ----------- */
+/* ---- reshape: the output aliases the input's values ------------------------------------ */
+/* Values are immutable once recorded, with one exception: a recycling sweep
+ * adds onto a gradient slot's buffer in place (mp__acc_slot), and only when
+ * the slot is its buffer's only holder; a reshape of a scratch buffer shares
+ * its reference count, so an aliased slot is never written. */
 void mp__fwd_reshape(mp_tape *t, mp__node *o) { (void)t, (void)o; }
 mp_status mp__bwd_reshape(mp_tape *t, mp_var v, mp_var g)
 {

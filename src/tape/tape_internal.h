@@ -282,12 +282,13 @@ mp_status mp__bmm(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int
 /* a * b + c with b and c broadcast to a's shape (each a's shape, 1 x cols,
  * rows x 1 or 1 x 1): one node (mul_add), e.g. layer norm's affine. */
 mp_status mp__mul_add(mp_tape *t, mp_var a, mp_var b, mp_var c, mp_var *out);
-/* Batched product with a shared (single-block) a or b, or a summed output. */
 /* C (m x n, ldc) = alpha A B^T, plus C when acc, A m x k (lda), B n x k
  * (ldb), with an AVX-512 kernel (kernel_nt.c) when the CPU has one and
- * n <= 32, k <= 16: then returns 1; otherwise 0 and nothing is written. */
+ * n <= 32, k <= 16, alpha != 0 (and a power of two when acc): then returns
+ * 1; otherwise 0 and nothing is written. */
 int mp__nt_small(int32_t m, int32_t n, int32_t k, float alpha, const float *A, int32_t lda, const float *B,
                  int32_t ldb, int acc, float *C, int32_t ldc);
+/* Batched product with a shared (single-block) a or b, or a summed output. */
 mp_status mp__bmm_ex(mp_tape *t, mp_var a, mp_var b, int32_t batch, int32_t ta, int32_t tb, int32_t sa, int32_t sb,
                      int32_t so, mp_var *out);
 mp_status mp__concat(mp_tape *t, mp_var a, mp_var b, int32_t axis, mp_var *out);
