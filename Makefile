@@ -134,8 +134,10 @@ sanitize:
 # A subset under valgrind memcheck (no fork, so leaks are seen). The runner
 # re-executing itself (the model tests' fresh-process checkpoint load) is
 # traced too, so its errors fail the test through the exit code; system
-# tools run by the tests (sh, rm, nm, ...) are not.
-VALGRIND_SUITES ?= core model
+# tools run by the tests (sh, rm, nm, ...) are not. The tape suites (about
+# 3 minutes) run without the AVX-512 kernels, which valgrind's CPU lacks;
+# data, meta and names run under the sanitizers only.
+VALGRIND_SUITES ?= core model tape tape_fused
 valgrind: check-build
 	OPENBLAS_NUM_THREADS=1 CK_FORK=no valgrind --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite --track-origins=yes --quiet \
