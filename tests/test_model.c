@@ -1288,6 +1288,19 @@ START_TEST(bad_arguments_are_refused_and_change_nothing)
     MP_CK_STATUS(mp_prompt_init(p, 7, 1.0, 1), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, -1.0, 1), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, NAN, 1), MP_ERR_INVALID_ARGUMENT);
+    /* a finite scale whose values overflow float: refused, the prompt unchanged */
+    MP_CK_STATUS(mp_prompt_init(p, MP_PROMPT_INIT_NORMAL, 1e300, 1), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_prompt_init: scale = 1e+300 is too large: value 0 would be");
+    MP_CK_STATUS(mp_prompt_init(p, MP_PROMPT_INIT_UNIFORM, 1e39, 1), MP_ERR_INVALID_ARGUMENT);
+    {
+        float big[16];
+        int32_t qr, qc;
+        MP_CK_OK(mp_prompt_shape(q, &qr, &qc));
+        ck_assert_int_le(qr * qc, 16);
+        MP_CK_OK(mp_prompt_init(q, MP_PROMPT_INIT_UNIFORM, 3e38, 1)); /* |value| <= 3e38: fits */
+        MP_CK_OK(mp_prompt_get(q, big, 16));
+        for (int32_t i = 0; i < qr * qc; i++) ck_assert(isfinite(big[i]) && fabsf(big[i]) <= 3e38f);
+    }
     MP_CK_STATUS(mp_prompt_init_from_data(p, m, x, 2, 5), MP_ERR_SHAPE_MISMATCH);
     MP_CK_STATUS(mp_prompt_init_from_data(p, m, x, 0, 0), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_prompt_init_from_data(p, tok, t6, 1, 6), MP_ERR_SHAPE_MISMATCH);
@@ -2048,6 +2061,24 @@ START_TEST(load_verifies_everything_before_touching_the_destination)
     MP_CK_STATUS(mp_checkpoint_save(NULL, src, sp, NULL), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_checkpoint_save(path, NULL, sp, NULL), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_checkpoint_save(tmp_path("no/dir/x"), src, sp, NULL), MP_ERR_IO);
+    /* A non-finite value (none reaches a handle through the API; poked in
+     * here) is refused before the file is touched: no file the loader
+     * would refuse. */
+    {
+        const char *nf = tmp_path("nonfinite.ckpt");
+        unlink(nf);
+        float keep = mp__prompt_data(sp)[3];
+        mp__prompt_data(sp)[3] = INFINITY;
+        MP_CK_STATUS(mp_checkpoint_save(nf, src, sp, NULL), MP_ERR_NOT_FINITE);
+        MP_CK_ERROR_MENTIONS("mp_checkpoint_save: tensor 'prompt' value 3 is not finite (inf); nothing was written");
+        mp__prompt_data(sp)[3] = keep;
+        keep = mp__model_params(src)[1];
+        mp__model_params(src)[1] = NAN;
+        MP_CK_STATUS(mp_checkpoint_save_with_sampler(nf, src, sp, NULL, NULL), MP_ERR_NOT_FINITE);
+        MP_CK_ERROR_MENTIONS("mp_checkpoint_save_with_sampler: tensor 'model/");
+        mp__model_params(src)[1] = keep;
+        ck_assert_int_ne(access(nf, F_OK), 0);
+    }
     MP_CK_STATUS(mp_checkpoint_load(NULL, dst, dp, NULL), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_checkpoint_load(path, NULL, dp, NULL), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_checkpoint_load(path, dst, cp, NULL), MP_ERR_SHAPE_MISMATCH);

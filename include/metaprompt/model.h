@@ -185,8 +185,9 @@ MP_API mp_status mp_prompt_shape(const mp_prompt *prompt, int32_t *rows, int32_t
 /** Fills the prompt: MP_PROMPT_INIT_ZEROS (scale ignored),
  *  MP_PROMPT_INIT_NORMAL (N(0, scale^2)) or MP_PROMPT_INIT_UNIFORM
  *  (U(-scale, scale)), deterministic in seed.
- *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (unknown method,
- *  scale negative or not finite). */
+ *  Nothing changes on failure. Errors: MP_ERR_NULL_POINTER,
+ *  MP_ERR_INVALID_ARGUMENT (unknown method, scale negative or not finite,
+ *  or so large that a value would overflow float). */
 MP_API mp_status mp_prompt_init(mp_prompt *prompt, int32_t method, double scale, uint64_t seed);
 /** Initialises the prompt from n >= 1 example rows of model's input
  *  (x_len = n * input_dim), like initialising from text embeddings:
@@ -224,7 +225,9 @@ MP_API mp_status mp_prompt_copy(mp_prompt *dst, const mp_prompt *src);
  *  created for another model" / "... another prompt", or prompt NULL).
  *  Errors: MP_ERR_NULL_POINTER (path, model), MP_ERR_SHAPE_MISMATCH
  *  (prompt not shaped for model), MP_ERR_INVALID_ARGUMENT (handles not the
- *  meta's, above), MP_ERR_IO (errno text in the message),
+ *  meta's, above), MP_ERR_NOT_FINITE (a NaN or Inf in a parameter or the
+ *  prompt, named in the message; nothing written: the loader refuses such
+ *  files), MP_ERR_IO (errno text in the message),
  *  MP_ERR_UNSUPPORTED (meta given but this build cannot save it),
  *  MP_ERR_OUT_OF_MEMORY. Messages go to mp_last_error(). An episode
  *  sampler's position is not saved: see mp_checkpoint_save_with_sampler. */

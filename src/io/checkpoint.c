@@ -60,6 +60,19 @@ static mp_status save_all(mp__ckpt_writer *w, const char *path, const mp_model *
     return mp__ckpt_writer_save(w, path);
 }
 
+/* A checkpoint holds finite values only (the loader refuses others), so a
+ * NaN or Inf is refused before anything is written. The library keeps its
+ * handles finite (setters check, updates with a non-finite value are
+ * skipped); this guards the file against anything that slipped through. */
+static mp_status save_finite(const char *fn, const float *v, size_t n, const char *tensor)
+{
+    for (size_t i = 0; i < n; i++)
+        MP_REQUIRE(isfinite(v[i]), NULL, MP_ERR_NOT_FINITE,
+                   "%s: tensor '%s' value %zu is not finite (%g); nothing was written", fn, tensor, i,
+                   (double)v[i]);
+    return MP_OK;
+}
+
 /* The writer steps report as "mp_checkpoint: ..." (they serve both public
  * savers); a failure of theirs is re-issued as fn's. */
 static mp_status save(const char *fn, const char *path, const mp_model *model,
@@ -72,6 +85,13 @@ static mp_status save(const char *fn, const char *path, const mp_model *model,
                prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
                (int)model->d);
     if (meta) MP_TRY(mp__meta_ckpt_owner(meta, NULL, fn, model, prompt));
+    char name[MP__CKPT_NAME_MAX + 1];
+    for (int32_t i = 0; i < model->ntensors; i++) {
+        const mp__param_info *t = &model->tensors[i];
+        tensor_key(name, sizeof name, t);
+        MP_TRY(save_finite(fn, model->params + t->offset, (size_t)t->rows * (size_t)t->cols, name));
+    }
+    if (prompt) MP_TRY(save_finite(fn, prompt->data, (size_t)prompt->rows * (size_t)prompt->cols, PROMPT_NAME));
     mp__ckpt_writer *w;
     mp_status st = mp__ckpt_writer_create(&w);
     if (st == MP_OK) {

@@ -1,6 +1,7 @@
 /* mp_prompt: the P x d soft prompt of a model, and its initialisations. */
 #include "model/model_priv.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -55,15 +56,25 @@ mp_status mp_prompt_init(mp_prompt *p, int32_t method, double scale, uint64_t se
                (int)method);
     MP_REQUIRE(isfinite(scale) && scale >= 0.0, p->err, MP_ERR_INVALID_ARGUMENT,
                "mp_prompt_init: scale must be finite and >= 0, got %g", scale);
-    mp__rng r;
-    mp__rng_seed(&r, seed, 0x70726f6d7074ULL); /* "prompt" */
-    for (size_t i = 0; i < count(p); i++) {
-        if (method == MP_PROMPT_INIT_NORMAL)
-            p->data[i] = (float)(scale * mp__rng_normal(&r));
-        else if (method == MP_PROMPT_INIT_UNIFORM)
-            p->data[i] = (float)(scale * (2.0 * mp__rng_uniform(&r) - 1.0));
-        else
-            p->data[i] = 0.0f;
+    /* Two passes over the same draws: the first only checks that every value
+     * fits a float (a huge finite scale would give +-inf), so a refused call
+     * leaves the prompt unchanged. */
+    for (int write = 0; write < 2; write++) {
+        mp__rng r;
+        mp__rng_seed(&r, seed, 0x70726f6d7074ULL); /* "prompt" */
+        for (size_t i = 0; i < count(p); i++) {
+            double v = method == MP_PROMPT_INIT_NORMAL    ? scale * mp__rng_normal(&r)
+                       : method == MP_PROMPT_INIT_UNIFORM ? scale * (2.0 * mp__rng_uniform(&r) - 1.0)
+                                                          : 0.0;
+            if (write) {
+                p->data[i] = (float)v;
+                continue;
+            }
+            MP_REQUIRE(fabs(v) <= FLT_MAX, p->err, MP_ERR_INVALID_ARGUMENT,
+                       "mp_prompt_init: scale = %g is too large: value %zu would be %g, beyond the float range "
+                       "(+-%g)",
+                       scale, i, v, (double)FLT_MAX);
+        }
     }
     return MP_OK;
 }
