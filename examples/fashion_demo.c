@@ -308,6 +308,11 @@ int main(int argc, char **argv)
     parse(&o, argc, argv);
     if (!o.eval_steps) o.eval_steps = o.inner_steps;
     make_out_dir(o.out_dir);
+    /* the data first: a missing data set stops before the banner */
+    const int32_t train_classes[] = {0, 1, 2, 3, 4, 5};
+    const int32_t test_classes[] = {6, 7, 8, 9};
+    mp_dataset *train_ds = load_split(&o, "train", train_classes, 6);
+    mp_dataset *test_ds = load_split(&o, "t10k", test_classes, 4);
     printf("libmetaprompt %s — meta-learned prompts on Fashion-MNIST\n", mp_version_string());
     example_setup(o.threads);
     if (o.conv)
@@ -324,10 +329,6 @@ int main(int argc, char **argv)
            o.rotations ? " x 4 rotations = 24 classes" : "", o.ways, o.shots, o.queries, o.iters,
            o.meta_batch, o.inner_steps, o.inner_lr, o.eval_steps, o.episodes);
 
-    const int32_t train_classes[] = {0, 1, 2, 3, 4, 5};
-    const int32_t test_classes[] = {6, 7, 8, 9};
-    mp_dataset *train_ds = load_split(&o, "train", train_classes, 6);
-    mp_dataset *test_ds = load_split(&o, "t10k", test_classes, 4);
     if (o.rotations || o.conv) {
         const int32_t shape[] = {28, 28};
         CHECK(mp_dataset_set_sample_shape(train_ds, shape, 2));

@@ -6,7 +6,8 @@
 //!    /usr/local/lib or $LIBRARY_PATH).
 //!
 //! For 1-3 an rpath to the directory is added to test and example binaries so
-//! they run without LD_LIBRARY_PATH.
+//! they run without LD_LIBRARY_PATH, and the directory is exported to
+//! dependent crates' build scripts as DEP_METAPROMPT_LIBDIR.
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +62,10 @@ fn main() {
             println!("cargo:rustc-link-search=native={}", dir.display());
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
             println!("cargo:rustc-env=MP_LINKED_FROM={} ({})", dir.display(), how);
+            // For dependent crates (the package says links = "metaprompt"):
+            // their build script reads it as DEP_METAPROMPT_LIBDIR, e.g. to
+            // give their own binaries an rpath (link args do not propagate).
+            println!("cargo:libdir={}", dir.display());
         }
         None => {
             println!("cargo:rustc-env=MP_LINKED_FROM=linker default path");
