@@ -216,6 +216,10 @@ bindings-check: all $(BUILD)/examples/sinusoid
 	  env $(RUST_ENV) CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) \
 	    OPENBLAS_NUM_THREADS=1 $(CARGO) run -q --offline --manifest-path examples/rust/Cargo.toml \
 	    --example sinusoid 20; \
+	  echo "a dependent crate's binary, rpath from DEP_METAPROMPT_LIBDIR, run without LD_LIBRARY_PATH"; \
+	  env $(RUST_ENV) CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/cargo MP_LIB_DIR=$(CURDIR)/$(BUILD) \
+	    $(CARGO) build -q --offline --manifest-path examples/rust/dependent/Cargo.toml; \
+	  env -u LD_LIBRARY_PATH OPENBLAS_NUM_THREADS=1 $(CURDIR)/$(BUILD)/cargo/debug/metaprompt-dependent-check; \
 	  env $(RUST_ENV) CARGO="$(CARGO)" BUILD=$(BUILD) tools/bindings-installcheck.sh; \
 	fi
 
