@@ -162,7 +162,6 @@ def tf_forward(p, cfg, prompt, x):
         img = x.reshape(n, C, cfg[IMAGE_H], cfg[IMAGE_W])
         e = F.conv2d(img, p["embed.weight"].reshape(d, C, k, k), p["embed.bias"].reshape(-1), stride=k)
         tok = e.flatten(2).transpose(1, 2)  # n x S x d, patches in row-major order
-    S = tok.shape[1]
     h = tok + p["pos"].unsqueeze(0)
     if P:
         h = torch.cat([prompt.unsqueeze(0).expand(n, -1, -1), h], 1)
