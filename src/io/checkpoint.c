@@ -24,6 +24,20 @@ static void tensor_key(char *buf, size_t len, const mp__param_info *t)
     snprintf(buf, len, MODEL_PREFIX "%s", t->name);
 }
 
+/* A checkpoint holds finite values only: the loader refuses others, and the
+ * savers refuse them before the file is written (`after` says so in their
+ * message; the library keeps its handles finite, this guards the file
+ * against anything that slipped through). */
+static mp_status check_finite(const float *v, size_t n, const char *tensor, const char *after)
+{
+    for (size_t i = 0; i < n; i++)
+        MP_REQUIRE(isfinite(v[i]), NULL, MP_ERR_NOT_FINITE, "mp_checkpoint: tensor '%s' value %zu is not finite (%g)%s",
+                   tensor, i, (double)v[i], after);
+    return MP_OK;
+}
+
+#define NOT_WRITTEN "; nothing was written"
+
 /* ---- save ---------------------------------------------------------------------- */
 static mp_status add_model(mp__ckpt_writer *w, const mp_model *m)
 {
@@ -34,6 +48,7 @@ static mp_status add_model(mp__ckpt_writer *w, const mp_model *m)
     for (int32_t i = 0; i < m->ntensors; i++) {
         const mp__param_info *t = &m->tensors[i];
         tensor_key(name, sizeof name, t);
+        MP_TRY(check_finite(m->params + t->offset, (size_t)t->rows * (size_t)t->cols, name, NOT_WRITTEN));
         MP_TRY(mp__ckpt_writer_add(w, name, t->rows, t->cols, m->params + t->offset));
     }
     return MP_OK;
@@ -54,23 +69,13 @@ static mp_status save_all(mp__ckpt_writer *w, const char *path, const mp_model *
                           const mp_prompt *p, const mp_meta *meta, const mp_sampler *sampler)
 {
     MP_TRY(add_model(w, m));
-    if (p) MP_TRY(mp__ckpt_writer_add(w, PROMPT_NAME, p->rows, p->cols, p->data));
+    if (p) {
+        MP_TRY(check_finite(p->data, (size_t)p->rows * (size_t)p->cols, PROMPT_NAME, NOT_WRITTEN));
+        MP_TRY(mp__ckpt_writer_add(w, PROMPT_NAME, p->rows, p->cols, p->data));
+    }
     if (meta) MP_TRY(mp__meta_ckpt_write(meta, w));
     if (sampler) MP_TRY(add_sampler(w, sampler));
     return mp__ckpt_writer_save(w, path);
-}
-
-/* A checkpoint holds finite values only (the loader refuses others), so a
- * NaN or Inf is refused before anything is written. The library keeps its
- * handles finite (setters check, updates with a non-finite value are
- * skipped); this guards the file against anything that slipped through. */
-static mp_status save_finite(const char *fn, const float *v, size_t n, const char *tensor)
-{
-    for (size_t i = 0; i < n; i++)
-        MP_REQUIRE(isfinite(v[i]), NULL, MP_ERR_NOT_FINITE,
-                   "%s: tensor '%s' value %zu is not finite (%g); nothing was written", fn, tensor, i,
-                   (double)v[i]);
-    return MP_OK;
 }
 
 /* The writer steps report as "mp_checkpoint: ..." (they serve both public
@@ -85,13 +90,6 @@ static mp_status save(const char *fn, const char *path, const mp_model *model,
                prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
                (int)model->d);
     if (meta) MP_TRY(mp__meta_ckpt_owner(meta, NULL, fn, model, prompt));
-    char name[MP__CKPT_NAME_MAX + 1];
-    for (int32_t i = 0; i < model->ntensors; i++) {
-        const mp__param_info *t = &model->tensors[i];
-        tensor_key(name, sizeof name, t);
-        MP_TRY(save_finite(fn, model->params + t->offset, (size_t)t->rows * (size_t)t->cols, name));
-    }
-    if (prompt) MP_TRY(save_finite(fn, prompt->data, (size_t)prompt->rows * (size_t)prompt->cols, PROMPT_NAME));
     mp__ckpt_writer *w;
     mp_status st = mp__ckpt_writer_create(&w);
     if (st == MP_OK) {
@@ -179,14 +177,6 @@ static mp_status check_tensors(const mp__ckpt_reader *r, const mp_model *m)
     return MP_OK;
 }
 
-static mp_status check_finite(const float *v, size_t n, const char *tensor)
-{
-    for (size_t i = 0; i < n; i++)
-        MP_REQUIRE(isfinite(v[i]), NULL, MP_ERR_NOT_FINITE,
-                   "mp_checkpoint: tensor '%s' value %zu is not finite (%g)", tensor, i, (double)v[i]);
-    return MP_OK;
-}
-
 typedef struct {
     float *params;     /* staged model parameters */
     float *prompt;     /* staged prompt values */
@@ -202,7 +192,7 @@ static mp_status stage(const mp__ckpt_reader *r, const mp_model *m, const mp_pro
         const mp__param_info *t = &m->tensors[i];
         tensor_key(name, sizeof name, t);
         MP_TRY(mp__ckpt_read(r, name, s->params + t->offset, (size_t)t->rows * (size_t)t->cols));
-        MP_TRY(check_finite(s->params + t->offset, (size_t)t->rows * (size_t)t->cols, name));
+        MP_TRY(check_finite(s->params + t->offset, (size_t)t->rows * (size_t)t->cols, name, ""));
     }
     if (!p) return MP_OK;
     size_t n = (size_t)p->rows * (size_t)p->cols;
@@ -213,7 +203,7 @@ static mp_status stage(const mp__ckpt_reader *r, const mp_model *m, const mp_pro
     s->prompt = mp__alloc((n ? n : 1) * sizeof(float));
     MP_REQUIRE(s->prompt, NULL, MP_ERR_OUT_OF_MEMORY, "mp_checkpoint: out of memory");
     MP_TRY(mp__ckpt_read(r, PROMPT_NAME, s->prompt, n));
-    return check_finite(s->prompt, n, PROMPT_NAME);
+    return check_finite(s->prompt, n, PROMPT_NAME, "");
 }
 
 /* ---- load: the sampler ----------------------------------------------------------- */
