@@ -90,8 +90,9 @@ static void gemm_plain(mp_tape *t, mp__node *o, const float *bias)
         }
         step = NN_CHUNK;
     }
-    for (int32_t r = 0; r < d.m; r += step) { /* r = 0 only, unless in blocks (then ta = 0) */
-        int32_t rows = d.m - r < step ? d.m - r : step;
+    /* r is 64-bit: r += step must not overflow for d.m near INT32_MAX. */
+    for (int64_t r = 0; r < d.m; r += step) { /* r = 0 only, unless in blocks (then ta = 0) */
+        int32_t rows = d.m - r < step ? (int32_t)(d.m - r) : step;
         float *c = o->val + (size_t)r * o->cols;
         if (bias)
             for (int32_t i = 0; i < rows; i++) memcpy(c + (size_t)i * o->cols, bias, (size_t)d.n * sizeof(float));

@@ -118,11 +118,12 @@ mp_status mp__reshape(mp_tape *t, mp_var a, int32_t rows, int32_t cols, mp_var *
 /* Tiles of 16x16 keep both the reads and the strided writes in cache. */
 static void transpose_block(float *restrict dst, const float *restrict src, int32_t m, int32_t n)
 {
-    for (int32_t i0 = 0; i0 < m; i0 += 16)
-        for (int32_t j0 = 0; j0 < n; j0 += 16) {
-            int32_t i1 = i0 + 16 < m ? i0 + 16 : m, j1 = j0 + 16 < n ? j0 + 16 : n;
-            for (int32_t i = i0; i < i1; i++)
-                for (int32_t j = j0; j < j1; j++) dst[(size_t)j * m + i] = src[(size_t)i * n + j];
+    /* 64-bit tile corners: i0 + 16 must not overflow for m or n near INT32_MAX. */
+    for (int64_t i0 = 0; i0 < m; i0 += 16)
+        for (int64_t j0 = 0; j0 < n; j0 += 16) {
+            int64_t i1 = i0 + 16 < m ? i0 + 16 : m, j1 = j0 + 16 < n ? j0 + 16 : n;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0; j < j1; j++) dst[(size_t)j * m + i] = src[(size_t)i * n + j];
         }
 }
 

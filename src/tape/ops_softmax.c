@@ -94,8 +94,8 @@ MP__SIMD_CLONES_FMA static void softmax_block(const float *restrict x, float *re
 {
     float ls[SOFTMAX_BLOCK];
     int32_t nb = C < SOFTMAX_BLOCK ? SOFTMAX_BLOCK / C : 1;
-    for (int32_t i0 = 0; i0 < rows; i0 += nb) {
-        int32_t n = rows - i0 < nb ? rows - i0 : nb;
+    for (int64_t i0 = 0; i0 < rows; i0 += nb) { /* 64-bit: no overflow for rows near INT32_MAX */
+        int32_t n = rows - i0 < nb ? (int32_t)(rows - i0) : nb;
         const float *restrict xb = x + (size_t)i0 * C;
         float *restrict yb = y + (size_t)i0 * C;
         for (int32_t i = 0; i < n; i++) {
