@@ -1542,6 +1542,71 @@ START_TEST(checkpoint_resume_is_bit_identical)
 }
 END_TEST
 
+/* MAML, first-order MAML and Reptile keep the same optimizer state, so a
+ * run can switch algorithm at a checkpoint (MAML++'s derivative-order
+ * annealing: first order while the initialisation is poor, then exact
+ * second order). Loading FOMAML's state into a MAML meta and stepping on
+ * must equal FOMAML's own optimizer applying MAML's meta-gradients, bit for
+ * bit; and the moments really are carried (a fresh MAML meta ends
+ * elsewhere). Meta-SGD states (with rates) stay refused: see below. */
+static void switch_check(int from, int to, int opt)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "switch");
+    meta_opts of = defaults(from), ot = defaults(to);
+    of.opt = ot.opt = opt;
+    of.outer_lr = ot.outer_lr = opt == MP_OPT_SGD ? 0.05 : 1e-2;
+    of.momentum = ot.momentum = opt == MP_OPT_SGD ? 0.9 : 0;
+    of.steps = ot.steps = 2;
+    /* a: 3 steps of `from`, then 2 updates by a's own optimizer with the
+     * meta-gradients of a `to` meta on the same handles. */
+    train_run a = run_open(&of, 0);
+    run_steps(&a, 3);
+    MP_CK_OK(mp_checkpoint_save_with_sampler(path, a.model, a.prompt, a.meta, a.sampler));
+    mp_meta *second = make_meta(a.model, a.prompt, &ot);
+    size_t n = grad_size(a.meta);
+    ck_assert_uint_eq(grad_size(second), n);
+    float *g = malloc(n * sizeof(float));
+    for (int step = 0; step < 2; step++) {
+        mp_task *tasks[4];
+        for (int i = 0; i < 4; i++) MP_CK_OK(mp_sampler_next(a.sampler, &tasks[i]));
+        MP_CK_OK(mp_meta_compute_gradients(second, tasks, 4, NULL, 0));
+        MP_CK_OK(mp_meta_get_gradients(second, g, n));
+        MP_CK_OK(mp_meta_set_gradients(a.meta, g, n));
+        MP_CK_OK(mp_meta_apply_gradients(a.meta));
+        for (int i = 0; i < 4; i++) mp_task_destroy(tasks[i]);
+    }
+    mp_meta_destroy(second);
+    /* b: a `to` run loaded from the checkpoint, 2 steps. */
+    train_run b = run_open(&ot, 1);
+    MP_CK_OK(mp_checkpoint_load_with_sampler(path, b.model, b.prompt, b.meta, b.sampler));
+    ck_assert_int_eq(steps_of(b.meta), 3);
+    run_steps(&b, 2);
+    ck_assert_msg(runs_equal(&a, &b), "algorithm %d -> %d, optimizer %d: the switched run differs", from, to, opt);
+    /* c: the same without the moments (parameters and sampler only). */
+    train_run c = run_open(&ot, 1);
+    MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, NULL, c.sampler));
+    ck_assert_int_eq(steps_of(c.meta), 0);
+    run_steps(&c, 2);
+    ck_assert(memcmp(mp__model_params_const(a.model), mp__model_params_const(c.model),
+                     a.meta->n_params * sizeof(float)) != 0);
+    free(g);
+    unlink(path);
+    run_close(&a);
+    run_close(&b);
+    run_close(&c);
+}
+
+START_TEST(checkpoint_switches_between_maml_fomaml_reptile)
+{
+    switch_check(MP_META_FOMAML, MP_META_MAML, MP_OPT_ADAM);
+    switch_check(MP_META_MAML, MP_META_FOMAML, MP_OPT_SGD);
+    switch_check(MP_META_REPTILE, MP_META_MAML, MP_OPT_SGD);
+    switch_check(MP_META_MAML, MP_META_REPTILE, MP_OPT_ADAMW);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 START_TEST(checkpoint_refuses_other_metas)
 {
     char path[256];
@@ -1555,7 +1620,9 @@ START_TEST(checkpoint_refuses_other_metas)
     meta_opts other = defaults(MP_META_MAML);
     mp_meta *d = make_meta(b.model, b.prompt, &other);
     MP_CK_STATUS(mp_checkpoint_load(path, b.model, b.prompt, d), MP_ERR_SHAPE_MISMATCH);
-    MP_CK_ERROR_MENTIONS("meta.algorithm");
+    MP_CK_ERROR_MENTIONS("'meta.algorithm' is 4 in the file but 1 in the meta: a Meta-SGD (4) state holds "
+                         "learned inner rates and loads only into Meta-SGD");
+    ck_assert_int_eq(steps_of(d), 0);
     mp_meta_destroy(d);
     meta_opts scoped = o;
     scoped.scope = MP_SCOPE_PROMPT_HEAD;
@@ -2670,6 +2737,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, evaluate_is_thread_independent_and_flat);
     tcase_add_test(alg, maml_learns_sinusoids);
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
+    tcase_add_test(alg, checkpoint_switches_between_maml_fomaml_reptile);
     tcase_add_test(alg, checkpoint_refuses_other_metas);
     tcase_add_test(alg, checkpoint_refuses_unsound_meta_state);
     tcase_add_test(alg, checkpoint_refuses_handles_of_another_meta);

@@ -1910,6 +1910,48 @@ START_TEST(container_checks_config_types_and_values)
 }
 END_TEST
 
+/* Integer configuration values are not range-checked by the container;
+ * the meta's loader refuses an algorithm number that names none (it would
+ * otherwise pass as "not Meta-SGD", since MAML, first-order MAML and
+ * Reptile states load into one another), and changes nothing. */
+START_TEST(meta_state_refuses_unknown_algorithm)
+{
+    make_tmpdir();
+    const char *path = tmp_path("alg.ckpt"), *bad = tmp_path("alg_bad.ckpt");
+    mp_model *m = make_model(CFG_MLP);
+    mp_prompt *p = random_prompt(m, 1);
+    mp_config *c;
+    MP_CK_OK(mp_config_create(&c));
+    MP_CK_OK(mp_config_set_int(c, MP_CFG_META_ALGORITHM, MP_META_FOMAML));
+    mp_meta *meta;
+    MP_CK_OK(mp_meta_create(&meta, m, p, c));
+    mp_config_destroy(c);
+    MP_CK_OK(mp_checkpoint_save(path, m, p, meta));
+    MP_CK_OK(mp_checkpoint_load(path, m, p, meta)); /* the control */
+    size_t np = mp__model_param_count(m);
+    for (size_t i = 0; i < np; i++) mp__model_params(m)[i] += 1.0f; /* a failed load must not restore them */
+    float *before = malloc(np * sizeof(float));
+    memcpy(before, mp__model_params(m), np * sizeof(float));
+    const int64_t algos[] = {0, MP_META_METASGD + 1, -1, INT64_MAX};
+    for (size_t i = 0; i < sizeof algos / sizeof algos[0]; i++) {
+        patch_config(path, bad, MP_CFG_META_ALGORITHM, MP_CFG_TYPE_INT, &algos[i]);
+        MP_CK_STATUS(mp_checkpoint_load(bad, m, p, meta), MP_ERR_FORMAT);
+        MP_CK_ERROR_MENTIONS("'meta.algorithm' is");
+        MP_CK_ERROR_MENTIONS("in the file: no such algorithm");
+        ck_assert_int_eq(memcmp(before, mp__model_params(m), np * sizeof(float)), 0);
+    }
+    free(before);
+    int64_t t = -1;
+    MP_CK_OK(mp_meta_step_count(meta, &t));
+    ck_assert_int_eq(t, 0);
+    mp_meta_destroy(meta);
+    mp_prompt_destroy(p);
+    mp_model_destroy(m);
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* Writes a checkpoint for m by hand, with one deliberate defect. */
 enum { D_NONE, D_TRANSPOSED, D_MISSING, D_EXTRA, D_UNKNOWN, D_NAN, D_CONFIG, D_NO_PROMPT,
        D_PROMPT_SHAPE, D_NEW_KEY };
@@ -2544,6 +2586,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_loop_test(k, save_then_load_in_a_fresh_process_is_bit_identical, 0, NKINDS);
     tcase_add_test(k, load_verifies_everything_before_touching_the_destination);
     tcase_add_test(k, container_checks_config_types_and_values);
+    tcase_add_test(k, meta_state_refuses_unknown_algorithm);
     tcase_add_test(k, load_ignores_a_different_init_scheme);
     tcase_add_test(k, checkpoint_allocation_failures);
     suite_add_tcase(s, k);

@@ -11,7 +11,13 @@
 #include <string.h>
 
 /* Keys whose values must agree between the file and the loading meta:
- * they decide the layout of the saved vectors or their meaning. */
+ * they decide the layout of the saved vectors or their meaning. The
+ * algorithm only as far as the layout goes: MAML, first-order MAML and
+ * Reptile keep the same state (moments over one gradient layout), so a run
+ * can switch between them at a checkpoint (first order while the
+ * initialisation is poor, then exact second order: MAML++'s
+ * derivative-order annealing); Meta-SGD adds its rates and matches only
+ * itself. */
 static const int32_t structural_keys[] = {
     MP_CFG_META_ALGORITHM, MP_CFG_META_SCOPE, MP_CFG_META_LEARN, MP_CFG_META_OPTIMIZER,
 };
@@ -83,6 +89,19 @@ static mp_status check_config(const mp_meta *m, const mp__ckpt_reader *r)
         MP_REQUIRE(mp__ckpt_config(r, key, &iv, &fv) == MP_OK, NULL, MP_ERR_NOT_FOUND,
                    "mp_checkpoint: the file holds no meta-optimizer state (it was saved without a meta; "
                    "load it with meta = NULL), configuration key '%s' is missing", mp_config_key_name(key));
+        if (key == MP_CFG_META_ALGORITHM) {
+            /* (integer values are not range-checked by the reader) */
+            MP_REQUIRE(iv >= MP_META_MAML && iv <= MP_META_METASGD, NULL, MP_ERR_FORMAT,
+                       "mp_checkpoint: '%s' is %lld in the file: no such algorithm", mp_config_key_name(key),
+                       (long long)iv);
+            int file_sgd = iv == MP_META_METASGD, meta_sgd = m->algo == MP_META_METASGD;
+            MP_REQUIRE(file_sgd == meta_sgd, NULL, MP_ERR_SHAPE_MISMATCH,
+                       "mp_checkpoint: '%s' is %lld in the file but %lld in the meta: a Meta-SGD (%d) "
+                       "state holds learned inner rates and loads only into Meta-SGD (MAML, first-order "
+                       "MAML and Reptile states load into one another)",
+                       mp_config_key_name(key), (long long)iv, (long long)m->algo, MP_META_METASGD);
+            continue;
+        }
         MP_REQUIRE(iv == structural_value(m, key), NULL, MP_ERR_SHAPE_MISMATCH,
                    "mp_checkpoint: '%s' is %lld in the file but %lld in the meta",
                    mp_config_key_name(key), (long long)iv, (long long)structural_value(m, key));
