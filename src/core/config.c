@@ -23,6 +23,7 @@ typedef struct {
 } entry;
 
 struct mp_config {
+    uint32_t handle_kind; /* MP__KIND_CONFIG */
     size_t n;
     entry e[MAX_ENTRIES];
     char err[MP_ERRMSG_LEN];
@@ -49,19 +50,24 @@ mp_status mp_config_create(mp_config **out)
     MP_REQUIRE_PTR(out, NULL, "mp_config_create");
     mp_config *c = mp__calloc(1, sizeof *c);
     MP_REQUIRE(c, NULL, MP_ERR_OUT_OF_MEMORY, "mp_config_create: out of memory");
+    c->handle_kind = MP__KIND_CONFIG;
     *out = c;
     return MP_OK;
 }
 
-void mp_config_destroy(mp_config *cfg) { mp__free(cfg); }
+void mp_config_destroy(mp_config *cfg)
+{
+    if (mp__handle_destroying(cfg, MP__KIND_CONFIG, "cfg", "mp_config_destroy")) mp__free(cfg);
+}
 
 mp_status mp_config_clone(mp_config **out, const mp_config *src)
 {
     MP_REQUIRE_PTR(out, NULL, "mp_config_clone");
-    MP_REQUIRE_PTR(src, NULL, "mp_config_clone");
+    MP_REQUIRE_HANDLE(src, MP__KIND_CONFIG, NULL, "mp_config_clone");
     mp_config *c = mp__alloc(sizeof *c);
     MP_REQUIRE(c, NULL, MP_ERR_OUT_OF_MEMORY, "mp_config_clone: out of memory");
     memcpy(c, src, sizeof *c);
+    c->handle_kind = MP__KIND_CONFIG;
     c->err[0] = '\0';
     *out = c;
     return MP_OK;
@@ -94,7 +100,7 @@ static mp_status store(mp_config *cfg, int32_t key, int64_t iv, double fv)
 
 mp_status mp_config_set_int(mp_config *cfg, int32_t key, int64_t value)
 {
-    MP_REQUIRE_PTR(cfg, NULL, "mp_config_set_int");
+    MP_REQUIRE_HANDLE(cfg, MP__KIND_CONFIG, NULL, "mp_config_set_int");
     const mp__key_info *k;
     MP_TRY(check_key(cfg, "mp_config_set_int", key, MP_CFG_TYPE_INT, &k));
     MP_REQUIRE((double)value >= k->min && (double)value <= k->max, cfg->err, MP_ERR_RANGE,
@@ -105,7 +111,7 @@ mp_status mp_config_set_int(mp_config *cfg, int32_t key, int64_t value)
 
 mp_status mp_config_set_float(mp_config *cfg, int32_t key, double value)
 {
-    MP_REQUIRE_PTR(cfg, NULL, "mp_config_set_float");
+    MP_REQUIRE_HANDLE(cfg, MP__KIND_CONFIG, NULL, "mp_config_set_float");
     const mp__key_info *k;
     MP_TRY(check_key(cfg, "mp_config_set_float", key, MP_CFG_TYPE_FLOAT, &k));
     MP_REQUIRE(isfinite(value), cfg->err, MP_ERR_NOT_FINITE,
@@ -118,7 +124,7 @@ mp_status mp_config_set_float(mp_config *cfg, int32_t key, double value)
 
 mp_status mp_config_get_int(const mp_config *cfg, int32_t key, int64_t *out)
 {
-    MP_REQUIRE_PTR(cfg, NULL, "mp_config_get_int");
+    MP_REQUIRE_HANDLE(cfg, MP__KIND_CONFIG, NULL, "mp_config_get_int");
     MP_REQUIRE_PTR(out, (char *)cfg->err, "mp_config_get_int");
     const mp__key_info *k;
     MP_TRY(check_key((mp_config *)cfg, "mp_config_get_int", key, MP_CFG_TYPE_INT, &k));
@@ -128,7 +134,7 @@ mp_status mp_config_get_int(const mp_config *cfg, int32_t key, int64_t *out)
 
 mp_status mp_config_get_float(const mp_config *cfg, int32_t key, double *out)
 {
-    MP_REQUIRE_PTR(cfg, NULL, "mp_config_get_float");
+    MP_REQUIRE_HANDLE(cfg, MP__KIND_CONFIG, NULL, "mp_config_get_float");
     MP_REQUIRE_PTR(out, (char *)cfg->err, "mp_config_get_float");
     const mp__key_info *k;
     MP_TRY(check_key((mp_config *)cfg, "mp_config_get_float", key, MP_CFG_TYPE_FLOAT, &k));
@@ -138,7 +144,8 @@ mp_status mp_config_get_float(const mp_config *cfg, int32_t key, double *out)
 
 int32_t mp_config_is_set(const mp_config *cfg, int32_t key)
 {
-    return cfg && find(cfg, key) ? 1 : 0;
+    if (mp__handle_error(cfg, MP__KIND_CONFIG, "cfg", "mp_config_is_set")) return 0;
+    return find(cfg, key) ? 1 : 0;
 }
 
 const char *mp_config_key_name(int32_t key)
@@ -166,7 +173,11 @@ mp_status mp_config_key_by_name(const char *name, int32_t *out_key)
     return mp__fail(NULL, MP_ERR_NOT_FOUND, "mp_config_key_by_name: no key named '%s'", name);
 }
 
-const char *mp_config_error(const mp_config *cfg) { return cfg ? cfg->err : ""; }
+const char *mp_config_error(const mp_config *cfg)
+{
+    const char *bad = mp__handle_error(cfg, MP__KIND_CONFIG, "cfg", "mp_config_error");
+    return bad ? bad : cfg->err;
+}
 
 int64_t mp__cfg_int(const mp_config *cfg, int32_t key)
 {

@@ -147,6 +147,72 @@ void mp__free(void *p)
     atomic_fetch_sub(&g_live, 1);
 }
 
+/* ---- handle kinds ------------------------------------------------------------ */
+const char *mp__kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case MP__KIND_CONFIG: return "mp_config";
+    case MP__KIND_MODEL: return "mp_model";
+    case MP__KIND_PROMPT: return "mp_prompt";
+    case MP__KIND_TAPE: return "mp_tape";
+    case MP__KIND_DATASET: return "mp_dataset";
+    case MP__KIND_TASK: return "mp_task";
+    case MP__KIND_SAMPLER: return "mp_sampler";
+    case MP__KIND_META: return "mp_meta";
+    default: return NULL;
+    }
+}
+
+mp_status mp__bad_kind(char *herr, const void *p, uint32_t want, const char *name, const char *fn)
+{
+    uint32_t tag = MP__KIND_OF(p);
+    const char *is = mp__kind_name(tag), *dead = mp__kind_name(MP__KIND_DEAD(tag));
+    const char *wanted = mp__kind_name(want);
+    if (is)
+        return mp__fail(herr, MP_ERR_INVALID_ARGUMENT, "%s: argument '%s' is not an %s handle (it is an %s)", fn,
+                        name, wanted, is);
+    if (dead)
+        return mp__fail(herr, MP_ERR_INVALID_ARGUMENT,
+                        "%s: argument '%s' is not an %s handle (it is a destroyed %s)", fn, name, wanted, dead);
+    return mp__fail(herr, MP_ERR_INVALID_ARGUMENT,
+                    "%s: argument '%s' is not an %s handle (unknown tag 0x%08x; a destroyed or foreign pointer?)",
+                    fn, name, wanted, (unsigned)tag);
+}
+
+mp_status mp__require_handles(char *herr, const void *const *p, size_t n, uint32_t kind, const char *name,
+                              const char *fn)
+{
+    for (size_t i = 0; i < n; i++) {
+        MP_REQUIRE(p[i] != NULL, herr, MP_ERR_NULL_POINTER, "%s: %s[%zu] is NULL", fn, name, i);
+        if (MP__KIND_OF(p[i]) != kind) {
+            char elem[64];
+            snprintf(elem, sizeof elem, "%s[%zu]", name, i);
+            return mp__bad_kind(herr, p[i], kind, elem, fn);
+        }
+    }
+    return MP_OK;
+}
+
+const char *mp__handle_error(const void *p, uint32_t kind, const char *name, const char *fn)
+{
+    if (!p) return "";
+    if (MP__KIND_OF(p) == kind) return NULL;
+    mp__bad_kind(NULL, p, kind, name, fn);
+    return tls_error;
+}
+
+int mp__handle_destroying(void *p, uint32_t kind, const char *name, const char *fn)
+{
+    if (!p) return 0;
+    if (MP__KIND_OF(p) != kind) {
+        mp__bad_kind(NULL, p, kind, name, fn);
+        mp__log(MP_LOG_ERROR, "%s; nothing was freed", tls_error);
+        return 0;
+    }
+    *(uint32_t *)p = MP__KIND_DEAD(kind);
+    return 1;
+}
+
 /* ---- logging ------------------------------------------------------------ */
 static mp_log_fn g_log;
 static int32_t g_log_level = MP_LOG_INFO;

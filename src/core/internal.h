@@ -42,6 +42,64 @@ mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char
 #define MP_REQUIRE_PTR(p, herr, fn) MP_REQUIRE_ARG(p, #p, herr, fn)
 #define MP_REQUIRE_ARG(p, name, herr, fn)                                    \
     MP_REQUIRE((p) != NULL, (herr), MP_ERR_NULL_POINTER, "%s: argument '%s' is NULL", (fn), (name))
+/* ---- handle kinds ----------------------------------------------------------
+ * Every public opaque handle (struct mp_config, mp_model, mp_prompt,
+ * mp_tape, mp_dataset, mp_task, mp_sampler, mp_meta) has as its FIRST
+ * member `uint32_t handle_kind`, set by every constructor to its MP__KIND_* value
+ * and overwritten with MP__KIND_DEAD(kind) by its destroy function, so that
+ * a handle of another kind (a wrong cast, a wrong void pointer from an FFI)
+ * is refused with MP_ERR_INVALID_ARGUMENT instead of being used. The check
+ * is one load and one compare; the failure path is out of line. */
+#define MP__KIND_CONFIG  0x6d43f1a5u
+#define MP__KIND_MODEL   0x6d4d0d31u
+#define MP__KIND_PROMPT  0x6d509e7bu
+#define MP__KIND_TAPE    0x6d7a9e0cu
+#define MP__KIND_DATASET 0x6d44a7a2u
+#define MP__KIND_TASK    0x6d7a5c94u
+#define MP__KIND_SAMPLER 0x6d53e3d6u
+#define MP__KIND_META    0x6d3e7a18u
+#define MP__KIND_DEAD(k) ((k) ^ 0xdead0000u) /* what a destroyed handle's tag becomes */
+/* The kind tag of a handle: its first member. */
+#define MP__KIND_OF(p) (*(const uint32_t *)(const void *)(p))
+/* "mp_sampler" for MP__KIND_SAMPLER and so on, NULL for any other value. */
+const char *mp__kind_name(uint32_t kind);
+/* The failure of a kind check (p not NULL, its tag not want): "<fn>:
+ * argument '<name>' is not an <want> handle (it is an <other>)", or "(it is
+ * a destroyed <kind>)", or "(unknown tag 0x...; a destroyed or foreign
+ * pointer?)", recorded as mp__fail(herr, MP_ERR_INVALID_ARGUMENT, ...).
+ * herr must not belong to p (nothing is written into memory of the wrong
+ * type): NULL, or the buffer of another handle already checked. */
+mp_status mp__bad_kind(char *herr, const void *p, uint32_t want, const char *name, const char *fn);
+/* A handle argument: NULL -> MP_ERR_NULL_POINTER ("argument '<name>' is
+ * NULL", as MP_REQUIRE_ARG), another kind -> mp__bad_kind. Nothing but the
+ * tag is read before the check passes. */
+#define MP_REQUIRE_HANDLE_ARG(p, name, KIND, herr, fn)                                         \
+    do {                                                                                       \
+        MP_REQUIRE_ARG(p, name, herr, fn);                                                     \
+        if (MP__KIND_OF(p) != (KIND)) return mp__bad_kind((herr), (p), (KIND), (name), (fn));  \
+    } while (0)
+#define MP_REQUIRE_HANDLE(p, KIND, herr, fn) MP_REQUIRE_HANDLE_ARG(p, #p, KIND, herr, fn)
+/* An optional handle argument: NULL passes, another kind is refused. */
+#define MP_OPTIONAL_HANDLE_ARG(p, name, KIND, herr, fn)                                        \
+    do {                                                                                       \
+        if ((p) && MP__KIND_OF(p) != (KIND)) return mp__bad_kind((herr), (p), (KIND), (name), (fn)); \
+    } while (0)
+#define MP_OPTIONAL_HANDLE(p, KIND, herr, fn) MP_OPTIONAL_HANDLE_ARG(p, #p, KIND, herr, fn)
+/* An array of n handles of one kind, e.g. mp_task *const *tasks: a NULL
+ * element -> MP_ERR_NULL_POINTER "<fn>: <name>[i] is NULL", another kind ->
+ * mp__bad_kind naming '<name>[i]'. The array itself must not be NULL. */
+mp_status mp__require_handles(char *herr, const void *const *p, size_t n, uint32_t kind, const char *name,
+                              const char *fn);
+/* For the functions that return no status. mp_<type>_error(): NULL for a
+ * handle of the right kind (the caller returns its message), "" for NULL,
+ * else the recorded kind failure (the thread-local message). */
+const char *mp__handle_error(const void *p, uint32_t kind, const char *name, const char *fn);
+/* mp_<type>_destroy(): 1 when p is a handle of this kind, whose tag it then
+ * marks destroyed (the caller frees it); 0 for NULL, and 0 for another kind
+ * after recording the failure in the thread-local message and logging it at
+ * MP_LOG_ERROR (nothing is freed). */
+int mp__handle_destroying(void *p, uint32_t kind, const char *name, const char *fn);
+
 #define MP_TRY(expr)                                                        \
     do {                                                                    \
         mp_status mp__st_ = (expr);                                         \

@@ -253,6 +253,7 @@ mp_status mp_dataset_load_csv(mp_dataset **out, const char *path, const mp_confi
     static const char fn[] = "mp_dataset_load_csv";
     MP_REQUIRE_PTR(out, NULL, fn);
     MP_REQUIRE_PTR(path, NULL, fn);
+    MP_OPTIONAL_HANDLE(cfg, MP__KIND_CONFIG, NULL, fn);
     mp__csv_opts o = {(int32_t)mp__cfg_int(cfg, MP_CFG_DATA_CSV_HEADER),
                       (int32_t)mp__cfg_int(cfg, MP_CFG_DATA_CSV_LABEL_COLUMN),
                       (int32_t)mp__cfg_int(cfg, MP_CFG_DATA_CSV_REGRESSION)};

@@ -11,6 +11,7 @@
  * indices members[class_start[c] .. class_start[c+1]). A compact table, so an
  * absurd label does not cost memory proportional to its value. */
 struct mp_dataset {
+    uint32_t handle_kind; /* MP__KIND_DATASET (src/core/internal.h) */
     char err[MP_ERRMSG_LEN];
     size_t n;
     int32_t dim;
@@ -56,6 +57,7 @@ mp_status mp__csv_parse(const char *text, size_t len, const mp__csv_opts *opts,
 
 /* ---- tasks ------------------------------------------------------------------ */
 struct mp_task {
+    uint32_t handle_kind; /* MP__KIND_TASK (src/core/internal.h) */
     char err[MP_ERRMSG_LEN];
     int32_t dim, n_way, target_dim;
     size_t n_support, n_query;

@@ -8,7 +8,7 @@
 
 void mp_dataset_destroy(mp_dataset *ds)
 {
-    if (!ds) return;
+    if (!mp__handle_destroying(ds, MP__KIND_DATASET, "ds", "mp_dataset_destroy")) return;
     mp__free(ds->x);
     mp__free(ds->labels);
     mp__free(ds->targets);
@@ -18,7 +18,11 @@ void mp_dataset_destroy(mp_dataset *ds)
     mp__free(ds);
 }
 
-const char *mp_dataset_error(const mp_dataset *ds) { return ds ? ds->err : ""; }
+const char *mp_dataset_error(const mp_dataset *ds)
+{
+    const char *bad = mp__handle_error(ds, MP__KIND_DATASET, "ds", "mp_dataset_error");
+    return bad ? bad : ds->err;
+}
 
 /* ---- class index -------------------------------------------------------------- */
 typedef struct { int32_t label, idx; } label_pair;
@@ -98,6 +102,7 @@ mp_status mp__dataset_adopt(mp_dataset **out, const char *fn, float *x, size_t n
         mp__free(targets);
         return st;
     }
+    ds->handle_kind = MP__KIND_DATASET;
     ds->n = n;
     ds->dim = dim;
     ds->x = x;
@@ -155,7 +160,7 @@ mp_status mp_dataset_from_arrays(mp_dataset **out, const float *x, size_t n, int
 /* ---- accessors ------------------------------------------------------------------ */
 mp_status mp_dataset_size(const mp_dataset *ds, size_t *out)
 {
-    MP_REQUIRE_PTR(ds, NULL, "mp_dataset_size");
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, "mp_dataset_size");
     MP_REQUIRE_PTR(out, NULL, "mp_dataset_size");
     *out = ds->n;
     return MP_OK;
@@ -163,7 +168,7 @@ mp_status mp_dataset_size(const mp_dataset *ds, size_t *out)
 
 mp_status mp_dataset_dim(const mp_dataset *ds, int32_t *out)
 {
-    MP_REQUIRE_PTR(ds, NULL, "mp_dataset_dim");
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, "mp_dataset_dim");
     MP_REQUIRE_PTR(out, NULL, "mp_dataset_dim");
     *out = ds->dim;
     return MP_OK;
@@ -171,7 +176,7 @@ mp_status mp_dataset_dim(const mp_dataset *ds, int32_t *out)
 
 mp_status mp_dataset_target_dim(const mp_dataset *ds, int32_t *out)
 {
-    MP_REQUIRE_PTR(ds, NULL, "mp_dataset_target_dim");
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, "mp_dataset_target_dim");
     MP_REQUIRE_PTR(out, NULL, "mp_dataset_target_dim");
     *out = ds->target_dim;
     return MP_OK;
@@ -181,7 +186,7 @@ mp_status mp_dataset_target_dim(const mp_dataset *ds, int32_t *out)
  * read-only between threads. */
 mp_status mp_dataset_num_classes(const mp_dataset *ds, int32_t *out)
 {
-    MP_REQUIRE_PTR(ds, NULL, "mp_dataset_num_classes");
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, "mp_dataset_num_classes");
     MP_REQUIRE_PTR(out, NULL, "mp_dataset_num_classes");
     MP_REQUIRE(ds->labels, NULL, MP_ERR_STATE, "mp_dataset_num_classes: a regression dataset has no classes");
     *out = ds->num_classes;
@@ -215,7 +220,7 @@ static mp_status class_span(const mp_dataset *ds, int32_t cls, const char *fn, s
 mp_status mp_dataset_class_size(const mp_dataset *ds, int32_t cls, size_t *out)
 {
     static const char fn[] = "mp_dataset_class_size";
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(out, NULL, fn);
     size_t start;
     return class_span(ds, cls, fn, &start, out);
@@ -224,7 +229,7 @@ mp_status mp_dataset_class_size(const mp_dataset *ds, int32_t cls, size_t *out)
 mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *indices, size_t cap, size_t *count)
 {
     static const char fn[] = "mp_dataset_class_indices";
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(count, NULL, fn);
     MP_REQUIRE(indices || cap == 0, NULL, MP_ERR_NULL_POINTER, "%s: argument 'indices' is NULL with cap %zu", fn,
                cap);
@@ -242,7 +247,7 @@ mp_status mp_dataset_class_indices(const mp_dataset *ds, int32_t cls, size_t *in
 mp_status mp_dataset_sample_shape(const mp_dataset *ds, int32_t *dims, size_t cap, size_t *ndims)
 {
     static const char fn[] = "mp_dataset_sample_shape";
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(ndims, NULL, fn);
     MP_REQUIRE(dims || cap == 0, NULL, MP_ERR_NULL_POINTER, "%s: argument 'dims' is NULL with cap %zu", fn, cap);
     *ndims = ds->ndims;
@@ -256,7 +261,7 @@ mp_status mp_dataset_sample_shape(const mp_dataset *ds, int32_t *dims, size_t ca
 mp_status mp_dataset_set_sample_shape(mp_dataset *ds, const int32_t *dims, size_t ndims)
 {
     static const char fn[] = "mp_dataset_set_sample_shape";
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(dims, ds->err, fn);
     MP_REQUIRE(ndims >= 1 && ndims <= MP_DATA_MAX_DIMS, ds->err, MP_ERR_INVALID_ARGUMENT,
                "%s: ndims is %zu, expected 1..%d", fn, ndims, MP_DATA_MAX_DIMS);
@@ -277,7 +282,7 @@ mp_status mp_dataset_set_sample_shape(mp_dataset *ds, const int32_t *dims, size_
 mp_status mp_dataset_get(const mp_dataset *ds, size_t i, float *x, size_t len, int32_t *label)
 {
     static const char fn[] = "mp_dataset_get";
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(x, NULL, fn);
     MP_REQUIRE(i < ds->n, NULL, MP_ERR_RANGE, "%s: i is %zu, expected < size %zu", fn, i, ds->n);
     MP_REQUIRE(len >= (size_t)ds->dim, NULL, MP_ERR_BUFFER_TOO_SMALL, "%s: 'x' has room for len = %zu floats, %d needed (dim)",
@@ -292,7 +297,7 @@ mp_status mp_dataset_get(const mp_dataset *ds, size_t i, float *x, size_t len, i
 mp_status mp_dataset_get_target(const mp_dataset *ds, size_t i, float *t, size_t len)
 {
     static const char fn[] = "mp_dataset_get_target";
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(t, NULL, fn);
     MP_REQUIRE(ds->targets, NULL, MP_ERR_STATE, "%s: a classification dataset has no targets", fn);
     MP_REQUIRE(i < ds->n, NULL, MP_ERR_RANGE, "%s: i is %zu, expected < size %zu", fn, i, ds->n);
@@ -325,7 +330,7 @@ mp_status mp_dataset_select_classes(mp_dataset **out, const mp_dataset *src, con
 {
     static const char fn[] = "mp_dataset_select_classes";
     MP_REQUIRE_PTR(out, NULL, fn);
-    MP_REQUIRE_PTR(src, NULL, fn);
+    MP_REQUIRE_HANDLE(src, MP__KIND_DATASET, NULL, fn);
     MP_REQUIRE_PTR(classes, NULL, fn);
     MP_REQUIRE(src->labels, NULL, MP_ERR_STATE, "%s: src is a regression dataset", fn);
     MP_REQUIRE(n > 0, NULL, MP_ERR_INVALID_ARGUMENT, "%s: n is 0, expected at least one class", fn);

@@ -422,6 +422,7 @@ mp_status mp_dataset_load_idx(mp_dataset **out, const char *images_path, const c
     MP_REQUIRE_PTR(out, NULL, FN);
     MP_REQUIRE_PTR(images_path, NULL, FN);
     MP_REQUIRE_PTR(labels_path, NULL, FN);
+    MP_OPTIONAL_HANDLE(cfg, MP__KIND_CONFIG, NULL, FN);
     int scale = (int)mp__cfg_int(cfg, MP_CFG_DATA_SCALE);
     idx_header im, lb;
     uint8_t *idata = NULL, *ldata = NULL;

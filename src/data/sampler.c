@@ -11,6 +11,7 @@
 #define KIND_SINUSOID 2
 
 struct mp_sampler {
+    uint32_t handle_kind; /* MP__KIND_SAMPLER (src/core/internal.h) */
     char err[MP_ERRMSG_LEN];
     int32_t kind;
     const mp_dataset *ds;     /* borrowed; NULL for sinusoids */
@@ -20,9 +21,16 @@ struct mp_sampler {
     uint64_t seed, position;
 };
 
-void mp_sampler_destroy(mp_sampler *s) { mp__free(s); }
+void mp_sampler_destroy(mp_sampler *s)
+{
+    if (mp__handle_destroying(s, MP__KIND_SAMPLER, "s", "mp_sampler_destroy")) mp__free(s);
+}
 
-const char *mp_sampler_error(const mp_sampler *s) { return s ? s->err : ""; }
+const char *mp_sampler_error(const mp_sampler *s)
+{
+    const char *bad = mp__handle_error(s, MP__KIND_SAMPLER, "s", "mp_sampler_error");
+    return bad ? bad : s->err;
+}
 
 static void read_keys(mp_sampler *s, const mp_config *cfg)
 {
@@ -67,9 +75,10 @@ mp_status mp_sampler_create(mp_sampler **out, const mp_dataset *ds, const mp_con
 {
     static const char fn[] = "mp_sampler_create";
     MP_REQUIRE_PTR(out, NULL, fn);
-    MP_REQUIRE_PTR(ds, NULL, fn);
+    MP_REQUIRE_HANDLE(ds, MP__KIND_DATASET, NULL, fn);
+    MP_OPTIONAL_HANDLE(cfg, MP__KIND_CONFIG, NULL, fn);
     MP_REQUIRE(ds->labels, NULL, MP_ERR_STATE, "%s: ds is a regression dataset, expected class labels", fn);
-    mp_sampler s = {.kind = KIND_CLASSES, .ds = ds, .dim = ds->dim};
+    mp_sampler s = {.handle_kind = MP__KIND_SAMPLER, .kind = KIND_CLASSES, .ds = ds, .dim = ds->dim};
     read_keys(&s, cfg);
     if (s.rotations) MP_TRY(check_rotations(&s, ds));
     MP_TRY(check_classes(&s, ds));
@@ -84,7 +93,8 @@ mp_status mp_sampler_create_sinusoid(mp_sampler **out, const mp_config *cfg)
 {
     static const char fn[] = "mp_sampler_create_sinusoid";
     MP_REQUIRE_PTR(out, NULL, fn);
-    mp_sampler s = {.kind = KIND_SINUSOID, .dim = 1};
+    MP_OPTIONAL_HANDLE(cfg, MP__KIND_CONFIG, NULL, fn);
+    mp_sampler s = {.handle_kind = MP__KIND_SAMPLER, .kind = KIND_SINUSOID, .dim = 1};
     read_keys(&s, cfg);
     s.ways = 0;
     s.rotations = 0;
@@ -208,7 +218,7 @@ static void fill(const mp_sampler *s, uint64_t index, mp_task *t)
 mp_status mp_sampler_episode(const mp_sampler *s, uint64_t index, mp_task **out)
 {
     static const char fn[] = "mp_sampler_episode";
-    MP_REQUIRE_PTR(s, NULL, fn);
+    MP_REQUIRE_HANDLE(s, MP__KIND_SAMPLER, NULL, fn);
     MP_REQUIRE_PTR(out, NULL, fn);
     mp_task *t;
     mp_status st = s->kind == KIND_SINUSOID
@@ -224,8 +234,8 @@ mp_status mp_sampler_episode(const mp_sampler *s, uint64_t index, mp_task **out)
 mp_status mp_sampler_episode_into(const mp_sampler *s, uint64_t index, mp_task *task)
 {
     static const char fn[] = "mp_sampler_episode_into";
-    MP_REQUIRE_PTR(s, NULL, fn);
-    MP_REQUIRE_PTR(task, NULL, fn);
+    MP_REQUIRE_HANDLE(s, MP__KIND_SAMPLER, NULL, fn);
+    MP_REQUIRE_HANDLE(task, MP__KIND_TASK, NULL, fn);
     MP_TRY(shape_task(s, task));
     fill(s, index, task);
     return MP_OK;
@@ -233,7 +243,7 @@ mp_status mp_sampler_episode_into(const mp_sampler *s, uint64_t index, mp_task *
 
 mp_status mp_sampler_next(mp_sampler *s, mp_task **out)
 {
-    MP_REQUIRE_PTR(s, NULL, "mp_sampler_next");
+    MP_REQUIRE_HANDLE(s, MP__KIND_SAMPLER, NULL, "mp_sampler_next");
     MP_REQUIRE_PTR(out, s->err, "mp_sampler_next");
     MP_REQUIRE(s->position != UINT64_MAX, s->err, MP_ERR_RANGE,
                "mp_sampler_next: the position is 2^64 - 1, the last one, and cannot advance: set a smaller one");
@@ -245,7 +255,7 @@ mp_status mp_sampler_next(mp_sampler *s, mp_task **out)
 
 mp_status mp_sampler_get_position(const mp_sampler *s, uint64_t *out)
 {
-    MP_REQUIRE_PTR(s, NULL, "mp_sampler_get_position");
+    MP_REQUIRE_HANDLE(s, MP__KIND_SAMPLER, NULL, "mp_sampler_get_position");
     MP_REQUIRE_PTR(out, NULL, "mp_sampler_get_position");
     *out = s->position;
     return MP_OK;
@@ -253,7 +263,7 @@ mp_status mp_sampler_get_position(const mp_sampler *s, uint64_t *out)
 
 mp_status mp_sampler_set_position(mp_sampler *s, uint64_t position)
 {
-    MP_REQUIRE_PTR(s, NULL, "mp_sampler_set_position");
+    MP_REQUIRE_HANDLE(s, MP__KIND_SAMPLER, NULL, "mp_sampler_set_position");
     s->position = position;
     return MP_OK;
 }
@@ -273,7 +283,7 @@ void mp__sampler_identity(const mp_sampler *s, uint64_t id[MP__SAMPLER_ID_COUNT]
 
 mp_status mp_sampler_info(const mp_sampler *s, int32_t *ways, int32_t *shots, int32_t *queries, int32_t *dim)
 {
-    MP_REQUIRE_PTR(s, NULL, "mp_sampler_info");
+    MP_REQUIRE_HANDLE(s, MP__KIND_SAMPLER, NULL, "mp_sampler_info");
     if (ways) *ways = s->ways;
     if (shots) *shots = s->shots;
     if (queries) *queries = s->queries;

@@ -66,6 +66,7 @@ mp_status mp__task_alloc(mp_task **out, const char *fn, int32_t dim, int32_t n_w
         mp__free(t);
         return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "%s: out of memory for a task of %zu bytes", fn, l.bytes);
     }
+    t->handle_kind = MP__KIND_TASK;
     t->block = block;
     carve(t, &l, block);
     set_shape(t, dim, n_way, target_dim, ns, nq, scratch_len);
@@ -97,12 +98,16 @@ mp_status mp__task_reshape(mp_task *t, const char *fn, int32_t dim, int32_t n_wa
 
 void mp_task_destroy(mp_task *task)
 {
-    if (!task) return;
+    if (!mp__handle_destroying(task, MP__KIND_TASK, "task", "mp_task_destroy")) return;
     mp__free(task->block);
     mp__free(task);
 }
 
-const char *mp_task_error(const mp_task *task) { return task ? task->err : ""; }
+const char *mp_task_error(const mp_task *task)
+{
+    const char *bad = mp__handle_error(task, MP__KIND_TASK, "task", "mp_task_error");
+    return bad ? bad : task->err;
+}
 
 void mp__task_get_view(const mp_task *t, mp__task_view *v)
 {
@@ -205,7 +210,7 @@ mp_status mp_task_create_regression(mp_task **out, int32_t dim, int32_t target_d
 mp_status mp_task_sizes(const mp_task *task, size_t *n_support, size_t *n_query, int32_t *dim, int32_t *n_way,
                         int32_t *target_dim)
 {
-    MP_REQUIRE_PTR(task, NULL, "mp_task_sizes");
+    MP_REQUIRE_HANDLE(task, MP__KIND_TASK, NULL, "mp_task_sizes");
     if (n_support) *n_support = task->n_support;
     if (n_query) *n_query = task->n_query;
     if (dim) *dim = task->dim;
@@ -237,7 +242,7 @@ static mp_status copy_set(const mp_task *t, const char *fn, size_t n, const floa
 mp_status mp_task_get_support(const mp_task *task, float *x, size_t x_len, int32_t *labels, size_t labels_len,
                               float *targets, size_t targets_len)
 {
-    MP_REQUIRE_PTR(task, NULL, "mp_task_get_support");
+    MP_REQUIRE_HANDLE(task, MP__KIND_TASK, NULL, "mp_task_get_support");
     return copy_set(task, "mp_task_get_support", task->n_support, task->sx, task->sl, task->st, x, x_len, labels,
                     labels_len, targets, targets_len);
 }
@@ -245,7 +250,7 @@ mp_status mp_task_get_support(const mp_task *task, float *x, size_t x_len, int32
 mp_status mp_task_get_query(const mp_task *task, float *x, size_t x_len, int32_t *labels, size_t labels_len,
                             float *targets, size_t targets_len)
 {
-    MP_REQUIRE_PTR(task, NULL, "mp_task_get_query");
+    MP_REQUIRE_HANDLE(task, MP__KIND_TASK, NULL, "mp_task_get_query");
     return copy_set(task, "mp_task_get_query", task->n_query, task->qx, task->ql, task->qt, x, x_len, labels,
                     labels_len, targets, targets_len);
 }
@@ -286,7 +291,7 @@ mp_status mp_task_sinusoid(mp_task **out, uint64_t seed, uint64_t index, int32_t
 
 mp_status mp_task_sinusoid_params(const mp_task *task, double *amplitude, double *phase)
 {
-    MP_REQUIRE_PTR(task, NULL, "mp_task_sinusoid_params");
+    MP_REQUIRE_HANDLE(task, MP__KIND_TASK, NULL, "mp_task_sinusoid_params");
     MP_REQUIRE(task->is_sinusoid, NULL, MP_ERR_STATE, "mp_task_sinusoid_params: the task is not a sinusoid task");
     if (amplitude) *amplitude = task->amplitude;
     if (phase) *phase = task->phase;

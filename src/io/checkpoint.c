@@ -78,13 +78,25 @@ static mp_status save_all(mp__ckpt_writer *w, const char *path, const mp_model *
     return mp__ckpt_writer_save(w, path);
 }
 
+/* The handle kinds of the optional arguments of the savers and loaders
+ * (model is checked before: herr is NULL or its buffer). */
+static mp_status check_optional(char *herr, const char *fn, const mp_prompt *prompt, const mp_meta *meta,
+                                const mp_sampler *sampler)
+{
+    MP_OPTIONAL_HANDLE(prompt, MP__KIND_PROMPT, herr, fn);
+    MP_OPTIONAL_HANDLE(meta, MP__KIND_META, herr, fn);
+    MP_OPTIONAL_HANDLE(sampler, MP__KIND_SAMPLER, herr, fn);
+    return MP_OK;
+}
+
 /* The writer steps report as "mp_checkpoint: ..." (they serve both public
  * savers); a failure of theirs is re-issued as fn's. */
 static mp_status save(const char *fn, const char *path, const mp_model *model,
                       const mp_prompt *prompt, const mp_meta *meta, const mp_sampler *sampler)
 {
     MP_REQUIRE_PTR(path, NULL, fn);
-    MP_REQUIRE_PTR(model, NULL, fn);
+    MP_REQUIRE_HANDLE(model, MP__KIND_MODEL, NULL, fn);
+    MP_TRY(check_optional(NULL, fn, prompt, meta, sampler));
     MP_REQUIRE(!prompt || (prompt->rows == model->P && prompt->cols == model->d), NULL,
                MP_ERR_SHAPE_MISMATCH, "%s: prompt is %d x %d, the model's is %d x %d", fn,
                prompt ? (int)prompt->rows : 0, prompt ? (int)prompt->cols : 0, (int)model->P,
@@ -282,8 +294,9 @@ static mp_status fail_with_path(char *herr, mp_status st, const char *fn, const 
 static mp_status load(const char *fn, const char *path, mp_model *model, mp_prompt *prompt,
                       mp_meta *meta, mp_sampler *sampler)
 {
-    MP_REQUIRE_PTR(model, NULL, fn);
+    MP_REQUIRE_HANDLE(model, MP__KIND_MODEL, NULL, fn);
     MP_REQUIRE_PTR(path, model->err, fn);
+    MP_TRY(check_optional(model->err, fn, prompt, meta, sampler));
     if (meta) MP_TRY(mp__meta_ckpt_idle(meta, model->err, fn));
     if (meta) MP_TRY(mp__meta_ckpt_owner(meta, model->err, fn, model, prompt));
     mp__ckpt_reader *r;

@@ -10,7 +10,7 @@
 
 mp_status mp_meta_set_progress(mp_meta *m, mp_meta_progress_fn fn, void *user_data)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_set_progress");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_set_progress");
     m->progress = fn;
     m->progress_ud = fn ? user_data : NULL;
     return MP_OK;
@@ -18,7 +18,7 @@ mp_status mp_meta_set_progress(mp_meta *m, mp_meta_progress_fn fn, void *user_da
 
 mp_status mp_meta_set_eval_steps(mp_meta *m, int32_t steps)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_set_eval_steps");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_set_eval_steps");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_set_eval_steps"));
     MP_REQUIRE(steps >= 0 && steps <= 10000, m->err, MP_ERR_RANGE,
                "mp_meta_set_eval_steps: 'steps' must be in [0, 10000], got %d", (int)steps);
@@ -50,7 +50,9 @@ static mp_status check_adapt_args(const mp_meta *m, const mp_task *task, const m
                                   const mp_model *out_model, mp__task_view *tv)
 {
     const char *fn = "mp_meta_adapt";
-    MP_REQUIRE_PTR(task, NULL, fn);
+    MP_REQUIRE_HANDLE(task, MP__KIND_TASK, NULL, fn);
+    MP_OPTIONAL_HANDLE(out_prompt, MP__KIND_PROMPT, NULL, fn);
+    MP_OPTIONAL_HANDLE(out_model, MP__KIND_MODEL, NULL, fn);
     if (m->P > 0) {
         MP_REQUIRE_PTR(out_prompt, NULL, fn);
         MP_REQUIRE(out_prompt != m->prompt, NULL, MP_ERR_INVALID_ARGUMENT,
@@ -94,7 +96,7 @@ static mp_status adapt_into(const mp_meta *m, const mp__task_view *tv, float *pr
 
 mp_status mp_meta_adapt(const mp_meta *m, const mp_task *task, mp_prompt *out_prompt, mp_model *out_model)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_adapt");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_adapt");
     mp__task_view tv;
     MP_TRY(check_adapt_args(m, task, out_prompt, out_model, &tv));
     size_t n = m->n_prompt + (out_model ? m->n_params : 0);
@@ -207,9 +209,9 @@ mp_status mp_meta_evaluate(mp_meta *m, const mp_sampler *sampler, uint64_t first
                            size_t n_episodes, double *mean, double *ci95)
 {
     const char *fn = "mp_meta_evaluate";
-    MP_REQUIRE_ARG(m, "meta", NULL, fn);
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, fn);
     MP_TRY(mp__meta_idle(m, m->err, fn));
-    MP_REQUIRE_PTR(sampler, m->err, fn);
+    MP_REQUIRE_HANDLE(sampler, MP__KIND_SAMPLER, m->err, fn);
     MP_REQUIRE_PTR(mean, m->err, fn);
     MP_REQUIRE_PTR(ci95, m->err, fn);
     MP_REQUIRE(n_episodes > 0, m->err, MP_ERR_INVALID_ARGUMENT, "%s: n_episodes must be >= 1, got 0", fn);
@@ -223,14 +225,13 @@ mp_status mp_meta_evaluate(mp_meta *m, const mp_sampler *sampler, uint64_t first
 mp_status mp_meta_evaluate_tasks(mp_meta *m, mp_task *const *tasks, size_t n, double *mean, double *ci95)
 {
     const char *fn = "mp_meta_evaluate_tasks";
-    MP_REQUIRE_ARG(m, "meta", NULL, fn);
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, fn);
     MP_TRY(mp__meta_idle(m, m->err, fn));
     MP_REQUIRE_PTR(tasks, m->err, fn);
     MP_REQUIRE_PTR(mean, m->err, fn);
     MP_REQUIRE_PTR(ci95, m->err, fn);
     MP_REQUIRE(n > 0, m->err, MP_ERR_INVALID_ARGUMENT, "%s: n_tasks must be >= 1, got 0", fn);
-    for (size_t i = 0; i < n; i++)
-        MP_REQUIRE(tasks[i] != NULL, m->err, MP_ERR_NULL_POINTER, "%s: tasks[%zu] is NULL", fn, i);
+    MP_TRY(mp__require_handles(m->err, (const void *const *)tasks, n, MP__KIND_TASK, "tasks", fn));
     eval_job j = {m, tasks, NULL, 0, 0, fn};
     return evaluate(m, &j, n, mean, ci95);
 }

@@ -111,7 +111,7 @@ static mp_status start_workers(mp_meta *m)
 static mp_status check_prompt(const mp_model *model, const mp_prompt *prompt, int32_t P, int32_t d)
 {
     if (P == 0 && prompt == NULL) return MP_OK;
-    MP_REQUIRE_PTR(prompt, NULL, "mp_meta_create");
+    MP_REQUIRE_HANDLE(prompt, MP__KIND_PROMPT, NULL, "mp_meta_create");
     int32_t r = 0, c = 0;
     MP_TRY(mp_prompt_shape(prompt, &r, &c));
     MP_REQUIRE(r == P && c == d, NULL, MP_ERR_SHAPE_MISMATCH,
@@ -133,11 +133,13 @@ static mp_status build(mp_meta *m, const mp_config *cfg)
 mp_status mp_meta_create(mp_meta **out, mp_model *model, mp_prompt *prompt, const mp_config *cfg)
 {
     MP_REQUIRE_PTR(out, NULL, "mp_meta_create");
-    MP_REQUIRE_PTR(model, NULL, "mp_meta_create");
+    MP_REQUIRE_HANDLE(model, MP__KIND_MODEL, NULL, "mp_meta_create");
+    MP_OPTIONAL_HANDLE(cfg, MP__KIND_CONFIG, NULL, "mp_meta_create");
     int32_t P = mp__model_prompt_rows(model), d = mp__model_prompt_cols(model);
     MP_TRY(check_prompt(model, prompt, P, d));
     mp_meta *m = mp__calloc(1, sizeof *m);
     MP_REQUIRE(m, NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta_create: out of memory");
+    m->handle_kind = MP__KIND_META;
     m->model = model;
     m->prompt = P > 0 ? prompt : NULL;
     m->P = P;
@@ -159,7 +161,7 @@ mp_status mp_meta_create(mp_meta **out, mp_model *model, mp_prompt *prompt, cons
 
 void mp_meta_destroy(mp_meta *m)
 {
-    if (!m) return;
+    if (!mp__handle_destroying(m, MP__KIND_META, "meta", "mp_meta_destroy")) return;
     mp__pool_destroy(m->pool);
     if (m->w)
         for (int32_t i = 0; i < m->threads; i++) mp__worker_free(&m->w[i]);
@@ -177,7 +179,11 @@ void mp_meta_destroy(mp_meta *m)
     mp__free(m);
 }
 
-const char *mp_meta_error(const mp_meta *m) { return m ? m->err : ""; }
+const char *mp_meta_error(const mp_meta *m)
+{
+    const char *bad = mp__handle_error(m, MP__KIND_META, "meta", "mp_meta_error");
+    return bad ? bad : m->err;
+}
 
 /* ---- per-task slots --------------------------------------------------------------------- */
 /* Grows the per-task result slots (kept across calls: no allocation once
@@ -266,8 +272,8 @@ static mp_status check_batch(mp_meta *m, const char *fn, mp_task *const *tasks, 
                "%s: argument 'stats' is NULL but n_stats is %zu", fn, n_stats);
     MP_REQUIRE(!stats || n_stats >= MP_META_NUM_STATS, m->err, MP_ERR_BUFFER_TOO_SMALL,
                "%s: 'stats' has room for n_stats = %zu doubles, %d needed", fn, n_stats, MP_META_NUM_STATS);
+    MP_TRY(mp__require_handles(m->err, (const void *const *)tasks, n, MP__KIND_TASK, "tasks", fn));
     for (size_t i = 0; i < n; i++) {
-        MP_REQUIRE(tasks[i] != NULL, m->err, MP_ERR_NULL_POINTER, "%s: tasks[%zu] is NULL", fn, i);
         mp__task_view tv;
         mp__task_get_view(tasks[i], &tv);
         MP_TRY(mp__meta_check_task(m, m->err, fn, &tv, i));
@@ -346,7 +352,7 @@ static mp_status apply(mp_meta *m, const char *fn, float *grad);
 mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n, double *stats,
                                     size_t n_stats)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_compute_gradients");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_compute_gradients");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_compute_gradients"));
     double st[MP_META_NUM_STATS];
     MP_TRY(compute(m, "mp_meta_compute_gradients", tasks, n, stats, n_stats, st));
@@ -362,7 +368,7 @@ mp_status mp_meta_compute_gradients(mp_meta *m, mp_task *const *tasks, size_t n,
  * pending gradient, as compute + apply would. */
 mp_status mp_meta_step(mp_meta *m, mp_task *const *tasks, size_t n, double *stats, size_t n_stats)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_step");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_step");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_step"));
     double st[MP_META_NUM_STATS];
     MP_TRY(compute(m, "mp_meta_step", tasks, n, stats, n_stats, st));
@@ -375,7 +381,7 @@ mp_status mp_meta_step(mp_meta *m, mp_task *const *tasks, size_t n, double *stat
 /* ---- gradients in and out ------------------------------------------------------------------- */
 mp_status mp_meta_gradient_size(const mp_meta *m, size_t *out)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_gradient_size");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_gradient_size");
     MP_REQUIRE_PTR(out, NULL, "mp_meta_gradient_size");
     *out = m->n_grad;
     return MP_OK;
@@ -383,7 +389,7 @@ mp_status mp_meta_gradient_size(const mp_meta *m, size_t *out)
 
 mp_status mp_meta_get_gradients(const mp_meta *m, float *grad, size_t len)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_get_gradients");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_get_gradients");
     char *herr = NULL;
     MP_REQUIRE_PTR(grad, herr, "mp_meta_get_gradients");
     MP_REQUIRE(len >= m->n_grad, herr, MP_ERR_BUFFER_TOO_SMALL,
@@ -397,7 +403,7 @@ mp_status mp_meta_get_gradients(const mp_meta *m, float *grad, size_t len)
 
 mp_status mp_meta_set_gradients(mp_meta *m, const float *grad, size_t len)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_set_gradients");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_set_gradients");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_set_gradients"));
     MP_REQUIRE_PTR(grad, m->err, "mp_meta_set_gradients");
     MP_REQUIRE(len == m->n_grad, m->err, MP_ERR_SHAPE_MISMATCH,
@@ -493,7 +499,7 @@ static mp_status apply(mp_meta *m, const char *fn, float *grad)
 
 mp_status mp_meta_apply_gradients(mp_meta *m)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_apply_gradients");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_apply_gradients");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_apply_gradients"));
     MP_REQUIRE(m->has_grad, m->err, MP_ERR_STATE,
                "mp_meta_apply_gradients: no gradient computed or set since the last apply");
@@ -504,7 +510,7 @@ mp_status mp_meta_apply_gradients(mp_meta *m)
 
 mp_status mp_meta_step_count(const mp_meta *m, int64_t *out)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_step_count");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_step_count");
     MP_REQUIRE_PTR(out, NULL, "mp_meta_step_count");
     *out = m->t;
     return MP_OK;
@@ -513,7 +519,7 @@ mp_status mp_meta_step_count(const mp_meta *m, int64_t *out)
 /* ---- Meta-SGD rates ----------------------------------------------------------------------------- */
 mp_status mp_meta_inner_lr_count(const mp_meta *m, size_t *out)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_inner_lr_count");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_inner_lr_count");
     MP_REQUIRE_PTR(out, NULL, "mp_meta_inner_lr_count");
     *out = m->n_lr;
     return MP_OK;
@@ -521,7 +527,7 @@ mp_status mp_meta_inner_lr_count(const mp_meta *m, size_t *out)
 
 mp_status mp_meta_get_inner_lr(const mp_meta *m, float *buf, size_t len)
 {
-    MP_REQUIRE_ARG(m, "meta", NULL, "mp_meta_get_inner_lr");
+    MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_get_inner_lr");
     char *herr = NULL;
     MP_REQUIRE(buf || m->n_lr == 0, herr, MP_ERR_NULL_POINTER, "mp_meta_get_inner_lr: argument 'buf' is NULL");
     MP_REQUIRE(len >= m->n_lr, herr, MP_ERR_BUFFER_TOO_SMALL,

@@ -90,6 +90,7 @@ typedef struct {
 } mp__run;
 
 struct mp_meta {
+    uint32_t handle_kind; /* MP__KIND_META (src/core/internal.h) */
     char err[MP_ERRMSG_LEN];
     int32_t busy; /* an mp_meta_evaluate* is running (its progress callback may call in) */
     mp_model *model;

@@ -139,8 +139,10 @@ static mp_status build(mp_model *m, const mp_config *cfg)
 mp_status mp_model_create(mp_model **out, const mp_config *cfg)
 {
     MP_REQUIRE_PTR(out, NULL, "mp_model_create");
+    MP_OPTIONAL_HANDLE(cfg, MP__KIND_CONFIG, NULL, "mp_model_create");
     mp_model *m = mp__calloc(1, sizeof *m);
     MP_REQUIRE(m, NULL, MP_ERR_OUT_OF_MEMORY, "mp_model_create: out of memory");
+    m->handle_kind = MP__KIND_MODEL;
     mp_status st = build(m, cfg);
     if (st != MP_OK) {
         mp_model_destroy(m);
@@ -152,7 +154,7 @@ mp_status mp_model_create(mp_model **out, const mp_config *cfg)
 
 void mp_model_destroy(mp_model *m)
 {
-    if (!m) return;
+    if (!mp__handle_destroying(m, MP__KIND_MODEL, "model", "mp_model_destroy")) return;
     mp__free(m->tensors);
     mp__free(m->init);
     mp__free(m->std);
@@ -160,7 +162,11 @@ void mp_model_destroy(mp_model *m)
     mp__free(m);
 }
 
-const char *mp_model_error(const mp_model *m) { return m ? m->err : ""; }
+const char *mp_model_error(const mp_model *m)
+{
+    const char *bad = mp__handle_error(m, MP__KIND_MODEL, "model", "mp_model_error");
+    return bad ? bad : m->err;
+}
 
 static void *dup(const void *p, size_t bytes, int *fail)
 {
@@ -177,10 +183,11 @@ static void *dup(const void *p, size_t bytes, int *fail)
 mp_status mp_model_clone(mp_model **out, const mp_model *src)
 {
     MP_REQUIRE_PTR(out, NULL, "mp_model_clone");
-    MP_REQUIRE_PTR(src, NULL, "mp_model_clone");
+    MP_REQUIRE_HANDLE(src, MP__KIND_MODEL, NULL, "mp_model_clone");
     mp_model *m = mp__alloc(sizeof *m);
     MP_REQUIRE(m, NULL, MP_ERR_OUT_OF_MEMORY, "mp_model_clone: out of memory");
     *m = *src;
+    m->handle_kind = MP__KIND_MODEL;
     int fail = 0;
     size_t cap = (size_t)src->cap;
     m->tensors = dup(src->tensors, cap * sizeof *m->tensors, &fail);
@@ -198,7 +205,7 @@ mp_status mp_model_clone(mp_model **out, const mp_model *src)
 
 mp_status mp_model_get_int(const mp_model *m, int32_t key, int64_t *out)
 {
-    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_get_int");
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, NULL, "mp_model_get_int");
     MP_REQUIRE_PTR(out, NULL, "mp_model_get_int");
     if (key == MP_CFG_SEED) {
         *out = (int64_t)m->seed;
@@ -214,7 +221,7 @@ mp_status mp_model_get_int(const mp_model *m, int32_t key, int64_t *out)
 /* ---- parameters ------------------------------------------------------------------ */
 mp_status mp_model_num_params(const mp_model *m, size_t *out)
 {
-    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_num_params");
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, NULL, "mp_model_num_params");
     MP_REQUIRE_PTR(out, NULL, "mp_model_num_params");
     *out = m->nparams;
     return MP_OK;
@@ -222,7 +229,7 @@ mp_status mp_model_num_params(const mp_model *m, size_t *out)
 
 mp_status mp_model_get_params(const mp_model *m, float *buf, size_t len)
 {
-    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_get_params");
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, NULL, "mp_model_get_params");
     MP_REQUIRE_PTR(buf, NULL, "mp_model_get_params");
     MP_REQUIRE(len >= m->nparams, NULL, MP_ERR_BUFFER_TOO_SMALL,
                "mp_model_get_params: 'buf' has room for len = %zu floats, %zu needed (the parameter count)", len,
@@ -233,7 +240,7 @@ mp_status mp_model_get_params(const mp_model *m, float *buf, size_t len)
 
 mp_status mp_model_set_params(mp_model *m, const float *buf, size_t len)
 {
-    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_set_params");
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, NULL, "mp_model_set_params");
     MP_REQUIRE_PTR(buf, m->err, "mp_model_set_params");
     MP_REQUIRE(len == m->nparams, m->err, MP_ERR_SHAPE_MISMATCH,
                "mp_model_set_params: len must be the parameter count %zu, got %zu", m->nparams, len);
@@ -246,7 +253,7 @@ mp_status mp_model_set_params(mp_model *m, const float *buf, size_t len)
 
 mp_status mp_model_prompt_shape(const mp_model *m, int32_t *rows, int32_t *cols)
 {
-    MP_REQUIRE_ARG(m, "model", NULL, "mp_model_prompt_shape");
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, NULL, "mp_model_prompt_shape");
     if (rows) *rows = m->P;
     if (cols) *cols = m->d;
     return MP_OK;
@@ -386,7 +393,8 @@ mp_status mp__model_leaves(const mp_model *m, mp_tape *t, const mp_prompt *promp
 static mp_status check_inputs(const mp_model *m, const char *fn, const mp_prompt *prompt,
                               const float *x, size_t n, size_t x_len)
 {
-    MP_REQUIRE(m, NULL, MP_ERR_NULL_POINTER, "%s: argument 'model' is NULL", fn);
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, NULL, fn);
+    MP_OPTIONAL_HANDLE(prompt, MP__KIND_PROMPT, NULL, fn);
     MP_REQUIRE(x || n == 0, NULL, MP_ERR_NULL_POINTER, "%s: argument 'x' is NULL", fn);
     size_t want;
     MP_REQUIRE(mp__mul_size(n, (size_t)m->in_dim, &want) == 0 && x_len == want, NULL,

@@ -18,6 +18,7 @@
 #define MP__NORM_EPS 1e-5f
 
 struct mp_model {
+    uint32_t handle_kind; /* MP__KIND_MODEL (src/core/internal.h) */
     int64_t cfg[MP__MODEL_NKEYS]; /* resolved configuration, index key - FIRST */
     uint64_t seed;
     int32_t kind, task, in_dim, out_dim, P, d;
@@ -33,6 +34,7 @@ struct mp_model {
 };
 
 struct mp_prompt {
+    uint32_t handle_kind; /* MP__KIND_PROMPT (src/core/internal.h) */
     int32_t rows, cols;
     float *data; /* rows*cols floats (at least one allocated) */
     char err[MP_ERRMSG_LEN];

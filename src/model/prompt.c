@@ -10,9 +10,10 @@ static size_t count(const mp_prompt *p) { return (size_t)p->rows * (size_t)p->co
 mp_status mp_prompt_create(mp_prompt **out, const mp_model *model)
 {
     MP_REQUIRE_PTR(out, NULL, "mp_prompt_create");
-    MP_REQUIRE_PTR(model, NULL, "mp_prompt_create");
+    MP_REQUIRE_HANDLE(model, MP__KIND_MODEL, NULL, "mp_prompt_create");
     mp_prompt *p = mp__calloc(1, sizeof *p);
     MP_REQUIRE(p, NULL, MP_ERR_OUT_OF_MEMORY, "mp_prompt_create: out of memory");
+    p->handle_kind = MP__KIND_PROMPT;
     p->rows = model->P;
     p->cols = model->d;
     /* One float at least, so data is never NULL even for P == 0. */
@@ -28,16 +29,20 @@ mp_status mp_prompt_create(mp_prompt **out, const mp_model *model)
 
 void mp_prompt_destroy(mp_prompt *p)
 {
-    if (!p) return;
+    if (!mp__handle_destroying(p, MP__KIND_PROMPT, "prompt", "mp_prompt_destroy")) return;
     mp__free(p->data);
     mp__free(p);
 }
 
-const char *mp_prompt_error(const mp_prompt *p) { return p ? p->err : ""; }
+const char *mp_prompt_error(const mp_prompt *p)
+{
+    const char *bad = mp__handle_error(p, MP__KIND_PROMPT, "prompt", "mp_prompt_error");
+    return bad ? bad : p->err;
+}
 
 mp_status mp_prompt_shape(const mp_prompt *p, int32_t *rows, int32_t *cols)
 {
-    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_shape");
+    MP_REQUIRE_HANDLE_ARG(p, "prompt", MP__KIND_PROMPT, NULL, "mp_prompt_shape");
     if (rows) *rows = p->rows;
     if (cols) *cols = p->cols;
     return MP_OK;
@@ -48,7 +53,7 @@ const float *mp__prompt_data_const(const mp_prompt *p) { return p->data; }
 
 mp_status mp_prompt_init(mp_prompt *p, int32_t method, double scale, uint64_t seed)
 {
-    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_init");
+    MP_REQUIRE_HANDLE_ARG(p, "prompt", MP__KIND_PROMPT, NULL, "mp_prompt_init");
     MP_REQUIRE(method == MP_PROMPT_INIT_ZEROS || method == MP_PROMPT_INIT_NORMAL ||
                    method == MP_PROMPT_INIT_UNIFORM,
                p->err, MP_ERR_INVALID_ARGUMENT,
@@ -81,7 +86,7 @@ mp_status mp_prompt_init(mp_prompt *p, int32_t method, double scale, uint64_t se
 
 mp_status mp_prompt_get(const mp_prompt *p, float *buf, size_t len)
 {
-    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_get");
+    MP_REQUIRE_HANDLE_ARG(p, "prompt", MP__KIND_PROMPT, NULL, "mp_prompt_get");
     MP_REQUIRE(buf || count(p) == 0, NULL, MP_ERR_NULL_POINTER, "mp_prompt_get: argument 'buf' is NULL");
     MP_REQUIRE(len >= count(p), NULL, MP_ERR_BUFFER_TOO_SMALL,
                "mp_prompt_get: 'buf' has room for len = %zu floats, %zu needed (P x d = %d x %d)", len,
@@ -92,7 +97,7 @@ mp_status mp_prompt_get(const mp_prompt *p, float *buf, size_t len)
 
 mp_status mp_prompt_set(mp_prompt *p, const float *buf, size_t len)
 {
-    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_set");
+    MP_REQUIRE_HANDLE_ARG(p, "prompt", MP__KIND_PROMPT, NULL, "mp_prompt_set");
     MP_REQUIRE(buf || count(p) == 0, p->err, MP_ERR_NULL_POINTER,
                "mp_prompt_set: argument 'buf' is NULL");
     MP_REQUIRE(len == count(p), p->err, MP_ERR_SHAPE_MISMATCH,
@@ -107,8 +112,8 @@ mp_status mp_prompt_set(mp_prompt *p, const float *buf, size_t len)
 
 mp_status mp_prompt_copy(mp_prompt *dst, const mp_prompt *src)
 {
-    MP_REQUIRE_PTR(dst, NULL, "mp_prompt_copy");
-    MP_REQUIRE_PTR(src, dst->err, "mp_prompt_copy");
+    MP_REQUIRE_HANDLE(dst, MP__KIND_PROMPT, NULL, "mp_prompt_copy");
+    MP_REQUIRE_HANDLE(src, MP__KIND_PROMPT, dst->err, "mp_prompt_copy");
     MP_REQUIRE(dst->rows == src->rows && dst->cols == src->cols, dst->err, MP_ERR_SHAPE_MISMATCH,
                "mp_prompt_copy: dst is %d x %d but src is %d x %d", (int)dst->rows, (int)dst->cols,
                (int)src->rows, (int)src->cols);
@@ -213,8 +218,8 @@ static mp_status compute_init(const mp_model *m, const float *x, size_t n, float
 mp_status mp_prompt_init_from_data(mp_prompt *p, const mp_model *m, const float *x, size_t n,
                                    size_t x_len)
 {
-    MP_REQUIRE_ARG(p, "prompt", NULL, "mp_prompt_init_from_data");
-    MP_REQUIRE_ARG(m, "model", p->err, "mp_prompt_init_from_data");
+    MP_REQUIRE_HANDLE_ARG(p, "prompt", MP__KIND_PROMPT, NULL, "mp_prompt_init_from_data");
+    MP_REQUIRE_HANDLE_ARG(m, "model", MP__KIND_MODEL, p->err, "mp_prompt_init_from_data");
     MP_REQUIRE_PTR(x, p->err, "mp_prompt_init_from_data");
     MP_REQUIRE(p->rows == m->P && p->cols == m->d, p->err, MP_ERR_SHAPE_MISMATCH,
                "mp_prompt_init_from_data: prompt is %d x %d, the model needs %d x %d",

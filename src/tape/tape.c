@@ -337,6 +337,7 @@ mp_status mp_tape_create(mp_tape **out)
     MP_REQUIRE_PTR(out, NULL, "mp_tape_create");
     mp_tape *t = mp__calloc(1, sizeof *t);
     if (!t) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_tape_create: out of memory");
+    t->handle_kind = MP__KIND_TAPE;
     t->grad_n = -1;
     t->id_base = first_tag() << MP__ID_INDEX_BITS;
     t->tcopy = mp__alloc(MP__TCOPY_FLOATS * sizeof(float));
@@ -355,7 +356,7 @@ mp_status mp_tape_create(mp_tape **out)
 
 void mp_tape_destroy(mp_tape *t)
 {
-    if (!t) return;
+    if (!mp__handle_destroying(t, MP__KIND_TAPE, "tape", "mp_tape_destroy")) return;
     for (int32_t i = 0; i < t->arena.nblk; i++) mp__free(t->arena.blk[i]);
     for (int32_t i = 0; i < t->sarena.nblk; i++) mp__free(t->sarena.blk[i]);
     mp__free(t->tcopy);
@@ -378,7 +379,11 @@ mp_status mp_tape_reset(mp_tape *t)
     return MP_OK;
 }
 
-const char *mp_tape_error(const mp_tape *t) { return t ? t->err : ""; }
+const char *mp_tape_error(const mp_tape *t)
+{
+    const char *bad = mp__handle_error(t, MP__KIND_TAPE, "tape", "mp_tape_error");
+    return bad ? bad : t->err;
+}
 
 mp_status mp_tape_stat(const mp_tape *t, int32_t stat, int64_t *out)
 {

@@ -112,6 +112,7 @@ typedef struct {
 #define MP__TCOPY_FLOATS 16384 /* 64 KiB */
 
 struct mp_tape {
+    uint32_t handle_kind; /* MP__KIND_TAPE (src/core/internal.h) */
     mp__node *nodes;
     mp_var *grad;  /* committed gradients of the last backward (valid for indices < grad_n) */
     mp_var *gwork; /* gradients being accumulated by a running backward */
@@ -253,10 +254,9 @@ static inline mp_status mp__check_var(mp_tape *t, const char *fn, const char *ar
 }
 /* Checks the public id held in the variable v and turns it into an index. */
 #define MP__VAR(t, fn, v) MP_TRY(mp__check_var((t), (fn), #v, &(v)))
-#define MP__REQUIRE_TAPE(t, fn)                                                              \
-    do {                                                                                     \
-        if (!(t)) return mp__fail(NULL, MP_ERR_NULL_POINTER, "%s: argument 'tape' is NULL", (fn)); \
-    } while (0)
+/* The tape argument of every public tape function: NULL or another kind of
+ * handle is refused before anything else of it is read. */
+#define MP__REQUIRE_TAPE(t, fn) MP_REQUIRE_HANDLE_ARG(t, "tape", MP__KIND_TAPE, NULL, fn)
 #define MP__START(t, out, fn)                                                                \
     do {                                                                                     \
         MP__REQUIRE_TAPE(t, fn);                                                             \
