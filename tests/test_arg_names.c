@@ -25,7 +25,37 @@ typedef struct {
     char param[MAX_PARAMS][32];
     int pointer[MAX_PARAMS]; /* the type has a '*' */
     int var[MAX_PARAMS];     /* the type is mp_var */
+    int hkind[MAX_PARAMS];   /* a handle of kind_names[hkind] (mp_x * or const mp_x *), or -1 */
+    int harray[MAX_PARAMS];  /* ... an array of them (mp_x *const *) */
 } decl;
+
+/* The public handle types, in the order of the fixture's handles (fx_handle). */
+#define NKINDS 8
+static const char *const kind_names[NKINDS] = {"mp_config", "mp_model",   "mp_prompt", "mp_dataset",
+                                               "mp_task",   "mp_sampler", "mp_meta",   "mp_tape"};
+
+/* The kind of a parameter's type, with its '*'s and consts: a handle
+ * ("mp_x *", "const mp_x *": 1) or an array of handles ("mp_x *const *": 2)
+ * gives the index into kind_names; other types (out-parameters "mp_x **"
+ * too) -1. */
+static int type_kind(const char *type, int *array)
+{
+    char t[256];
+    size_t n = 0;
+    for (const char *c = type; *c && n + 1 < sizeof t; c++)
+        if (!isspace((unsigned char)*c)) t[n++] = *c;
+    t[n] = '\0';
+    const char *base = strncmp(t, "const", 5) == 0 ? t + 5 : t;
+    for (int k = 0; k < NKINDS; k++) {
+        size_t len = strlen(kind_names[k]);
+        if (strncmp(base, kind_names[k], len) != 0) continue;
+        const char *rest = base + len;
+        if (strcmp(rest, "*") == 0) return *array = 0, k;
+        if (strcmp(rest, "*const*") == 0) return *array = 1, k;
+        return -1;
+    }
+    return -1;
+}
 
 static decl g_decls[MAX_FUNCS];
 static int g_ndecls;
@@ -75,6 +105,7 @@ static void parse_decl(const char *text)
         trim(type);
         d->pointer[d->n] = strchr(type, '*') != NULL;
         d->var[d->n] = strcmp(type, "mp_var") == 0;
+        d->hkind[d->n] = type_kind(type, &d->harray[d->n]);
         d->n++;
     }
 }
@@ -158,12 +189,16 @@ typedef struct {
     int64_t i64;
     uint64_t u64;
     double d1, d2;
+    /* what N() passes for the spoiled argument: NULL, or (the wrong-kind
+     * tests) a handle of another kind or an array holding one */
+    void *spoil;
+    void *spoil_arr[1];
 } fx;
 
 #define BAD_VAR ((mp_var)0x00abcdef)
-/* Argument i: NULL (a pointer) or BAD_VAR (a variable) when it is the
- * spoiled one (k), else v. */
-#define N(i, v) ((k) == (i) ? NULL : (v))
+/* Argument i: f->spoil (a pointer: NULL, or a handle of a wrong kind) or
+ * BAD_VAR (a variable) when it is the spoiled one (k), else v. */
+#define N(i, v) ((k) == (i) ? f->spoil : (v))
 #define V(i, v) ((k) == (i) ? BAD_VAR : (v))
 #define OUT(i, T) N(i, (T **)&f->out)
 
@@ -194,11 +229,11 @@ static mp_status c_dataset_from_arrays(fx *f, int k)
 }
 static mp_status c_dataset_load_idx(fx *f, int k)
 {
-    return mp_dataset_load_idx(OUT(0, mp_dataset), N(1, "/nonexistent/i"), N(2, "/nonexistent/l"), NULL);
+    return mp_dataset_load_idx(OUT(0, mp_dataset), N(1, "/nonexistent/i"), N(2, "/nonexistent/l"), N(3, NULL));
 }
 static mp_status c_dataset_load_csv(fx *f, int k)
 {
-    return mp_dataset_load_csv(OUT(0, mp_dataset), N(1, "/nonexistent.csv"), NULL);
+    return mp_dataset_load_csv(OUT(0, mp_dataset), N(1, "/nonexistent.csv"), N(2, NULL));
 }
 static mp_status c_dataset_size(fx *f, int k) { return mp_dataset_size(N(0, f->ds), N(1, &f->sz)); }
 static mp_status c_dataset_dim(fx *f, int k) { return mp_dataset_dim(N(0, f->ds), N(1, f->ibuf)); }
@@ -246,8 +281,14 @@ static mp_status c_task_get_query(fx *f, int k)
 }
 static mp_status c_task_sinusoid(fx *f, int k) { return mp_task_sinusoid(OUT(0, mp_task), 1, 2, 3, 4); }
 static mp_status c_task_sinusoid_params(fx *f, int k) { return mp_task_sinusoid_params(N(0, f->sine), NULL, NULL); }
-static mp_status c_sampler_create(fx *f, int k) { return mp_sampler_create(OUT(0, mp_sampler), N(1, f->ds), f->cfg); }
-static mp_status c_sampler_create_sinusoid(fx *f, int k) { return mp_sampler_create_sinusoid(OUT(0, mp_sampler), NULL); }
+static mp_status c_sampler_create(fx *f, int k)
+{
+    return mp_sampler_create(OUT(0, mp_sampler), N(1, f->ds), N(2, f->cfg));
+}
+static mp_status c_sampler_create_sinusoid(fx *f, int k)
+{
+    return mp_sampler_create_sinusoid(OUT(0, mp_sampler), N(1, NULL));
+}
 static mp_status c_sampler_episode(fx *f, int k) { return mp_sampler_episode(N(0, f->sampler), 0, OUT(2, mp_task)); }
 static mp_status c_sampler_episode_into(fx *f, int k)
 {
@@ -259,7 +300,7 @@ static mp_status c_sampler_set_position(fx *f, int k) { return mp_sampler_set_po
 static mp_status c_sampler_info(fx *f, int k) { return mp_sampler_info(N(0, f->sampler), NULL, NULL, NULL, NULL); }
 
 /* model, prompt, checkpoints */
-static mp_status c_model_create(fx *f, int k) { return mp_model_create(OUT(0, mp_model), f->cfg); }
+static mp_status c_model_create(fx *f, int k) { return mp_model_create(OUT(0, mp_model), N(1, f->cfg)); }
 static mp_status c_model_clone(fx *f, int k) { return mp_model_clone(OUT(0, mp_model), N(1, f->model)); }
 static mp_status c_model_get_int(fx *f, int k)
 {
@@ -299,21 +340,21 @@ static mp_status c_prompt_set(fx *f, int k) { return mp_prompt_set(N(0, f->promp
 static mp_status c_prompt_copy(fx *f, int k) { return mp_prompt_copy(N(0, f->prompt2), N(1, f->prompt)); }
 static mp_status c_checkpoint_save(fx *f, int k)
 {
-    return mp_checkpoint_save(N(0, "/nonexistent/x.mpck"), N(1, f->model), f->prompt, f->meta);
+    return mp_checkpoint_save(N(0, "/nonexistent/x.mpck"), N(1, f->model), N(2, f->prompt), N(3, f->meta));
 }
 static mp_status c_checkpoint_load(fx *f, int k)
 {
-    return mp_checkpoint_load(N(0, "/nonexistent/x.mpck"), N(1, f->model), f->prompt, f->meta);
+    return mp_checkpoint_load(N(0, "/nonexistent/x.mpck"), N(1, f->model), N(2, f->prompt), N(3, f->meta));
 }
 static mp_status c_checkpoint_save_with_sampler(fx *f, int k)
 {
-    return mp_checkpoint_save_with_sampler(N(0, "/nonexistent/x.mpck"), N(1, f->model), f->prompt, f->meta,
-                                           f->sampler);
+    return mp_checkpoint_save_with_sampler(N(0, "/nonexistent/x.mpck"), N(1, f->model), N(2, f->prompt),
+                                           N(3, f->meta), N(4, f->sampler));
 }
 static mp_status c_checkpoint_load_with_sampler(fx *f, int k)
 {
-    return mp_checkpoint_load_with_sampler(N(0, "/nonexistent/x.mpck"), N(1, f->model), f->prompt, f->meta,
-                                           f->sampler);
+    return mp_checkpoint_load_with_sampler(N(0, "/nonexistent/x.mpck"), N(1, f->model), N(2, f->prompt),
+                                           N(3, f->meta), N(4, f->sampler));
 }
 static mp_status c_model_create_from_checkpoint(fx *f, int k)
 {
@@ -321,7 +362,10 @@ static mp_status c_model_create_from_checkpoint(fx *f, int k)
 }
 
 /* meta */
-static mp_status c_meta_create(fx *f, int k) { return mp_meta_create(OUT(0, mp_meta), N(1, f->model), N(2, f->prompt), f->cfg); }
+static mp_status c_meta_create(fx *f, int k)
+{
+    return mp_meta_create(OUT(0, mp_meta), N(1, f->model), N(2, f->prompt), N(3, f->cfg));
+}
 static mp_status c_meta_step(fx *f, int k)
 {
     double stats[MP_META_NUM_STATS];
@@ -345,7 +389,10 @@ static mp_status c_meta_set_gradients(fx *f, int k)
 }
 static mp_status c_meta_apply_gradients(fx *f, int k) { return mp_meta_apply_gradients(N(0, f->meta)); }
 static mp_status c_meta_step_count(fx *f, int k) { return mp_meta_step_count(N(0, f->meta), N(1, &f->i64)); }
-static mp_status c_meta_adapt(fx *f, int k) { return mp_meta_adapt(N(0, f->meta), N(1, f->task), N(2, f->prompt2), NULL); }
+static mp_status c_meta_adapt(fx *f, int k)
+{
+    return mp_meta_adapt(N(0, f->meta), N(1, f->task), N(2, f->prompt2), N(3, NULL));
+}
 static mp_status c_meta_evaluate(fx *f, int k)
 {
     return mp_meta_evaluate(N(0, f->meta), N(1, f->sampler), 0, 1, N(4, &f->d1), N(5, &f->d2));
@@ -603,7 +650,7 @@ static void fx_open(fx *f)
     MP_CK_OK(mp_tape_backward(f->tape, f->loss, 0));
 }
 
-static void fx_close(fx *f)
+static void fx_free(fx *f)
 {
     mp_tape_destroy(f->tape);
     mp_meta_destroy(f->meta);
@@ -615,6 +662,11 @@ static void fx_close(fx *f)
     mp_prompt_destroy(f->prompt);
     mp_model_destroy(f->model);
     mp_config_destroy(f->cfg);
+}
+
+static void fx_close(fx *f)
+{
+    fx_free(f);
     ck_assert_int_eq(mp_live_allocations(), 0);
 }
 
@@ -684,6 +736,298 @@ START_TEST(messages_name_the_header_arguments)
                   "pointer) or MP_ERR_UNKNOWN_VARIABLE (a bad variable):%s", nbad, bad);
     ck_assert_int_eq((size_t)functions, ncalls);
     ck_assert_int_ge(checked, 250);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- handles of the wrong kind ------------------------------------------------- */
+/* The handle of kind_names[kind] of a fixture. */
+static void *fx_handle(fx *f, int kind)
+{
+    void *h[NKINDS] = {f->cfg, f->model, f->prompt, f->ds, f->task, f->sampler, f->meta, f->tape};
+    return h[kind];
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+#define FP(x) (h = fnv(h, &(x), sizeof(x)))
+#define FP_STR(s) (h = fnv(h, (s), strlen(s) + 1))
+
+/* What the getters of the fixture's handle of a kind say, hashed (each
+ * getter must succeed): its error message and its observable state. */
+static uint64_t fingerprint(fx *f, int kind)
+{
+    static float buf[8192];
+    uint64_t h = 1469598103934665603ull, u64 = 0;
+    int64_t i64 = 0;
+    double d = 0;
+    size_t a = 0, b = 0;
+    int32_t r = 0, c = 0, e = 0, g = 0, lab[8] = {0};
+    memset(buf, 0, sizeof buf);
+    switch (kind) {
+    case 0: {
+        static const int32_t keys[] = {MP_CFG_SEED, MP_CFG_MODEL_KIND, MP_CFG_MODEL_INPUT_DIM, MP_CFG_META_ALGORITHM,
+                                       MP_CFG_DATA_WAYS};
+        FP_STR(mp_config_error(f->cfg));
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            MP_CK_OK(mp_config_get_int(f->cfg, keys[i], &i64));
+            FP(i64);
+            r = mp_config_is_set(f->cfg, keys[i]);
+            FP(r);
+        }
+        MP_CK_OK(mp_config_get_float(f->cfg, MP_CFG_META_INNER_LR, &d));
+        FP(d);
+        break;
+    }
+    case 1:
+        FP_STR(mp_model_error(f->model));
+        MP_CK_OK(mp_model_num_params(f->model, &a));
+        ck_assert_uint_le(a, sizeof buf / sizeof buf[0]);
+        MP_CK_OK(mp_model_get_params(f->model, buf, a));
+        h = fnv(h, buf, a * sizeof(float));
+        MP_CK_OK(mp_model_get_int(f->model, MP_CFG_MODEL_KIND, &i64));
+        MP_CK_OK(mp_model_prompt_shape(f->model, &r, &c));
+        FP(i64), FP(r), FP(c);
+        break;
+    case 2:
+        FP_STR(mp_prompt_error(f->prompt));
+        MP_CK_OK(mp_prompt_shape(f->prompt, &r, &c));
+        MP_CK_OK(mp_prompt_get(f->prompt, buf, (size_t)r * (size_t)c));
+        FP(r), FP(c);
+        h = fnv(h, buf, (size_t)r * (size_t)c * sizeof(float));
+        break;
+    case 3:
+        FP_STR(mp_dataset_error(f->ds));
+        MP_CK_OK(mp_dataset_size(f->ds, &a));
+        MP_CK_OK(mp_dataset_dim(f->ds, &r));
+        MP_CK_OK(mp_dataset_num_classes(f->ds, &c));
+        MP_CK_OK(mp_dataset_get(f->ds, 1, buf, 4, &e));
+        FP(a), FP(r), FP(c), FP(e);
+        h = fnv(h, buf, 4 * sizeof(float));
+        break;
+    case 4:
+        FP_STR(mp_task_error(f->task));
+        MP_CK_OK(mp_task_sizes(f->task, &a, &b, &r, &c, &e));
+        MP_CK_OK(mp_task_get_query(f->task, buf, 8, lab, 2, NULL, 0));
+        FP(a), FP(b), FP(r), FP(c), FP(e), FP(lab);
+        h = fnv(h, buf, 8 * sizeof(float));
+        break;
+    case 5:
+        FP_STR(mp_sampler_error(f->sampler));
+        MP_CK_OK(mp_sampler_get_position(f->sampler, &u64));
+        MP_CK_OK(mp_sampler_info(f->sampler, &r, &c, &e, &g));
+        FP(u64), FP(r), FP(c), FP(e), FP(g);
+        break;
+    case 6:
+        FP_STR(mp_meta_error(f->meta));
+        MP_CK_OK(mp_meta_step_count(f->meta, &i64));
+        MP_CK_OK(mp_meta_gradient_size(f->meta, &a));
+        MP_CK_OK(mp_meta_inner_lr_count(f->meta, &b));
+        ck_assert_uint_le(b, sizeof buf / sizeof buf[0]);
+        MP_CK_OK(mp_meta_get_inner_lr(f->meta, buf, b));
+        FP(i64), FP(a), FP(b);
+        h = fnv(h, buf, b * sizeof(float));
+        break;
+    default:
+        FP_STR(mp_tape_error(f->tape));
+        MP_CK_OK(mp_tape_stat(f->tape, MP_TAPE_STAT_NODES, &i64));
+        FP(i64);
+        MP_CK_OK(mp_tape_stat(f->tape, MP_TAPE_STAT_ARENA_USED, &i64));
+        FP(i64);
+        MP_CK_OK(mp_tape_read(f->tape, f->a, buf, 4));
+        MP_CK_OK(mp_tape_scalar(f->tape, f->loss, buf + 4));
+        h = fnv(h, buf, 5 * sizeof(float));
+        break;
+    }
+    return h;
+}
+#undef FP
+#undef FP_STR
+
+/* A pointer to no handle at all (what a foreign pointer reads as). */
+static _Alignas(64) unsigned char g_foreign[1 << 16];
+
+/* Checks the message of a wrong-kind failure of fn for argument param
+ * (quoted; arrays: 'param[0]') wanting kind `want` when given kind `given`
+ * (-1: the foreign pointer). */
+static int kind_message_ok(const char *msg, const char *fn, const char *param, int array, int want, int given)
+{
+    char quoted[64], kinds[128];
+    size_t n = strlen(fn);
+    snprintf(quoted, sizeof quoted, array ? "'%s[0]'" : "'%s'", param);
+    if (given >= 0)
+        snprintf(kinds, sizeof kinds, "is not an %s handle (it is an %s)", kind_names[want], kind_names[given]);
+    else
+        snprintf(kinds, sizeof kinds, "is not an %s handle (unknown tag 0x", kind_names[want]);
+    return strncmp(msg, fn, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ' && strstr(msg, quoted) != NULL && strstr(msg, kinds) != NULL;
+}
+
+/* The public functions that take a handle and return no status: called
+ * directly (no casts of function pointers), with the spoiled argument k
+ * as in the table of calls. They return the string result (error) or NULL. */
+static const char *o_config_destroy(fx *f, int k) { mp_config_destroy(N(0, f->cfg)); return NULL; }
+static const char *o_dataset_destroy(fx *f, int k) { mp_dataset_destroy(N(0, f->ds)); return NULL; }
+static const char *o_task_destroy(fx *f, int k) { mp_task_destroy(N(0, f->task)); return NULL; }
+static const char *o_sampler_destroy(fx *f, int k) { mp_sampler_destroy(N(0, f->sampler)); return NULL; }
+static const char *o_model_destroy(fx *f, int k) { mp_model_destroy(N(0, f->model)); return NULL; }
+static const char *o_prompt_destroy(fx *f, int k) { mp_prompt_destroy(N(0, f->prompt)); return NULL; }
+static const char *o_meta_destroy(fx *f, int k) { mp_meta_destroy(N(0, f->meta)); return NULL; }
+static const char *o_tape_destroy(fx *f, int k) { mp_tape_destroy(N(0, f->tape)); return NULL; }
+static const char *o_config_error(fx *f, int k) { return mp_config_error(N(0, f->cfg)); }
+static const char *o_dataset_error(fx *f, int k) { return mp_dataset_error(N(0, f->ds)); }
+static const char *o_task_error(fx *f, int k) { return mp_task_error(N(0, f->task)); }
+static const char *o_sampler_error(fx *f, int k) { return mp_sampler_error(N(0, f->sampler)); }
+static const char *o_model_error(fx *f, int k) { return mp_model_error(N(0, f->model)); }
+static const char *o_prompt_error(fx *f, int k) { return mp_prompt_error(N(0, f->prompt)); }
+static const char *o_meta_error(fx *f, int k) { return mp_meta_error(N(0, f->meta)); }
+static const char *o_tape_error(fx *f, int k) { return mp_tape_error(N(0, f->tape)); }
+static const char *o_config_is_set(fx *f, int k)
+{
+    return mp_config_is_set(N(0, f->cfg), MP_CFG_MODEL_KIND) ? "1" : "0";
+}
+
+typedef struct {
+    const char *fn;
+    const char *(*call)(fx *f, int k);
+} other_entry;
+#define O(name) {"mp_" #name, o_##name}
+static const other_entry others[] = {
+    O(config_destroy), O(dataset_destroy), O(task_destroy), O(sampler_destroy), O(model_destroy),
+    O(prompt_destroy), O(meta_destroy),    O(tape_destroy), O(config_error),    O(dataset_error),
+    O(task_error),     O(sampler_error),   O(model_error),  O(prompt_error),    O(meta_error),
+    O(tape_error),     O(config_is_set),
+};
+#undef O
+
+static int takes_handle(const decl *d)
+{
+    for (int p = 0; p < d->n; p++)
+        if (d->hkind[p] >= 0) return 1;
+    return 0;
+}
+
+/* Every public function taking a handle (found in the headers: a parameter
+ * of type mp_x *, const mp_x * or mp_x *const *) is called with, in each
+ * handle position in turn, the fixture's handle of every other kind and a
+ * foreign pointer: MP_ERR_INVALID_ARGUMENT (functions returning a status),
+ * a message "<function>: ... '<argument>' ... is not an <kind> handle (it is
+ * an <other kind>)" in mp_last_error(), and the handle passed unchanged and
+ * working (its getters say what they said before). A function of the
+ * headers missing from the tables fails the test. */
+START_TEST(handles_of_the_wrong_kind_are_refused)
+{
+    parse_headers();
+    /* f gives the valid arguments, w the handles of the wrong kind (never
+     * also a valid argument of the same call) */
+    static fx f, w;
+    fx_open(&f);
+    fx_open(&w);
+    size_t ncalls = sizeof calls / sizeof calls[0], nothers = sizeof others / sizeof others[0];
+    int functions = 0, checked = 0, nbad = 0;
+    static char bad[1 << 16];
+    bad[0] = '\0';
+    mp_test_log log;
+    memset(&log, 0, sizeof log);
+    MP_CK_OK(mp_set_log_callback(mp_test_record_log, MP_LOG_DEBUG, &log));
+    memset(g_foreign, 0xa5, sizeof g_foreign);
+    for (int i = 0; i < g_ndecls; i++) {
+        const decl *d = &g_decls[i];
+        if (!takes_handle(d)) continue;
+        const call_entry *e = NULL;
+        const other_entry *o = NULL;
+        for (size_t j = 0; j < ncalls; j++)
+            if (strcmp(calls[j].fn, d->name) == 0) e = &calls[j];
+        for (size_t j = 0; j < nothers; j++)
+            if (strcmp(others[j].fn, d->name) == 0) o = &others[j];
+        int status = strcmp(d->ret, "mp_status") == 0;
+        ck_assert_msg(status ? e != NULL && e->call != NULL : o != NULL,
+                      "%s takes a handle but has no call in the table of %s (tests/test_arg_names.c)", d->name,
+                      status ? "calls" : "functions returning no status (others)");
+        functions++;
+        for (int p = 0; p < d->n; p++) {
+            int want = d->hkind[p];
+            if (want < 0) continue;
+            for (int given = -1; given < NKINDS; given++) {
+                if (given == want) continue;
+                void *wrong = given >= 0 ? fx_handle(&w, given) : (void *)g_foreign;
+                uint64_t before = given >= 0 ? fingerprint(&w, given) : 0;
+                long live = (long)mp_live_allocations();
+                f.spoil_arr[0] = wrong;
+                f.spoil = d->harray[p] ? (void *)f.spoil_arr : wrong;
+                f.out = NULL;
+                log.count = 0;
+                mp_clear_error();
+                mp_status st = MP_ERR_INVALID_ARGUMENT;
+                const char *ret = NULL;
+                if (status) st = e->call(&f, p);
+                else ret = o->call(&f, p);
+                f.spoil = NULL;
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s", mp_last_error());
+                int ok = st == MP_ERR_INVALID_ARGUMENT &&
+                         kind_message_ok(msg, d->name, d->param[p], d->harray[p], want, given) && f.out == NULL &&
+                         (long)mp_live_allocations() == live;
+                if (!status && strstr(d->name, "_error")) /* the message is also the result */
+                    ok = ok && ret && strcmp(ret, msg) == 0;
+                if (!status && strstr(d->name, "_is_set")) ok = ok && ret && strcmp(ret, "0") == 0;
+                if (!status && strstr(d->name, "_destroy")) /* logged, since there is no status */
+                    ok = ok && log.count == 1 && log.level == MP_LOG_ERROR && strstr(log.msg, msg) != NULL;
+                if (given >= 0) ok = ok && fingerprint(&w, given) == before;
+                if (!ok) {
+                    size_t used = strlen(bad);
+                    snprintf(bad + used, sizeof bad - used, "\n  %s with %s for '%s' (an %s): status %d, \"%.300s\"",
+                             d->name, given >= 0 ? kind_names[given] : "a foreign pointer", d->param[p],
+                             kind_names[want], (int)st, msg);
+                    nbad++;
+                }
+                checked++;
+            }
+        }
+    }
+    MP_CK_OK(mp_set_log_callback(NULL, MP_LOG_INFO, NULL));
+    /* every entry of the second table is a declared function taking a handle */
+    for (size_t j = 0; j < nothers; j++) {
+        const decl *d = find_decl(others[j].fn);
+        ck_assert_msg(d != NULL && takes_handle(d) && strcmp(d->ret, "mp_status") != 0,
+                      "%s is in the table of functions returning no status but is not such a declared "
+                      "function taking a handle", others[j].fn);
+    }
+    ck_assert_msg(nbad == 0, "%d calls with a handle of the wrong kind did not fail with MP_ERR_INVALID_ARGUMENT "
+                  "and a message naming the function, the argument (in quotes) and both kinds, or changed "
+                  "the handle passed:%s", nbad, bad);
+    ck_assert_int_ge(functions, 120); /* the parser found them (124 when written) */
+    ck_assert_int_ge(checked, 8 * 140); /* 149 handle positions x (7 other kinds + a foreign pointer) */
+    fx_free(&w);
+    fx_close(&f);
+}
+END_TEST
+
+/* An array of tasks is checked element by element: a handle of another
+ * kind at index 1 is named as 'tasks[1]', and the meta is unchanged. */
+START_TEST(task_arrays_are_checked_per_element)
+{
+    static fx f;
+    fx_open(&f);
+    mp_task *tasks[3] = {f.task, (mp_task *)(void *)f.cfg, f.task};
+    double mean, ci;
+    int64_t steps = -1;
+    MP_CK_STATUS(mp_meta_step(f.meta, tasks, 3, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_meta_step: argument 'tasks[1]' is not an mp_task handle (it is an mp_config)");
+    ck_assert_str_eq(mp_meta_error(f.meta), mp_last_error());
+    MP_CK_STATUS(mp_meta_compute_gradients(f.meta, tasks, 3, NULL, 0), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_meta_compute_gradients: argument 'tasks[1]' is not an mp_task handle");
+    MP_CK_STATUS(mp_meta_evaluate_tasks(f.meta, tasks, 3, &mean, &ci), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_meta_evaluate_tasks: argument 'tasks[1]' is not an mp_task handle");
+    MP_CK_OK(mp_meta_step_count(f.meta, &steps));
+    ck_assert_int_eq(steps, 0);
+    tasks[1] = f.task; /* the same call with good tasks works */
+    MP_CK_OK(mp_meta_step(f.meta, tasks, 3, NULL, 0));
+    MP_CK_OK(mp_meta_step_count(f.meta, &steps));
+    ck_assert_int_eq(steps, 1);
     fx_close(&f);
 }
 END_TEST
@@ -800,6 +1144,8 @@ Suite *mp_test_arg_names_suite(void)
     tcase_add_test(t, messages_name_the_header_arguments);
     tcase_add_test(t, error_of_null_handle_is_empty);
     tcase_add_test(t, token_id_errors_name_the_public_function);
+    tcase_add_test(t, handles_of_the_wrong_kind_are_refused);
+    tcase_add_test(t, task_arrays_are_checked_per_element);
     suite_add_tcase(s, t);
     return s;
 }
