@@ -6,6 +6,19 @@
  *  - Every fallible function returns an mp_status (MP_OK == 0).
  *  - Handles are opaque; constructors give them through an out parameter,
  *    destructors return void and accept NULL.
+ *  - A handle argument of the wrong kind (an mp_config passed where an
+ *    mp_sampler is expected, a stale or foreign pointer from a cast or an
+ *    FFI) is detected before anything else of it is read, on every function
+ *    of every header: functions returning a status give
+ *    MP_ERR_INVALID_ARGUMENT with "<fn>: argument '<name>' is not an <kind>
+ *    handle (it is an <other kind>)" (or "(unknown tag 0x...; a destroyed or
+ *    foreign pointer?)"); nothing is written to the wrong object, its own
+ *    message included. The functions returning no status record the same
+ *    message in mp_last_error(): mp_<type>_error() returns it,
+ *    mp_config_is_set() returns 0, and mp_<type>_destroy() frees nothing and
+ *    also logs it at MP_LOG_ERROR. A destroyed handle is detected only while
+ *    its memory has not been reused (best effort: use after destroy remains
+ *    undefined behaviour).
  *  - A failing call leaves its handle unchanged and records a message that
  *    names the function, the argument and the expected vs. received value:
  *    per handle (mp_<type>_error()) and per thread (mp_last_error()).

@@ -14,7 +14,9 @@
  *
  * Unless stated otherwise a failing call returns a non-zero mp_status,
  * records a message (mp_last_error(), and the handle's own mp_x_error()),
- * and leaves its handle and out-parameters unchanged.
+ * and leaves its handle and out-parameters unchanged. A handle of the wrong
+ * kind gives MP_ERR_INVALID_ARGUMENT (destroy: nothing freed), as described
+ * at the top of metaprompt/core.h.
  */
 #ifndef METAPROMPT_DATA_H
 #define METAPROMPT_DATA_H

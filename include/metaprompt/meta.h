@@ -47,7 +47,10 @@
  *
  * Unless stated otherwise a failing call returns a non-zero mp_status,
  * records a message (mp_last_error() and mp_meta_error()), and leaves the
- * meta, its model and prompt, and all out-parameters unchanged.
+ * meta, its model and prompt, and all out-parameters unchanged. A handle of
+ * the wrong kind (each element of a tasks array too) gives
+ * MP_ERR_INVALID_ARGUMENT (destroy: nothing freed), as described at the top
+ * of metaprompt/core.h.
  */
 #ifndef METAPROMPT_META_H
 #define METAPROMPT_META_H

@@ -15,7 +15,9 @@
  * in that handle (mp_model_error / mp_prompt_error) and in mp_last_error();
  * calls on a const model (predict, loss, get_*) record it only in the
  * thread-local mp_last_error(), so concurrent read-only calls never write
- * to the shared handle.
+ * to the shared handle. A handle of the wrong kind gives
+ * MP_ERR_INVALID_ARGUMENT (destroy: nothing freed), as described at the top
+ * of metaprompt/core.h.
  *
  * Thread safety: handles are not thread-safe for modification. Read-only
  * calls on one model (mp_model_predict, mp_model_loss, mp_model_get_*,

@@ -23,7 +23,9 @@
  * create_graph = 0 they are constants.
  *
  * Every op validates its inputs; on error it records nothing, leaves *out
- * untouched and sets a message naming the op and the shapes.
+ * untouched and sets a message naming the op and the shapes. A handle of
+ * another kind passed as the tape gives MP_ERR_INVALID_ARGUMENT (destroy:
+ * nothing freed), as described at the top of metaprompt/core.h.
  * Thread safety: a tape is not thread-safe; distinct tapes may be used from
  * distinct threads concurrently.
  */
