@@ -10,6 +10,8 @@
  * public function that was called. */
 #include "test_util.h"
 
+#include "core/internal.h" /* MP__KIND_* for the destroyed-handle test */
+
 #include <ctype.h>
 #include <dirent.h>
 #include <stdlib.h>
@@ -1032,6 +1034,27 @@ START_TEST(task_arrays_are_checked_per_element)
 }
 END_TEST
 
+/* A destroyed handle's tag names what it was (tested on a stand-in whose
+ * first word is that tag: reading a freed handle would be a use after free). */
+START_TEST(destroyed_handles_are_named)
+{
+    static uint32_t dead[64];
+    dead[0] = MP__KIND_DEAD(MP__KIND_SAMPLER);
+    mp_task *t = NULL;
+    MP_CK_STATUS(mp_sampler_next((mp_sampler *)(void *)dead, &t), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_sampler_next: argument 's' is not an mp_sampler handle (it is a destroyed mp_sampler)");
+    ck_assert_ptr_null(t);
+    dead[0] = MP__KIND_DEAD(MP__KIND_CONFIG);
+    MP_CK_STATUS(mp_model_create((mp_model **)(void *)&t, (const mp_config *)(void *)dead), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_model_create: argument 'cfg' is not an mp_config handle (it is a destroyed mp_config)");
+    /* destroying it again frees nothing (the stand-in is not heap memory) */
+    mp_config_destroy((mp_config *)(void *)dead);
+    MP_CK_ERROR_MENTIONS("mp_config_destroy: argument 'cfg' is not an mp_config handle (it is a destroyed mp_config)");
+    ck_assert_ptr_null(t);
+    ck_assert_uint_eq(dead[0], MP__KIND_DEAD(MP__KIND_CONFIG));
+}
+END_TEST
+
 /* mp_<type>_error(NULL) of each handle type (direct calls: no casts of
  * function pointers). */
 static const char *e_config(void) { return mp_config_error(NULL); }
@@ -1146,6 +1169,7 @@ Suite *mp_test_arg_names_suite(void)
     tcase_add_test(t, token_id_errors_name_the_public_function);
     tcase_add_test(t, handles_of_the_wrong_kind_are_refused);
     tcase_add_test(t, task_arrays_are_checked_per_element);
+    tcase_add_test(t, destroyed_handles_are_named);
     suite_add_tcase(s, t);
     return s;
 }

@@ -42,11 +42,13 @@ mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char
 #define MP_REQUIRE_PTR(p, herr, fn) MP_REQUIRE_ARG(p, #p, herr, fn)
 #define MP_REQUIRE_ARG(p, name, herr, fn)                                    \
     MP_REQUIRE((p) != NULL, (herr), MP_ERR_NULL_POINTER, "%s: argument '%s' is NULL", (fn), (name))
+
 /* ---- handle kinds ----------------------------------------------------------
  * Every public opaque handle (struct mp_config, mp_model, mp_prompt,
  * mp_tape, mp_dataset, mp_task, mp_sampler, mp_meta) has as its FIRST
  * member `uint32_t handle_kind`, set by every constructor to its MP__KIND_* value
- * and overwritten with MP__KIND_DEAD(kind) by its destroy function, so that
+ * and overwritten with MP__KIND_DEAD(kind) by its destroy function before
+ * it frees anything (mp__handle_destroying), so that
  * a handle of another kind (a wrong cast, a wrong void pointer from an FFI)
  * is refused with MP_ERR_INVALID_ARGUMENT instead of being used. The check
  * is one load and one compare; the failure path is out of line. */
