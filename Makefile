@@ -136,8 +136,10 @@ sanitize:
 # traced too, so its errors fail the test through the exit code; system
 # tools run by the tests (sh, rm, nm, ...) are not. The tape suites (about
 # 3 minutes) run without the AVX-512 kernels, which valgrind's CPU lacks;
-# data, meta and names run under the sanitizers only.
-VALGRIND_SUITES ?= core model tape tape_fused
+# names (a few seconds: every function given handles of the wrong kind,
+# destroy functions included) too; data and meta run under the sanitizers
+# only.
+VALGRIND_SUITES ?= core model tape tape_fused names
 valgrind: check-build
 	OPENBLAS_NUM_THREADS=1 CK_FORK=no valgrind --error-exitcode=99 --leak-check=full \
 	  --errors-for-leak-kinds=definite --track-origins=yes --quiet \
