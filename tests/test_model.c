@@ -1087,6 +1087,15 @@ START_TEST(default_model_is_the_sinusoid_mlp_without_prompt)
     double want = 0;
     for (int i = 0; i < 4; i++) want += ((double)y[i] - t[i]) * ((double)y[i] - t[i]) / 4;
     ck_assert(fabs(loss - want) <= 1e-5 * (1 + want));
+    /* Non-finite targets are refused, as NaN in x is, and *loss is left alone. */
+    const float bad[2] = {NAN, INFINITY};
+    for (int b = 0; b < 2; b++) {
+        float tb[4] = {0, 1, 2, 3}, kept = -7.0f;
+        tb[2] = bad[b];
+        MP_CK_STATUS(mp_model_loss(m, p, x, 4, 4, NULL, tb, &kept), MP_ERR_NOT_FINITE);
+        MP_CK_ERROR_MENTIONS("mp_model_loss: targets[2] is not finite");
+        ck_assert(kept == -7.0f);
+    }
     MP_CK_OK(mp_model_predict(m, NULL, x, 0, 0, y, 0)); /* n == 0 */
     /* Many examples: predict and loss run in chunks; the loss is still the
      * mean over all of them. */

@@ -166,8 +166,9 @@ MP_API mp_status mp_model_predict(const mp_model *model, const mp_prompt *prompt
  *  for regressors. prompt NULL = zero prompt. *loss is written only on
  *  success. Reentrant.
  *  Errors: as mp_model_predict, plus MP_ERR_INVALID_ARGUMENT (n == 0),
- *  MP_ERR_NULL_POINTER (loss, or the labels/targets the task needs) and
- *  MP_ERR_RANGE (a label out of range). */
+ *  MP_ERR_NULL_POINTER (loss, or the labels/targets the task needs),
+ *  MP_ERR_RANGE (a label out of range) and MP_ERR_NOT_FINITE (NaN/Inf in
+ *  targets, the index named). */
 MP_API mp_status mp_model_loss(const mp_model *model, const mp_prompt *prompt, const float *x,
                                size_t n, size_t x_len, const int32_t *labels,
                                const float *targets, float *loss);

@@ -503,6 +503,10 @@ mp_status mp_model_loss(const mp_model *m, const mp_prompt *prompt, const float 
                        (int)m->out_dim);
     } else {
         MP_REQUIRE_PTR(targets, NULL, "mp_model_loss");
+        size_t nt = n * (size_t)m->out_dim; /* no overflow: x_len = n * input_dim was checked */
+        for (size_t i = 0; i < nt; i++)
+            MP_REQUIRE(isfinite(targets[i]), NULL, MP_ERR_NOT_FINITE,
+                       "mp_model_loss: targets[%zu] is not finite (%g)", i, (double)targets[i]);
     }
     session s;
     MP_TRY(session_open(m, &s));
