@@ -1,6 +1,7 @@
 """Errors, handle lifetime and numpy conversions shared by every wrapper."""
 import ctypes
 import operator
+import os
 
 import numpy as np
 
@@ -183,6 +184,26 @@ def handle_ptr(obj, cls, name, optional=False):
         raise TypeError("%s is not a %s%s (got %s)"
                         % (name, cls.__name__, " or None" if optional else "", _got(obj)))
     return obj.ptr
+
+
+def c_path(path, name):
+    """The bytes of a path (str, bytes or os.PathLike) for a C string
+    argument. An embedded NUL would end the C string early, so the library
+    would act on another file: ValueError naming the argument, as Python's
+    own open() does."""
+    b = os.fsencode(path)
+    if b"\0" in b:
+        raise ValueError("%s: embedded null byte in %r" % (name, path))
+    return b
+
+
+def c_name(text, name):
+    """The UTF-8 bytes of a name (a configuration key) for a C string
+    argument; ValueError for an embedded NUL, which would name another key."""
+    b = text.encode()
+    if b"\0" in b:
+        raise ValueError("%s: embedded null byte in %r" % (name, text))
+    return b
 
 
 def handle_array(objs, cls, name):

@@ -3,7 +3,7 @@ import ctypes
 
 from metaprompt import _lib
 from metaprompt._lib import F
-from metaprompt._base import Handle, as_int64, check, _text
+from metaprompt._base import Handle, as_int64, c_name, check, _text
 
 __all__ = ["CFG_SEED", "CFG_THREADS", "CFG_TYPE_INT", "CFG_TYPE_FLOAT", "LOG_DEBUG", "LOG_INFO",
            "LOG_WARN", "LOG_ERROR", "version_number", "version_string", "status_string",
@@ -107,7 +107,7 @@ def key_type(key):
 
 def key_by_name(name):
     out = ctypes.c_int32()
-    check(F.mp_config_key_by_name(name.encode(), ctypes.byref(out)))
+    check(F.mp_config_key_by_name(c_name(name, "key_by_name: name"), ctypes.byref(out)))
     return out.value
 
 

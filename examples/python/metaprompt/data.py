@@ -1,12 +1,11 @@
 """data.h: datasets, few-shot tasks and episode samplers."""
 import ctypes
-import os
 
 import numpy as np
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int32_p, c_uint64_p, c_size_p)
-from metaprompt._base import Handle, check, as_i32, fptr, iptr, shaped, handle_ptr
+from metaprompt._base import Handle, check, as_i32, c_path, fptr, iptr, shaped, handle_ptr
 from metaprompt.core import config_ptr
 
 __all__ = ["Dataset", "Task", "Sampler", "DATA_MAX_DIMS"]
@@ -101,13 +100,13 @@ class Dataset(Handle):
     def load_idx(cls, images_path, labels_path, cfg=None):
         """Images and labels from two IDX files (plain or gzip)."""
         p, keep = config_ptr(cfg)
-        return cls._create(F.mp_dataset_load_idx, os.fsencode(images_path),
-                           os.fsencode(labels_path), p)
+        return cls._create(F.mp_dataset_load_idx, c_path(images_path, "Dataset.load_idx: images_path"),
+                           c_path(labels_path, "Dataset.load_idx: labels_path"), p)
 
     @classmethod
     def load_csv(cls, path, cfg=None):
         p, keep = config_ptr(cfg)
-        return cls._create(F.mp_dataset_load_csv, os.fsencode(path), p)
+        return cls._create(F.mp_dataset_load_csv, c_path(path, "Dataset.load_csv: path"), p)
 
     def _get(self, fn, ctype, *args):
         out = ctype()

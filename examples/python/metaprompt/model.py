@@ -1,10 +1,9 @@
 """model.h: models, soft prompts and checkpoints."""
 import ctypes
-import os
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, f64, size_t, c_void_pp,
                              c_float_p, c_int32_p, c_int64_p, c_size_p)
-from metaprompt._base import Handle, check, as_f32, as_i32, fptr, iptr, out_f32, shaped, handle_ptr
+from metaprompt._base import Handle, check, as_f32, as_i32, c_path, fptr, iptr, out_f32, shaped, handle_ptr
 from metaprompt.core import config_ptr
 
 __all__ = ["Model", "Prompt", "checkpoint_save", "checkpoint_load",
@@ -100,7 +99,7 @@ class Model(Handle):
     @classmethod
     def from_checkpoint(cls, path):
         """A model with the configuration and parameters stored in path."""
-        return cls._create(F.mp_model_create_from_checkpoint, os.fsencode(path))
+        return cls._create(F.mp_model_create_from_checkpoint, c_path(path, "Model.from_checkpoint: path"))
 
     def clone(self):
         return Model._create(F.mp_model_clone, self.ptr)
@@ -227,7 +226,7 @@ def _checkpoint_args(fn, path, model, prompt, meta, sampler):
     argument of the wrong class."""
     from metaprompt.data import Sampler  # these modules import this one
     from metaprompt.meta import Meta
-    return (os.fsencode(path), handle_ptr(model, Model, fn + ": model"),
+    return (c_path(path, fn + ": path"), handle_ptr(model, Model, fn + ": model"),
             handle_ptr(prompt, Prompt, fn + ": prompt", optional=True),
             handle_ptr(meta, Meta, fn + ": meta", optional=True),
             handle_ptr(sampler, Sampler, fn + ": sampler", optional=True))

@@ -90,3 +90,33 @@ def test_checkpoint_roundtrip(tmp_path):
         with pytest.raises(mp.MetapromptError) as ei:
             mp.checkpoint_load(path, m2)
         assert ei.value.status == mp.ERR_FORMAT
+
+
+def test_embedded_null_bytes_are_refused(tmp_path):
+    """A NUL inside a path or key name would end the C string early and act on
+    another file or key; like open(), the binding raises ValueError naming
+    the argument, and nothing is written."""
+    target = tmp_path / "target"
+    with small_mlp() as m:
+        with pytest.raises(ValueError, match=r"checkpoint_save: path: embedded null byte"):
+            mp.checkpoint_save(str(target) + "\0.bak", m)
+        assert not target.exists()
+        with pytest.raises(ValueError, match=r"Model.from_checkpoint: path"):
+            mp.Model.from_checkpoint(str(target) + "\0x")
+        with pytest.raises(ValueError, match=r"Dataset.load_csv: path"):
+            mp.Dataset.load_csv(str(tmp_path / "x.csv") + "\0zzz")
+        with pytest.raises(ValueError, match=r"Dataset.load_idx: labels_path"):
+            mp.Dataset.load_idx(str(tmp_path / "i"), b"l\0")
+        with pytest.raises(ValueError, match=r"key_by_name: name: embedded null byte"):
+            mp.Config({"meta.inner_steps\0junk": 3})
+
+
+def test_loss_refuses_non_finite_targets():
+    with mp.Model({mp.CFG_MODEL_INPUT_DIM: 1, mp.CFG_MODEL_OUTPUT_DIM: 1,
+                   mp.CFG_MODEL_TASK: mp.TASK_REGRESSION}) as m:
+        x = np.zeros((3, 1), np.float32)
+        assert np.isfinite(m.loss(x, targets=np.zeros((3, 1))))
+        for bad in (np.nan, np.inf):
+            with pytest.raises(mp.MetapromptError, match=r"targets\[1\] is not finite") as ei:
+                m.loss(x, targets=np.array([[0.0], [bad], [0.0]]))
+            assert ei.value.status == mp.ERR_NOT_FINITE
