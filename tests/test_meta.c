@@ -1607,6 +1607,45 @@ START_TEST(checkpoint_switches_between_maml_fomaml_reptile)
 }
 END_TEST
 
+/* A pending gradient belongs to the state a load replaces: a successful
+ * load drops it (apply then says so), a refused one keeps it. */
+START_TEST(checkpoint_load_drops_a_pending_gradient)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "pending");
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAM;
+    train_run a = run_open(&o, 0);
+    run_steps(&a, 1);
+    MP_CK_OK(mp_checkpoint_save(path, a.model, a.prompt, a.meta));
+    mp_task *tasks[2];
+    for (int i = 0; i < 2; i++) MP_CK_OK(mp_sampler_next(a.sampler, &tasks[i]));
+    MP_CK_OK(mp_meta_compute_gradients(a.meta, tasks, 2, NULL, 0));
+    /* refused (another optimizer in the file): the gradient stays */
+    meta_opts sgd = o;
+    sgd.opt = MP_OPT_SGD;
+    train_run b = run_open(&sgd, 0);
+    char other[256];
+    ckpt_path(other, sizeof other, "pending_sgd");
+    MP_CK_OK(mp_checkpoint_save(other, b.model, b.prompt, b.meta));
+    MP_CK_STATUS(mp_checkpoint_load(other, a.model, a.prompt, a.meta), MP_ERR_SHAPE_MISMATCH);
+    MP_CK_OK(mp_meta_apply_gradients(a.meta));
+    ck_assert_int_eq(steps_of(a.meta), 2);
+    /* successful: dropped */
+    MP_CK_OK(mp_meta_compute_gradients(a.meta, tasks, 2, NULL, 0));
+    MP_CK_OK(mp_checkpoint_load(path, a.model, a.prompt, a.meta));
+    MP_CK_STATUS(mp_meta_apply_gradients(a.meta), MP_ERR_STATE);
+    MP_CK_ERROR_MENTIONS("no gradient computed or set since the last apply");
+    ck_assert_int_eq(steps_of(a.meta), 1);
+    for (int i = 0; i < 2; i++) mp_task_destroy(tasks[i]);
+    unlink(path);
+    unlink(other);
+    run_close(&a);
+    run_close(&b);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 START_TEST(checkpoint_refuses_other_metas)
 {
     char path[256];
@@ -2738,6 +2777,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, maml_learns_sinusoids);
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
     tcase_add_test(alg, checkpoint_switches_between_maml_fomaml_reptile);
+    tcase_add_test(alg, checkpoint_load_drops_a_pending_gradient);
     tcase_add_test(alg, checkpoint_refuses_other_metas);
     tcase_add_test(alg, checkpoint_refuses_unsound_meta_state);
     tcase_add_test(alg, checkpoint_refuses_handles_of_another_meta);

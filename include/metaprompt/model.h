@@ -254,7 +254,8 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  MP_ERR_FORMAT: state of another meta configuration: scope, learn set,
  *  optimizer; the algorithm only as Meta-SGD or not, since MAML,
  *  first-order MAML and Reptile states load into one another, moments and
- *  step count carried, e.g. to switch from first to second order) and sound for its
+ *  step count carried, e.g. to switch from first to second order; a
+ *  successful load drops the meta's pending gradient, if any) and sound for its
  *  optimizer (the tensor and index named: MP_ERR_NOT_FINITE for a NaN/Inf
  *  moment or Meta-SGD rate, MP_ERR_FORMAT for a negative Adam second
  *  moment, non-zero SGD second moments, non-zero moments at step 0, or a
