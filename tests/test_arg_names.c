@@ -405,6 +405,13 @@ static mp_status c_meta_evaluate_tasks(fx *f, int k)
 }
 static mp_status c_meta_set_progress(fx *f, int k) { return mp_meta_set_progress(N(0, f->meta), NULL, NULL); }
 static mp_status c_meta_set_eval_steps(fx *f, int k) { return mp_meta_set_eval_steps(N(0, f->meta), 1); }
+static mp_status c_meta_get_int(fx *f, int k)
+{
+    return mp_meta_get_int(N(0, f->meta), MP_CFG_META_INNER_STEPS, N(2, &f->i64));
+}
+static mp_status c_meta_get_float(fx *f, int k) { return mp_meta_get_float(N(0, f->meta), MP_CFG_META_OUTER_LR, N(2, &f->d1)); }
+static mp_status c_meta_set_int(fx *f, int k) { return mp_meta_set_int(N(0, f->meta), MP_CFG_META_EVAL_INNER_STEPS, 1); }
+static mp_status c_meta_set_float(fx *f, int k) { return mp_meta_set_float(N(0, f->meta), MP_CFG_META_CLIP_NORM, 0.0); }
 static mp_status c_meta_inner_lr_count(fx *f, int k) { return mp_meta_inner_lr_count(N(0, f->meta), N(1, &f->sz)); }
 static mp_status c_meta_get_inner_lr(fx *f, int k)
 {
@@ -570,6 +577,10 @@ static const call_entry calls[] = {
     E(meta_evaluate_tasks, ""),
     E(meta_set_progress, "user_data"),
     E(meta_set_eval_steps, ""),
+    E(meta_get_int, ""),
+    E(meta_get_float, ""),
+    E(meta_set_int, ""),
+    E(meta_set_float, ""),
     E(meta_inner_lr_count, ""),
     E(meta_get_inner_lr, ""),
     E(tape_create, ""),

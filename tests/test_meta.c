@@ -1583,6 +1583,14 @@ static void switch_check(int from, int to, int opt)
     ck_assert_int_eq(steps_of(b.meta), 3);
     run_steps(&b, 2);
     ck_assert_msg(runs_equal(&a, &b), "algorithm %d -> %d, optimizer %d: the switched run differs", from, to, opt);
+    /* d: the same switch in place (mp_meta_set_int) equals the load. */
+    train_run d = run_open(&of, 0);
+    run_steps(&d, 3);
+    MP_CK_OK(mp_meta_set_int(d.meta, MP_CFG_META_ALGORITHM, to));
+    run_steps(&d, 2);
+    ck_assert_msg(runs_equal(&d, &b), "algorithm %d -> %d in place, optimizer %d: differs from the load", from, to,
+                  opt);
+    run_close(&d);
     /* c: the same without the moments (parameters and sampler only). */
     train_run c = run_open(&ot, 1);
     MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, NULL, c.sampler));
@@ -1642,6 +1650,166 @@ START_TEST(checkpoint_load_drops_a_pending_gradient)
     unlink(other);
     run_close(&a);
     run_close(&b);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* Hyper-parameters changed between steps (mp_meta_set_float/int) apply
+ * from the next step on and keep the optimizer state: 2 steps, a new outer
+ * rate and inner step count, 2 steps equals 2 steps, save, load into a meta
+ * created with the new values, 2 steps, bit for bit (Adam's bias
+ * correction and moments go on). */
+START_TEST(settings_change_between_steps_like_a_reload)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "settings");
+    meta_opts o = defaults(MP_META_MAML);
+    o.opt = MP_OPT_ADAM;
+    o.outer_lr = 1e-2;
+    meta_opts later = o;
+    later.outer_lr = 3e-3;
+    later.steps = 3;
+    train_run a = run_open(&o, 0);
+    run_steps(&a, 2);
+    MP_CK_OK(mp_meta_set_float(a.meta, MP_CFG_META_OUTER_LR, 3e-3));
+    MP_CK_OK(mp_meta_set_int(a.meta, MP_CFG_META_INNER_STEPS, 3));
+    run_steps(&a, 2);
+    train_run b = run_open(&o, 0);
+    run_steps(&b, 2);
+    MP_CK_OK(mp_checkpoint_save_with_sampler(path, b.model, b.prompt, b.meta, b.sampler));
+    train_run c = run_open(&later, 1);
+    MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, c.meta, c.sampler));
+    run_steps(&c, 2);
+    ck_assert(runs_equal(&a, &c));
+    run_steps(&b, 2); /* without the change: elsewhere */
+    ck_assert(!runs_equal(&a, &b));
+    unlink(path);
+    run_close(&a);
+    run_close(&b);
+    run_close(&c);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* Every meta key reads back; the settable ones change, the rest are
+ * refused with a status naming the key, and a refused call changes
+ * nothing. */
+START_TEST(settings_read_back_and_refuse)
+{
+    mp_model *model = make_model(1, 1, 2, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 5);
+    mp_prompt *prompt = make_prompt(model, 0.1, 1);
+    meta_opts o = defaults(MP_META_FOMAML);
+    o.opt = MP_OPT_ADAMW;
+    o.steps = 4;
+    o.threads = 2;
+    o.scope = MP_SCOPE_PROMPT_HEAD;
+    o.outer_lr = 0.25;
+    o.wd = 0.5;
+    o.clip = 3;
+    mp_meta *m = make_meta(model, prompt, &o);
+    const struct {
+        int32_t key;
+        int64_t want;
+    } ints[] = {{MP_CFG_META_ALGORITHM, MP_META_FOMAML}, {MP_CFG_META_INNER_STEPS, 4},
+                {MP_CFG_META_SCOPE, MP_SCOPE_PROMPT_HEAD}, {MP_CFG_META_LEARN, MP_LEARN_PROMPT | MP_LEARN_HEAD},
+                {MP_CFG_META_OPTIMIZER, MP_OPT_ADAMW}, {MP_CFG_META_EVAL_INNER_STEPS, 4}, {MP_CFG_THREADS, 2}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        int64_t v = -99;
+        MP_CK_OK(mp_meta_get_int(m, ints[i].key, &v));
+        ck_assert_msg(v == ints[i].want, "key %d: %lld, want %lld", (int)ints[i].key, (long long)v,
+                      (long long)ints[i].want);
+    }
+    const struct {
+        int32_t key;
+        double want;
+    } floats[] = {{MP_CFG_META_INNER_LR, 0.1f}, {MP_CFG_META_OUTER_LR, 0.25}, {MP_CFG_META_MOMENTUM, 0},
+                  {MP_CFG_META_BETA1, 0.9}, {MP_CFG_META_BETA2, 0.999}, {MP_CFG_META_EPSILON, 1e-8},
+                  {MP_CFG_META_WEIGHT_DECAY, 0.5}, {MP_CFG_META_CLIP_NORM, 3}};
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
+        double v = -99;
+        MP_CK_OK(mp_meta_get_float(m, floats[i].key, &v));
+        ck_assert_msg(v == floats[i].want, "key %d: %g, want %g", (int)floats[i].key, v, floats[i].want);
+        /* each float key is settable: set, read back, restore */
+        MP_CK_OK(mp_meta_set_float(m, floats[i].key, floats[i].want / 2 + 1e-3));
+        MP_CK_OK(mp_meta_get_float(m, floats[i].key, &v));
+        double set = floats[i].key == MP_CFG_META_INNER_LR ? (double)(float)(floats[i].want / 2 + 1e-3)
+                                                            : floats[i].want / 2 + 1e-3;
+        ck_assert_msg(v == set, "key %d: set %g, read %g", (int)floats[i].key, set, v);
+        MP_CK_OK(mp_meta_set_float(m, floats[i].key, floats[i].want));
+    }
+    int64_t v;
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_ALGORITHM, MP_META_REPTILE));
+    MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_ALGORITHM, &v));
+    ck_assert_int_eq(v, MP_META_REPTILE);
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_INNER_STEPS, 0));
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_INNER_STEPS, 6));
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_EVAL_INNER_STEPS, -1)); /* = the inner steps */
+    MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_EVAL_INNER_STEPS, &v));
+    ck_assert_int_eq(v, 6);
+    /* refused: each leaves everything as it was */
+    meta_snapshot before = snapshot(m);
+    const struct {
+        int is_float;
+        int32_t key;
+        double value;
+        mp_status st;
+        const char *mention;
+    } bad[] = {
+        {0, MP_CFG_META_SCOPE, MP_SCOPE_ALL, MP_ERR_UNSUPPORTED, "mp_meta_set_int: 'meta.scope' shapes the meta's state"},
+        {0, MP_CFG_META_LEARN, 1, MP_ERR_UNSUPPORTED, "'meta.learn' shapes the meta's state"},
+        {0, MP_CFG_META_OPTIMIZER, MP_OPT_SGD, MP_ERR_UNSUPPORTED, "'meta.optimizer' shapes the meta's state"},
+        {0, MP_CFG_THREADS, 1, MP_ERR_UNSUPPORTED, "'threads' shapes the meta's state"},
+        {0, MP_CFG_META_ALGORITHM, MP_META_METASGD, MP_ERR_UNSUPPORTED, "'meta.algorithm' 3 -> 4: Meta-SGD (4)"},
+        {0, MP_CFG_META_ALGORITHM, 5, MP_ERR_RANGE, "'meta.algorithm' must be in [1, 4], got 5"},
+        {0, MP_CFG_META_ALGORITHM, 0, MP_ERR_RANGE, "got 0"},
+        {0, MP_CFG_META_INNER_STEPS, 10001, MP_ERR_RANGE, "'meta.inner_steps' must be in [0, 10000], got 10001"},
+        {0, MP_CFG_META_EVAL_INNER_STEPS, -2, MP_ERR_RANGE, "'meta.eval_inner_steps' must be in [-1, 10000]"},
+        {0, MP_CFG_META_OUTER_LR, 1, MP_ERR_INVALID_ARGUMENT, "'meta.outer_lr' is a float key (use mp_meta_set_float)"},
+        {0, MP_CFG_SEED, 1, MP_ERR_NOT_FOUND, "key 1 is not a meta key"},
+        {0, 9999, 1, MP_ERR_NOT_FOUND, "key 9999 is not a meta key"},
+        {1, MP_CFG_META_INNER_STEPS, 1, MP_ERR_INVALID_ARGUMENT, "'meta.inner_steps' is an integer key (use mp_meta_set_int)"},
+        {1, MP_CFG_META_OUTER_LR, -1, MP_ERR_RANGE, "mp_meta_set_float: 'meta.outer_lr' must be in [0, 1e+06], got -1"},
+        {1, MP_CFG_META_EPSILON, 0, MP_ERR_RANGE, "'meta.epsilon' must be in [1e-30, 1]"},
+        {1, MP_CFG_META_OUTER_LR, NAN, MP_ERR_NOT_FINITE, "'meta.outer_lr' must be finite, got nan"},
+        {1, MP_CFG_META_CLIP_NORM, INFINITY, MP_ERR_NOT_FINITE, "'meta.clip_norm' must be finite"},
+        {1, MP_CFG_MODEL_KIND, 1, MP_ERR_NOT_FOUND, "mp_meta_set_float: key 100 is not a meta key"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mp_status st = bad[i].is_float ? mp_meta_set_float(m, bad[i].key, bad[i].value)
+                                       : mp_meta_set_int(m, bad[i].key, (int64_t)bad[i].value);
+        ck_assert_msg(st == bad[i].st, "case %zu: status %d, want %d (%s)", i, (int)st, (int)bad[i].st,
+                      mp_last_error());
+        MP_CK_ERROR_MENTIONS(bad[i].mention);
+        ck_assert_str_eq(mp_meta_error(m), mp_last_error());
+        check_unchanged(m, &before, "refused setting");
+        MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_ALGORITHM, &v));
+        ck_assert_int_eq(v, MP_META_REPTILE);
+        MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_INNER_STEPS, &v));
+        ck_assert_int_eq(v, 6);
+    }
+    /* getters: type and key checks, *out untouched */
+    double d = -5;
+    v = -5;
+    MP_CK_STATUS(mp_meta_get_int(m, MP_CFG_META_OUTER_LR, &v), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_meta_get_int: 'meta.outer_lr' is a float key (use mp_meta_get_float)");
+    MP_CK_STATUS(mp_meta_get_float(m, MP_CFG_THREADS, &d), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("(use mp_meta_get_int)");
+    MP_CK_STATUS(mp_meta_get_float(m, MP_CFG_SEED, &d), MP_ERR_NOT_FOUND);
+    ck_assert(v == -5 && d == -5);
+    snapshot_free(&before);
+    mp_meta_destroy(m);
+    /* Meta-SGD: its rates are learned, its algorithm fixed */
+    o = defaults(MP_META_METASGD);
+    m = make_meta(model, prompt, &o);
+    MP_CK_STATUS(mp_meta_set_float(m, MP_CFG_META_INNER_LR, 0.5), MP_ERR_UNSUPPORTED);
+    MP_CK_ERROR_MENTIONS("Meta-SGD learns its inner rates");
+    MP_CK_STATUS(mp_meta_set_int(m, MP_CFG_META_ALGORITHM, MP_META_MAML), MP_ERR_UNSUPPORTED);
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_ALGORITHM, MP_META_METASGD));
+    MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_LEARN, &v));
+    ck_assert_int_eq(v, MP_LEARN_PROMPT | MP_LEARN_HEAD | MP_LEARN_BACKBONE | MP_LEARN_INNER_LR);
+    mp_meta_destroy(m);
+    mp_prompt_destroy(prompt);
+    mp_model_destroy(model);
     ck_assert_int_eq(mp_live_allocations(), 0);
 }
 END_TEST
@@ -2659,22 +2827,29 @@ static int32_t reenter(uint64_t done, uint64_t total, void *ud)
     MP_CK_OK(mp_meta_gradient_size(r->m, &n));
     ck_assert_uint_le(n, 4096);
     memset(g, 0, n * sizeof(float));
-    mp_status st[7] = {mp_meta_step(r->m, &r->task, 1, NULL, 0),
+    mp_status st[9] = {mp_meta_step(r->m, &r->task, 1, NULL, 0),
                        mp_meta_compute_gradients(r->m, &r->task, 1, NULL, 0),
                        mp_meta_set_gradients(r->m, g, n),
                        mp_meta_apply_gradients(r->m),
                        mp_meta_evaluate(r->m, r->s, 0, 4, &mean, &ci),
                        mp_meta_set_eval_steps(r->m, 7),
-                       mp_checkpoint_load(r->ckpt, r->model, NULL, r->m)};
-    for (int i = 0; i < 7; i++) {
+                       mp_checkpoint_load(r->ckpt, r->model, NULL, r->m),
+                       mp_meta_set_int(r->m, MP_CFG_META_INNER_STEPS, 3),
+                       mp_meta_set_float(r->m, MP_CFG_META_OUTER_LR, 0.5)};
+    for (int i = 0; i < 9; i++) {
         ck_assert_msg(st[i] == MP_ERR_STATE, "call %d from the callback returned %d", i, (int)st[i]);
         r->refused++;
     }
     ck_assert_ptr_nonnull(strstr(mp_last_error(), "being evaluated"));
     int64_t steps;
+    double lr;
     MP_CK_OK(mp_meta_step_count(r->m, &steps));
     MP_CK_OK(mp_meta_adapt(r->m, r->task, NULL, NULL));
-    r->allowed += 2;
+    MP_CK_OK(mp_meta_get_int(r->m, MP_CFG_META_INNER_STEPS, &steps));
+    ck_assert_int_eq(steps, 1);
+    MP_CK_OK(mp_meta_get_float(r->m, MP_CFG_META_OUTER_LR, &lr));
+    ck_assert(lr == 1.0);
+    r->allowed += 4;
     return 0;
 }
 
@@ -2778,6 +2953,8 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
     tcase_add_test(alg, checkpoint_switches_between_maml_fomaml_reptile);
     tcase_add_test(alg, checkpoint_load_drops_a_pending_gradient);
+    tcase_add_test(alg, settings_change_between_steps_like_a_reload);
+    tcase_add_test(alg, settings_read_back_and_refuse);
     tcase_add_test(alg, checkpoint_refuses_other_metas);
     tcase_add_test(alg, checkpoint_refuses_unsound_meta_state);
     tcase_add_test(alg, checkpoint_refuses_handles_of_another_meta);

@@ -271,6 +271,45 @@ MP_API mp_status mp_meta_set_progress(mp_meta *meta, mp_meta_progress_fn fn, voi
  *  MP_ERR_STATE (from a running evaluation's progress callback). */
 MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
 
+/* ---- hyper-parameters after creation ---------------------------------------------- */
+/** Reads a meta key's current value (MP_CFG_META_* integer keys and
+ *  MP_CFG_THREADS): meta.learn resolved (never 0), meta.eval_inner_steps
+ *  resolved (never -1). Errors: MP_ERR_NULL_POINTER (meta, out),
+ *  MP_ERR_NOT_FOUND (not a meta key), MP_ERR_INVALID_ARGUMENT (a float
+ *  key); *out is written only on success. */
+MP_API mp_status mp_meta_get_int(const mp_meta *meta, int32_t key, int64_t *out);
+/** Reads a meta float key's current value (meta.inner_lr as the float the
+ *  inner loop uses). Errors: as mp_meta_get_int (an integer key:
+ *  MP_ERR_INVALID_ARGUMENT). */
+MP_API mp_status mp_meta_get_float(const mp_meta *meta, int32_t key, double *out);
+/** Changes an integer hyper-parameter between steps; it applies from the
+ *  next call on, the meta-parameters, moments, step count and a pending
+ *  gradient are kept. Settable: MP_CFG_META_INNER_STEPS,
+ *  MP_CFG_META_EVAL_INNER_STEPS (-1: the current inner steps) and
+ *  MP_CFG_META_ALGORITHM among MAML, first-order MAML and Reptile, whose
+ *  states are alike (derivative-order annealing: first order while the
+ *  initialisation is poor, then exact second order; the result is what
+ *  mp_checkpoint_load of the state into a new meta of that algorithm
+ *  gives). Same ranges as mp_config_set_int.
+ *  Errors: MP_ERR_NULL_POINTER (meta), MP_ERR_NOT_FOUND (not a meta key),
+ *  MP_ERR_INVALID_ARGUMENT (a float key), MP_ERR_RANGE (value outside the
+ *  key's range), MP_ERR_UNSUPPORTED (meta.scope, meta.learn,
+ *  meta.optimizer and MP_CFG_THREADS, which shape the state, and switching
+ *  to or from Meta-SGD, whose state holds learned rates), MP_ERR_STATE
+ *  (from a running evaluation's progress callback). On error nothing
+ *  changes. Not thread-safe: no other call on this meta may run meanwhile. */
+MP_API mp_status mp_meta_set_int(mp_meta *meta, int32_t key, int64_t value);
+/** Changes a float hyper-parameter between steps, e.g. an outer
+ *  learning-rate schedule (warm-up, cosine decay) with any optimizer:
+ *  MP_CFG_META_OUTER_LR, _MOMENTUM, _BETA1, _BETA2, _EPSILON,
+ *  _WEIGHT_DECAY, _CLIP_NORM, and MP_CFG_META_INNER_LR (not for Meta-SGD,
+ *  whose rates are learned: MP_ERR_UNSUPPORTED). Adam's moments and
+ *  step count are kept, so its bias correction goes on; stepping on equals
+ *  loading the state into a meta created with the new value.
+ *  Errors: as mp_meta_set_int (an integer key: MP_ERR_INVALID_ARGUMENT),
+ *  plus MP_ERR_NOT_FINITE (NaN/Inf). On error nothing changes. */
+MP_API mp_status mp_meta_set_float(mp_meta *meta, int32_t key, double value);
+
 /* ---- Meta-SGD rates ------------------------------------------------------------- */
 /** Number of per-element inner rates (Meta-SGD: one per adapted element;
  *  0 for the other algorithms). Errors: MP_ERR_NULL_POINTER. */

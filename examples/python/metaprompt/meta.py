@@ -1,10 +1,10 @@
 """meta.h: the meta-optimizers (MAML, FOMAML, Reptile, Meta-SGD)."""
 import ctypes
 
-from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
+from metaprompt._lib import (F, register, status, vp, cstr, i32, i64, u64, f64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int64_p, c_size_p, PROGRESS_FN)
-from metaprompt._base import Handle, check, as_f32, fptr, out_f32, handle_ptr, handle_array
-from metaprompt.core import config_ptr
+from metaprompt._base import Handle, as_int64, check, as_f32, fptr, out_f32, handle_ptr, handle_array
+from metaprompt.core import CFG_TYPE_FLOAT, config_ptr, key_type, _key, _key_label
 from metaprompt.data import Sampler, Task
 from metaprompt.model import Model, Prompt
 
@@ -28,6 +28,10 @@ register({
     "mp_meta_set_eval_steps": (status, [vp, i32]),
     "mp_meta_inner_lr_count": (status, [vp, c_size_p]),
     "mp_meta_get_inner_lr": (status, [vp, c_float_p, size_t]),
+    "mp_meta_get_int": (status, [vp, i32, c_int64_p]),
+    "mp_meta_get_float": (status, [vp, i32, c_double_p]),
+    "mp_meta_set_int": (status, [vp, i32, i64]),
+    "mp_meta_set_float": (status, [vp, i32, f64]),
 })
 
 # Configuration keys (meta: 300-399).
@@ -168,6 +172,41 @@ class Meta(Handle):
     def set_eval_steps(self, steps):
         """Inner steps used by adapt and evaluate."""
         self._check(F.mp_meta_set_eval_steps(self.ptr, int(steps)))
+
+    # ---- hyper-parameters after creation (mp_meta_get_*/set_*)
+    def get(self, key):
+        """A meta key's current value (CFG_META_* or CFG_THREADS, or its
+        name such as "meta.outer_lr"): int or float by the key's type."""
+        k = _key(key)
+        return self.get_float(k) if key_type(k) == CFG_TYPE_FLOAT else self.get_int(k)
+
+    def get_int(self, key):
+        out = ctypes.c_int64()
+        self._check(F.mp_meta_get_int(self.ptr, _key(key), ctypes.byref(out)))
+        return out.value
+
+    def get_float(self, key):
+        out = ctypes.c_double()
+        self._check(F.mp_meta_get_float(self.ptr, _key(key), ctypes.byref(out)))
+        return out.value
+
+    def set(self, key, value):
+        """Changes a hyper-parameter between steps (outer learning-rate
+        schedules, inner steps, MAML/FOMAML/Reptile switches; see
+        mp_meta_set_int/float in meta.h); returns self."""
+        k = _key(key)
+        if key_type(k) == CFG_TYPE_FLOAT:
+            return self.set_float(k, value)
+        return self.set_int(k, value)
+
+    def set_int(self, key, value):
+        k = _key(key)
+        self._check(F.mp_meta_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
+        return self
+
+    def set_float(self, key, value):
+        self._check(F.mp_meta_set_float(self.ptr, _key(key), float(value)))
+        return self
 
     @property
     def inner_lr_count(self):

@@ -187,3 +187,40 @@ def test_model_without_prompt():
     with pytest.raises(mp.MetapromptError) as ei:
         meta.apply_gradients()
     assert ei.value.status == mp.ERR_STATE
+
+
+def test_hyper_parameters_change_between_steps(tmp_path):
+    """Meta.set/get: an outer-rate schedule and a FOMAML -> MAML switch in
+    place equal loading the state into a meta created with those values."""
+    cfg, model, prompt, sampler, meta = sinusoid_setup(mp.META_FOMAML)
+    assert meta.get("meta.algorithm") == mp.META_FOMAML
+    assert meta.get(mp.CFG_META_OUTER_LR) == pytest.approx(1e-3)
+    assert meta.get(mp.CFG_THREADS) == 1
+    for _ in range(2):
+        meta.step([sampler.next() for _ in range(4)])
+    path = tmp_path / "s.ckpt"
+    mp.checkpoint_save(path, model, prompt, meta, sampler)
+    meta.set("meta.algorithm", mp.META_MAML).set(mp.CFG_META_OUTER_LR, 5e-4)
+    assert meta.get_int(mp.CFG_META_ALGORITHM) == mp.META_MAML
+    assert meta.get_float("meta.outer_lr") == 5e-4
+    for _ in range(2):
+        meta.step([sampler.next() for _ in range(4)])
+    cfg2, model2, prompt2, sampler2, meta2 = sinusoid_setup(mp.META_MAML)
+    meta2.set_float(mp.CFG_META_OUTER_LR, 5e-4)
+    mp.checkpoint_load(path, model2, prompt2, meta2, sampler2)
+    for _ in range(2):
+        meta2.step([sampler2.next() for _ in range(4)])
+    np.testing.assert_array_equal(prompt2.get(), prompt.get())
+    np.testing.assert_array_equal(model2.get_params(), model.get_params())
+    assert meta2.step_count == meta.step_count == 4
+    for bad, status in (((mp.CFG_META_SCOPE, mp.SCOPE_ALL), mp.ERR_UNSUPPORTED),
+                        ((mp.CFG_META_ALGORITHM, mp.META_METASGD), mp.ERR_UNSUPPORTED),
+                        (("meta.outer_lr", -1.0), mp.ERR_RANGE),
+                        ((mp.CFG_META_OUTER_LR, float("nan")), mp.ERR_NOT_FINITE),
+                        ((mp.CFG_SEED, 3), mp.ERR_NOT_FOUND)):
+        with pytest.raises(mp.MetapromptError) as ei:
+            meta.set(*bad)
+        assert ei.value.status == status
+    with pytest.raises(OverflowError):
+        meta.set_int(mp.CFG_META_INNER_STEPS, 1 << 70)
+    assert meta.get("meta.outer_lr") == 5e-4 and meta.get("meta.scope") == mp.SCOPE_PROMPT_HEAD

@@ -179,6 +179,30 @@ impl<'a> Meta<'a> {
     pub fn set_eval_steps(&mut self, steps: i32) -> Result<()> {
         self.check(unsafe { sys::mp_meta_set_eval_steps(self.ptr, steps) })
     }
+    /// A meta integer key's current value (`CFG_META_*`, `CFG_THREADS`).
+    pub fn get_int(&self, key: i32) -> Result<i64> {
+        let mut v = 0i64;
+        self.check(unsafe { sys::mp_meta_get_int(self.ptr, key, &mut v) })?;
+        Ok(v)
+    }
+    /// A meta float key's current value.
+    pub fn get_float(&self, key: i32) -> Result<f64> {
+        let mut v = 0f64;
+        self.check(unsafe { sys::mp_meta_get_float(self.ptr, key, &mut v) })?;
+        Ok(v)
+    }
+    /// Changes an integer hyper-parameter between steps (inner steps, eval
+    /// inner steps, MAML/FOMAML/Reptile switches); see `mp_meta_set_int`.
+    pub fn set_int(&mut self, key: i32, value: i64) -> Result<&mut Self> {
+        self.check(unsafe { sys::mp_meta_set_int(self.ptr, key, value) })?;
+        Ok(self)
+    }
+    /// Changes a float hyper-parameter between steps (e.g. an outer
+    /// learning-rate schedule); see `mp_meta_set_float`.
+    pub fn set_float(&mut self, key: i32, value: f64) -> Result<&mut Self> {
+        self.check(unsafe { sys::mp_meta_set_float(self.ptr, key, value) })?;
+        Ok(self)
+    }
     /// Meta-SGD's learned per-element inner rates (empty otherwise).
     pub fn inner_lr(&self) -> Result<Vec<f32>> {
         let mut n = 0usize;

@@ -212,4 +212,8 @@ extern "C" {
     pub fn mp_meta_set_eval_steps(meta: *mut mp_meta, steps: i32) -> mp_status;
     pub fn mp_meta_inner_lr_count(meta: *const mp_meta, out: *mut usize) -> mp_status;
     pub fn mp_meta_get_inner_lr(meta: *const mp_meta, buf: *mut f32, len: usize) -> mp_status;
+    pub fn mp_meta_get_int(meta: *const mp_meta, key: i32, out: *mut i64) -> mp_status;
+    pub fn mp_meta_get_float(meta: *const mp_meta, key: i32, out: *mut f64) -> mp_status;
+    pub fn mp_meta_set_int(meta: *mut mp_meta, key: i32, value: i64) -> mp_status;
+    pub fn mp_meta_set_float(meta: *mut mp_meta, key: i32, value: f64) -> mp_status;
 }

@@ -151,3 +151,36 @@ fn checkpoint_with_sampler_resumes_bit_for_bit() {
     assert_eq!(mc.params().unwrap(), ma.params().unwrap());
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn hyper_parameters_change_between_steps() {
+    // A FOMAML -> MAML switch and a new outer rate in place equal a run
+    // created with them from the start when no step ran before the change.
+    let c = cfg(META_FOMAML, 1);
+    let (mut ma, mut pa) = setup(&c);
+    let mut sa = Sampler::sinusoid(Some(&c)).unwrap();
+    {
+        let mut a = Meta::new(&mut ma, Some(&mut pa), Some(&c)).unwrap();
+        assert_eq!(a.get_int(CFG_META_ALGORITHM).unwrap(), META_FOMAML as i64);
+        assert_eq!(a.get_int(CFG_THREADS).unwrap(), 1);
+        a.set_int(CFG_META_ALGORITHM, META_MAML as i64).unwrap().set_float(CFG_META_OUTER_LR, 5e-4).unwrap();
+        assert_eq!(a.get_float(CFG_META_OUTER_LR).unwrap(), 5e-4);
+        steps(&mut a, &mut sa, 2);
+        let e = a.set_int(CFG_META_SCOPE, SCOPE_ALL as i64).unwrap_err();
+        assert_eq!(e.status, status::ERR_UNSUPPORTED);
+        assert!(e.message.contains("mp_meta_set_int") && e.message.contains("meta.scope"), "{}", e);
+        let e = a.set_float(CFG_META_OUTER_LR, f64::NAN).unwrap_err();
+        assert_eq!(e.status, status::ERR_NOT_FINITE);
+        assert_eq!(a.get_float(CFG_META_OUTER_LR).unwrap(), 5e-4);
+        assert_eq!(a.get_int(CFG_META_INNER_LR).unwrap_err().status, status::ERR_INVALID_ARGUMENT);
+    }
+    let mut c2 = cfg(META_MAML, 1);
+    c2.set_float(CFG_META_OUTER_LR, 5e-4).unwrap();
+    let (mut mb, mut pb) = setup(&c2);
+    let mut sb = Sampler::sinusoid(Some(&c2)).unwrap();
+    {
+        let mut b = Meta::new(&mut mb, Some(&mut pb), Some(&c2)).unwrap();
+        steps(&mut b, &mut sb, 2);
+    }
+    assert_eq!(pa.values().unwrap(), pb.values().unwrap());
+}
