@@ -5,9 +5,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+typedef struct {
+    mp__pool *pool;
+    int32_t worker;
+} thread_arg;
+
 struct mp__pool {
     int32_t n;             /* workers including the caller */
     pthread_t *threads;    /* n - 1 */
+    thread_arg *args;      /* n - 1, owned by the pool (freed with it, not by the threads:
+                            * mp_live_allocations() then stays put once mp_meta_create returns) */
     int32_t started;       /* threads actually created */
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
@@ -21,10 +28,6 @@ struct mp__pool {
     atomic_size_t next;
 };
 
-typedef struct {
-    mp__pool *pool;
-    int32_t worker;
-} thread_arg;
 
 static void drain(mp__pool *p, int32_t worker)
 {
@@ -51,7 +54,6 @@ static void *thread_main(void *arg)
 {
     mp__pool *p = ((thread_arg *)arg)->pool;
     int32_t worker = ((thread_arg *)arg)->worker;
-    mp__free(arg);
     uint64_t seen = 0;
     for (;;) {
         spin_until_new_job(p, seen);
@@ -73,12 +75,10 @@ static void *thread_main(void *arg)
 static mp_status start_threads(mp__pool *p)
 {
     for (int32_t w = 1; w < p->n; w++) {
-        thread_arg *a = mp__alloc(sizeof *a);
-        if (!a) return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta_create: out of memory (thread argument)");
+        thread_arg *a = &p->args[w - 1];
         a->pool = p;
         a->worker = w;
         if (pthread_create(&p->threads[w - 1], NULL, thread_main, a) != 0) {
-            mp__free(a);
             return mp__fail(NULL, MP_ERR_INTERNAL, "mp_meta_create: pthread_create failed for worker %d", (int)w);
         }
         p->started++;
@@ -100,7 +100,8 @@ mp_status mp__pool_create(mp__pool **out, int32_t n_workers)
     atomic_init(&p->stop, 0);
     if (p->n > 1) {
         p->threads = mp__calloc((size_t)p->n - 1, sizeof *p->threads);
-        if (!p->threads) {
+        p->args = mp__calloc((size_t)p->n - 1, sizeof *p->args);
+        if (!p->threads || !p->args) {
             mp__pool_destroy(p);
             return mp__fail(NULL, MP_ERR_OUT_OF_MEMORY, "mp_meta_create: out of memory (threads)");
         }
@@ -126,6 +127,7 @@ void mp__pool_destroy(mp__pool *p)
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
     mp__free(p->threads);
+    mp__free(p->args);
     mp__free(p);
 }
 
