@@ -4,6 +4,7 @@
 
 #include "metaprompt.h"
 #include <stdarg.h>
+#include <string.h>
 
 #define MP_ERRMSG_LEN 512
 
@@ -61,8 +62,16 @@ mp_status mp__fail_in(char *handle_err, mp_status st, const char *fn, const char
 #define MP__KIND_SAMPLER 0x6d53e3d6u
 #define MP__KIND_META    0x6d3e7a18u
 #define MP__KIND_DEAD(k) ((k) ^ 0xdead0000u) /* what a destroyed handle's tag becomes */
-/* The kind tag of a handle: its first member. */
-#define MP__KIND_OF(p) (*(const uint32_t *)(const void *)(p))
+/* The kind tag of a handle: its first member. Read through memcpy (one
+ * load all the same): a foreign pointer need not be aligned, and a
+ * misaligned uint32_t load would be undefined behaviour. */
+static inline uint32_t mp__kind_of(const void *p)
+{
+    uint32_t k;
+    memcpy(&k, p, sizeof k);
+    return k;
+}
+#define MP__KIND_OF(p) mp__kind_of((const void *)(p))
 /* "mp_sampler" for MP__KIND_SAMPLER and so on, NULL for any other value. */
 const char *mp__kind_name(uint32_t kind);
 /* The failure of a kind check (p not NULL, its tag not want): "<fn>:
