@@ -9,6 +9,7 @@
 #include "test_util.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "meta/meta_internal.h"
@@ -1681,6 +1682,16 @@ START_TEST(settings_change_between_steps_like_a_reload)
     MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, c.meta, c.sampler));
     run_steps(&c, 2);
     ck_assert(runs_equal(&a, &c));
+    /* evaluation too: the default eval inner steps (-1) follow the change */
+    int64_t ea, ec;
+    MP_CK_OK(mp_meta_get_int(a.meta, MP_CFG_META_EVAL_INNER_STEPS, &ea));
+    MP_CK_OK(mp_meta_get_int(c.meta, MP_CFG_META_EVAL_INNER_STEPS, &ec));
+    ck_assert_int_eq(ea, 3);
+    ck_assert_int_eq(ec, 3);
+    double mean_a, ci_a, mean_c, ci_c;
+    MP_CK_OK(mp_meta_evaluate(a.meta, a.sampler, 1000, 16, &mean_a, &ci_a));
+    MP_CK_OK(mp_meta_evaluate(c.meta, c.sampler, 1000, 16, &mean_c, &ci_c));
+    ck_assert(mean_a == mean_c && ci_a == ci_c);
     run_steps(&b, 2); /* without the change: elsewhere */
     ck_assert(!runs_equal(&a, &b));
     unlink(path);
@@ -1694,6 +1705,27 @@ END_TEST
 /* Every meta key reads back; the settable ones change, the rest are
  * refused with a status naming the key, and a refused call changes
  * nothing. */
+/* Worker threads own nothing the library allocated for them: the live
+ * allocation count is final when mp_meta_create returns (it used to drop
+ * a little later, as each worker freed its start-up argument). */
+START_TEST(create_leaves_no_allocation_changing_later)
+{
+    mp_model *model = make_model(1, 1, 0, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 5);
+    meta_opts o = defaults(MP_META_MAML);
+    o.threads = 4;
+    for (int round = 0; round < 20; round++) {
+        mp_meta *m = make_meta(model, NULL, &o);
+        size_t live = mp_live_allocations();
+        struct timespec ts = {0, 2000000}; /* 2 ms: the workers have started */
+        nanosleep(&ts, NULL);
+        ck_assert_uint_eq(mp_live_allocations(), live);
+        mp_meta_destroy(m);
+    }
+    mp_model_destroy(model);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 START_TEST(settings_read_back_and_refuse)
 {
     mp_model *model = make_model(1, 1, 2, 1, 8, MP_ACT_TANH, MP_TASK_REGRESSION, 5);
@@ -2955,6 +2987,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, checkpoint_load_drops_a_pending_gradient);
     tcase_add_test(alg, settings_change_between_steps_like_a_reload);
     tcase_add_test(alg, settings_read_back_and_refuse);
+    tcase_add_test(alg, create_leaves_no_allocation_changing_later);
     tcase_add_test(alg, checkpoint_refuses_other_metas);
     tcase_add_test(alg, checkpoint_refuses_unsound_meta_state);
     tcase_add_test(alg, checkpoint_refuses_handles_of_another_meta);

@@ -99,8 +99,9 @@ typedef struct mp_meta mp_meta;
 /* float, default 0 (off), 0..1e30: clip the meta-gradient to this global L2
  * norm (over all learned entries) before the optimizer sees it. */
 #define MP_CFG_META_CLIP_NORM         312
-/* int, default -1 (= inner steps), -1..10000: inner steps used by
- * mp_meta_adapt and mp_meta_evaluate*. */
+/* int, default -1 (= the inner steps, following later changes of
+ * MP_CFG_META_INNER_STEPS), -1..10000: inner steps used by mp_meta_adapt
+ * and mp_meta_evaluate*. */
 #define MP_CFG_META_EVAL_INNER_STEPS  313
 /* MP_CFG_THREADS (core key): worker threads for meta-batches and evaluation.
  * MP_CFG_SEED (core key): reserved; the meta itself draws no random numbers. */
@@ -255,7 +256,7 @@ MP_API mp_status mp_meta_evaluate_tasks(mp_meta *meta, mp_task *const *tasks, si
  *  return stops the evaluation with MP_ERR_CANCELLED. It must not change
  *  what the evaluation reads: calls on the same meta that would change it
  *  or run its workers (step, compute/set/apply gradients, evaluate,
- *  set_eval_steps, a checkpoint load into it) return MP_ERR_STATE;
+ *  set_eval_steps, set_int/set_float, a checkpoint load into it) return MP_ERR_STATE;
  *  getters, mp_meta_adapt and checkpoint saves are allowed. Changing the
  *  meta's model or prompt from the callback is the caller's error (not
  *  detected). */
@@ -274,18 +275,21 @@ MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
 /* ---- hyper-parameters after creation ---------------------------------------------- */
 /** Reads a meta key's current value (MP_CFG_META_* integer keys and
  *  MP_CFG_THREADS): meta.learn resolved (never 0), meta.eval_inner_steps
- *  resolved (never -1). Errors: MP_ERR_NULL_POINTER (meta, out),
- *  MP_ERR_NOT_FOUND (not a meta key), MP_ERR_INVALID_ARGUMENT (a float
- *  key); *out is written only on success. */
+ *  resolved (never -1: with -1 it is the current inner steps).
+ *  Errors: MP_ERR_NULL_POINTER (meta, out), MP_ERR_NOT_FOUND (not a meta
+ *  key), MP_ERR_INVALID_ARGUMENT (a float key); *out is written only on
+ *  success. The message goes to mp_last_error() only (meta is const:
+ *  getters may run concurrently). */
 MP_API mp_status mp_meta_get_int(const mp_meta *meta, int32_t key, int64_t *out);
 /** Reads a meta float key's current value (meta.inner_lr as the float the
- *  inner loop uses). Errors: as mp_meta_get_int (an integer key:
- *  MP_ERR_INVALID_ARGUMENT). */
+ *  inner loop uses; for Meta-SGD the initial value of its learned rates,
+ *  which mp_meta_get_inner_lr returns). Errors: as mp_meta_get_int (an
+ *  integer key: MP_ERR_INVALID_ARGUMENT). */
 MP_API mp_status mp_meta_get_float(const mp_meta *meta, int32_t key, double *out);
 /** Changes an integer hyper-parameter between steps; it applies from the
  *  next call on, the meta-parameters, moments, step count and a pending
  *  gradient are kept. Settable: MP_CFG_META_INNER_STEPS,
- *  MP_CFG_META_EVAL_INNER_STEPS (-1: the current inner steps) and
+ *  MP_CFG_META_EVAL_INNER_STEPS (-1: follow the inner steps) and
  *  MP_CFG_META_ALGORITHM among MAML, first-order MAML and Reptile, whose
  *  states are alike (derivative-order annealing: first order while the
  *  initialisation is poor, then exact second order; the result is what

@@ -78,7 +78,7 @@ static mp_status adapt_into(const mp_meta *m, const mp__task_view *tv, float *pr
     mp__run r;
     memset(&r, 0, sizeof r);
     r.mode = MP__RUN_ADAPT;
-    r.steps = m->eval_steps;
+    r.steps = mp__meta_eval_steps(m);
     r.out_prompt = prompt_buf;
     r.out_params = param_buf;
     mp_status st = mp__run_task(m, &w, tv, &r);
@@ -173,7 +173,7 @@ static mp_status eval_chunks(mp_meta *m, eval_job *j, size_t n, mp__running *acc
         for (size_t i = 0; i < k; i++) {
             memset(&m->slot_run[i], 0, sizeof m->slot_run[i]);
             m->slot_run[i].mode = MP__RUN_EVAL;
-            m->slot_run[i].steps = m->eval_steps;
+            m->slot_run[i].steps = mp__meta_eval_steps(m);
         }
         j->offset = done;
         mp__pool_run(m->pool, k, eval_item, j);

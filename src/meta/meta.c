@@ -12,8 +12,7 @@ static mp_status read_config(mp_meta *m, const mp_config *cfg)
 {
     m->algo = (int32_t)mp__cfg_int(cfg, MP_CFG_META_ALGORITHM);
     m->inner_steps = (int32_t)mp__cfg_int(cfg, MP_CFG_META_INNER_STEPS);
-    m->eval_steps = (int32_t)mp__cfg_int(cfg, MP_CFG_META_EVAL_INNER_STEPS);
-    if (m->eval_steps < 0) m->eval_steps = m->inner_steps;
+    m->eval_steps = (int32_t)mp__cfg_int(cfg, MP_CFG_META_EVAL_INNER_STEPS); /* -1: follows inner_steps */
     m->inner_lr = (float)mp__cfg_float(cfg, MP_CFG_META_INNER_LR);
     m->scope = (int32_t)mp__cfg_int(cfg, MP_CFG_META_SCOPE);
     m->learn = (int32_t)mp__cfg_int(cfg, MP_CFG_META_LEARN);

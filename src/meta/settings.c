@@ -37,7 +37,7 @@ mp_status mp_meta_get_int(const mp_meta *m, int32_t key, int64_t *out)
     case MP_CFG_META_SCOPE: *out = m->scope; break;
     case MP_CFG_META_LEARN: *out = m->learn; break;
     case MP_CFG_META_OPTIMIZER: *out = m->opt.kind; break;
-    case MP_CFG_META_EVAL_INNER_STEPS: *out = m->eval_steps; break;
+    case MP_CFG_META_EVAL_INNER_STEPS: *out = mp__meta_eval_steps(m); break;
     default: *out = m->threads; break; /* MP_CFG_THREADS */
     }
     return MP_OK;
@@ -93,9 +93,7 @@ mp_status mp_meta_set_int(mp_meta *m, int32_t key, int64_t value)
         m->algo = (int32_t)value;
         break;
     case MP_CFG_META_INNER_STEPS: m->inner_steps = (int32_t)value; break;
-    default: /* MP_CFG_META_EVAL_INNER_STEPS: -1 = the current inner steps */
-        m->eval_steps = value < 0 ? m->inner_steps : (int32_t)value;
-        break;
+    default: m->eval_steps = (int32_t)value; break; /* MP_CFG_META_EVAL_INNER_STEPS; -1: follow inner_steps */
     }
     return MP_OK;
 }
