@@ -50,9 +50,9 @@ extern "C" {
 
 /* ---- version (single source: the Makefile reads these three lines) ---- */
 #define MP_VERSION_MAJOR 0
-#define MP_VERSION_MINOR 1
+#define MP_VERSION_MINOR 2
 #define MP_VERSION_PATCH 0
-#define MP_VERSION_STRING "0.1.0"
+#define MP_VERSION_STRING "0.2.0"
 /* MAJOR*10000 + MINOR*100 + PATCH */
 #define MP_VERSION_NUMBER (MP_VERSION_MAJOR * 10000 + MP_VERSION_MINOR * 100 + MP_VERSION_PATCH)
 
