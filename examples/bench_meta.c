@@ -330,7 +330,9 @@ static void bench_quality(int iters)
            "PyTorch's nn.Linear default scale; at 1.0 the first inner steps diverge on "
            "amplitude-5 tasks, in PyTorch too)\n", g_init_scale);
     printf("published: MAML (Finn et al. 2017) reports the sinusoid results as plots only (Fig. 2, 3);"
-           " Meta-SGD (Li et al. 2017, Table 1) figures: not looked up\n");
+           " Meta-SGD (Li et al. 2017, arXiv:1707.09835, Table 1) reports 5/10/20-shot MSEs after one step, but"
+           " its table could not be read from a primary source where this was built, so no figure is quoted"
+           " (see docs/META.md)\n");
     const int ks[3] = {5, 10, 20};
     for (int a = MP_META_MAML; a <= MP_META_METASGD; a++)
         for (int j = 0; j < 3; j++) quality_run(a, ks[j], iters);
