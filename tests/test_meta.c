@@ -1616,6 +1616,49 @@ START_TEST(checkpoint_switches_between_maml_fomaml_reptile)
 }
 END_TEST
 
+/* A successful call records no message: mp_last_error() keeps the last
+ * failing call's (before, every MAML / first-order MAML / Reptile load left
+ * "tensor 'meta/inner_lr' is missing from the file" there, from probing for
+ * Meta-SGD rates the file rightly lacks). Every algorithm, every saver and
+ * loader, with and without meta and sampler. */
+START_TEST(successful_checkpoint_calls_leave_the_last_error_alone)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "lasterr");
+    static const int algos[4] = {MP_META_MAML, MP_META_FOMAML, MP_META_REPTILE, MP_META_METASGD};
+    for (int a = 0; a < 4; a++) {
+        meta_opts o = defaults(algos[a]);
+        o.opt = MP_OPT_ADAM;
+        train_run r = run_open(&o, 0), c = run_open(&o, 1);
+        run_steps(&r, 1);
+        int64_t dummy;
+        MP_CK_STATUS(mp_meta_step_count(NULL, &dummy), MP_ERR_NULL_POINTER);
+        char before[512];
+        snprintf(before, sizeof before, "%s", mp_last_error());
+        ck_assert(strstr(before, "mp_meta_step_count") != NULL);
+        MP_CK_OK(mp_checkpoint_save_with_sampler(path, r.model, r.prompt, r.meta, r.sampler));
+        MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, c.meta, c.sampler));
+        MP_CK_OK(mp_checkpoint_load_with_sampler(path, c.model, c.prompt, NULL, c.sampler));
+        MP_CK_OK(mp_checkpoint_load(path, c.model, c.prompt, c.meta));
+        MP_CK_OK(mp_checkpoint_save(path, r.model, r.prompt, r.meta));
+        MP_CK_OK(mp_checkpoint_load(path, c.model, c.prompt, c.meta));
+        MP_CK_OK(mp_checkpoint_load(path, c.model, c.prompt, NULL));
+        mp_model *m2;
+        MP_CK_OK(mp_model_create_from_checkpoint(&m2, path));
+        mp_model_destroy(m2);
+        run_steps(&c, 1);
+        ck_assert_msg(strcmp(mp_last_error(), before) == 0, "algorithm %d: a successful call left '%s'", algos[a],
+                      mp_last_error());
+        ck_assert_str_eq(mp_meta_error(c.meta), "");
+        unlink(path);
+        run_close(&r);
+        run_close(&c);
+    }
+    mp_clear_error();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* A pending gradient belongs to the state a load replaces: a successful
  * load drops it (apply then says so), a refused one keeps it. */
 START_TEST(checkpoint_load_drops_a_pending_gradient)
@@ -2984,6 +3027,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, maml_learns_sinusoids);
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
     tcase_add_test(alg, checkpoint_switches_between_maml_fomaml_reptile);
+    tcase_add_test(alg, successful_checkpoint_calls_leave_the_last_error_alone);
     tcase_add_test(alg, checkpoint_load_drops_a_pending_gradient);
     tcase_add_test(alg, settings_change_between_steps_like_a_reload);
     tcase_add_test(alg, settings_read_back_and_refuse);

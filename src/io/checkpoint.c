@@ -238,7 +238,7 @@ static const char *sampler_field_name(int i)
  * stored position. */
 static mp_status check_sampler(const mp__ckpt_reader *r, const mp_sampler *s, uint64_t *position)
 {
-    MP_REQUIRE(mp__ckpt_find(r, MP__CKPT_SAMPLER_POSITION, NULL, NULL, NULL) == MP_OK, NULL,
+    MP_REQUIRE(mp__ckpt_has(r, MP__CKPT_SAMPLER_POSITION), NULL,
                MP_ERR_NOT_FOUND,
                "mp_checkpoint: the file holds no sampler state ('" MP__CKPT_SAMPLER_POSITION
                "' is missing: it was saved without a sampler; load it with sampler = NULL)");

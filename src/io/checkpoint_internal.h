@@ -66,12 +66,16 @@ int32_t mp__ckpt_library_version(const mp__ckpt_reader *r);
 size_t mp__ckpt_config_count(const mp__ckpt_reader *r);
 void mp__ckpt_config_entry(const mp__ckpt_reader *r, size_t i, int32_t *key, int32_t *type,
                            int64_t *ival, double *fval);
-/* Value of one configuration key; MP_ERR_NOT_FOUND if the file has none. */
+/* Value of one configuration key; MP_ERR_NOT_FOUND if the file has none,
+ * quietly (no message recorded: a successful load may ask for optional keys,
+ * and mp_last_error() must then stay as it was; callers word the error). */
 mp_status mp__ckpt_config(const mp__ckpt_reader *r, int32_t key, int64_t *ival, double *fval);
 
 /* Tensors: count and the name of tensor i (valid while r is open). */
 size_t mp__ckpt_num_tensors(const mp__ckpt_reader *r);
 const char *mp__ckpt_tensor_name(const mp__ckpt_reader *r, size_t i);
+/* 1 if the file holds a tensor of that name, else 0; records no message. */
+int mp__ckpt_has(const mp__ckpt_reader *r, const char *name);
 /* Looks a tensor up: its dtype (MP__CKPT_*) and shape. Any out pointer may
  * be NULL. Errors: MP_ERR_NOT_FOUND. */
 mp_status mp__ckpt_find(const mp__ckpt_reader *r, const char *name, int32_t *dtype, int32_t *rows,

@@ -565,9 +565,7 @@ mp_status mp__ckpt_config(const mp__ckpt_reader *r, int32_t key, int64_t *ival, 
             if (fval) *fval = r->c[i].fval;
             return MP_OK;
         }
-    const char *name = mp_config_key_name(key);
-    return mp__fail(NULL, MP_ERR_NOT_FOUND, "mp_checkpoint: configuration key '%s' (%d) not in the file",
-                    name ? name : "?", (int)key);
+    return MP_ERR_NOT_FOUND; /* quiet: absence is an answer, the caller words any error */
 }
 
 size_t mp__ckpt_num_tensors(const mp__ckpt_reader *r) { return r->nt; }
@@ -580,6 +578,8 @@ static mp_status lookup(const mp__ckpt_reader *r, const char *name, const tensor
     *out = t;
     return MP_OK;
 }
+
+int mp__ckpt_has(const mp__ckpt_reader *r, const char *name) { return find_tensor(r->t, r->nt, name) != NULL; }
 
 mp_status mp__ckpt_find(const mp__ckpt_reader *r, const char *name, int32_t *dtype, int32_t *rows,
                         int32_t *cols)

@@ -193,7 +193,7 @@ mp_status mp__meta_ckpt_check(const mp_meta *m, const mp__ckpt_reader *r)
     if (m->n_lr)
         MP_TRY(mp__ckpt_expect(r, tensor_names[2], MP__CKPT_F32, 1, (int32_t)m->n_lr));
     else
-        MP_REQUIRE(mp__ckpt_find(r, tensor_names[2], NULL, NULL, NULL) == MP_ERR_NOT_FOUND, NULL,
+        MP_REQUIRE(!mp__ckpt_has(r, tensor_names[2]), NULL,
                    MP_ERR_FORMAT, "mp_checkpoint: the file has Meta-SGD rates, the meta has none");
     uint64_t step = 0;
     MP_TRY(mp__ckpt_read_u64(r, tensor_names[3], &step));
