@@ -1821,6 +1821,15 @@ START_TEST(settings_read_back_and_refuse)
     MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_EVAL_INNER_STEPS, -1)); /* = the inner steps */
     MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_EVAL_INNER_STEPS, &v));
     ck_assert_int_eq(v, 6);
+    /* mp_meta_set_eval_steps agrees: a count, then -1 follows the inner steps again */
+    MP_CK_OK(mp_meta_set_eval_steps(m, 2));
+    MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_EVAL_INNER_STEPS, &v));
+    ck_assert_int_eq(v, 2);
+    MP_CK_OK(mp_meta_set_eval_steps(m, -1));
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_INNER_STEPS, 4));
+    MP_CK_OK(mp_meta_get_int(m, MP_CFG_META_EVAL_INNER_STEPS, &v));
+    ck_assert_int_eq(v, 4);
+    MP_CK_OK(mp_meta_set_int(m, MP_CFG_META_INNER_STEPS, 6));
     /* refused: each leaves everything as it was */
     meta_snapshot before = snapshot(m);
     const struct {
@@ -2392,7 +2401,8 @@ START_TEST(calls_reject_bad_inputs)
     MP_CK_STATUS(mp_meta_get_inner_lr(NULL, g, 1), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_set_progress(NULL, NULL, NULL), MP_ERR_NULL_POINTER);
     MP_CK_STATUS(mp_meta_set_eval_steps(NULL, 1), MP_ERR_NULL_POINTER);
-    MP_CK_STATUS(mp_meta_set_eval_steps(m, -1), MP_ERR_RANGE);
+    MP_CK_STATUS(mp_meta_set_eval_steps(m, -2), MP_ERR_RANGE);
+    MP_CK_ERROR_MENTIONS("[-1, 10000]");
     MP_CK_STATUS(mp_meta_set_eval_steps(m, 10001), MP_ERR_RANGE);
     /* adapt */
     mp_prompt *ap = make_prompt(s.model, 0, 0);

@@ -267,8 +267,10 @@ MP_API mp_status mp_meta_set_progress(mp_meta *meta, mp_meta_progress_fn fn, voi
 
 /** Changes the number of inner steps used by mp_meta_adapt and
  *  mp_meta_evaluate* (MP_CFG_META_EVAL_INNER_STEPS) without touching the
- *  meta-parameters, e.g. to report results after 1, 5 and 10 steps.
- *  Errors: MP_ERR_NULL_POINTER, MP_ERR_RANGE (steps outside 0..10000),
+ *  meta-parameters, e.g. to report results after 1, 5 and 10 steps; -1
+ *  (the key's default) makes them follow meta.inner_steps again, as
+ *  mp_meta_set_int does (since 0.2.0; before, -1 was MP_ERR_RANGE).
+ *  Errors: MP_ERR_NULL_POINTER, MP_ERR_RANGE (steps outside -1..10000),
  *  MP_ERR_STATE (from a running evaluation's progress callback). */
 MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
 

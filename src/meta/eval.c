@@ -20,8 +20,9 @@ mp_status mp_meta_set_eval_steps(mp_meta *m, int32_t steps)
 {
     MP_REQUIRE_HANDLE_ARG(m, "meta", MP__KIND_META, NULL, "mp_meta_set_eval_steps");
     MP_TRY(mp__meta_idle(m, m->err, "mp_meta_set_eval_steps"));
-    MP_REQUIRE(steps >= 0 && steps <= 10000, m->err, MP_ERR_RANGE,
-               "mp_meta_set_eval_steps: 'steps' must be in [0, 10000], got %d", (int)steps);
+    MP_REQUIRE(steps >= -1 && steps <= 10000, m->err, MP_ERR_RANGE,
+               "mp_meta_set_eval_steps: 'steps' must be in [-1, 10000] (-1: follow meta.inner_steps), got %d",
+               (int)steps);
     m->eval_steps = steps;
     return MP_OK;
 }

@@ -88,7 +88,7 @@ fn metasgd_progress_and_checkpoint() {
         meta.set_progress(Some(Box::new(|_, _| true))).unwrap();
         assert_eq!(meta.evaluate(&s, 0, 3).unwrap_err().status, status::ERR_CANCELLED);
         meta.set_progress(None).unwrap();
-        assert_eq!(meta.set_eval_steps(-3).unwrap_err().status, status::ERR_RANGE);
+        assert_eq!(meta.set_eval_steps(-2).unwrap_err().status, status::ERR_RANGE);
         let t = s.episode(0).unwrap();
         meta.step(&[&t]).unwrap();
         meta.save_checkpoint(&path).unwrap();
