@@ -1861,6 +1861,9 @@ START_TEST(container_checks_config_types_and_values)
     MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_MODEL_KIND, MP_MODEL_MLP, 0));
     MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_LR, 0, 0.25));
     MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_OUTER_LR, 0, 1e6)); /* the maximum */
+    MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_STEPS, 10000, 0)); /* the maximum */
+    MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, -1, 0)); /* the minimum */
+    MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_SEED, 9200000000000000000LL, 0)); /* the maximum */
     MP_CK_OK(mp__ckpt_writer_save(w, path));
     mp__ckpt_writer_destroy(w);
     mp__ckpt_reader *r = NULL;
@@ -1868,7 +1871,8 @@ START_TEST(container_checks_config_types_and_values)
     mp__ckpt_reader_close(r);
     r = (mp__ckpt_reader *)0x1;
     double one = 1.0, nan = NAN, neg = -5.0, big = 1e300;
-    int64_t two = 2;
+    int64_t two = 2, minus5 = -5, huge = 99999999999LL, zero = 0, seed_over = INT64_MAX,
+            minus1 = -1;
     const struct {
         int32_t key, type;
         const void *value;
@@ -1883,6 +1887,14 @@ START_TEST(container_checks_config_types_and_values)
         {MP_CFG_META_INNER_LR, MP_CFG_TYPE_FLOAT, &nan, MP_ERR_NOT_FINITE, "'meta.inner_lr' (302) is not finite"},
         {MP_CFG_META_INNER_LR, MP_CFG_TYPE_FLOAT, &neg, MP_ERR_FORMAT, "'meta.inner_lr' (302) is -5, outside its range"},
         {MP_CFG_META_OUTER_LR, MP_CFG_TYPE_FLOAT, &big, MP_ERR_FORMAT, "'meta.outer_lr' (306) is 1e+300, outside its range"},
+        /* integers too, even those a load does not use */
+        {MP_CFG_META_INNER_STEPS, MP_CFG_TYPE_INT, &minus5, MP_ERR_FORMAT,
+         "'meta.inner_steps' (301) is -5, outside its range [0, 10000]"},
+        {MP_CFG_META_EVAL_INNER_STEPS, MP_CFG_TYPE_INT, &huge, MP_ERR_FORMAT,
+         "'meta.eval_inner_steps' (313) is 99999999999, outside its range [-1, 10000]"},
+        {MP_CFG_MODEL_KIND, MP_CFG_TYPE_INT, &zero, MP_ERR_FORMAT, "'model.kind' (100) is 0, outside its range [1, 3]"},
+        {MP_CFG_SEED, MP_CFG_TYPE_INT, &seed_over, MP_ERR_FORMAT, "'seed' (1) is 9223372036854775807, outside"},
+        {MP_CFG_SEED, MP_CFG_TYPE_INT, &minus1, MP_ERR_FORMAT, "'seed' (1) is -1, outside"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         patch_config(path, bad, cases[c].key, cases[c].type, cases[c].value);
@@ -1919,10 +1931,9 @@ START_TEST(container_checks_config_types_and_values)
 }
 END_TEST
 
-/* Integer configuration values are not range-checked by the container;
- * the meta's loader refuses an algorithm number that names none (it would
- * otherwise pass as "not Meta-SGD", since MAML, first-order MAML and
- * Reptile states load into one another), and changes nothing. */
+/* An algorithm number that names none is refused by the container's range
+ * check (it would otherwise pass as "not Meta-SGD", since MAML, first-order
+ * MAML and Reptile states load into one another), and nothing changes. */
 START_TEST(meta_state_refuses_unknown_algorithm)
 {
     make_tmpdir();
@@ -1945,8 +1956,8 @@ START_TEST(meta_state_refuses_unknown_algorithm)
     for (size_t i = 0; i < sizeof algos / sizeof algos[0]; i++) {
         patch_config(path, bad, MP_CFG_META_ALGORITHM, MP_CFG_TYPE_INT, &algos[i]);
         MP_CK_STATUS(mp_checkpoint_load(bad, m, p, meta), MP_ERR_FORMAT);
-        MP_CK_ERROR_MENTIONS("'meta.algorithm' is");
-        MP_CK_ERROR_MENTIONS("in the file: no such algorithm");
+        MP_CK_ERROR_MENTIONS("configuration key 'meta.algorithm' (300) is");
+        MP_CK_ERROR_MENTIONS("outside its range [1, 4]");
         ck_assert_int_eq(memcmp(before, mp__model_params(m), np * sizeof(float)), 0);
     }
     free(before);

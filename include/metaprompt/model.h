@@ -260,9 +260,9 @@ MP_API mp_status mp_checkpoint_save(const char *path, const mp_model *model,
  *  moment or Meta-SGD rate, MP_ERR_FORMAT for a negative Adam second
  *  moment, non-zero SGD second moments, non-zero moments at step 0, or a
  *  step count of 2^63 - 1 or more). A configuration entry tagged with
- *  another type than its key's (e.g. model.kind as a float), or a float
- *  entry outside its key's range, is MP_ERR_FORMAT (NaN/Inf:
- *  MP_ERR_NOT_FINITE), naming the key. Stored sampler
+ *  another type than its key's (e.g. model.kind as a float), or an entry
+ *  outside its key's range (integers included, since 0.2.0), is
+ *  MP_ERR_FORMAT (a NaN/Inf float: MP_ERR_NOT_FINITE), naming the key. Stored sampler
  *  records are ignored (mp_checkpoint_load_with_sampler reads them).
  *  With a meta, model and prompt must be the ones it was created for, as
  *  for mp_checkpoint_save (MP_ERR_INVALID_ARGUMENT, checked before the file

@@ -358,10 +358,11 @@ static mp_status check_header(const unsigned char *b, size_t len)
 }
 
 /* A registered key must carry its declared type tag (an integer key stored
- * as a float would otherwise be read from the float's bit pattern), and a
- * float value must be finite and inside the key's range: writers only store
- * values a configuration accepted. Unregistered keys (a newer library's)
- * are framed only; their readers check them. */
+ * as a float would otherwise be read from the float's bit pattern), and its
+ * value must be inside the key's range (a float also finite): writers only
+ * store values a configuration accepted, so anything else is damage, even
+ * where the loader would not use the value. Unregistered keys (a newer
+ * library's) are framed only; their readers check them. */
 static mp_status check_config_value(const cfg_entry *c, uint32_t i)
 {
     const mp__key_info *k = mp__key_lookup(c->key);
@@ -371,7 +372,13 @@ static mp_status check_config_value(const cfg_entry *c, uint32_t i)
                    "is %s key", (unsigned)i, k->name, (int)c->key,
                    c->type == MP_CFG_TYPE_INT ? "an integer" : "a float", k->name,
                    k->type == MP_CFG_TYPE_INT ? "an integer" : "a float");
-    if (c->type != MP_CFG_TYPE_FLOAT) return MP_OK;
+    if (c->type == MP_CFG_TYPE_INT) {
+        /* the comparison mp_config_set_int makes */
+        if ((double)c->ival < k->min || (double)c->ival > k->max)
+            return BAD("mp_checkpoint: configuration key '%s' (%d) is %lld, outside its range [%.17g, %.17g]",
+                       k->name, (int)c->key, (long long)c->ival, k->min, k->max);
+        return MP_OK;
+    }
     MP_REQUIRE(isfinite(c->fval), NULL, MP_ERR_NOT_FINITE,
                "mp_checkpoint: configuration key '%s' (%d) is not finite (%g)", k->name, (int)c->key,
                c->fval);

@@ -90,10 +90,7 @@ static mp_status check_config(const mp_meta *m, const mp__ckpt_reader *r)
                    "mp_checkpoint: the file holds no meta-optimizer state (it was saved without a meta; "
                    "load it with meta = NULL), configuration key '%s' is missing", mp_config_key_name(key));
         if (key == MP_CFG_META_ALGORITHM) {
-            /* (integer values are not range-checked by the reader) */
-            MP_REQUIRE(iv >= MP_META_MAML && iv <= MP_META_METASGD, NULL, MP_ERR_FORMAT,
-                       "mp_checkpoint: '%s' is %lld in the file: no such algorithm", mp_config_key_name(key),
-                       (long long)iv);
+            /* (the reader refused values outside the key's range, MAML..Meta-SGD) */
             int file_sgd = iv == MP_META_METASGD, meta_sgd = m->algo == MP_META_METASGD;
             MP_REQUIRE(file_sgd == meta_sgd, NULL, MP_ERR_SHAPE_MISMATCH,
                        "mp_checkpoint: '%s' is %lld in the file but %lld in the meta: a Meta-SGD (%d) "
