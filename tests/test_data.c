@@ -1009,6 +1009,12 @@ START_TEST(task_bad_inputs)
     MP_CK_STATUS(mp_task_create_regression(&t, 2, 0, sx, sx, 2, qx, sx, 2), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_task_create_regression(&t, 2, 1, sx, sx, 2, qx, sx, 0), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_task_create_regression(&t, 2, 1, sx, sx, 2, NULL, sx, 2), MP_ERR_NULL_POINTER);
+    /* sizes whose byte count overflows size_t: refused before any array is read */
+    MP_CK_STATUS(mp_task_create_regression(&t, 2, 1, sx, sx, SIZE_MAX / 2 + 1, qx, sx, 2), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("overflows");
+    MP_CK_STATUS(mp_task_create_classification(&t, 2, 2, sx, sl, 2, qx, sl, SIZE_MAX / 8), MP_ERR_INVALID_ARGUMENT);
+    MP_CK_ERROR_MENTIONS("mp_task_create_classification: task of 2 + ");
+    MP_CK_ERROR_MENTIONS("overflows");
     MP_CK_STATUS(mp_task_sinusoid(&t, 1, 2, 0, 5), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_task_sinusoid(&t, 1, 2, 5, 0), MP_ERR_INVALID_ARGUMENT);
     MP_CK_STATUS(mp_task_sinusoid(NULL, 1, 2, 5, 5), MP_ERR_NULL_POINTER);

@@ -201,7 +201,8 @@ MP_API mp_status mp_dataset_select_classes(mp_dataset **out, const mp_dataset *s
 /** Creates a classification task (arrays copied). support_x: n_support*dim,
  *  query_x: n_query*dim floats; labels in [0, n_way).
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (dim < 1, n_way < 1,
- *  n_support == 0 or n_query == 0), MP_ERR_RANGE (a label outside
+ *  n_support == 0 or n_query == 0, or sizes whose byte count overflows
+ *  size_t), MP_ERR_RANGE (a label outside
  *  [0, n_way): set and index named), MP_ERR_NOT_FINITE (NaN/Inf in x),
  *  MP_ERR_OUT_OF_MEMORY. Thread-safe. */
 MP_API mp_status mp_task_create_classification(mp_task **out, int32_t dim, int32_t n_way,
@@ -213,7 +214,8 @@ MP_API mp_status mp_task_create_classification(mp_task **out, int32_t dim, int32
 /** Creates a regression task (arrays copied): sx ns*dim, st ns*target_dim,
  *  qx nq*dim, qt nq*target_dim floats.
  *  Errors: MP_ERR_NULL_POINTER, MP_ERR_INVALID_ARGUMENT (dim < 1,
- *  target_dim < 1, ns == 0 or nq == 0), MP_ERR_NOT_FINITE,
+ *  target_dim < 1, ns == 0 or nq == 0, or sizes whose byte count overflows
+ *  size_t), MP_ERR_NOT_FINITE,
  *  MP_ERR_OUT_OF_MEMORY. Thread-safe. */
 MP_API mp_status mp_task_create_regression(mp_task **out, int32_t dim, int32_t target_dim,
                                            const float *sx, const float *st, size_t ns,
