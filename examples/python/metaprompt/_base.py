@@ -1,5 +1,6 @@
 """Errors, handle lifetime and numpy conversions shared by every wrapper."""
 import ctypes
+import numbers
 import operator
 import os
 
@@ -255,18 +256,35 @@ def as_i32(a, name="array"):
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
-def as_int64(value, name):
-    """A Python int for an int64 parameter: integers (and integral floats)
-    only, in [-2**63, 2**63 - 1]; OverflowError naming `name` otherwise
-    (ctypes would wrap 2**63 to a negative number and 2**70 to 0)."""
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise TypeError("%s is an integer; got %r" % (name, value))
-        value = int(value)
+def as_integer(value, name):
+    """A Python int for an integer parameter: ints, numpy integers and
+    integral floats of any kind (5.0, np.float32(5)); TypeError naming
+    `name` for anything else (2.9, NaN, "3", None), where int() would
+    truncate or parse. The C type's range is checked at the call."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        f = float(value)
+        if not f.is_integer():
+            raise TypeError("%s is an integer; got %s %r" % (name, type(value).__name__, value))
+        return int(f)
     try:
-        v = operator.index(value)
+        return operator.index(value)
     except TypeError:
         raise TypeError("%s is an integer; got %s %r" % (name, type(value).__name__, value)) from None
+
+
+def as_double(value, name):
+    """A Python float for a double parameter: real numbers only (int,
+    float, numpy scalars); TypeError naming `name` for strings, bools,
+    arrays and None, which float() would parse or unwrap."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    raise TypeError("%s is a number; got %s %r" % (name, type(value).__name__, value))
+
+
+def as_int64(value, name):
+    """as_integer, in [-2**63, 2**63 - 1]; OverflowError naming `name`
+    otherwise (ctypes would wrap 2**63 to a negative number and 2**70 to 0)."""
+    v = as_integer(value, name)
     if not -(1 << 63) <= v <= (1 << 63) - 1:
         raise OverflowError("%s must be in the int64 range [%d, %d], got %d"
                             % (name, -(1 << 63), (1 << 63) - 1, v))

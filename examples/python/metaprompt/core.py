@@ -1,9 +1,13 @@
 """core.h: version, errors, logging, BLAS information, configurations."""
 import ctypes
+import numbers
+import operator
+
+import numpy as np
 
 from metaprompt import _lib
 from metaprompt._lib import F
-from metaprompt._base import Handle, as_int64, c_name, check, _text
+from metaprompt._base import Handle, as_double, as_int64, as_integer, c_name, check, _text
 
 __all__ = ["CFG_SEED", "CFG_THREADS", "CFG_TYPE_INT", "CFG_TYPE_FLOAT", "LOG_DEBUG", "LOG_INFO",
            "LOG_WARN", "LOG_ERROR", "version_number", "version_string", "status_string",
@@ -31,7 +35,7 @@ def version_string():
 
 def status_string(status):
     """Static description of a status code."""
-    return _text(F.mp_status_string(int(status)))
+    return _text(F.mp_status_string(as_integer(status, "status_string: status")))
 
 
 def last_error():
@@ -90,19 +94,19 @@ def set_log_callback(fn, min_level=LOG_WARN):
             except Exception:
                 pass
         cb = _lib.LOG_FN(trampoline)
-    check(F.mp_set_log_callback(cb, int(min_level), None))
+    check(F.mp_set_log_callback(cb, as_integer(min_level, "set_log_callback: min_level"), None))
     _log_cb = cb if fn is not None else None
 
 
 def key_name(key):
     """Name of a configuration key ("model.hidden_width") or None."""
-    n = F.mp_config_key_name(int(key))
+    n = F.mp_config_key_name(_key(key))
     return _text(n) if n else None
 
 
 def key_type(key):
     """CFG_TYPE_INT, CFG_TYPE_FLOAT, or 0 for an unknown key."""
-    return F.mp_config_key_type(int(key))
+    return F.mp_config_key_type(_key(key))
 
 
 def key_by_name(name):
@@ -112,7 +116,14 @@ def key_by_name(name):
 
 
 def _key(k):
-    return key_by_name(k) if isinstance(k, str) else int(k)
+    """A key number from a CFG_* integer or a key name; TypeError for
+    anything else (a float or a bool would have been truncated to some
+    other key)."""
+    if isinstance(k, str):
+        return key_by_name(k)
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+        raise TypeError("a configuration key is a CFG_* integer or a key name; got %s %r" % (type(k).__name__, k))
+    return operator.index(k)
 
 
 def _key_label(key, k):
@@ -145,8 +156,11 @@ class Config(Handle):
         range: OverflowError naming the key otherwise (the library then
         checks the key's own range)."""
         k = _key(key)
-        if key_type(k) == CFG_TYPE_FLOAT:
-            self._check(F.mp_config_set_float(self.ptr, k, float(value)))
+        t = key_type(k)
+        if t == CFG_TYPE_FLOAT:
+            self._check(F.mp_config_set_float(self.ptr, k, as_double(value, _key_label(key, k))))
+        elif t == 0:  # unknown key: the library's MP_ERR_NOT_FOUND, whatever the value
+            self._check(F.mp_config_set_int(self.ptr, k, 0))
         else:
             self._check(F.mp_config_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
         return self
@@ -158,7 +172,8 @@ class Config(Handle):
         return self
 
     def set_float(self, key, value):
-        self._check(F.mp_config_set_float(self.ptr, _key(key), float(value)))
+        k = _key(key)
+        self._check(F.mp_config_set_float(self.ptr, k, as_double(value, _key_label(key, k))))
         return self
 
     def get_int(self, key):

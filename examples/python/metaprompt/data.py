@@ -5,7 +5,7 @@ import numpy as np
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, u64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int32_p, c_uint64_p, c_size_p)
-from metaprompt._base import Handle, check, as_i32, c_path, fptr, iptr, shaped, handle_ptr
+from metaprompt._base import Handle, check, as_i32, as_integer, c_path, fptr, iptr, shaped, handle_ptr
 from metaprompt.core import config_ptr
 
 __all__ = ["Dataset", "Task", "Sampler", "DATA_MAX_DIMS"]
@@ -129,14 +129,14 @@ class Dataset(Handle):
         return self._get(F.mp_dataset_num_classes, ctypes.c_int32)
 
     def class_size(self, cls_id):
-        return self._get(F.mp_dataset_class_size, ctypes.c_size_t, int(cls_id))
+        return self._get(F.mp_dataset_class_size, ctypes.c_size_t, as_integer(cls_id, "Dataset.class_size: cls_id"))
 
     def class_indices(self, cls_id):
         """Indices of the examples of class cls_id, ascending (for get())."""
         n = ctypes.c_size_t()
-        self._check(F.mp_dataset_class_indices(self.ptr, int(cls_id), None, 0, ctypes.byref(n)))
+        self._check(F.mp_dataset_class_indices(self.ptr, as_integer(cls_id, "Dataset.class_indices: cls_id"), None, 0, ctypes.byref(n)))
         idx = np.zeros(n.value, np.uintp)
-        self._check(F.mp_dataset_class_indices(self.ptr, int(cls_id), idx.ctypes.data_as(c_size_p),
+        self._check(F.mp_dataset_class_indices(self.ptr, as_integer(cls_id, "Dataset.class_indices: cls_id"), idx.ctypes.data_as(c_size_p),
                                                idx.size, ctypes.byref(n)))
         return idx.astype(np.int64)
 
@@ -156,15 +156,15 @@ class Dataset(Handle):
         """Example i: (x, label) for classification, x for regression."""
         x = np.empty(self.dim, np.float32)
         if self.target_dim:
-            self._check(F.mp_dataset_get(self.ptr, int(i), fptr(x), x.size, None))
+            self._check(F.mp_dataset_get(self.ptr, as_integer(i, "Dataset.get: i"), fptr(x), x.size, None))
             return x
         lab = ctypes.c_int32()
-        self._check(F.mp_dataset_get(self.ptr, int(i), fptr(x), x.size, ctypes.byref(lab)))
+        self._check(F.mp_dataset_get(self.ptr, as_integer(i, "Dataset.get: i"), fptr(x), x.size, ctypes.byref(lab)))
         return x, lab.value
 
     def get_target(self, i):
         t = np.empty(self.target_dim, np.float32)
-        self._check(F.mp_dataset_get_target(self.ptr, int(i), fptr(t), t.size))
+        self._check(F.mp_dataset_get_target(self.ptr, as_integer(i, "Dataset.get_target: i"), fptr(t), t.size))
         return t
 
     def select_classes(self, classes):
@@ -193,7 +193,7 @@ class Task(Handle):
             raise ValueError("Task.classification: empty support or query set")
         if n_way is None:
             n_way = int(max(sl.max(), ql.max())) + 1
-        return cls._create(F.mp_task_create_classification, dim, int(n_way), fptr(sx), iptr(sl),
+        return cls._create(F.mp_task_create_classification, dim, as_integer(n_way, "Task.classification: n_way"), fptr(sx), iptr(sl),
                            ns, fptr(qx), iptr(ql), nq)
 
     @classmethod
@@ -216,7 +216,9 @@ class Task(Handle):
     def sinusoid(cls, seed, index, k_support=10, k_query=10):
         """Sinusoid task number index of the MAML family (a pure function
         of seed and index)."""
-        return cls._create(F.mp_task_sinusoid, int(seed), int(index), int(k_support), int(k_query))
+        return cls._create(F.mp_task_sinusoid, as_integer(seed, "Task.sinusoid: seed"),
+                           as_integer(index, "Task.sinusoid: index"), as_integer(k_support, "Task.sinusoid: k_support"),
+                           as_integer(k_query, "Task.sinusoid: k_query"))
 
     def sizes(self):
         """(n_support, n_query, dim, n_way, target_dim)."""
@@ -278,14 +280,14 @@ class Sampler(Handle):
     def episode(self, index):
         """Episode number index as a new Task."""
         out = ctypes.c_void_p()
-        self._check(F.mp_sampler_episode(self.ptr, int(index), ctypes.byref(out)))
+        self._check(F.mp_sampler_episode(self.ptr, as_integer(index, "Sampler.episode: index"), ctypes.byref(out)))
         return Task._wrap(out.value)
 
     def episode_into(self, index, task):
         """Writes episode index into an existing task (no allocation when
         it has the same sizes)."""
         tp = handle_ptr(task, Task, "Sampler.episode_into: task")
-        self._check(F.mp_sampler_episode_into(self.ptr, int(index), tp))
+        self._check(F.mp_sampler_episode_into(self.ptr, as_integer(index, "Sampler.episode_into: index"), tp))
         return task
 
     def next(self):
@@ -302,7 +304,7 @@ class Sampler(Handle):
 
     @position.setter
     def position(self, value):
-        self._check(F.mp_sampler_set_position(self.ptr, int(value)))
+        self._check(F.mp_sampler_set_position(self.ptr, as_integer(value, "Sampler.position")))
 
     def info(self):
         """(ways, shots, queries, dim)."""

@@ -3,7 +3,8 @@ import ctypes
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, i64, u64, f64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int64_p, c_size_p, PROGRESS_FN)
-from metaprompt._base import Handle, as_int64, check, as_f32, fptr, out_f32, handle_ptr, handle_array
+from metaprompt._base import (Handle, MetapromptError, as_double, as_int64, as_integer, check, as_f32, fptr,
+                              out_f32, handle_ptr, handle_array)
 from metaprompt.core import CFG_TYPE_FLOAT, config_ptr, key_type, _key, _key_label
 from metaprompt.data import Sampler, Task
 from metaprompt.model import Model, Prompt
@@ -142,8 +143,9 @@ class Meta(Handle):
         after adaptation over episodes first .. first+n-1 of sampler."""
         mean, ci = ctypes.c_double(), ctypes.c_double()
         sp = handle_ptr(sampler, Sampler, "Meta.evaluate: sampler")
-        self._check(F.mp_meta_evaluate(self.ptr, sp, int(first_episode),
-                                       int(n_episodes), ctypes.byref(mean), ctypes.byref(ci)))
+        self._check(F.mp_meta_evaluate(self.ptr, sp, as_integer(first_episode, "Meta.evaluate: first_episode"),
+                                       as_integer(n_episodes, "Meta.evaluate: n_episodes"), ctypes.byref(mean),
+                                       ctypes.byref(ci)))
         return mean.value, ci.value
 
     def evaluate_tasks(self, tasks):
@@ -156,22 +158,38 @@ class Meta(Handle):
     def set_progress(self, fn):
         """fn(done, total) -> truthy to cancel (MetapromptError
         ERR_CANCELLED), called on the calling thread during evaluate*.
-        None removes it. An exception in fn cancels."""
+        None removes it. An exception in fn cancels too, and the
+        MetapromptError then carries it as __cause__."""
+        raised = []  # the closure holds this list, not self (no reference cycle)
         if fn is None:
             cb = ctypes.cast(None, PROGRESS_FN)
         else:
             def trampoline(done, total, _user):
                 try:
                     return 1 if fn(done, total) else 0
-                except Exception:
+                except Exception as e:
+                    raised.append(e)
                     return 1
             cb = PROGRESS_FN(trampoline)
         self._check(F.mp_meta_set_progress(self.ptr, cb, None))
         self._progress = cb if fn is not None else None
+        self._progress_raised = raised
+
+    def _check(self, st):
+        raised = self.__dict__.get("_progress_raised")
+        cause = raised[0] if raised else None
+        if raised:
+            del raised[:]
+        try:
+            check(st, self)
+        except MetapromptError as e:
+            if cause is not None:
+                raise e from cause
+            raise
 
     def set_eval_steps(self, steps):
-        """Inner steps used by adapt and evaluate."""
-        self._check(F.mp_meta_set_eval_steps(self.ptr, int(steps)))
+        """Inner steps used by adapt and evaluate; -1: follow meta.inner_steps."""
+        self._check(F.mp_meta_set_eval_steps(self.ptr, as_integer(steps, "Meta.set_eval_steps: steps")))
 
     # ---- hyper-parameters after creation (mp_meta_get_*/set_*)
     def get(self, key):
@@ -195,8 +213,11 @@ class Meta(Handle):
         schedules, inner steps, MAML/FOMAML/Reptile switches; see
         mp_meta_set_int/float in meta.h); returns self."""
         k = _key(key)
-        if key_type(k) == CFG_TYPE_FLOAT:
+        t = key_type(k)
+        if t == CFG_TYPE_FLOAT:
             return self.set_float(k, value)
+        if t == 0:  # unknown key: the library's MP_ERR_NOT_FOUND, whatever the value
+            self._check(F.mp_meta_set_int(self.ptr, k, 0))
         return self.set_int(k, value)
 
     def set_int(self, key, value):
@@ -205,7 +226,8 @@ class Meta(Handle):
         return self
 
     def set_float(self, key, value):
-        self._check(F.mp_meta_set_float(self.ptr, _key(key), float(value)))
+        k = _key(key)
+        self._check(F.mp_meta_set_float(self.ptr, k, as_double(value, _key_label(key, k))))
         return self
 
     @property

@@ -157,3 +157,58 @@ def test_checkpoint_refuses_a_meta_of_other_handles(tmp_path):
             mp.checkpoint_save(tmp_path / "d", model, prompt, meta)
         assert "mp_checkpoint_save: meta was created for " + what in e.value.message
     mp.checkpoint_load(tmp_path / "c", m1, p1, meta)
+
+
+# ---- strict keys, numbers and integers -------------------------------------------------
+def test_keys_are_key_numbers_or_names_only():
+    """A float or bool key would have been truncated to another key
+    (300.7 -> meta.algorithm, True -> seed)."""
+    cfg = mp.Config({mp.CFG_SEED: 7})
+    for bad in (300.7, 1.0, True, np.float64(1.0), None, [1]):
+        for call in (lambda: cfg.get(bad), lambda: cfg.set(bad, 1), lambda: cfg.get_int(bad),
+                     lambda: cfg.set_float(bad, 1.0), lambda: mp.key_name(bad), lambda: mp.key_type(bad)):
+            with pytest.raises(TypeError) as e:
+                call()
+            assert "a configuration key is a CFG_* integer or a key name" in str(e.value)
+    assert cfg.get(np.int32(mp.CFG_SEED)) == 7 and cfg.get("seed") == 7
+
+
+def test_float_values_are_numbers_only():
+    cfg = mp.Config()
+    for bad in ("0.1", b"0.1", True, np.array([0.1]), None):
+        for call in (lambda: cfg.set(mp.CFG_META_OUTER_LR, bad), lambda: cfg.set_float("meta.outer_lr", bad)):
+            with pytest.raises(TypeError) as e:
+                call()
+            assert "key 'meta.outer_lr' (306) is a number" in str(e.value)
+    assert not cfg.is_set(mp.CFG_META_OUTER_LR)
+    cfg.set(mp.CFG_META_OUTER_LR, np.float32(0.5)).set("meta.inner_lr", 1)
+    assert cfg.get(mp.CFG_META_OUTER_LR) == 0.5 and cfg.get(mp.CFG_META_INNER_LR) == 1.0
+
+
+def test_integer_values_refuse_fractions_and_strings_everywhere():
+    """Integral floats of any kind are integers (5.0, np.float32(5)); 2.9,
+    NaN and "3" are TypeErrors, where int() would have truncated or parsed."""
+    cfg = mp.Config()
+    cfg.set(mp.CFG_DATA_WAYS, np.float32(5))
+    assert cfg.get(mp.CFG_DATA_WAYS) == 5
+    for bad in (2.9, float("nan"), float("inf"), "3", np.float32(2.5)):
+        with pytest.raises(TypeError):
+            cfg.set(mp.CFG_DATA_WAYS, bad)
+    sampler = mp.Sampler.sinusoid()
+    for call in (lambda: sampler.episode(2.9), lambda: sampler.episode("3"),
+                 lambda: setattr(sampler, "position", 1.5), lambda: mp.Task.sinusoid(1, 2.5),
+                 lambda: mp.Task.sinusoid("1", 2), lambda: mp.status_string(1.5)):
+        with pytest.raises(TypeError) as e:
+            call()
+        assert "is an integer" in str(e.value)
+    assert sampler.position == 0
+    sampler.episode(3.0).close()
+    sampler.close()
+
+
+def test_unknown_keys_are_the_librarys_not_found_whatever_the_value():
+    cfg = mp.Config()
+    for value in (1.5, 3, "x"):
+        with pytest.raises(mp.MetapromptError) as e:
+            cfg.set(12345, value)
+        assert e.value.status == mp.ERR_NOT_FOUND and "12345" in e.value.message

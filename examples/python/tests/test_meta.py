@@ -87,6 +87,17 @@ def test_metasgd_rates_progress_and_eval_steps():
     with pytest.raises(mp.MetapromptError) as ei:
         m.evaluate(s, 0, 3)
     assert ei.value.status == mp.ERR_CANCELLED
+    assert ei.value.__cause__ is None
+
+    def broken(done, total):
+        raise KeyError("from the callback")
+    m.set_progress(broken)
+    with pytest.raises(mp.MetapromptError) as ei:
+        m.evaluate(s, 0, 3)
+    assert ei.value.status == mp.ERR_CANCELLED
+    assert isinstance(ei.value.__cause__, KeyError) and "from the callback" in str(ei.value.__cause__)
+    m.set_progress(lambda done, total: False)
+    assert m.evaluate(s, 0, 2)[0] >= 0  # the old exception does not come back
     m.set_progress(None)
     m.set_eval_steps(0)
     with pytest.raises(mp.MetapromptError) as ei:
@@ -223,4 +234,21 @@ def test_hyper_parameters_change_between_steps(tmp_path):
         assert ei.value.status == status
     with pytest.raises(OverflowError):
         meta.set_int(mp.CFG_META_INNER_STEPS, 1 << 70)
+    # strict keys and values (a float key would have been truncated to
+    # another key, a string parsed as a rate), unknown keys are the
+    # library's MP_ERR_NOT_FOUND whatever the value
+    for call in (lambda: meta.get(300.7), lambda: meta.get(True), lambda: meta.set(306.0, 1e-3),
+                 lambda: meta.set("meta.outer_lr", "0.1"), lambda: meta.set_float(mp.CFG_META_OUTER_LR, True),
+                 lambda: meta.set("meta.inner_steps", 2.5), lambda: meta.set_eval_steps(2.9)):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(mp.MetapromptError) as ei:
+        meta.set(12345, 1.5)
+    assert ei.value.status == mp.ERR_NOT_FOUND and "12345" in ei.value.message
+    meta.set("meta.inner_steps", np.float32(3))
+    meta.set_eval_steps(2.0)
+    assert meta.get("meta.eval_inner_steps") == 2
+    meta.set_eval_steps(-1)  # follow the inner steps again
+    assert meta.get("meta.eval_inner_steps") == 3
+    meta.set("meta.inner_steps", 1)
     assert meta.get("meta.outer_lr") == 5e-4 and meta.get("meta.scope") == mp.SCOPE_PROMPT_HEAD

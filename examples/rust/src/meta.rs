@@ -47,7 +47,9 @@ pub struct MetaStats {
     pub acc_after: f64,
 }
 
-type Progress = Box<dyn FnMut(u64, u64) -> bool + Send>;
+/// A progress callback for [`Meta::set_progress`]: `f(done, total)` returns
+/// true to cancel.
+pub type Progress = Box<dyn FnMut(u64, u64) -> bool + Send>;
 
 /// A meta-learner (mp_meta). It mutably borrows the model and prompt it
 /// trains (they are the meta-parameters, updated in place); read them

@@ -87,6 +87,8 @@ fn metasgd_progress_and_checkpoint() {
         assert_eq!(seen.lock().unwrap().last().unwrap().0, 3);
         meta.set_progress(Some(Box::new(|_, _| true))).unwrap();
         assert_eq!(meta.evaluate(&s, 0, 3).unwrap_err().status, status::ERR_CANCELLED);
+        let named: Progress = Box::new(|_, _| false); // the alias is public
+        meta.set_progress(Some(named)).unwrap();
         meta.set_progress(None).unwrap();
         assert_eq!(meta.set_eval_steps(-2).unwrap_err().status, status::ERR_RANGE);
         let t = s.episode(0).unwrap();
