@@ -1864,6 +1864,11 @@ START_TEST(container_checks_config_types_and_values)
     MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_STEPS, 10000, 0)); /* the maximum */
     MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, -1, 0)); /* the minimum */
     MP_CK_OK(mp__ckpt_writer_add_config(w, MP_CFG_SEED, 9200000000000000000LL, 0)); /* the maximum */
+    /* the writer refuses what the reader would: no file that cannot load */
+    MP_CK_STATUS(mp__ckpt_writer_add_config(w, MP_CFG_META_INNER_STEPS, -5, 0), MP_ERR_INTERNAL);
+    MP_CK_ERROR_MENTIONS("'meta.inner_steps' is -5, outside its range");
+    MP_CK_STATUS(mp__ckpt_writer_add_config(w, MP_CFG_META_OUTER_LR, 0, NAN), MP_ERR_INTERNAL);
+    MP_CK_STATUS(mp__ckpt_writer_add_config(w, MP_CFG_MODEL_PROMPT_DIM, (1 << 24) + 1, 0), MP_ERR_INTERNAL);
     MP_CK_OK(mp__ckpt_writer_save(w, path));
     mp__ckpt_writer_destroy(w);
     mp__ckpt_reader *r = NULL;
@@ -1926,6 +1931,59 @@ START_TEST(container_checks_config_types_and_values)
     free(before);
     mp_prompt_destroy(p);
     mp_model_destroy(m);
+    remove_tmpdir();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
+/* The writer stores resolved values (model.prompt_dim = 0 becomes the
+ * MLP's input_dim, the conv's H*W); each must be inside its key's range, or
+ * the range check on load (and mp_model_create_from_checkpoint, through
+ * mp_config_set_int) would refuse a file the library wrote itself. The
+ * resolved prompt_dim of each kind beyond 2^20 (the key's former maximum;
+ * it now ends at 2^24, as input_dim): save, load, re-create. */
+START_TEST(checkpoints_of_the_largest_resolved_sizes_load)
+{
+    make_tmpdir();
+    const char *path = tmp_path("big.ckpt");
+    static const struct {
+        int32_t kind, in_dim, h, w, channels;
+        int64_t d;
+    } cases[] = {{MP_MODEL_MLP, (1 << 20) + 1, 0, 0, 0, (1 << 20) + 1}, {MP_MODEL_CONV, 0, 1025, 1025, 1, 1025 * 1025}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        mp_config *cfg;
+        MP_CK_OK(mp_config_create(&cfg));
+        MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_KIND, cases[c].kind));
+        MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_PROMPT_LEN, 1));
+        if (cases[c].kind == MP_MODEL_MLP) {
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_INPUT_DIM, cases[c].in_dim));
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_HIDDEN_LAYERS, 1));
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_HIDDEN_WIDTH, 1));
+        } else {
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_IMAGE_HEIGHT, cases[c].h));
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_IMAGE_WIDTH, cases[c].w));
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_IMAGE_CHANNELS, cases[c].channels));
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_CHANNELS, 1));
+            MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_CONV_BLOCKS, 1));
+        }
+        MP_CK_OK(mp_config_set_int(cfg, MP_CFG_MODEL_OUTPUT_DIM, 2));
+        mp_model *m, *re = NULL;
+        MP_CK_OK(mp_model_create(&m, cfg));
+        mp_config_destroy(cfg);
+        int64_t d = 0;
+        MP_CK_OK(mp_model_get_int(m, MP_CFG_MODEL_PROMPT_DIM, &d));
+        ck_assert_int_eq(d, cases[c].d);
+        mp_prompt *p = random_prompt(m, 3);
+        MP_CK_OK(mp_checkpoint_save(path, m, p, NULL));
+        MP_CK_OK(mp_checkpoint_load(path, m, p, NULL));
+        MP_CK_OK(mp_model_create_from_checkpoint(&re, path));
+        MP_CK_OK(mp_model_get_int(re, MP_CFG_MODEL_PROMPT_DIM, &d));
+        ck_assert_int_eq(d, cases[c].d);
+        mp_model_destroy(re);
+        mp_prompt_destroy(p);
+        mp_model_destroy(m);
+        unlink(path);
+    }
     remove_tmpdir();
     ck_assert_int_eq(mp_live_allocations(), 0);
 }
@@ -2607,6 +2665,7 @@ Suite *mp_test_model_suite(void)
     tcase_add_test(k, load_verifies_everything_before_touching_the_destination);
     tcase_add_test(k, container_checks_config_types_and_values);
     tcase_add_test(k, meta_state_refuses_unknown_algorithm);
+    tcase_add_test(k, checkpoints_of_the_largest_resolved_sizes_load);
     tcase_add_test(k, load_ignores_a_different_init_scheme);
     tcase_add_test(k, checkpoint_allocation_failures);
     suite_add_tcase(s, k);

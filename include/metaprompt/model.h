@@ -83,7 +83,8 @@ typedef struct mp_sampler mp_sampler;
 #define MP_CFG_MODEL_OUTPUT_DIM    102 /* classes or regression outputs, default 1 */
 #define MP_CFG_MODEL_TASK          103 /* MP_TASK_*, default MP_TASK_AUTO */
 #define MP_CFG_MODEL_PROMPT_LEN    104 /* P, prompt rows, 0..4096, default 0 */
-#define MP_CFG_MODEL_PROMPT_DIM    105 /* d, prompt cols; 0 = auto (MLP: input_dim, transformer:
+#define MP_CFG_MODEL_PROMPT_DIM    105 /* d, prompt cols, 0..2^24 (2^20 before 0.2.0);
+                                          0 = auto (MLP: input_dim, transformer:
                                           d_model (must agree), conv: H*W for input channels
                                           (must agree), channels for head features) */
 #define MP_CFG_MODEL_HIDDEN_LAYERS 106 /* MLP hidden layers, 0..64, default 2 */

@@ -228,6 +228,13 @@ mp_status mp__ckpt_writer_add_config(mp__ckpt_writer *w, int32_t key, int64_t iv
 {
     const mp__key_info *k = mp__key_lookup(key);
     MP_REQUIRE(k, NULL, MP_ERR_NOT_FOUND, "mp_checkpoint: unknown configuration key %d", (int)key);
+    /* The reader refuses values outside the key's range: never write a file
+     * that would not load (a resolved value beyond its key's range is a
+     * library bug, reported at the save instead of at some later load). */
+    double v = k->type == MP_CFG_TYPE_INT ? (double)ival : fval;
+    MP_REQUIRE(isfinite(v) && v >= k->min && v <= k->max, NULL, MP_ERR_INTERNAL,
+               "mp_checkpoint: internal error: configuration key '%s' is %.17g, outside its range [%.17g, %.17g] "
+               "(the file would not load); nothing written", k->name, v, k->min, k->max);
     for (size_t i = 0; i < w->nc; i++)
         if (w->c[i].key == key) {
             w->c[i].ival = ival;
