@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/checkpoint_internal.h"
 #include "meta/meta_internal.h"
 #include "tape/tape_internal.h"
 
@@ -1659,6 +1660,35 @@ START_TEST(successful_checkpoint_calls_leave_the_last_error_alone)
 }
 END_TEST
 
+/* A checkpoint stores the evaluation steps as set: -1 (follow the inner
+ * steps, the default) stays -1 rather than the count it resolved to. */
+static int64_t stored_eval_steps(const char *path)
+{
+    mp__ckpt_reader *r;
+    int64_t v = -99;
+    MP_CK_OK(mp__ckpt_reader_open(&r, path));
+    MP_CK_OK(mp__ckpt_config(r, MP_CFG_META_EVAL_INNER_STEPS, &v, NULL));
+    mp__ckpt_reader_close(r);
+    return v;
+}
+
+START_TEST(checkpoint_stores_the_eval_steps_setting)
+{
+    char path[256];
+    ckpt_path(path, sizeof path, "evalsteps");
+    meta_opts o = defaults(MP_META_MAML);
+    train_run r = run_open(&o, 0);
+    MP_CK_OK(mp_checkpoint_save(path, r.model, r.prompt, r.meta));
+    ck_assert_int_eq(stored_eval_steps(path), -1);
+    MP_CK_OK(mp_meta_set_eval_steps(r.meta, 3));
+    MP_CK_OK(mp_checkpoint_save(path, r.model, r.prompt, r.meta));
+    ck_assert_int_eq(stored_eval_steps(path), 3);
+    unlink(path);
+    run_close(&r);
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 /* A pending gradient belongs to the state a load replaces: a successful
  * load drops it (apply then says so), a refused one keeps it. */
 START_TEST(checkpoint_load_drops_a_pending_gradient)
@@ -3038,6 +3068,7 @@ Suite *mp_test_meta_suite(void)
     tcase_add_test(alg, checkpoint_resume_is_bit_identical);
     tcase_add_test(alg, checkpoint_switches_between_maml_fomaml_reptile);
     tcase_add_test(alg, successful_checkpoint_calls_leave_the_last_error_alone);
+    tcase_add_test(alg, checkpoint_stores_the_eval_steps_setting);
     tcase_add_test(alg, checkpoint_load_drops_a_pending_gradient);
     tcase_add_test(alg, settings_change_between_steps_like_a_reload);
     tcase_add_test(alg, settings_read_back_and_refuse);

@@ -47,7 +47,7 @@ static mp_status write_config(const mp_meta *m, mp__ckpt_writer *w)
     MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_EPSILON, 0, m->opt.eps));
     MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_WEIGHT_DECAY, 0, m->opt.weight_decay));
     MP_TRY(mp__ckpt_writer_add_config(w, MP_CFG_META_CLIP_NORM, 0, m->clip));
-    return mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, mp__meta_eval_steps(m), 0);
+    return mp__ckpt_writer_add_config(w, MP_CFG_META_EVAL_INNER_STEPS, m->eval_steps, 0); /* as set: -1 follows */
 }
 
 mp_status mp__meta_ckpt_idle(const mp_meta *m, char *herr, const char *fn) { return mp__meta_idle(m, herr, fn); }
