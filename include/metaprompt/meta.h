@@ -284,9 +284,10 @@ MP_API mp_status mp_meta_set_eval_steps(mp_meta *meta, int32_t steps);
  *  getters may run concurrently). */
 MP_API mp_status mp_meta_get_int(const mp_meta *meta, int32_t key, int64_t *out);
 /** Reads a meta float key's current value (meta.inner_lr as the float the
- *  inner loop uses; for Meta-SGD the initial value of its learned rates,
- *  which mp_meta_get_inner_lr returns). Errors: as mp_meta_get_int (an
- *  integer key: MP_ERR_INVALID_ARGUMENT). */
+ *  inner loop uses; for Meta-SGD, the value its learned rates were
+ *  initialised to at mp_meta_create, not the rates themselves, which
+ *  mp_meta_get_inner_lr returns and a checkpoint load replaces). Errors: as
+ *  mp_meta_get_int (an integer key: MP_ERR_INVALID_ARGUMENT). */
 MP_API mp_status mp_meta_get_float(const mp_meta *meta, int32_t key, double *out);
 /** Changes an integer hyper-parameter between steps; it applies from the
  *  next call on, the meta-parameters, moments, step count and a pending

@@ -139,16 +139,17 @@ mp_status mp__meta_slots(mp_meta *m, size_t n, int32_t with_grad);
 void mp__meta_slot_status(mp_meta *m, size_t i, mp_status st);
 mp_status mp__meta_first_failure(mp_meta *m, size_t n, const char *fn, size_t offset);
 
-/* MP_ERR_STATE (in herr) when an evaluation of m is running: the progress
- * callback must not change the meta, or run its workers, mid-evaluation
- * (the evaluation promises unchanged meta-parameters and results that do not
- * depend on the thread count). */
 /* The inner steps of adapt and evaluation: eval_steps, or (-1, the
  * default) whatever the training inner steps are now. */
 static inline int32_t mp__meta_eval_steps(const mp_meta *m)
 {
     return m->eval_steps < 0 ? m->inner_steps : m->eval_steps;
 }
+
+/* MP_ERR_STATE (in herr) when an evaluation of m is running: the progress
+ * callback must not change the meta, or run its workers, mid-evaluation
+ * (the evaluation promises unchanged meta-parameters and results that do not
+ * depend on the thread count). */
 
 static inline mp_status mp__meta_idle(const mp_meta *m, char *herr, const char *fn)
 {

@@ -503,7 +503,9 @@ mp_status mp_model_loss(const mp_model *m, const mp_prompt *prompt, const float 
                        (int)m->out_dim);
     } else {
         MP_REQUIRE_PTR(targets, NULL, "mp_model_loss");
-        size_t nt = n * (size_t)m->out_dim; /* no overflow: x_len = n * input_dim was checked */
+        size_t nt;
+        MP_REQUIRE(mp__mul_size(n, (size_t)m->out_dim, &nt) == 0, NULL, MP_ERR_INVALID_ARGUMENT,
+                   "mp_model_loss: n = %zu rows of %d targets overflow size_t", n, (int)m->out_dim);
         for (size_t i = 0; i < nt; i++)
             MP_REQUIRE(isfinite(targets[i]), NULL, MP_ERR_NOT_FINITE,
                        "mp_model_loss: targets[%zu] is not finite (%g)", i, (double)targets[i]);

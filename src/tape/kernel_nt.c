@@ -100,10 +100,10 @@ MP__NT_TARGET static void nt_avx512(int32_t m, int32_t n, int32_t k, float alpha
     const __mmask16 m1 = n <= 16 ? 0 : n >= 32 ? (__mmask16)0xffff : (__mmask16)((1u << (n - 16)) - 1);
     int32_t i = 0;
     if (n <= 16) {
-        for (; i + 4 <= m; i += 4) NT_ROWS(4, 1);
+        for (; m - i >= 4; i += 4) NT_ROWS(4, 1);
         for (; i < m; i++) NT_ROWS(1, 1);
     } else {
-        for (; i + 4 <= m; i += 4) NT_ROWS(4, 2);
+        for (; m - i >= 4; i += 4) NT_ROWS(4, 2);
         for (; i < m; i++) NT_ROWS(1, 2);
     }
 }

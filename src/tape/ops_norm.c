@@ -30,7 +30,7 @@ static inline float row_rstd(const float *restrict x, int32_t C, float eps, floa
 {
     float mu = row_mean(x, C), acc[8] = {0};
     int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
+    for (; C - j >= 8; j += 8)
         for (int l = 0; l < 8; l++) acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
     double v = 0;
     for (; j < C; j++) v += (x[j] - mu) * (x[j] - mu);

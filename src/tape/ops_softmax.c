@@ -32,7 +32,7 @@ ROW_INLINE float row_max(const float *restrict x, int32_t C)
     float m[8], t = -INFINITY;
     for (int l = 0; l < 8; l++) m[l] = -INFINITY;
     int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
+    for (; C - j >= 8; j += 8)
         for (int l = 0; l < 8; l++) m[l] = max_nan_skip(x[j + l], m[l]);
     for (; j < C; j++) t = max_nan_skip(x[j], t);
     for (int l = 0; l < 4; l++) m[l] = max_nan_skip(m[l + 4], m[l]);
@@ -52,7 +52,7 @@ ROW_INLINE float row_sum(const float *restrict x, int32_t C)
 {
     float a[8] = {0}, t = 0.0f;
     int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
+    for (; C - j >= 8; j += 8)
         for (int l = 0; l < 8; l++) a[l] += x[j + l];
     for (; j < C; j++) t += x[j];
     return lanes_sum(a, t);
@@ -62,7 +62,7 @@ ROW_INLINE float row_dot(const float *restrict x, const float *restrict y, int32
 {
     float a[8] = {0}, t = 0.0f;
     int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
+    for (; C - j >= 8; j += 8)
         for (int l = 0; l < 8; l++) a[l] += x[j + l] * y[j + l];
     for (; j < C; j++) t += x[j] * y[j];
     return lanes_sum(a, t);
@@ -73,7 +73,7 @@ ROW_INLINE float row_exp_sum(const float *restrict x, int32_t C)
 {
     float a[8] = {0}, t = 0.0f;
     int32_t j = 0;
-    for (; j + 8 <= C; j += 8)
+    for (; C - j >= 8; j += 8)
         for (int l = 0; l < 8; l++) a[l] += mp__expf_nonpos(x[j + l]);
     for (; j < C; j++) t += mp__expf_nonpos(x[j]);
     return lanes_sum(a, t);
@@ -191,7 +191,7 @@ MP__SIMD_CLONES_FMA static void softmax_grad_y_block(const float *restrict h, co
         float *restrict o = out + (size_t)i * C;
         float a1[8] = {0}, a2[8] = {0}, t1 = 0.0f, t2 = 0.0f;
         int32_t j = 0;
-        for (; j + 8 <= C; j += 8)
+        for (; C - j >= 8; j += 8)
             for (int l = 0; l < 8; l++) {
                 a1[l] += gr[j + l] * yr[j + l];
                 a2[l] += hr[j + l] * yr[j + l];

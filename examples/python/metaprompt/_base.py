@@ -259,8 +259,10 @@ def as_i32(a, name="array"):
 def as_integer(value, name):
     """A Python int for an integer parameter: ints, numpy integers and
     integral floats of any kind (5.0, np.float32(5)); TypeError naming
-    `name` for anything else (2.9, NaN, "3", None), where int() would
+    `name` for anything else (2.9, NaN, "3", None, True), where int() would
     truncate or parse. The C type's range is checked at the call."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("%s is an integer; got %s %r" % (name, type(value).__name__, value))
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         f = float(value)
         if not f.is_integer():

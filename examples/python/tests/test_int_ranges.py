@@ -191,7 +191,7 @@ def test_integer_values_refuse_fractions_and_strings_everywhere():
     cfg = mp.Config()
     cfg.set(mp.CFG_DATA_WAYS, np.float32(5))
     assert cfg.get(mp.CFG_DATA_WAYS) == 5
-    for bad in (2.9, float("nan"), float("inf"), "3", np.float32(2.5)):
+    for bad in (2.9, float("nan"), float("inf"), "3", np.float32(2.5), True, np.bool_(False)):
         with pytest.raises(TypeError):
             cfg.set(mp.CFG_DATA_WAYS, bad)
     sampler = mp.Sampler.sinusoid()
