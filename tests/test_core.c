@@ -403,6 +403,115 @@ START_TEST(headers_compile_alone)
 }
 END_TEST
 
+/* Every configuration key's type, default and range, pinned: narrowing a
+ * range breaks callers (ABI.md), and widening one must be deliberate (a
+ * range is also what checkpoints are checked against). Through the public
+ * API: the default read back, both ends accepted, one step beyond each end
+ * MP_ERR_RANGE; and the table must list exactly the registered keys. */
+static const struct {
+    int32_t key, type;
+    double def, min, max;
+} pinned_keys[] = {
+    {MP_CFG_SEED, MP_CFG_TYPE_INT, 0, 0, 9.2e18},
+    {MP_CFG_THREADS, MP_CFG_TYPE_INT, 1, 1, 64},
+    {MP_CFG_MODEL_KIND, MP_CFG_TYPE_INT, MP_MODEL_MLP, 1, 3},
+    {MP_CFG_MODEL_INPUT_DIM, MP_CFG_TYPE_INT, 1, 1, 1 << 24},
+    {MP_CFG_MODEL_OUTPUT_DIM, MP_CFG_TYPE_INT, 1, 1, 1 << 20},
+    {MP_CFG_MODEL_TASK, MP_CFG_TYPE_INT, MP_TASK_AUTO, 0, 2},
+    {MP_CFG_MODEL_PROMPT_LEN, MP_CFG_TYPE_INT, 0, 0, 4096},
+    {MP_CFG_MODEL_PROMPT_DIM, MP_CFG_TYPE_INT, 0, 0, 1 << 24},
+    {MP_CFG_MODEL_HIDDEN_LAYERS, MP_CFG_TYPE_INT, 2, 0, 64},
+    {MP_CFG_MODEL_HIDDEN_WIDTH, MP_CFG_TYPE_INT, 40, 1, 1 << 16},
+    {MP_CFG_MODEL_ACTIVATION, MP_CFG_TYPE_INT, MP_ACT_RELU, 1, 4},
+    {MP_CFG_MODEL_IMAGE_HEIGHT, MP_CFG_TYPE_INT, 28, 1, 4096},
+    {MP_CFG_MODEL_IMAGE_WIDTH, MP_CFG_TYPE_INT, 28, 1, 4096},
+    {MP_CFG_MODEL_IMAGE_CHANNELS, MP_CFG_TYPE_INT, 1, 1, 1024},
+    {MP_CFG_MODEL_PATCH, MP_CFG_TYPE_INT, 7, 1, 4096},
+    {MP_CFG_MODEL_VOCAB, MP_CFG_TYPE_INT, 0, 0, 1 << 24},
+    {MP_CFG_MODEL_SEQ_LEN, MP_CFG_TYPE_INT, 0, 0, 1 << 16},
+    {MP_CFG_MODEL_D_MODEL, MP_CFG_TYPE_INT, 64, 1, 1 << 14},
+    {MP_CFG_MODEL_LAYERS, MP_CFG_TYPE_INT, 2, 0, 64},
+    {MP_CFG_MODEL_HEADS, MP_CFG_TYPE_INT, 4, 1, 256},
+    {MP_CFG_MODEL_MLP_DIM, MP_CFG_TYPE_INT, 128, 1, 1 << 16},
+    {MP_CFG_MODEL_CHANNELS, MP_CFG_TYPE_INT, 64, 1, 4096},
+    {MP_CFG_MODEL_CONV_BLOCKS, MP_CFG_TYPE_INT, 4, 1, 16},
+    {MP_CFG_MODEL_PROMPT_MODE, MP_CFG_TYPE_INT, MP_PROMPT_INPUT_CHANNELS, 1, 2},
+    {MP_CFG_MODEL_INIT, MP_CFG_TYPE_INT, MP_INIT_HE, 0, 1},
+    {MP_CFG_DATA_SCALE, MP_CFG_TYPE_INT, 1, 0, 1},
+    {MP_CFG_DATA_CSV_HEADER, MP_CFG_TYPE_INT, 0, 0, 1},
+    {MP_CFG_DATA_CSV_LABEL_COLUMN, MP_CFG_TYPE_INT, -1, -1, 1000000},
+    {MP_CFG_DATA_CSV_REGRESSION, MP_CFG_TYPE_INT, 0, 0, 1},
+    {MP_CFG_DATA_WAYS, MP_CFG_TYPE_INT, 5, 1, 100000},
+    {MP_CFG_DATA_SHOTS, MP_CFG_TYPE_INT, 1, 1, 100000},
+    {MP_CFG_DATA_QUERIES, MP_CFG_TYPE_INT, 15, 1, 100000},
+    {MP_CFG_DATA_ROTATIONS, MP_CFG_TYPE_INT, 0, 0, 1},
+    {MP_CFG_META_ALGORITHM, MP_CFG_TYPE_INT, MP_META_MAML, 1, 4},
+    {MP_CFG_META_INNER_STEPS, MP_CFG_TYPE_INT, 1, 0, 10000},
+    {MP_CFG_META_INNER_LR, MP_CFG_TYPE_FLOAT, 0.01, 0, 1e6},
+    {MP_CFG_META_SCOPE, MP_CFG_TYPE_INT, MP_SCOPE_PROMPT, 1, 3},
+    {MP_CFG_META_LEARN, MP_CFG_TYPE_INT, 0, 0, 15},
+    {MP_CFG_META_OPTIMIZER, MP_CFG_TYPE_INT, MP_OPT_ADAM, 1, 3},
+    {MP_CFG_META_OUTER_LR, MP_CFG_TYPE_FLOAT, 1e-3, 0, 1e6},
+    {MP_CFG_META_MOMENTUM, MP_CFG_TYPE_FLOAT, 0, 0, 0.999999},
+    {MP_CFG_META_BETA1, MP_CFG_TYPE_FLOAT, 0.9, 0, 0.999999},
+    {MP_CFG_META_BETA2, MP_CFG_TYPE_FLOAT, 0.999, 0, 0.999999},
+    {MP_CFG_META_EPSILON, MP_CFG_TYPE_FLOAT, 1e-8, 1e-30, 1},
+    {MP_CFG_META_WEIGHT_DECAY, MP_CFG_TYPE_FLOAT, 0, 0, 1e6},
+    {MP_CFG_META_CLIP_NORM, MP_CFG_TYPE_FLOAT, 0, 0, 1e30},
+    {MP_CFG_META_EVAL_INNER_STEPS, MP_CFG_TYPE_INT, -1, -1, 10000},
+};
+
+START_TEST(config_key_table_is_pinned)
+{
+    size_t n = sizeof pinned_keys / sizeof pinned_keys[0];
+    for (size_t i = 0; i < n; i++) {
+        int32_t key = pinned_keys[i].key;
+        double lo = pinned_keys[i].min, hi = pinned_keys[i].max;
+        const char *name = mp_config_key_name(key);
+        ck_assert_msg(name != NULL, "key %d is not registered", (int)key);
+        ck_assert_msg(mp_config_key_type(key) == pinned_keys[i].type, "%s: type", name);
+        mp_config *c;
+        MP_CK_OK(mp_config_create(&c));
+        if (pinned_keys[i].type == MP_CFG_TYPE_INT) {
+            int64_t v, lo_i = (int64_t)lo, hi_i = (int64_t)hi;
+            MP_CK_OK(mp_config_get_int(c, key, &v));
+            ck_assert_msg(v == (int64_t)pinned_keys[i].def, "%s: default %lld", name, (long long)v);
+            ck_assert_msg(mp_config_set_int(c, key, lo_i) == MP_OK, "%s: minimum %lld refused", name, (long long)lo_i);
+            ck_assert_msg(mp_config_set_int(c, key, hi_i) == MP_OK, "%s: maximum %lld refused", name, (long long)hi_i);
+            ck_assert_msg(mp_config_set_int(c, key, lo_i - 1) == MP_ERR_RANGE, "%s: below minimum accepted", name);
+            /* seed: the next int64 whose double is above 9.2e18 */
+            int64_t over = hi_i + (hi > 1e15 ? (int64_t)1 << 12 : 1);
+            ck_assert_msg(mp_config_set_int(c, key, over) == MP_ERR_RANGE, "%s: %lld above maximum accepted", name,
+                          (long long)over);
+        } else {
+            double v;
+            MP_CK_OK(mp_config_get_float(c, key, &v));
+            ck_assert_msg(v == pinned_keys[i].def, "%s: default %g", name, v);
+            ck_assert_msg(mp_config_set_float(c, key, lo) == MP_OK, "%s: minimum refused", name);
+            ck_assert_msg(mp_config_set_float(c, key, hi) == MP_OK, "%s: maximum refused", name);
+            ck_assert_msg(mp_config_set_float(c, key, lo > 0 ? lo / 2 : -1e-300) == MP_ERR_RANGE,
+                          "%s: below minimum accepted", name);
+            ck_assert_msg(mp_config_set_float(c, key, nextafter(hi, INFINITY)) == MP_ERR_RANGE,
+                          "%s: above maximum accepted", name);
+        }
+        mp_config_destroy(c);
+    }
+    /* ... and the registry holds no key the table lacks */
+    const mp__key_info *tables[] = {mp__keys_core, mp__keys_model, mp__keys_data, mp__keys_meta};
+    size_t registered = 0;
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (const mp__key_info *e = tables[t]; e->key != 0; e++) {
+            int found = 0;
+            for (size_t i = 0; i < n; i++) found |= pinned_keys[i].key == e->key;
+            ck_assert_msg(found, "key '%s' (%d) is registered but not pinned here", e->name, (int)e->key);
+            registered++;
+        }
+    ck_assert_uint_eq(registered, n);
+    mp_clear_error();
+    ck_assert_int_eq(mp_live_allocations(), 0);
+}
+END_TEST
+
 Suite *mp_test_core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -420,6 +529,7 @@ Suite *mp_test_core_suite(void)
     tcase_add_test(t, config_bad_inputs_leave_it_unchanged);
     tcase_add_test(t, config_float_keys_reject_nonfinite);
     tcase_add_test(t, config_key_names_round_trip);
+    tcase_add_test(t, config_key_table_is_pinned);
     tcase_add_test(t, rng_streams_are_pure_and_distinct);
     suite_add_tcase(s, t);
     TCase *abi = tcase_create("abi");

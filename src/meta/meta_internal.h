@@ -150,7 +150,6 @@ static inline int32_t mp__meta_eval_steps(const mp_meta *m)
  * callback must not change the meta, or run its workers, mid-evaluation
  * (the evaluation promises unchanged meta-parameters and results that do not
  * depend on the thread count). */
-
 static inline mp_status mp__meta_idle(const mp_meta *m, char *herr, const char *fn)
 {
     if (!m->busy) return MP_OK;

@@ -15,7 +15,7 @@ const mp__key_info mp__keys_model[] = {
     {MP_CFG_MODEL_IMAGE_WIDTH, "model.image_width", MP_CFG_TYPE_INT, 28, 1, 4096},
     {MP_CFG_MODEL_IMAGE_CHANNELS, "model.image_channels", MP_CFG_TYPE_INT, 1, 1, 1024},
     {MP_CFG_MODEL_PATCH, "model.patch", MP_CFG_TYPE_INT, 7, 1, 4096},
-    {MP_CFG_MODEL_VOCAB, "model.vocab", MP_CFG_TYPE_INT, 0, 0, 1 << 20},
+    {MP_CFG_MODEL_VOCAB, "model.vocab", MP_CFG_TYPE_INT, 0, 0, 1 << 24},
     {MP_CFG_MODEL_SEQ_LEN, "model.seq_len", MP_CFG_TYPE_INT, 0, 0, 1 << 16},
     {MP_CFG_MODEL_D_MODEL, "model.d_model", MP_CFG_TYPE_INT, 64, 1, 1 << 14},
     {MP_CFG_MODEL_LAYERS, "model.layers", MP_CFG_TYPE_INT, 2, 0, 64},
