@@ -132,13 +132,61 @@ def _key_label(key, k):
     return "key %r (%d)" % (name, k) if name else "key %r" % (key,)
 
 
-class Config(Handle):
+class KeyedSettings:
+    """get/set of configuration keys by the key's type, over the four C
+    functions a handle type names (mp_<type>_get_int, ..._set_float). An
+    int key takes an integer (or an integral float) in the int64 range:
+    OverflowError naming the key otherwise (the library then checks the
+    key's own range); a float key takes a real number. An unknown key is
+    the library's MP_ERR_NOT_FOUND, whatever the value."""
+
+    _get_int_fn = _get_float_fn = _set_int_fn = _set_float_fn = None
+
+    def get_int(self, key):
+        out = ctypes.c_int64()
+        self._check(getattr(F, self._get_int_fn)(self.ptr, _key(key), ctypes.byref(out)))
+        return out.value
+
+    def get_float(self, key):
+        out = ctypes.c_double()
+        self._check(getattr(F, self._get_float_fn)(self.ptr, _key(key), ctypes.byref(out)))
+        return out.value
+
+    def get(self, key):
+        """The key's value: int or float by the key's type."""
+        k = _key(key)
+        return self.get_float(k) if key_type(k) == CFG_TYPE_FLOAT else self.get_int(k)
+
+    def set_int(self, key, value):
+        k = _key(key)
+        self._check(getattr(F, self._set_int_fn)(self.ptr, k, as_int64(value, _key_label(key, k))))
+        return self
+
+    def set_float(self, key, value):
+        k = _key(key)
+        self._check(getattr(F, self._set_float_fn)(self.ptr, k, as_double(value, _key_label(key, k))))
+        return self
+
+    def set(self, key, value):
+        """Sets an int or float key according to the key's type; returns self."""
+        k = _key(key)
+        t = key_type(k)
+        if t == CFG_TYPE_FLOAT:
+            return self.set_float(k, value)
+        if t == 0:  # unknown key: the library's MP_ERR_NOT_FOUND, whatever the value
+            self._check(getattr(F, self._set_int_fn)(self.ptr, k, 0))
+        return self.set_int(k, value)
+
+
+class Config(KeyedSettings, Handle):
     """A key/value configuration (mp_config). Keys are CFG_* integers or
     their names ("meta.inner_steps"). Config(**{"model.hidden_width": 40})
     or Config({CFG_SEED: 3}) sets values at creation."""
 
     _destroy_fn = "mp_config_destroy"
     _error_fn = "mp_config_error"
+    _get_int_fn, _get_float_fn = "mp_config_get_int", "mp_config_get_float"
+    _set_int_fn, _set_float_fn = "mp_config_set_int", "mp_config_set_float"
 
     def __init__(self, values=None, **named):
         out = ctypes.c_void_p()
@@ -150,51 +198,14 @@ class Config(Handle):
     def clone(self):
         return Config._create(F.mp_config_clone, self.ptr)
 
-    def set(self, key, value):
-        """Sets an int or float key according to the key's type; returns self.
-        An int key takes an integer (or an integral float) in the int64
-        range: OverflowError naming the key otherwise (the library then
-        checks the key's own range)."""
-        k = _key(key)
-        t = key_type(k)
-        if t == CFG_TYPE_FLOAT:
-            self._check(F.mp_config_set_float(self.ptr, k, as_double(value, _key_label(key, k))))
-        elif t == 0:  # unknown key: the library's MP_ERR_NOT_FOUND, whatever the value
-            self._check(F.mp_config_set_int(self.ptr, k, 0))
-        else:
-            self._check(F.mp_config_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
-        return self
-
-    def set_int(self, key, value):
-        """As set() for an int key (OverflowError outside int64, naming the key)."""
-        k = _key(key)
-        self._check(F.mp_config_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
-        return self
-
-    def set_float(self, key, value):
-        k = _key(key)
-        self._check(F.mp_config_set_float(self.ptr, k, as_double(value, _key_label(key, k))))
-        return self
-
-    def get_int(self, key):
-        out = ctypes.c_int64()
-        self._check(F.mp_config_get_int(self.ptr, _key(key), ctypes.byref(out)))
-        return out.value
-
-    def get_float(self, key):
-        out = ctypes.c_double()
-        self._check(F.mp_config_get_float(self.ptr, _key(key), ctypes.byref(out)))
-        return out.value
-
-    def get(self, key):
-        k = _key(key)
-        return self.get_float(k) if key_type(k) == CFG_TYPE_FLOAT else self.get_int(k)
-
     def is_set(self, key):
         return bool(F.mp_config_is_set(self.ptr, _key(key)))
 
-    __getitem__ = get
-    __setitem__ = set
+    def __getitem__(self, key):
+        return self.get(key)
+
+    def __setitem__(self, key, value):
+        self.set(key, value)
 
 
 def config_ptr(cfg):

@@ -3,9 +3,9 @@ import ctypes
 
 from metaprompt._lib import (F, register, status, vp, cstr, i32, i64, u64, f64, size_t, c_void_pp,
                              c_float_p, c_double_p, c_int64_p, c_size_p, PROGRESS_FN)
-from metaprompt._base import (Handle, MetapromptError, as_double, as_int64, as_integer, check, as_f32, fptr,
-                              out_f32, handle_ptr, handle_array)
-from metaprompt.core import CFG_TYPE_FLOAT, config_ptr, key_type, _key, _key_label
+from metaprompt._base import (Handle, MetapromptError, as_integer, check, as_f32, fptr, out_f32, handle_ptr,
+                              handle_array)
+from metaprompt.core import KeyedSettings, config_ptr
 from metaprompt.data import Sampler, Task
 from metaprompt.model import Model, Prompt
 
@@ -62,13 +62,15 @@ __all__ += [n for n in list(globals())
 STAT_NAMES = ("loss_before", "loss_after", "acc_before", "acc_after")
 
 
-class Meta(Handle):
+class Meta(KeyedSettings, Handle):
     """A meta-learner over a model and its prompt (mp_meta). The model and
     prompt are the meta-parameters, updated in place; the Meta keeps both
     alive. prompt may be None for a model without prompt (P == 0)."""
 
     _destroy_fn = "mp_meta_destroy"
     _error_fn = "mp_meta_error"
+    _get_int_fn, _get_float_fn = "mp_meta_get_int", "mp_meta_get_float"
+    _set_int_fn, _set_float_fn = "mp_meta_set_int", "mp_meta_set_float"
 
     def __init__(self, model, prompt=None, cfg=None):
         mp = handle_ptr(model, Model, "Meta: model")
@@ -191,44 +193,11 @@ class Meta(Handle):
         """Inner steps used by adapt and evaluate; -1: follow meta.inner_steps."""
         self._check(F.mp_meta_set_eval_steps(self.ptr, as_integer(steps, "Meta.set_eval_steps: steps")))
 
-    # ---- hyper-parameters after creation (mp_meta_get_*/set_*)
-    def get(self, key):
-        """A meta key's current value (CFG_META_* or CFG_THREADS, or its
-        name such as "meta.outer_lr"): int or float by the key's type."""
-        k = _key(key)
-        return self.get_float(k) if key_type(k) == CFG_TYPE_FLOAT else self.get_int(k)
-
-    def get_int(self, key):
-        out = ctypes.c_int64()
-        self._check(F.mp_meta_get_int(self.ptr, _key(key), ctypes.byref(out)))
-        return out.value
-
-    def get_float(self, key):
-        out = ctypes.c_double()
-        self._check(F.mp_meta_get_float(self.ptr, _key(key), ctypes.byref(out)))
-        return out.value
-
-    def set(self, key, value):
-        """Changes a hyper-parameter between steps (outer learning-rate
-        schedules, inner steps, MAML/FOMAML/Reptile switches; see
-        mp_meta_set_int/float in meta.h); returns self."""
-        k = _key(key)
-        t = key_type(k)
-        if t == CFG_TYPE_FLOAT:
-            return self.set_float(k, value)
-        if t == 0:  # unknown key: the library's MP_ERR_NOT_FOUND, whatever the value
-            self._check(F.mp_meta_set_int(self.ptr, k, 0))
-        return self.set_int(k, value)
-
-    def set_int(self, key, value):
-        k = _key(key)
-        self._check(F.mp_meta_set_int(self.ptr, k, as_int64(value, _key_label(key, k))))
-        return self
-
-    def set_float(self, key, value):
-        k = _key(key)
-        self._check(F.mp_meta_set_float(self.ptr, k, as_double(value, _key_label(key, k))))
-        return self
+    # ---- hyper-parameters after creation (mp_meta_get_*/set_*): get, set,
+    # get_int, ... from KeyedSettings: CFG_META_* or CFG_THREADS, or names
+    # such as "meta.outer_lr"; set changes what does not shape the meta's
+    # state between steps (outer learning-rate schedules, inner steps,
+    # MAML/FOMAML/Reptile switches; see mp_meta_set_int/float in meta.h).
 
     @property
     def inner_lr_count(self):
