@@ -224,17 +224,26 @@ mp_status mp__ckpt_writer_add_u64(mp__ckpt_writer *w, const char *name, uint64_t
     return writer_add(w, name, MP__CKPT_U64, 1, 1, &value);
 }
 
+/* Whether a value of key k is one a configuration accepts (finite, inside
+ * the key's range, compared as mp_config_set_int/float do): the writer and
+ * the reader both ask this, so a file the writer accepts always loads. */
+static int config_value_ok(const mp__key_info *k, int64_t ival, double fval)
+{
+    double v = k->type == MP_CFG_TYPE_INT ? (double)ival : fval;
+    return isfinite(v) && v >= k->min && v <= k->max;
+}
+
 mp_status mp__ckpt_writer_add_config(mp__ckpt_writer *w, int32_t key, int64_t ival, double fval)
 {
     const mp__key_info *k = mp__key_lookup(key);
     MP_REQUIRE(k, NULL, MP_ERR_NOT_FOUND, "mp_checkpoint: unknown configuration key %d", (int)key);
-    /* The reader refuses values outside the key's range: never write a file
-     * that would not load (a resolved value beyond its key's range is a
-     * library bug, reported at the save instead of at some later load). */
-    double v = k->type == MP_CFG_TYPE_INT ? (double)ival : fval;
-    MP_REQUIRE(isfinite(v) && v >= k->min && v <= k->max, NULL, MP_ERR_INTERNAL,
+    /* Never write a file that would not load (a resolved value beyond its
+     * key's range is a library bug, reported at the save instead of at some
+     * later load). */
+    MP_REQUIRE(config_value_ok(k, ival, fval), NULL, MP_ERR_INTERNAL,
                "mp_checkpoint: internal error: configuration key '%s' is %.17g, outside its range [%.17g, %.17g] "
-               "(the file would not load); nothing written", k->name, v, k->min, k->max);
+               "(the file would not load); nothing written", k->name,
+               k->type == MP_CFG_TYPE_INT ? (double)ival : fval, k->min, k->max);
     for (size_t i = 0; i < w->nc; i++)
         if (w->c[i].key == key) {
             w->c[i].ival = ival;
@@ -379,20 +388,15 @@ static mp_status check_config_value(const cfg_entry *c, uint32_t i)
                    "is %s key", (unsigned)i, k->name, (int)c->key,
                    c->type == MP_CFG_TYPE_INT ? "an integer" : "a float", k->name,
                    k->type == MP_CFG_TYPE_INT ? "an integer" : "a float");
-    if (c->type == MP_CFG_TYPE_INT) {
-        /* the comparison mp_config_set_int makes */
-        if ((double)c->ival < k->min || (double)c->ival > k->max)
-            return BAD("mp_checkpoint: configuration key '%s' (%d) is %lld, outside its range [%.17g, %.17g]",
-                       k->name, (int)c->key, (long long)c->ival, k->min, k->max);
-        return MP_OK;
-    }
-    MP_REQUIRE(isfinite(c->fval), NULL, MP_ERR_NOT_FINITE,
+    MP_REQUIRE(c->type == MP_CFG_TYPE_INT || isfinite(c->fval), NULL, MP_ERR_NOT_FINITE,
                "mp_checkpoint: configuration key '%s' (%d) is not finite (%g)", k->name, (int)c->key,
                c->fval);
-    if (c->fval < k->min || c->fval > k->max)
-        return BAD("mp_checkpoint: configuration key '%s' (%d) is %g, outside its range [%g, %g]",
-                   k->name, (int)c->key, c->fval, k->min, k->max);
-    return MP_OK;
+    if (config_value_ok(k, c->ival, c->fval)) return MP_OK;
+    if (c->type == MP_CFG_TYPE_INT)
+        return BAD("mp_checkpoint: configuration key '%s' (%d) is %lld, outside its range [%.17g, %.17g]",
+                   k->name, (int)c->key, (long long)c->ival, k->min, k->max);
+    return BAD("mp_checkpoint: configuration key '%s' (%d) is %g, outside its range [%g, %g]", k->name,
+               (int)c->key, c->fval, k->min, k->max);
 }
 
 static mp_status parse_config(mp__ckpt_reader *r, const unsigned char **pp, const unsigned char *end)

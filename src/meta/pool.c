@@ -28,7 +28,6 @@ struct mp__pool {
     atomic_size_t next;
 };
 
-
 static void drain(mp__pool *p, int32_t worker)
 {
     for (;;) {
